@@ -1,0 +1,84 @@
+//! Counters kept by the XDP program in per-CPU arrays.
+
+/// Per service (`lb_svc_stats`) and per backend (`lb_backend_stats`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TrafficCounters {
+    pub packets: u64,
+    /// Bytes of the whole frame as received, Ethernet header included.
+    pub bytes: u64,
+    /// Flows that had no connection-table entry and were placed by Maglev.
+    pub new_flows: u64,
+}
+
+macro_rules! outcomes {
+    ($($(#[$doc:meta])* $variant:ident => $field:ident,)*) => {
+        /// What the XDP program did with a packet, and why. Every packet
+        /// increments exactly one of these.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Outcome { $($(#[$doc])* $variant,)* }
+
+        /// `lb_global_stats[0]`: one counter per [`Outcome`], by name.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+        pub struct GlobalCounters { $(pub $field: u64,)* }
+
+        impl GlobalCounters {
+            #[inline(always)]
+            pub fn counter_mut(&mut self, outcome: Outcome) -> &mut u64 {
+                match outcome { $(Outcome::$variant => &mut self.$field,)* }
+            }
+
+            /// (name, value) pairs in declaration order, for display.
+            pub fn fields(&self) -> [(&'static str, u64); Outcome::COUNT] {
+                [$((stringify!($field), self.$field),)*]
+            }
+
+            /// Adds another CPU's counters.
+            pub fn accumulate(&mut self, other: &Self) {
+                $(self.$field = self.$field.wrapping_add(other.$field);)*
+            }
+        }
+
+        impl Outcome {
+            pub const COUNT: usize = [$(stringify!($variant),)*].len();
+        }
+    };
+}
+
+outcomes! {
+    /// Forwarded to a backend by L2 DSR (`XDP_TX`).
+    TxDsr => tx_dsr,
+    /// Not IP (ARP, LLDP, ...): the kernel's business.
+    PassNotIp => pass_not_ip,
+    /// IPv6: no IPv6 services yet, passed untouched.
+    PassIpv6 => pass_ipv6,
+    /// IP but not for a configured service.
+    PassNotService => pass_not_service,
+    /// IPv4 fragment: ports unknown, so it cannot be balanced consistently.
+    PassFragment => pass_fragment,
+    /// Frame shorter than an Ethernet header.
+    PassTruncatedEth => pass_truncated_eth,
+    /// IPv4 header truncated, bad version, IHL < 5, or total length wrong.
+    PassMalformedIp => pass_malformed_ip,
+    /// TCP/UDP header truncated or TCP data offset invalid.
+    PassMalformedL4 => pass_malformed_l4,
+    /// For a service, but the IPv4 header checksum is wrong.
+    DropBadIpChecksum => drop_bad_ip_checksum,
+    /// For a service that has no usable backend.
+    DropNoBackend => drop_no_backend,
+    /// The chosen backend's MAC address is not resolved yet.
+    DropNoBackendMac => drop_no_backend_mac,
+    /// A map the program needs was missing an entry (a bug or a race with
+    /// the loader).
+    DropInternal => drop_internal,
+}
+
+impl TrafficCounters {
+    pub fn accumulate(&mut self, other: &Self) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+        self.new_flows = self.new_flows.wrapping_add(other.new_flows);
+    }
+}

@@ -1,0 +1,3 @@
+//! `lbd`: the control plane of the XDP load balancer.
+pub mod config;
+pub mod maglev;
