@@ -58,7 +58,7 @@ pub mod map_names {
 /// Key of `lb_services`: one (VIP, port, protocol). Port 0 matches every
 /// port of the VIP; an exact port wins over port 0.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ServiceKey {
     /// IPv4 in the first 4 bytes (rest zero), or IPv6.
     pub addr: [u8; 16],

@@ -3,7 +3,7 @@ use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
 use network_types::{
-    eth::{EthHdr, EtherType},
+    eth::EthHdr,
     ip::Ipv4Hdr,
     tcp::TcpHdr,
     udp::UdpHdr,
@@ -29,8 +29,10 @@ pub struct Packet {
     pub frame_len: u64,
 }
 
-const ETHERTYPE_IPV4: u16 = EtherType::Ipv4 as u16;
-const ETHERTYPE_IPV6: u16 = EtherType::Ipv6 as u16;
+// Host byte order. (network-types' `EtherType` values are already swapped
+// to network order, so they must not be compared after `from_be`.)
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// "More fragments" flag and fragment offset bits of the IPv4 `frags` field.
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 

@@ -259,7 +259,11 @@ impl Validator<'_> {
             let field = format!("service[{index}]");
             if !seen_names.insert(raw_service.name.get_ref().clone()) {
                 let name = raw_service.name.get_ref().clone();
-                self.error(&raw_service.name, format!("{field}.name"), format!("duplicate service name \"{name}\""));
+                self.error(
+                    &raw_service.name,
+                    format!("{field}.name"),
+                    format!("duplicate service name \"{name}\""),
+                );
             }
             let Some(service) = self.validate_service(&field, raw_service) else {
                 continue;
@@ -311,7 +315,10 @@ impl Validator<'_> {
         }
     }
 
-    fn check_vip_is_not_backend(&mut self, services: &[(std::ops::Range<usize>, String, ServiceConfig)]) {
+    fn check_vip_is_not_backend(
+        &mut self,
+        services: &[(std::ops::Range<usize>, String, ServiceConfig)],
+    ) {
         let vips: HashSet<Ipv4Addr> = services.iter().map(|(_, _, s)| s.vip).collect();
         for (span, field, service) in services {
             for (i, backend) in service.backends.iter().enumerate() {
@@ -357,7 +364,8 @@ impl Validator<'_> {
             .as_ref()
             .map_or(lb_common::DEFAULT_RING_SIZE, |s| *s.get_ref());
         if let Some(size) = &raw.maglev_table_size {
-            if !is_prime(*size.get_ref()) || *size.get_ref() < 7 || *size.get_ref() > MAX_RING_SIZE {
+            if !is_prime(*size.get_ref()) || *size.get_ref() < 7 || *size.get_ref() > MAX_RING_SIZE
+            {
                 self.error(
                     size,
                     "instance.maglev_table_size",
@@ -378,8 +386,11 @@ impl Validator<'_> {
         };
         let max_services = positive(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES);
         let max_backends = positive(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS);
-        let conntrack_entries =
-            positive(&raw.conntrack_entries, "conntrack_entries", DEFAULT_CONNTRACK_ENTRIES);
+        let conntrack_entries = positive(
+            &raw.conntrack_entries,
+            "conntrack_entries",
+            DEFAULT_CONNTRACK_ENTRIES,
+        );
         let maglev_entries = u64::from(max_services) * 2 * u64::from(maglev_table_size);
         if maglev_entries > u64::from(u32::MAX) {
             self.error_at(
@@ -391,9 +402,7 @@ impl Validator<'_> {
         InstanceConfig {
             name,
             interface,
-            xdp_mode: raw
-                .xdp_mode
-                .map_or(XdpModeChoice::Auto, |m| m.into_inner()),
+            xdp_mode: raw.xdp_mode.map_or(XdpModeChoice::Auto, |m| m.into_inner()),
             maglev_table_size,
             max_services,
             max_backends,
@@ -406,12 +415,20 @@ impl Validator<'_> {
         let vip = match raw.vip.get_ref().parse::<IpAddr>() {
             Ok(IpAddr::V4(vip)) => Some(vip),
             Ok(IpAddr::V6(_)) => {
-                self.error(&raw.vip, format!("{field}.vip"), "IPv6 VIPs are not supported yet");
+                self.error(
+                    &raw.vip,
+                    format!("{field}.vip"),
+                    "IPv6 VIPs are not supported yet",
+                );
                 None
             }
             Err(_) => {
                 let value = raw.vip.get_ref().clone();
-                self.error(&raw.vip, format!("{field}.vip"), format!("\"{value}\" is not an IP address"));
+                self.error(
+                    &raw.vip,
+                    format!("{field}.vip"),
+                    format!("\"{value}\" is not an IP address"),
+                );
                 None
             }
         };
@@ -428,7 +445,11 @@ impl Validator<'_> {
         }
         let port = *raw.port.get_ref();
         if raw.backends.is_empty() {
-            self.error(&raw.name, format!("{field}.backend"), "a service needs at least one backend");
+            self.error(
+                &raw.name,
+                format!("{field}.backend"),
+                "a service needs at least one backend",
+            );
             ok = false;
         }
         let mut backends = Vec::new();
@@ -439,13 +460,21 @@ impl Validator<'_> {
             let address = match raw_backend.address.get_ref().parse::<IpAddr>() {
                 Ok(IpAddr::V4(a)) => a,
                 Ok(IpAddr::V6(_)) => {
-                    self.error(&raw_backend.address, format!("{bfield}.address"), "IPv6 backends are not supported yet");
+                    self.error(
+                        &raw_backend.address,
+                        format!("{bfield}.address"),
+                        "IPv6 backends are not supported yet",
+                    );
                     ok = false;
                     continue;
                 }
                 Err(_) => {
                     let value = raw_backend.address.get_ref().clone();
-                    self.error(&raw_backend.address, format!("{bfield}.address"), format!("\"{value}\" is not an IP address"));
+                    self.error(
+                        &raw_backend.address,
+                        format!("{bfield}.address"),
+                        format!("\"{value}\" is not an IP address"),
+                    );
                     ok = false;
                     continue;
                 }
@@ -465,13 +494,21 @@ impl Validator<'_> {
                 }
             }
             if !seen.insert((address, backend_port)) {
-                self.error(&raw_backend.address, format!("{bfield}.address"), format!("duplicate backend {address}:{backend_port}"));
+                self.error(
+                    &raw_backend.address,
+                    format!("{bfield}.address"),
+                    format!("duplicate backend {address}:{backend_port}"),
+                );
                 ok = false;
             }
             let weight = raw_backend.weight.as_ref().map_or(1, |w| *w.get_ref());
             if weight > 65_535 {
                 if let Some(w) = &raw_backend.weight {
-                    self.error(w, format!("{bfield}.weight"), "weight must be at most 65535");
+                    self.error(
+                        w,
+                        format!("{bfield}.weight"),
+                        "weight must be at most 65535",
+                    );
                 }
                 ok = false;
             }

@@ -1,3 +1,7 @@
 //! `lbd`: the control plane of the XDP load balancer.
 pub mod config;
+pub mod dataplane;
 pub mod maglev;
+pub mod neighbour;
+pub mod programmer;
+pub mod status;

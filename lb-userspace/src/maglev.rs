@@ -154,7 +154,9 @@ mod tests {
 
     #[test]
     fn no_usable_backend_gives_an_empty_table() {
-        assert!(build_table(&backends(&[0, 0]), 13).iter().all(|&s| s == NO_BACKEND));
+        assert!(build_table(&backends(&[0, 0]), 13)
+            .iter()
+            .all(|&s| s == NO_BACKEND));
         assert!(build_table(&[], 13).iter().all(|&s| s == NO_BACKEND));
     }
 
@@ -194,7 +196,10 @@ mod tests {
         let b = build_table(&list, 251);
         // Same identities own the same slots.
         for (x, y) in a.iter().zip(&b) {
-            assert_eq!(list[*y as usize].identity, backends(&[1, 2, 3])[*x as usize].identity);
+            assert_eq!(
+                list[*y as usize].identity,
+                backends(&[1, 2, 3])[*x as usize].identity
+            );
         }
     }
 }

@@ -1,1 +1,158 @@
-fn main(){}
+//! `lbd`: the load-balancer daemon and its command-line tools.
+mod daemon;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use lbd::config::{Config, HostEnvironment};
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(
+    name = "lbd",
+    version,
+    about = "XDP load balancer with a VRRP control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the XDP program, fill the maps and forward until SIGINT/SIGTERM
+    /// (SIGHUP re-reads the configuration).
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Run in this network namespace (/run/netns/NAME). Only the network
+        /// namespace is entered: pins stay visible in the host's bpffs.
+        #[arg(long)]
+        netns: Option<String>,
+    },
+    /// Validate a configuration file, like `haproxy -c`.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Check interface names in this network namespace.
+        #[arg(long)]
+        netns: Option<String>,
+    },
+    /// Show services, backends and counters of a running instance.
+    Status {
+        /// Configuration file naming the instance.
+        #[arg(short, long, conflicts_with = "instance")]
+        config: Option<PathBuf>,
+        /// Instance name (the directory under /sys/fs/bpf).
+        #[arg(short, long)]
+        instance: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lbd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config, netns } => {
+            if let Some(ns) = &netns {
+                enter_netns(ns)?;
+            }
+            match Config::load(&config, &HostEnvironment) {
+                Ok(parsed) => {
+                    println!(
+                        "{}: configuration valid ({} services)",
+                        config.display(),
+                        parsed.services.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Run { config, netns } => {
+            // Before any thread exists: every thread the runtime starts
+            // inherits the namespace.
+            if let Some(ns) = &netns {
+                enter_netns(ns)?;
+            }
+            let parsed = match Config::load(&config, &HostEnvironment) {
+                Ok(parsed) => parsed,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(daemon::run(config, parsed))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status {
+            config,
+            instance,
+            json,
+        } => {
+            let instance = match (config, instance) {
+                (_, Some(name)) => name,
+                (Some(path), None) => instance_name_from(&path)?,
+                (None, None) => bail!("name the instance with --instance NAME or -c FILE"),
+            };
+            let report = lbd::status::collect(&instance)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", lbd::status::render_table(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The instance name of a config file, without validating the rest (the
+/// interface may live in a namespace `status` does not enter).
+fn instance_name_from(path: &std::path::Path) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        instance: PartialInstance,
+    }
+    #[derive(serde::Deserialize)]
+    struct PartialInstance {
+        name: String,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let partial: Partial =
+        toml::from_str(&text).with_context(|| format!("{}: no [instance] name", path.display()))?;
+    Ok(partial.instance.name)
+}
+
+fn enter_netns(name: &str) -> anyhow::Result<()> {
+    let path = PathBuf::from("/run/netns").join(name);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("network namespace {name} ({})", path.display()))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering network namespace {name}"))?;
+    Ok(())
+}

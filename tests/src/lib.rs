@@ -1,0 +1,9 @@
+//! Test kit: network-namespace topologies, process guards and traffic, used
+//! by the integration tests and by `cargo xtask lab`.
+pub mod fixture;
+pub mod leaks;
+pub mod netns;
+pub mod process;
+pub mod servers;
+pub mod topology;
+pub mod traffic;

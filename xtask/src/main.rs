@@ -1,1 +1,132 @@
-fn main(){}
+//! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
+mod lab;
+mod setup;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (idempotent): nightly rust-src,
+    /// bpf-linker, Debian packages.
+    Setup,
+    /// Build the XDP program (nightly, bpfel-unknown-none).
+    BuildEbpf,
+    /// Everything CI runs: fmt, clippy, unit, kernel-fixture and netns tests.
+    Test,
+    /// Build a namespace topology, run lbd, send traffic, show the result.
+    Lab {
+        /// TCP connections to open through the VIP.
+        #[arg(long, default_value_t = 600)]
+        connections: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf => {
+            setup::ensure()?;
+            build_ebpf()
+        }
+        Task::Test => test(),
+        Task::Lab { connections } => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            lab::run(&workspace_root().join("target/release/lbd"), connections)
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// A cargo command free of the variables `cargo run` set for xtask itself,
+/// which would otherwise pin the child to xtask's toolchain.
+fn cargo_command(toolchain: Option<&str>) -> Command {
+    let mut command = Command::new("cargo");
+    for var in [
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        command.env_remove(var);
+    }
+    if let Some(toolchain) = toolchain {
+        command.arg(format!("+{toolchain}"));
+    }
+    command.current_dir(workspace_root());
+    command
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = cargo_command(None)
+        .args(args)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn build_ebpf() -> anyhow::Result<()> {
+    let root = workspace_root();
+    let status = cargo_command(Some("nightly"))
+        .current_dir(root.join("lb-ebpf"))
+        .args(["build", "--release", "--target-dir"])
+        .arg(root.join("target"))
+        .status()
+        .context("running cargo +nightly")?;
+    if !status.success() {
+        bail!("building lb-ebpf failed ({status})");
+    }
+    println!(
+        "built {}",
+        root.join("target/bpfel-unknown-none/release/lb-ebpf")
+            .display()
+    );
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    setup::ensure()?;
+    build_ebpf()?;
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // Unit tests first; then the tests that need root, one at a time (each
+    // builds namespaces and the machine has two cores).
+    cargo(&["test", "--workspace", "--exclude", "lb-tests"])?;
+    cargo(&["build", "-p", "lb-userspace"])?;
+    cargo(&["test", "-p", "lb-tests", "--", "--test-threads=1"])?;
+    lb_tests::leaks::assert_nothing_left().context("the tests left something behind")?;
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The thin driver of `lbd run`: owns the sockets, signals and timers, and
+//! hands everything else to the library.
+use anyhow::{bail, Context};
+use aya::programs::XdpMode;
+use lbd::{
+    config::{Config, HostEnvironment, XdpModeChoice},
+    dataplane::{self, Dataplane, LbMaps, MapSizes},
+    neighbour::{self, InterfaceInfo},
+    programmer::{DesiredBackend, DesiredService, Programmer},
+    status::{snapshot_path, RUN_DIR},
+};
+use nix::fcntl::{Flock, FlockArg};
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::Write,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// How often resolved backend MACs are checked again.
+const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
+/// How long to wait for ARP replies in one round.
+const ARP_WAIT: Duration = Duration::from_millis(500);
+
+pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let instance = config.instance.name.clone();
+    let _lock = lock_instance(&instance)?;
+    dataplane::ensure_bpffs()?;
+    let pins = dataplane::pin_dir(&instance);
+    if pins.exists() {
+        // We hold the instance lock, so these belong to a dead lbd.
+        warn!(dir = %pins.display(), "removing stale pins of a previous lbd of this instance");
+        remove_pins(&pins);
+    }
+    let sizes = MapSizes::from_config(&config.instance);
+    let mut dataplane = Dataplane::load(dataplane::embedded_object()?, &sizes)?;
+    std::fs::create_dir_all(&pins).with_context(|| format!("creating {}", pins.display()))?;
+    let _pins_guard = PinsGuard {
+        dir: pins.clone(),
+        snapshot: snapshot_path(&instance),
+    };
+    let mut maps = dataplane.take_maps(Some(&pins))?;
+    info!(dir = %pins.display(), "maps pinned");
+
+    let (connection, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
+    tokio::spawn(connection);
+    let interface = neighbour::interface_info(&handle, &config.instance.interface).await?;
+
+    let mut programmer = Programmer::new(sizes.ring_size, sizes.max_services, sizes.max_backends);
+    programmer.set_interface_mac(&mut maps, interface.mac)?;
+    let mut macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
+    apply(&mut programmer, &mut maps, &config, &macs, &instance)?;
+
+    let _link = attach(
+        &mut dataplane,
+        &config.instance.interface,
+        config.instance.xdp_mode,
+    )?;
+    info!(instance, interface = %interface.name, services = config.services.len(), "forwarding");
+
+    let mut config = config;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_refresh = Instant::now();
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sighup.recv() => {
+                match reload(&config_path, &config) {
+                    Ok(new_config) => {
+                        config = new_config;
+                        macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
+                        match apply(&mut programmer, &mut maps, &config, &macs, &instance) {
+                            Ok(()) => info!(services = config.services.len(), "configuration reloaded"),
+                            Err(e) => error!("applying reloaded configuration: {e:#}"),
+                        }
+                    }
+                    Err(e) => error!("reload refused, configuration unchanged: {e:#}"),
+                }
+            }
+            _ = tick.tick() => {
+                let wanted = backend_addresses(&config);
+                let unresolved = wanted.iter().any(|a| !macs.contains_key(a));
+                if unresolved || last_refresh.elapsed() >= NEIGHBOUR_REFRESH {
+                    last_refresh = Instant::now();
+                    let fresh = resolve(&handle, &interface, &wanted).await;
+                    if fresh != macs {
+                        macs = fresh;
+                        if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &instance) {
+                            error!("applying neighbour change: {e:#}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    info!(instance, "stopping: detaching and unpinning");
+    Ok(())
+}
+
+fn reload(path: &Path, current: &Config) -> anyhow::Result<Config> {
+    let new = Config::load(path, &HostEnvironment)?;
+    if new.instance != current.instance {
+        bail!("the [instance] section changed; that needs a restart of lbd");
+    }
+    Ok(new)
+}
+
+fn backend_addresses(config: &Config) -> Vec<Ipv4Addr> {
+    let mut all: Vec<Ipv4Addr> = config
+        .services
+        .iter()
+        .flat_map(|s| s.backends.iter().map(|b| b.address))
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// MACs of `targets`: the kernel's neighbour table, then ARP for the rest.
+async fn resolve(
+    handle: &rtnetlink::Handle,
+    interface: &InterfaceInfo,
+    targets: &[Ipv4Addr],
+) -> HashMap<Ipv4Addr, [u8; 6]> {
+    let mut found = match neighbour::kernel_neighbours(handle, interface.index).await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(ip, _)| targets.contains(ip))
+            .collect(),
+        Err(e) => {
+            warn!("reading the neighbour table: {e}");
+            HashMap::new()
+        }
+    };
+    let missing: Vec<Ipv4Addr> = targets
+        .iter()
+        .filter(|t| !found.contains_key(t))
+        .copied()
+        .collect();
+    for target in &missing {
+        if interface.source_for(*target).is_none() {
+            warn!(backend = %target, interface = %interface.name,
+                "backend is not on a subnet of the interface; DSR needs it on the same link");
+        }
+    }
+    if !missing.is_empty() {
+        let interface = interface.clone();
+        let asked = missing.clone();
+        match tokio::task::spawn_blocking(move || {
+            neighbour::arp_resolve(&interface, &asked, ARP_WAIT)
+        })
+        .await
+        {
+            Ok(Ok(answers)) => found.extend(answers),
+            Ok(Err(e)) => warn!("ARP: {e}"),
+            Err(e) => warn!("ARP task: {e}"),
+        }
+        for target in missing.iter().filter(|t| !found.contains_key(t)) {
+            warn!(backend = %target, "no ARP reply yet; the backend gets no traffic until it answers");
+        }
+    }
+    found
+}
+
+fn apply(
+    programmer: &mut Programmer,
+    maps: &mut LbMaps,
+    config: &Config,
+    macs: &HashMap<Ipv4Addr, [u8; 6]>,
+    instance: &str,
+) -> anyhow::Result<()> {
+    let desired: Vec<DesiredService> = config
+        .services
+        .iter()
+        .map(|s| DesiredService {
+            name: s.name.clone(),
+            vip: s.vip,
+            port: s.port,
+            proto: s.protocol.number(),
+            mode: lb_common::MODE_DSR,
+            backends: s
+                .backends
+                .iter()
+                .map(|b| DesiredBackend {
+                    address: SocketAddrV4::new(b.address, b.port),
+                    weight: b.weight,
+                    mac: macs.get(&b.address).copied(),
+                })
+                .collect(),
+        })
+        .collect();
+    programmer.apply(maps, &desired)?;
+    let snapshot = serde_json::to_vec_pretty(programmer.snapshot())?;
+    let path = snapshot_path(instance);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, snapshot)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+fn attach(
+    dataplane: &mut Dataplane,
+    interface: &str,
+    choice: XdpModeChoice,
+) -> anyhow::Result<aya::programs::links::FdLink> {
+    match choice {
+        XdpModeChoice::Native => Ok(dataplane
+            .attach(interface, XdpMode::Driver)
+            .context("attaching in native mode (xdp_mode = \"native\")")?),
+        XdpModeChoice::Generic => {
+            let link = dataplane.attach(interface, XdpMode::Skb)?;
+            info!(interface, "attached in generic (skb) mode, as configured");
+            Ok(link)
+        }
+        XdpModeChoice::Auto => match dataplane.attach(interface, XdpMode::Driver) {
+            Ok(link) => {
+                info!(interface, "attached in native (driver) mode");
+                Ok(link)
+            }
+            Err(native) => {
+                warn!(interface, error = %native,
+                    "native XDP attach failed; falling back to generic (skb) mode, which is slower");
+                Ok(dataplane
+                    .attach(interface, XdpMode::Skb)
+                    .context("attaching in generic mode after native failed")?)
+            }
+        },
+    }
+}
+
+/// Holds `/run/lbd/<instance>.lock` for the life of the daemon.
+fn lock_instance(instance: &str) -> anyhow::Result<Flock<File>> {
+    std::fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
+    let path = Path::new(RUN_DIR).join(format!("{instance}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((file, _)) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            drop(file);
+            bail!(
+                "instance \"{instance}\" is already running (pid {}; lock {})",
+                pid.trim(),
+                path.display()
+            );
+        }
+    };
+    lock.set_len(0)?;
+    write!(lock, "{}", std::process::id())?;
+    Ok(lock)
+}
+
+/// Removes the pins and the snapshot when the daemon stops, also on error.
+struct PinsGuard {
+    dir: PathBuf,
+    snapshot: PathBuf,
+}
+
+impl Drop for PinsGuard {
+    fn drop(&mut self) {
+        remove_pins(&self.dir);
+        let _ = std::fs::remove_file(&self.snapshot);
+    }
+}
+
+fn remove_pins(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}

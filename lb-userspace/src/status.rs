@@ -1,0 +1,252 @@
+//! `lbd status`: reads an instance's pinned maps (the counters are the
+//! truth) and the daemon's snapshot file (names, weights).
+use crate::{
+    dataplane::{pin_dir, DataplaneError, LbMaps},
+    programmer::Snapshot,
+};
+use lb_common::{GlobalCounters, TrafficCounters, BACKEND_ACTIVE, MODE_DSR, PROTO_TCP, PROTO_UDP};
+use serde::{Deserialize, Serialize};
+use std::{
+    fmt::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+/// Directory for lock and snapshot files.
+pub const RUN_DIR: &str = "/run/lbd";
+
+pub fn snapshot_path(instance: &str) -> PathBuf {
+    Path::new(RUN_DIR).join(format!("{instance}.json"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("instance {instance} is not running (no maps pinned at {dir}): {source}")]
+    NotRunning {
+        instance: String,
+        dir: PathBuf,
+        source: DataplaneError,
+    },
+    #[error("reading map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusReport {
+    pub instance: String,
+    /// Connection-table entries (live flows, until evicted).
+    pub flows: u64,
+    /// One counter per outcome of the XDP program, summed over CPUs.
+    pub global: Vec<(String, u64)>,
+    pub services: Vec<ServiceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub id: u32,
+    pub name: Option<String>,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: String,
+    pub mode: String,
+    /// Maglev slots in the published table; 0 = no usable backend.
+    pub table_size: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackendStatus {
+    pub id: u32,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// "unresolved" until the neighbour is known.
+    pub mac: String,
+    pub weight: Option<u32>,
+    /// Maglev slots owned in the published table.
+    pub slots: Option<u32>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
+    let dir = pin_dir(instance);
+    let maps = LbMaps::from_pins(&dir).map_err(|source| StatusError::NotRunning {
+        instance: instance.to_owned(),
+        dir: dir.clone(),
+        source,
+    })?;
+    let snapshot: Snapshot = std::fs::read(snapshot_path(instance))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let map_err = |name| move |source| StatusError::Map { name, source };
+
+    let mut global = GlobalCounters::default();
+    for per_cpu in maps
+        .global_stats
+        .get(&0, 0)
+        .map_err(map_err("lb_global_stats"))?
+        .iter()
+    {
+        global.accumulate(per_cpu);
+    }
+    let sum = |values: aya::maps::PerCpuValues<TrafficCounters>| {
+        let mut total = TrafficCounters::default();
+        for v in values.iter() {
+            total.accumulate(v);
+        }
+        total
+    };
+
+    let mut backends_by_service: std::collections::BTreeMap<u32, Vec<BackendStatus>> =
+        Default::default();
+    for (id, backend) in maps.backends.iter().enumerate() {
+        let backend = backend.map_err(map_err("lb_backends"))?;
+        if backend.flags & BACKEND_ACTIVE == 0 {
+            continue;
+        }
+        let id = id as u32;
+        let counters = sum(maps
+            .backend_stats
+            .get(&id, 0)
+            .map_err(map_err("lb_backend_stats"))?);
+        let address = Ipv4Addr::new(
+            backend.addr[0],
+            backend.addr[1],
+            backend.addr[2],
+            backend.addr[3],
+        );
+        let known = snapshot
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .find(|b| b.id == id);
+        backends_by_service
+            .entry(backend.service_id)
+            .or_default()
+            .push(BackendStatus {
+                id,
+                address,
+                port: backend.port,
+                mac: if backend.mac == [0; 6] {
+                    "unresolved".into()
+                } else {
+                    format_mac(backend.mac)
+                },
+                weight: known.map(|b| b.weight),
+                slots: known.map(|b| b.slots),
+                packets: counters.packets,
+                bytes: counters.bytes,
+                new_flows: counters.new_flows,
+            });
+    }
+
+    let mut services = Vec::new();
+    for entry in maps.services.iter() {
+        let (key, info) = entry.map_err(map_err("lb_services"))?;
+        let counters = sum(maps
+            .service_stats
+            .get(&info.id, 0)
+            .map_err(map_err("lb_svc_stats"))?);
+        services.push(ServiceStatus {
+            id: info.id,
+            name: snapshot
+                .services
+                .iter()
+                .find(|s| s.id == info.id)
+                .map(|s| s.name.clone()),
+            vip: Ipv4Addr::new(key.addr[0], key.addr[1], key.addr[2], key.addr[3]),
+            port: key.port,
+            protocol: match key.proto {
+                PROTO_TCP => "tcp".into(),
+                PROTO_UDP => "udp".into(),
+                other => other.to_string(),
+            },
+            mode: match info.mode {
+                MODE_DSR => "dsr".into(),
+                other => other.to_string(),
+            },
+            table_size: info.ring_size,
+            packets: counters.packets,
+            bytes: counters.bytes,
+            new_flows: counters.new_flows,
+            backends: backends_by_service.remove(&info.id).unwrap_or_default(),
+        });
+    }
+    services.sort_by_key(|s| (s.vip, s.port, s.protocol.clone()));
+    let flows = maps.conntrack.keys().filter(Result::is_ok).count() as u64;
+
+    Ok(StatusReport {
+        instance: instance.to_owned(),
+        flows,
+        global: global
+            .fields()
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), *value))
+            .collect(),
+        services,
+    })
+}
+
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The human-readable form.
+pub fn render_table(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "instance {}  (flows in connection table: {})",
+        report.instance, report.flows
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<16} {:<26} {:<5} {:>6} {:>12} {:>14} {:>10}",
+        "SERVICE", "VIP:PORT/PROTO", "MODE", "SLOTS", "PACKETS", "BYTES", "NEW FLOWS"
+    );
+    for s in &report.services {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<26} {:<5} {:>6} {:>12} {:>14} {:>10}",
+            s.name.as_deref().unwrap_or("-"),
+            format!("{}:{}/{}", s.vip, s.port, s.protocol),
+            s.mode,
+            s.table_size,
+            s.packets,
+            s.bytes,
+            s.new_flows
+        );
+        for b in &s.backends {
+            let _ = writeln!(
+                out,
+                "  {:<14} {:<26} {:<17} w={:<4} {:>6} {:>12} {:>14} {:>10}",
+                format!("backend {}", b.id),
+                format!("{}:{}", b.address, b.port),
+                b.mac,
+                b.weight.map_or("-".into(), |w| w.to_string()),
+                b.slots.map_or("-".into(), |w| w.to_string()),
+                b.packets,
+                b.bytes,
+                b.new_flows
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:<24} {:>12}", "OUTCOME", "PACKETS");
+    for (name, value) in &report.global {
+        let _ = writeln!(out, "{name:<24} {value:>12}");
+    }
+    out
+}

@@ -1,0 +1,31 @@
+//! Checks that a run left no namespace, pin or process behind.
+use anyhow::bail;
+use std::process::Command;
+
+/// Every namespace the kit creates starts with this.
+pub const NETNS_PREFIX: &str = "lbt";
+
+pub fn assert_nothing_left() -> anyhow::Result<()> {
+    let out = Command::new("ip").args(["netns", "list"]).output()?;
+    let leftover: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(NETNS_PREFIX))
+        .map(str::to_owned)
+        .collect();
+    if !leftover.is_empty() {
+        bail!("network namespaces left behind: {}", leftover.join(" "));
+    }
+    let pins: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(NETNS_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !pins.is_empty() {
+        bail!("pinned BPF objects left behind: {}", pins.join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The L2 DSR topology: a "switch" namespace holding a bridge, and client,
+//! load balancer and backends each in their own namespace, linked to the
+//! bridge by veth pairs created directly inside the namespaces (the host
+//! namespace gets no interface, address or route).
+//!
+//! ```text
+//!   client 198.18.0.2 ─┐
+//!   lb     198.18.0.1 ─┤ br0 (switch ns)
+//!   b1..bN 198.18.0.11+┘   VIP 198.18.0.100: on the LB's eth0, on the backends' lo
+//! ```
+use crate::{
+    netns::{self, Netns},
+    process::ChildGuard,
+    servers::NameServer,
+};
+use anyhow::{bail, Context};
+use lbd::status::StatusReport;
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+pub const TCP_PORT: u16 = 80;
+pub const UDP_PORT: u16 = 53;
+const PREFIX: u8 = 24;
+
+pub fn backend_addr(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 11 + index as u8)
+}
+
+pub fn backend_name(index: usize) -> String {
+    format!("b{}", index + 1)
+}
+
+pub struct Backend {
+    pub ns: Netns,
+    pub addr: Ipv4Addr,
+    pub name: String,
+    _server: NameServer,
+}
+
+pub struct DsrLab {
+    // Field order is drop order: processes and servers first, then the
+    // namespaces they live in.
+    lbd: Option<ChildGuard>,
+    _pass_program: Option<PassProgram>,
+    pub backends: Vec<Backend>,
+    pub client: Netns,
+    pub lb: Netns,
+    pub switch: Netns,
+    pub instance: String,
+    workdir: TempDir,
+}
+
+impl DsrLab {
+    /// Builds the topology with `backend_count` backends, each serving TCP
+    /// on VIP:80 and UDP on VIP:53.
+    pub fn build(backend_count: usize) -> anyhow::Result<Self> {
+        let switch = Netns::create("sw")?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let client = Netns::create("cl")?;
+        let lb = Netns::create("lb")?;
+        let instance = netns::unique_name("i");
+        let workdir = TempDir::create(&instance)?;
+        let mut lab = DsrLab {
+            lbd: None,
+            _pass_program: None,
+            backends: Vec::new(),
+            client,
+            lb,
+            switch,
+            instance,
+            workdir,
+        };
+        lab.plug(&lab.client, "p-cl", CLIENT_ADDR)?;
+        lab.plug(&lab.lb, "p-lb", LB_ADDR)?;
+        lab.lb
+            .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])?;
+        for _ in 0..backend_count {
+            lab.add_backend()?;
+        }
+        // veth delivers XDP_TX frames only to a peer that runs XDP.
+        lab._pass_program = Some(PassProgram::attach(&lab.switch, "p-lb")?);
+        Ok(lab)
+    }
+
+    /// Connects `ns` to the bridge as eth0 with `addr`.
+    fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+        self.switch.ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])?;
+        self.switch
+            .ip(&["link", "set", port, "master", "br0", "up"])?;
+        ns.ip(&["addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        // Native XDP on the path loses CHECKSUM_PARTIAL: senders compute
+        // full checksums.
+        ns.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
+        Ok(())
+    }
+
+    /// Adds one more backend (VIP on lo, ARP-silent for it, servers up).
+    pub fn add_backend(&mut self) -> anyhow::Result<&Backend> {
+        let index = self.backends.len();
+        let ns = Netns::create(&format!("b{}", index + 1))?;
+        let addr = backend_addr(index);
+        self.plug(&ns, &format!("p-b{}", index + 1), addr)?;
+        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        for key in ["all", "eth0"] {
+            ns.sysctl(&format!("net.ipv4.conf.{key}.arp_ignore"), "1")?;
+            ns.sysctl(&format!("net.ipv4.conf.{key}.arp_announce"), "2")?;
+        }
+        let name = backend_name(index);
+        let server = NameServer::start(
+            &ns,
+            &name,
+            Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TCP_PORT))),
+            Some(SocketAddr::from((VIP, UDP_PORT))),
+        )?;
+        self.backends.push(Backend {
+            ns,
+            addr,
+            name,
+            _server: server,
+        });
+        Ok(&self.backends[index])
+    }
+
+    /// The configuration for the first `backends` backends: TCP on port 80
+    /// and UDP on port 53.
+    pub fn config(&self, backends: usize) -> String {
+        let mut text = format!(
+            "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmaglev_table_size = 65537\nmax_services = 4\nmax_backends = 64\nconntrack_entries = 65536\n",
+            self.instance
+        );
+        for (name, port, protocol) in [("web", TCP_PORT, "tcp"), ("dns", UDP_PORT, "udp")] {
+            text.push_str(&format!(
+                "\n[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"{protocol}\"\nmode = \"dsr\"\n"
+            ));
+            for backend in &self.backends[..backends] {
+                text.push_str(&format!(
+                    "[[service.backend]]\naddress = \"{}\"\nweight = 1\n",
+                    backend.addr
+                ));
+            }
+        }
+        text
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.workdir.path.join("lb.toml")
+    }
+
+    pub fn write_config(&self, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.config_path();
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Starts `lbd run` in the LB namespace and waits until every backend
+    /// is resolved and in the tables.
+    pub fn start_lbd(&mut self, lbd: &Path) -> anyhow::Result<()> {
+        let mut command = Command::new(lbd);
+        command
+            .args(["run", "-c"])
+            .arg(self.config_path())
+            .args(["--netns", self.lb.name()]);
+        let log = std::fs::File::create(self.workdir.path.join("lbd.log"))?;
+        command.stderr(log);
+        self.lbd = Some(ChildGuard::spawn(command, "lbd")?);
+        self.wait_for_backends(lbd, Duration::from_secs(15))
+    }
+
+    /// Polls `lbd status` until every configured backend has a MAC and a
+    /// share of its service's table.
+    pub fn wait_for_backends(&mut self, lbd: &Path, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(guard) = self.lbd.as_mut() {
+                if let Some(status) = guard.try_wait() {
+                    bail!("lbd exited ({status}): {}", self.lbd_log());
+                }
+            }
+            if let Ok(report) = self.status(lbd) {
+                let ready = !report.services.is_empty()
+                    && report.services.iter().all(|s| {
+                        !s.backends.is_empty()
+                            && s.backends
+                                .iter()
+                                .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
+                    });
+                if ready {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "lbd did not program every backend in time: {}",
+                    self.lbd_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn status(&self, lbd: &Path) -> anyhow::Result<StatusReport> {
+        let out =
+            netns::run(Command::new(lbd).args(["status", "--json", "--instance", &self.instance]))?;
+        serde_json::from_str(&out).context("parsing lbd status --json")
+    }
+
+    pub fn lbd_pid(&self) -> Option<u32> {
+        self.lbd.as_ref().map(ChildGuard::pid)
+    }
+
+    /// Stops lbd with SIGTERM; true if it exited cleanly.
+    pub fn stop_lbd(&mut self) -> bool {
+        match self.lbd.take() {
+            Some(mut guard) => {
+                guard.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10))
+            }
+            None => true,
+        }
+    }
+
+    /// Sends SIGHUP to lbd (reload).
+    pub fn reload_lbd(&self) -> anyhow::Result<()> {
+        let pid = self.lbd_pid().context("lbd is not running")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )?;
+        Ok(())
+    }
+
+    pub fn lbd_log(&self) -> String {
+        std::fs::read_to_string(self.workdir.path.join("lbd.log")).unwrap_or_default()
+    }
+
+    pub fn tcp_target(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(VIP, TCP_PORT)
+    }
+
+    pub fn udp_target(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(VIP, UDP_PORT)
+    }
+
+    /// Packets the interface `eth0` of `ns` has received so far.
+    pub fn rx_packets(ns: &Netns) -> anyhow::Result<u64> {
+        let text = ns.exec("cat", &["/sys/class/net/eth0/statistics/rx_packets"])?;
+        Ok(text.trim().parse()?)
+    }
+}
+
+/// The do-nothing XDP program attached to a bridge port, for as long as
+/// this value lives.
+pub struct PassProgram {
+    _link: aya::programs::links::FdLink,
+    _dataplane: lbd::dataplane::Dataplane,
+}
+
+impl PassProgram {
+    pub fn attach(ns: &Netns, interface: &str) -> anyhow::Result<Self> {
+        let sizes = lbd::dataplane::MapSizes {
+            max_services: 1,
+            max_backends: 1,
+            ring_size: 7,
+            conntrack_entries: 16,
+        };
+        let mut dataplane =
+            lbd::dataplane::Dataplane::load(lbd::dataplane::embedded_object()?, &sizes)?;
+        let link = ns.run_in(|| -> anyhow::Result<_> {
+            let program = dataplane.program(lbd::dataplane::PASS_PROGRAM)?;
+            let id = program.attach(interface, aya::programs::XdpMode::Driver)?;
+            let link = program.take_link(id)?;
+            Ok(aya::programs::links::FdLink::try_from(link)?)
+        })??;
+        Ok(PassProgram {
+            _link: link,
+            _dataplane: dataplane,
+        })
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn create(name: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The `lbd` binary built in this workspace (`LBD_BIN` overrides).
+pub fn lbd_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("LBD_BIN") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
+    let path = root.join("target/debug/lbd");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p lb-userspace` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
