@@ -218,6 +218,10 @@ impl Config {
     }
 }
 
+/// A service that passed its own checks, with where it stands in the file
+/// (its span, field name and the line of each backend's address).
+type ValidatedService = (std::ops::Range<usize>, String, ServiceConfig, Vec<usize>);
+
 struct Validator<'a> {
     text: &'a str,
     file: &'a Path,
@@ -265,6 +269,11 @@ impl Validator<'_> {
                     format!("duplicate service name \"{name}\""),
                 );
             }
+            let backend_lines: Vec<usize> = raw_service
+                .backends
+                .iter()
+                .map(|b| self.line_of(b.get_ref().address.span().start))
+                .collect();
             let Some(service) = self.validate_service(&field, raw_service) else {
                 continue;
             };
@@ -284,7 +293,7 @@ impl Validator<'_> {
             } else {
                 seen_keys.insert(key, service.name.clone());
             }
-            services.push((span_holder, field, service));
+            services.push((span_holder, field, service, backend_lines));
         }
         self.check_vip_is_not_backend(&services);
         if services.len() > instance.max_services as usize {
@@ -298,7 +307,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let backend_count: usize = services.iter().map(|(_, _, s)| s.backends.len()).sum();
+        let backend_count: usize = services.iter().map(|(_, _, s, _)| s.backends.len()).sum();
         if backend_count > instance.max_backends as usize {
             self.error_at(
                 1,
@@ -311,19 +320,16 @@ impl Validator<'_> {
         }
         Config {
             instance,
-            services: services.into_iter().map(|(_, _, s)| s).collect(),
+            services: services.into_iter().map(|(_, _, s, _)| s).collect(),
         }
     }
 
-    fn check_vip_is_not_backend(
-        &mut self,
-        services: &[(std::ops::Range<usize>, String, ServiceConfig)],
-    ) {
-        let vips: HashSet<Ipv4Addr> = services.iter().map(|(_, _, s)| s.vip).collect();
-        for (span, field, service) in services {
+    fn check_vip_is_not_backend(&mut self, services: &[ValidatedService]) {
+        let vips: HashSet<Ipv4Addr> = services.iter().map(|(_, _, s, _)| s.vip).collect();
+        for (_, field, service, lines) in services {
             for (i, backend) in service.backends.iter().enumerate() {
                 if vips.contains(&backend.address) {
-                    let line = self.line_of(span.start);
+                    let line = lines.get(i).copied().unwrap_or(0);
                     self.error_at(
                         line,
                         format!("{field}.backend[{i}].address"),
@@ -552,3 +558,7 @@ fn is_prime(n: u32) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

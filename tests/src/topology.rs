@@ -183,12 +183,25 @@ impl DsrLab {
         let log = std::fs::File::create(self.workdir.path.join("lbd.log"))?;
         command.stderr(log);
         self.lbd = Some(ChildGuard::spawn(command, "lbd")?);
-        self.wait_for_backends(lbd, Duration::from_secs(15))
+        let expected = self.configured_backends()?;
+        self.wait_for_backends(lbd, expected, Duration::from_secs(15))
     }
 
-    /// Polls `lbd status` until every configured backend has a MAC and a
-    /// share of its service's table.
-    pub fn wait_for_backends(&mut self, lbd: &Path, timeout: Duration) -> anyhow::Result<()> {
+    /// Backends per service in the current config file.
+    fn configured_backends(&self) -> anyhow::Result<usize> {
+        let text = std::fs::read_to_string(self.config_path())?;
+        let services = text.matches("[[service]]").count().max(1);
+        Ok(text.matches("[[service.backend]]").count() / services)
+    }
+
+    /// Polls `lbd status` until every service has `backends` backends, each
+    /// with a MAC and a share of its service's table.
+    pub fn wait_for_backends(
+        &mut self,
+        lbd: &Path,
+        backends: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(guard) = self.lbd.as_mut() {
@@ -199,7 +212,7 @@ impl DsrLab {
             if let Ok(report) = self.status(lbd) {
                 let ready = !report.services.is_empty()
                     && report.services.iter().all(|s| {
-                        !s.backends.is_empty()
+                        s.backends.len() == backends
                             && s.backends
                                 .iter()
                                 .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)

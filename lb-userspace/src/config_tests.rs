@@ -1,0 +1,320 @@
+use super::*;
+
+struct FakeHost;
+impl Environment for FakeHost {
+    fn interface_exists(&self, name: &str) -> bool {
+        name == "eth0"
+    }
+}
+
+const GOOD: &str = r#"[instance]
+name = "lb1"
+interface = "eth0"
+
+[[service]]
+name = "web"
+vip = "198.18.0.100"
+port = 80
+protocol = "tcp"
+mode = "dsr"
+[[service.backend]]
+address = "198.18.0.11"
+weight = 2
+[[service.backend]]
+address = "198.18.0.12"
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::parse(text, Path::new("lb.toml"), &FakeHost) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The one error `text` has; panics if there are more or none.
+fn error(text: &str) -> String {
+    let all = errors(text);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    all.into_iter().next().expect("one error")
+}
+
+#[test]
+fn a_good_file_parses_with_defaults() {
+    let config = Config::parse(GOOD, Path::new("lb.toml"), &FakeHost).unwrap();
+    assert_eq!(config.instance.name, "lb1");
+    assert_eq!(config.instance.xdp_mode, XdpModeChoice::Auto);
+    assert_eq!(config.instance.maglev_table_size, 65_537);
+    assert_eq!(config.instance.max_services, DEFAULT_MAX_SERVICES);
+    let web = &config.services[0];
+    assert_eq!(
+        (web.port, web.protocol, web.mode),
+        (80, Protocol::Tcp, ForwardingMode::Dsr)
+    );
+    assert_eq!(web.backends[0].weight, 2);
+    assert_eq!(web.backends[1].weight, 1, "weight defaults to 1");
+    assert_eq!(
+        web.backends[1].port, 80,
+        "backend port defaults to the service port"
+    );
+}
+
+#[test]
+fn port_zero_means_every_port() {
+    let text = GOOD.replace("port = 80", "port = 0");
+    let config = Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
+    assert_eq!(config.services[0].port, 0);
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let text = GOOD.replace("port = 80", "port = = 80");
+    assert!(
+        error(&text).starts_with("lb.toml:8: syntax: "),
+        "{}",
+        error(&text)
+    );
+}
+
+#[test]
+fn unknown_field_is_rejected() {
+    let text = GOOD.replace("weight = 2", "wieght = 2");
+    let e = error(&text);
+    assert!(
+        e.starts_with("lb.toml:13: syntax: unknown field `wieght`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_is_rejected() {
+    let text = GOOD.replace("port = 80", "port = \"http\"");
+    let e = error(&text);
+    assert!(e.starts_with("lb.toml:8: syntax: invalid type"), "{e}");
+}
+
+#[test]
+fn port_out_of_range_is_rejected() {
+    let text = GOOD.replace("port = 80", "port = 70000");
+    assert!(error(&text).starts_with("lb.toml:8: syntax: "));
+}
+
+#[test]
+fn missing_instance_section() {
+    let text = GOOD.replace("[instance]\nname = \"lb1\"\ninterface = \"eth0\"\n", "");
+    assert!(
+        error(&text).contains("missing field `instance`"),
+        "{}",
+        error(&text)
+    );
+}
+
+#[test]
+fn unknown_protocol() {
+    let text = GOOD.replace("protocol = \"tcp\"", "protocol = \"sctp\"");
+    let e = error(&text);
+    assert!(
+        e.starts_with("lb.toml:9: syntax: unknown variant `sctp`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_instance_name() {
+    assert_eq!(
+        error(&GOOD.replace("name = \"lb1\"", "name = \"lb/1\"")),
+        "lb.toml:2: instance.name: \"lb/1\" must be 1 to 32 characters of A-Z a-z 0-9 - _ (it names the pin directory)"
+    );
+}
+
+#[test]
+fn unknown_interface() {
+    assert_eq!(
+        error(&GOOD.replace("interface = \"eth0\"", "interface = \"eth9\"")),
+        "lb.toml:3: instance.interface: unknown interface \"eth9\" (not found in this network namespace)"
+    );
+}
+
+#[test]
+fn maglev_size_must_be_prime() {
+    let text = GOOD.replace(
+        "interface = \"eth0\"\n",
+        "interface = \"eth0\"\nmaglev_table_size = 65536\n",
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:4: instance.maglev_table_size: 65536 must be a prime between 7 and 16777216 (Maglev needs a prime table size)"
+    );
+}
+
+#[test]
+fn zero_sizes_are_rejected() {
+    let text = GOOD.replace(
+        "interface = \"eth0\"\n",
+        "interface = \"eth0\"\nconntrack_entries = 0\n",
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:4: instance.conntrack_entries: must be greater than 0"
+    );
+}
+
+#[test]
+fn invalid_vip() {
+    assert_eq!(
+        error(&GOOD.replace("vip = \"198.18.0.100\"", "vip = \"198.18.0.300\"")),
+        "lb.toml:7: service[0].vip: \"198.18.0.300\" is not an IP address"
+    );
+}
+
+#[test]
+fn ipv6_vip_is_not_supported_yet() {
+    assert_eq!(
+        error(&GOOD.replace("vip = \"198.18.0.100\"", "vip = \"fd00::100\"")),
+        "lb.toml:7: service[0].vip: IPv6 VIPs are not supported yet"
+    );
+}
+
+#[test]
+fn unsupported_mode() {
+    assert_eq!(
+        error(&GOOD.replace("mode = \"dsr\"", "mode = \"tunnel\"")),
+        "lb.toml:10: service[0].mode: unsupported mode \"tunnel\" (supported: \"dsr\")"
+    );
+}
+
+#[test]
+fn service_without_backends() {
+    let text = GOOD.split("[[service.backend]]").next().unwrap().to_owned();
+    assert_eq!(
+        error(&text),
+        "lb.toml:6: service[0].backend: a service needs at least one backend"
+    );
+}
+
+#[test]
+fn invalid_backend_address() {
+    assert_eq!(
+        error(&GOOD.replace("address = \"198.18.0.12\"", "address = \"backend-2\"")),
+        "lb.toml:15: service[0].backend[1].address: \"backend-2\" is not an IP address"
+    );
+}
+
+#[test]
+fn dsr_backend_port_must_match() {
+    let text = GOOD.replace("weight = 2", "weight = 2\nport = 8080");
+    assert_eq!(
+        error(&text),
+        "lb.toml:14: service[0].backend[0].port: dsr cannot change the destination port: backend port 8080 differs from service port 80"
+    );
+}
+
+#[test]
+fn duplicate_backend() {
+    let text = GOOD.replace("address = \"198.18.0.12\"", "address = \"198.18.0.11\"");
+    assert_eq!(
+        error(&text),
+        "lb.toml:15: service[0].backend[1].address: duplicate backend 198.18.0.11:80"
+    );
+}
+
+#[test]
+fn every_weight_zero() {
+    let text = GOOD.replace("weight = 2", "weight = 0").replace(
+        "address = \"198.18.0.12\"",
+        "address = \"198.18.0.12\"\nweight = 0",
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:6: service[0].backend: every backend has weight 0: the service could never forward"
+    );
+}
+
+#[test]
+fn weight_too_large() {
+    assert_eq!(
+        error(&GOOD.replace("weight = 2", "weight = 70000")),
+        "lb.toml:13: service[0].backend[0].weight: weight must be at most 65535"
+    );
+}
+
+fn second_service(name: &str, vip: &str, port: u16, backend: &str) -> String {
+    format!(
+        "\n[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"tcp\"\n[[service.backend]]\naddress = \"{backend}\"\n"
+    )
+}
+
+#[test]
+fn duplicate_service() {
+    let text = format!(
+        "{GOOD}{}",
+        second_service("web2", "198.18.0.100", 80, "198.18.0.13")
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:17: service[1]: duplicate service: 198.18.0.100:80/tcp is already defined by service \"web\""
+    );
+}
+
+#[test]
+fn same_vip_and_port_with_another_protocol_is_fine() {
+    let text = format!(
+        "{GOOD}{}",
+        second_service("dns", "198.18.0.100", 80, "198.18.0.13")
+    )
+    .replace(
+        "port = 80\nprotocol = \"tcp\"\n[[service.backend]]\naddress = \"198.18.0.13\"",
+        "port = 80\nprotocol = \"udp\"\n[[service.backend]]\naddress = \"198.18.0.13\"",
+    );
+    Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
+}
+
+#[test]
+fn duplicate_service_name() {
+    let text = format!(
+        "{GOOD}{}",
+        second_service("web", "198.18.0.101", 80, "198.18.0.13")
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:18: service[1].name: duplicate service name \"web\""
+    );
+}
+
+#[test]
+fn vip_that_is_also_a_backend() {
+    let text = format!(
+        "{GOOD}{}",
+        second_service("api", "198.18.0.101", 443, "198.18.0.100")
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:23: service[1].backend[0].address: 198.18.0.100 is a VIP of this load balancer; a VIP cannot also be a backend"
+    );
+}
+
+#[test]
+fn more_services_than_max_services() {
+    let text = format!(
+        "{GOOD}{}",
+        second_service("api", "198.18.0.101", 443, "198.18.0.13")
+    )
+    .replace(
+        "interface = \"eth0\"\n",
+        "interface = \"eth0\"\nmax_services = 1\n",
+    );
+    assert_eq!(
+        error(&text),
+        "lb.toml:1: instance.max_services: 2 services configured but max_services is 1"
+    );
+}
+
+#[test]
+fn every_error_is_reported_in_file_order() {
+    let text = GOOD
+        .replace("interface = \"eth0\"", "interface = \"eth9\"")
+        .replace("weight = 2", "weight = 70000");
+    let all = errors(&text);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all[0].starts_with("lb.toml:3:"));
+    assert!(all[1].starts_with("lb.toml:13:"));
+}

@@ -1,0 +1,365 @@
+//! L2 DSR end to end: client, load balancer and backends in network
+//! namespaces, real TCP and UDP through the VIP, `lbd` as users run it.
+//! Needs root.
+use lb_common::{hash::flow_hash, ipv4_addr_bytes, FlowKey, FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
+use lb_tests::{
+    netns::Netns,
+    topology::{
+        backend_addr, backend_name, lbd_binary, DsrLab, CLIENT_ADDR, TCP_PORT, UDP_PORT, VIP,
+    },
+    traffic::{self, HeldConnection},
+};
+use lbd::{
+    maglev::{build_table, MaglevBackend},
+    status::StatusReport,
+};
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+const RING: u32 = 65_537;
+
+/// The backend name Maglev picks for a client source port, computed from
+/// the configuration exactly as both lbd and the kernel do.
+fn predicted(source_port: u16, port: u16, proto: u8, backends: usize) -> String {
+    let flow = FlowKey {
+        src: ipv4_addr_bytes(CLIENT_ADDR.octets()),
+        dst: ipv4_addr_bytes(VIP.octets()),
+        src_port: source_port,
+        dst_port: port,
+        proto,
+        family: FAMILY_IPV4,
+        _pad: [0; 2],
+    };
+    let list: Vec<MaglevBackend> = (0..backends)
+        .map(|i| MaglevBackend {
+            identity: format!("{}:{port}", backend_addr(i)),
+            weight: 1,
+        })
+        .collect();
+    let table = build_table(&list, RING);
+    backend_name(table[(flow_hash(&flow) % RING) as usize] as usize)
+}
+
+/// nftables counters in the client namespace: (packets, IP bytes) sent to
+/// VIP per protocol.
+struct ClientCounters<'a> {
+    ns: &'a Netns,
+}
+
+impl<'a> ClientCounters<'a> {
+    fn install(ns: &'a Netns) -> Self {
+        let rules = format!(
+            "add table ip lbt\n\
+             add chain ip lbt out {{ type filter hook output priority 0; }}\n\
+             add rule ip lbt out ip daddr {VIP} tcp dport {TCP_PORT} counter\n\
+             add rule ip lbt out ip daddr {VIP} udp dport {UDP_PORT} counter\n"
+        );
+        let file = std::env::temp_dir().join(format!("{}.nft", ns.name()));
+        std::fs::write(&file, rules).unwrap();
+        let result = ns.exec("nft", &["-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(&file);
+        result.expect("nft rules in the client namespace");
+        ClientCounters { ns }
+    }
+
+    /// [(packets, bytes)] for TCP then UDP.
+    fn read(&self) -> [(u64, u64); 2] {
+        let text = self
+            .ns
+            .exec("nft", &["list", "table", "ip", "lbt"])
+            .unwrap();
+        let counters: Vec<(u64, u64)> = text
+            .lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let at = words.iter().position(|w| *w == "packets")?;
+                Some((words[at + 1].parse().ok()?, words[at + 3].parse().ok()?))
+            })
+            .collect();
+        [counters[0], counters[1]]
+    }
+}
+
+fn service<'r>(report: &'r StatusReport, port: u16) -> &'r lbd::status::ServiceStatus {
+    report
+        .services
+        .iter()
+        .find(|s| s.port == port)
+        .expect("service in status")
+}
+
+fn tally(answers: &[(u16, String)]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (_, name) in answers {
+        *counts.entry(name.clone()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn dsr_balances_real_tcp_and_udp_by_maglev_and_counts_exactly() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(3).unwrap();
+    lab.write_config(&lab.config(3)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let counters = ClientCounters::install(&lab.client);
+    let lb_rx_before = DsrLab::rx_packets(&lab.lb).unwrap();
+
+    let tcp_ports = 20_000..21_200u16;
+    let udp_ports = 30_000..31_200u16;
+    let (tcp_target, udp_target) = (lab.tcp_target(), lab.udp_target());
+    let tcp = lab
+        .client
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, tcp_ports.clone(), tcp_target))
+        .unwrap()
+        .unwrap();
+    let udp = lab
+        .client
+        .run_in(|| traffic::udp_names(CLIENT_ADDR, udp_ports.clone(), udp_target, b"query"))
+        .unwrap()
+        .unwrap();
+    // Let the last FIN/ACK exchanges finish before reading counters.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Every flow landed exactly where Maglev says.
+    for (port, name) in &tcp {
+        assert_eq!(
+            *name,
+            predicted(*port, TCP_PORT, PROTO_TCP, 3),
+            "TCP from port {port}"
+        );
+    }
+    for (port, name) in &udp {
+        assert_eq!(
+            *name,
+            predicted(*port, UDP_PORT, PROTO_UDP, 3),
+            "UDP from port {port}"
+        );
+    }
+    // And each backend got its share (1/3 each) within 10%.
+    for counts in [tally(&tcp), tally(&udp)] {
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        for (name, count) in &counts {
+            let share = *count as f64 / 1200.0;
+            assert!(
+                (share - 1.0 / 3.0).abs() < 0.1 / 3.0,
+                "{name}: {count} of 1200"
+            );
+        }
+    }
+
+    // The counters equal what the client sent.
+    let [(tcp_packets, tcp_bytes), (udp_packets, udp_bytes)] = counters.read();
+    assert_eq!(udp_packets, 1200);
+    let report = lab.status(&lbd).unwrap();
+    let web = service(&report, TCP_PORT);
+    let dns = service(&report, UDP_PORT);
+    assert_eq!(web.packets, tcp_packets);
+    assert_eq!(
+        web.bytes,
+        tcp_bytes + 14 * tcp_packets,
+        "frame bytes = IP bytes + Ethernet headers"
+    );
+    assert_eq!(web.new_flows, 1200);
+    assert_eq!(dns.packets, udp_packets);
+    assert_eq!(dns.bytes, udp_bytes + 14 * udp_packets);
+    assert_eq!(dns.new_flows, 1200);
+    for (svc, answers) in [(web, &tcp), (dns, &udp)] {
+        let expected = tally(answers);
+        let mut packets = 0;
+        for backend in &svc.backends {
+            let name = backend_name((backend.address.octets()[3] - 11) as usize);
+            assert_eq!(
+                backend.new_flows, expected[&name],
+                "{}: new flows of {name}",
+                svc.port
+            );
+            packets += backend.packets;
+        }
+        assert_eq!(
+            packets, svc.packets,
+            "backend packets add up to the service's"
+        );
+    }
+    let tx: u64 = report.global.iter().find(|(n, _)| n == "tx_dsr").unwrap().1;
+    assert_eq!(tx, tcp_packets + udp_packets);
+
+    // DSR: replies went backend -> client; the LB received only the
+    // client's packets (plus a little ARP), not the thousands of replies.
+    let lb_received = DsrLab::rx_packets(&lab.lb).unwrap() - lb_rx_before;
+    assert!(
+        lb_received >= tx && lb_received < tx + 20,
+        "LB received {lb_received}, forwarded {tx}"
+    );
+    let not_service: u64 = report
+        .global
+        .iter()
+        .find(|(n, _)| n == "pass_not_service")
+        .unwrap()
+        .1;
+    assert_eq!(not_service, 0, "no reply ever reached the LB's XDP program");
+    assert!(lab.stop_lbd(), "lbd exits cleanly on SIGTERM");
+}
+
+#[test]
+fn established_flows_keep_their_backend_when_a_backend_is_added() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(4).unwrap();
+    lab.write_config(&lab.config(3)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+
+    let target = lab.tcp_target();
+    let held_ports = 22_000..22_150u16;
+    let mut held: Vec<HeldConnection> = lab
+        .client
+        .run_in(|| {
+            held_ports
+                .clone()
+                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .unwrap()
+        .unwrap();
+    for connection in &held {
+        assert_eq!(
+            connection.first_backend,
+            predicted(connection.source_port, TCP_PORT, PROTO_TCP, 3)
+        );
+    }
+    // The test means something only if the new table moves some of them.
+    let would_move = held
+        .iter()
+        .filter(|c| predicted(c.source_port, TCP_PORT, PROTO_TCP, 4) != c.first_backend)
+        .count();
+    assert!(would_move > 10, "only {would_move} flows would move");
+
+    lab.write_config(&lab.config(4)).unwrap();
+    lab.reload_lbd().unwrap();
+    lab.wait_for_backends(&lbd, 4, Duration::from_secs(15))
+        .unwrap();
+    let report = lab.status(&lbd).unwrap();
+    assert_eq!(service(&report, TCP_PORT).backends.len(), 4);
+
+    for connection in &mut held {
+        assert_eq!(
+            connection.ask().unwrap(),
+            connection.first_backend,
+            "flow from port {} moved",
+            connection.source_port
+        );
+    }
+    // New flows use the new table, the new backend included.
+    let fresh = lab
+        .client
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 23_000..23_300, target))
+        .unwrap()
+        .unwrap();
+    for (port, name) in &fresh {
+        assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 4));
+    }
+    assert!(fresh.iter().any(|(_, name)| name == "b4"));
+    drop(held);
+    assert!(lab.stop_lbd());
+}
+
+#[test]
+fn a_second_lbd_for_the_same_instance_refuses_and_sigterm_cleans_up() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(1).unwrap();
+    let config = lab.write_config(&lab.config(1)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let first_pid = lab.lbd_pid().unwrap();
+
+    let second = Command::new(&lbd)
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--netns", lab.lb.name()])
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "instance \"{}\" is already running (pid {first_pid}",
+            lab.instance
+        )),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    lab.status(&lbd).unwrap();
+
+    let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
+    assert!(pins.join("lb_services").exists());
+    assert!(lab
+        .lb
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp"));
+    assert!(lab.stop_lbd(), "clean exit on SIGTERM");
+    assert!(!pins.exists(), "pins removed on exit");
+    assert!(
+        !lab.lb
+            .ip(&["link", "show", "eth0"])
+            .unwrap()
+            .contains("prog/xdp"),
+        "program detached"
+    );
+    let status = Command::new(&lbd)
+        .args(["status", "--instance", &lab.instance])
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stderr).contains("is not running"));
+}
+
+#[test]
+fn lbd_check_names_file_line_and_field() {
+    let lbd = lbd_binary();
+    let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("check")).unwrap();
+    let bad = dir.path.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[instance]\nname = \"lb1\"\ninterface = \"nosuchif0\"\n\n[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n[[service.backend]]\naddress = \"198.18.0.11\"\nweight = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(&lbd)
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let bad_name = bad.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{bad_name}:3: instance.interface: unknown interface \"nosuchif0\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{bad_name}:6: service[0].backend: every backend has weight 0"
+        )),
+        "{stderr}"
+    );
+
+    let good = dir.path.join("good.toml");
+    std::fs::write(
+        &good,
+        std::fs::read_to_string(&bad)
+            .unwrap()
+            .replace("nosuchif0", "lo")
+            .replace("weight = 0", "weight = 1"),
+    )
+    .unwrap();
+    let out = Command::new(&lbd)
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration valid (1 services)"));
+}
