@@ -2,6 +2,9 @@
 //! and health are computed by `lbd` and swapped into the maps atomically.
 #![no_std]
 #![no_main]
+// Map keys are passed by reference on purpose: a by-value key is copied
+// onto the 512-byte BPF stack first.
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 mod checksum;
 mod lookup;
@@ -45,7 +48,12 @@ fn try_lb_xdp(ctx: &XdpContext) -> (u32, Outcome) {
         Ok(choice) => choice,
         Err(outcome) => return (xdp_action::XDP_DROP, outcome),
     };
-    stats::count_traffic(service.id, choice.backend_id, packet.frame_len, choice.new_flow);
+    stats::count_traffic(
+        service.id,
+        choice.backend_id,
+        packet.frame_len,
+        choice.new_flow,
+    );
     match rewrite::l2_dsr(ctx, &choice.backend) {
         Ok(()) => (xdp_action::XDP_TX, Outcome::TxDsr),
         Err(outcome) => (xdp_action::XDP_DROP, outcome),

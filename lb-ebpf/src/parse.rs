@@ -2,12 +2,7 @@
 use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
-use network_types::{
-    eth::EthHdr,
-    ip::Ipv4Hdr,
-    tcp::TcpHdr,
-    udp::UdpHdr,
-};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr, udp::UdpHdr};
 
 /// A pointer to a `T` at `offset` bytes into the packet, if the whole `T`
 /// lies inside it.

@@ -7,7 +7,7 @@ use lbd::{
     dataplane::{self, Dataplane, LbMaps, MapSizes},
     neighbour::{self, InterfaceInfo},
     programmer::{DesiredBackend, DesiredService, Programmer},
-    status::{snapshot_path, RUN_DIR},
+    status::{snapshot_path, StateFile, RUN_DIR},
 };
 use nix::fcntl::{Flock, FlockArg};
 use std::{
@@ -52,14 +52,29 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let mut programmer = Programmer::new(sizes.ring_size, sizes.max_services, sizes.max_backends);
     programmer.set_interface_mac(&mut maps, interface.mac)?;
+    let mut state = StateFile {
+        pid: std::process::id(),
+        ..StateFile::default()
+    };
     let mut macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
-    apply(&mut programmer, &mut maps, &config, &macs, &instance)?;
+    apply(
+        &mut programmer,
+        &mut maps,
+        &config,
+        &macs,
+        &mut state,
+        &instance,
+    )?;
 
-    let _link = attach(
+    // Attach only once the maps are full, so the first packets already
+    // find their services.
+    let (_link, mode) = attach(
         &mut dataplane,
         &config.instance.interface,
         config.instance.xdp_mode,
     )?;
+    state.xdp_mode = Some(mode.into());
+    state.write(&instance)?;
     info!(instance, interface = %interface.name, services = config.services.len(), "forwarding");
 
     let mut config = config;
@@ -77,7 +92,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                     Ok(new_config) => {
                         config = new_config;
                         macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
-                        match apply(&mut programmer, &mut maps, &config, &macs, &instance) {
+                        match apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
                             Ok(()) => info!(services = config.services.len(), "configuration reloaded"),
                             Err(e) => error!("applying reloaded configuration: {e:#}"),
                         }
@@ -93,7 +108,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                     let fresh = resolve(&handle, &interface, &wanted).await;
                     if fresh != macs {
                         macs = fresh;
-                        if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &instance) {
+                        if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
                             error!("applying neighbour change: {e:#}");
                         }
                     }
@@ -175,6 +190,7 @@ fn apply(
     maps: &mut LbMaps,
     config: &Config,
     macs: &HashMap<Ipv4Addr, [u8; 6]>,
+    state: &mut StateFile,
     instance: &str,
 ) -> anyhow::Result<()> {
     let desired: Vec<DesiredService> = config
@@ -198,11 +214,8 @@ fn apply(
         })
         .collect();
     programmer.apply(maps, &desired)?;
-    let snapshot = serde_json::to_vec_pretty(programmer.snapshot())?;
-    let path = snapshot_path(instance);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, snapshot)?;
-    std::fs::rename(&tmp, &path)?;
+    state.snapshot = programmer.snapshot().clone();
+    state.write(instance)?;
     Ok(())
 }
 
@@ -210,27 +223,32 @@ fn attach(
     dataplane: &mut Dataplane,
     interface: &str,
     choice: XdpModeChoice,
-) -> anyhow::Result<aya::programs::links::FdLink> {
+) -> anyhow::Result<(aya::programs::links::FdLink, &'static str)> {
     match choice {
-        XdpModeChoice::Native => Ok(dataplane
-            .attach(interface, XdpMode::Driver)
-            .context("attaching in native mode (xdp_mode = \"native\")")?),
+        XdpModeChoice::Native => {
+            let link = dataplane
+                .attach(interface, XdpMode::Driver)
+                .context("attaching in native mode (xdp_mode = \"native\")")?;
+            info!(interface, "attached in native (driver) mode");
+            Ok((link, "native"))
+        }
         XdpModeChoice::Generic => {
             let link = dataplane.attach(interface, XdpMode::Skb)?;
             info!(interface, "attached in generic (skb) mode, as configured");
-            Ok(link)
+            Ok((link, "generic"))
         }
         XdpModeChoice::Auto => match dataplane.attach(interface, XdpMode::Driver) {
             Ok(link) => {
                 info!(interface, "attached in native (driver) mode");
-                Ok(link)
+                Ok((link, "native"))
             }
             Err(native) => {
                 warn!(interface, error = %native,
                     "native XDP attach failed; falling back to generic (skb) mode, which is slower");
-                Ok(dataplane
+                let link = dataplane
                     .attach(interface, XdpMode::Skb)
-                    .context("attaching in generic mode after native failed")?)
+                    .context("attaching in generic mode after native failed")?;
+                Ok((link, "generic"))
             }
         },
     }

@@ -217,7 +217,7 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let root = Path::new(BPFFS_ROOT);
     if let Ok(stat) = nix::sys::statfs::statfs(root) {
-        if stat.filesystem_type().0 as i64 == BPF_FS_MAGIC {
+        if stat.filesystem_type().0 == BPF_FS_MAGIC {
             return Ok(());
         }
     }

@@ -19,13 +19,38 @@ pub fn snapshot_path(instance: &str) -> PathBuf {
     Path::new(RUN_DIR).join(format!("{instance}.json"))
 }
 
+/// What the daemon writes next to its pins (`/run/lbd/<instance>.json`):
+/// what the maps cannot say.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StateFile {
+    pub pid: u32,
+    /// "native" or "generic" once attached; `None` before.
+    pub xdp_mode: Option<String>,
+    pub snapshot: Snapshot,
+}
+
+impl StateFile {
+    /// Replaces the file atomically (write, then rename).
+    pub fn write(&self, instance: &str) -> std::io::Result<()> {
+        let path = snapshot_path(instance);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    pub fn read(instance: &str) -> Option<StateFile> {
+        let bytes = std::fs::read(snapshot_path(instance)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("instance {instance} is not running (no maps pinned at {dir}): {source}")]
     NotRunning {
         instance: String,
         dir: PathBuf,
-        source: DataplaneError,
+        source: Box<DataplaneError>,
     },
     #[error("reading map {name}: {source}")]
     Map {
@@ -37,6 +62,9 @@ pub enum StatusError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StatusReport {
     pub instance: String,
+    /// The daemon that wrote the state file, and how it attached.
+    pub pid: Option<u32>,
+    pub xdp_mode: Option<String>,
     /// Connection-table entries (live flows, until evicted).
     pub flows: u64,
     /// One counter per outcome of the XDP program, summed over CPUs.
@@ -80,11 +108,12 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     let maps = LbMaps::from_pins(&dir).map_err(|source| StatusError::NotRunning {
         instance: instance.to_owned(),
         dir: dir.clone(),
-        source,
+        source: Box::new(source),
     })?;
-    let snapshot: Snapshot = std::fs::read(snapshot_path(instance))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    let state = StateFile::read(instance);
+    let snapshot = state
+        .as_ref()
+        .map(|s| s.snapshot.clone())
         .unwrap_or_default();
     let map_err = |name| move |source| StatusError::Map { name, source };
 
@@ -185,6 +214,8 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
 
     Ok(StatusReport {
         instance: instance.to_owned(),
+        pid: state.as_ref().map(|s| s.pid),
+        xdp_mode: state.and_then(|s| s.xdp_mode),
         flows,
         global: global
             .fields()

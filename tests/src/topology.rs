@@ -210,7 +210,11 @@ impl DsrLab {
                 }
             }
             if let Ok(report) = self.status(lbd) {
-                let ready = !report.services.is_empty()
+                // From this daemon (not stale pins of a killed one), attached.
+                let ours = report.pid.is_some() && report.pid == self.lbd_pid();
+                let ready = ours
+                    && report.xdp_mode.is_some()
+                    && !report.services.is_empty()
                     && report.services.iter().all(|s| {
                         s.backends.len() == backends
                             && s.backends

@@ -79,7 +79,7 @@ impl<'a> ClientCounters<'a> {
     }
 }
 
-fn service<'r>(report: &'r StatusReport, port: u16) -> &'r lbd::status::ServiceStatus {
+fn service(report: &StatusReport, port: u16) -> &lbd::status::ServiceStatus {
     report
         .services
         .iter()
@@ -362,4 +362,49 @@ fn lbd_check_names_file_line_and_field() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration valid (1 services)"));
+}
+
+#[test]
+fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(2).unwrap();
+    lab.write_config(&lab.config(2)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let pid = lab.lbd_pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The XDP attachment is a bpf_link owned by the process: it goes with it.
+    while lab
+        .lb
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "program still attached after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
+    assert!(pins.exists(), "SIGKILL leaves the pins behind");
+    lab.stop_lbd();
+    // A new lbd takes the lock, replaces the stale pins and forwards.
+    lab.start_lbd(&lbd).unwrap();
+    let target = lab.tcp_target();
+    let answers = lab
+        .client
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 24_000..24_050, target))
+        .unwrap()
+        .unwrap();
+    for (port, name) in &answers {
+        assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 2));
+    }
+    assert!(lab.lbd_log().contains("removing stale pins"));
+    assert!(lab.stop_lbd());
+    assert!(!pins.exists());
 }

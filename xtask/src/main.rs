@@ -91,17 +91,27 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_ebpf() -> anyhow::Result<()> {
+/// cargo +nightly in lb-ebpf, sharing the workspace's target directory.
+fn ebpf_cargo(args: &[&str]) -> anyhow::Result<()> {
     let root = workspace_root();
     let status = cargo_command(Some("nightly"))
         .current_dir(root.join("lb-ebpf"))
-        .args(["build", "--release", "--target-dir"])
-        .arg(root.join("target"))
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .args(args)
         .status()
         .context("running cargo +nightly")?;
     if !status.success() {
-        bail!("building lb-ebpf failed ({status})");
+        bail!(
+            "cargo +nightly {} in lb-ebpf failed ({status})",
+            args.join(" ")
+        );
     }
+    Ok(())
+}
+
+fn build_ebpf() -> anyhow::Result<()> {
+    let root = workspace_root();
+    ebpf_cargo(&["build", "--release"])?;
     println!(
         "built {}",
         root.join("target/bpfel-unknown-none/release/lb-ebpf")
