@@ -3,6 +3,7 @@
 pub mod fixture;
 pub mod leaks;
 pub mod netns;
+pub mod nft;
 pub mod process;
 pub mod servers;
 pub mod topology;
