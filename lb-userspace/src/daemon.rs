@@ -27,6 +27,11 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
 const ARP_WAIT: Duration = Duration::from_millis(500);
 
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    // First, so that a stop requested while starting up is queued for the
+    // loop below instead of killing the process with its pins in place.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let instance = config.instance.name.clone();
     let _lock = lock_instance(&instance)?;
     dataplane::ensure_bpffs()?;
@@ -78,9 +83,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     info!(instance, interface = %interface.name, services = config.services.len(), "forwarding");
 
     let mut config = config;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_refresh = Instant::now();
     loop {
