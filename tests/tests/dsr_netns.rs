@@ -379,3 +379,38 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     assert!(lab.stop_lbd());
     assert!(!pins.exists());
 }
+
+#[test]
+fn two_instances_on_one_host_do_not_collide() {
+    let lbd = lbd_binary();
+    let mut first = DsrLab::build(1).unwrap();
+    let mut second = DsrLab::build(1).unwrap();
+    for lab in [&mut first, &mut second] {
+        lab.write_config(&lab.config(1)).unwrap();
+        lab.start_lbd(&lbd).unwrap();
+    }
+    assert_ne!(first.instance, second.instance);
+    let target = first.tcp_target();
+    first
+        .client
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 25_000..25_020, target))
+        .unwrap()
+        .unwrap();
+    let a = first.status(&lbd).unwrap();
+    let b = second.status(&lbd).unwrap();
+    assert_eq!(service(&a, TCP_PORT).new_flows, 20);
+    assert_eq!(
+        service(&b, TCP_PORT).new_flows,
+        0,
+        "the other instance's maps are its own"
+    );
+    assert!(first.stop_lbd());
+    // Stopping one leaves the other's pins and program in place.
+    second.status(&lbd).unwrap();
+    assert!(second
+        .lb
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp"));
+    assert!(second.stop_lbd());
+}

@@ -447,3 +447,39 @@ fn a_service_without_usable_backends_drops_and_counts() {
     assert_eq!(action, XDP_DROP);
     assert_eq!(harness.outcome_count(Outcome::DropNoBackend).unwrap(), 1);
 }
+
+#[test]
+fn an_all_ports_service_catches_other_ports_and_an_exact_port_wins() {
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    // VIP:0/tcp with its own single backend, beside VIP:80/tcp.
+    let mut all_ports = harness.services[0].clone();
+    all_ports.name = "all".into();
+    all_ports.port = 0;
+    all_ports.backends.truncate(1);
+    all_ports.backends[0].address.set_ip(backend_ip(9));
+    all_ports.backends[0].mac = Some(backend_mac(9));
+    harness.services.push(all_ports);
+    harness.apply().unwrap();
+
+    let to_8443 = tcp(47000, VIP, 8443, true);
+    let (action, out) = harness.run(&to_8443).unwrap();
+    assert_eq!(action, XDP_TX);
+    assert_eq!(
+        out,
+        readdressed(&to_8443, 9),
+        "any port goes to the all-ports service"
+    );
+
+    let to_80 = tcp(47001, VIP, 80, true);
+    let (_, out) = harness.run(&to_80).unwrap();
+    let exact = expected_backend(47001, 80, 6, BACKENDS);
+    assert_eq!(
+        out,
+        readdressed(&to_80, exact),
+        "the exact-port service wins"
+    );
+
+    // UDP has no all-ports service: passed.
+    let (action, _) = harness.run(&udp(47002, VIP, 8443)).unwrap();
+    assert_eq!(action, XDP_PASS);
+}
