@@ -5,3 +5,4 @@ pub mod maglev;
 pub mod neighbour;
 pub mod programmer;
 pub mod status;
+pub mod vrrp;

@@ -87,6 +87,11 @@ pub fn run(lbd: &Path, connections: u32) -> anyhow::Result<()> {
     if let Ok(dump) = dump {
         print!("{}", String::from_utf8_lossy(&dump.stdout));
     }
+    if let Ok(secs) = std::env::var("LAB_HOLD_SECS") {
+        // Keep the topology up for manual inspection (bpftool, tcpdump).
+        println!("lab: holding for {secs} s");
+        std::thread::sleep(std::time::Duration::from_secs(secs.parse().unwrap_or(0)));
+    }
     let clean = lab.stop_lbd();
     println!(
         "\nlab: lbd stopped ({}), tearing down",

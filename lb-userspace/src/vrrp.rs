@@ -1,0 +1,4 @@
+//! VRRP, wire-compatible with keepalived: the wire format and a sans-IO
+//! state machine; sockets and timers live in the daemon's driver.
+pub mod machine;
+pub mod packet;
