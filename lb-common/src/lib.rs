@@ -129,7 +129,10 @@ pub struct LbSettings {
     /// MAC address of the interface the program is attached to; the source
     /// MAC of every frame sent back out with `XDP_TX`.
     pub if_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// 1 while this node forwards (always without VRRP; only as VRRP
+    /// master with it). 0: service traffic passes to the kernel.
+    pub forwarding: u8,
+    pub _pad: u8,
 }
 
 #[cfg(feature = "user")]

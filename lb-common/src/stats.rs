@@ -56,6 +56,8 @@ outcomes! {
     PassIpv6 => pass_ipv6,
     /// IP but not for a configured service.
     PassNotService => pass_not_service,
+    /// For a service, but this node is a VRRP backup: not ours to forward.
+    PassStandby => pass_standby,
     /// IPv4 fragment: ports unknown, so it cannot be balanced consistently.
     PassFragment => pass_fragment,
     /// Frame shorter than an Ethernet header.

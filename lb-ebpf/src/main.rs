@@ -41,6 +41,12 @@ fn try_lb_xdp(ctx: &XdpContext) -> (u32, Outcome) {
     let Some(service) = lookup::service(&packet) else {
         return (xdp_action::XDP_PASS, Outcome::PassNotService);
     };
+    let Some(settings) = maps::SETTINGS.get(0) else {
+        return (xdp_action::XDP_PASS, Outcome::DropInternal);
+    };
+    if settings.forwarding == 0 {
+        return (xdp_action::XDP_PASS, Outcome::PassStandby);
+    }
     if !checksum::ipv4_header_is_valid(ctx, packet.l3_offset, packet.l3_header_len) {
         return (xdp_action::XDP_DROP, Outcome::DropBadIpChecksum);
     }
@@ -54,7 +60,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> (u32, Outcome) {
         packet.frame_len,
         choice.new_flow,
     );
-    match rewrite::l2_dsr(ctx, &choice.backend) {
+    match rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac) {
         Ok(()) => (xdp_action::XDP_TX, Outcome::TxDsr),
         Err(outcome) => (xdp_action::XDP_DROP, outcome),
     }

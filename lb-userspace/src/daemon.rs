@@ -56,7 +56,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let interface = neighbour::interface_info(&handle, &config.instance.interface).await?;
 
     let mut programmer = Programmer::new(sizes.ring_size, sizes.max_services, sizes.max_backends);
-    programmer.set_interface_mac(&mut maps, interface.mac)?;
+    programmer.set_settings(&mut maps, interface.mac, true)?;
     let mut state = StateFile {
         pid: std::process::id(),
         ..StateFile::default()

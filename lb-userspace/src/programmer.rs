@@ -145,14 +145,18 @@ impl Programmer {
         &self.snapshot
     }
 
-    pub fn set_interface_mac<W: MapWriter>(
+    /// The interface MAC (source of forwarded frames) and whether this
+    /// node forwards (VRRP master, or no VRRP at all).
+    pub fn set_settings<W: MapWriter>(
         &mut self,
         maps: &mut W,
         mac: [u8; 6],
+        forwarding: bool,
     ) -> Result<(), ProgramError<W::Error>> {
         maps.set_settings(&LbSettings {
             if_mac: mac,
-            _pad: [0; 2],
+            forwarding: u8::from(forwarding),
+            _pad: 0,
         })
         .map_err(ProgramError::Map)
     }

@@ -47,7 +47,7 @@ impl Harness {
         let mut dataplane = Dataplane::load(lbd::dataplane::embedded_object()?, &sizes)?;
         let mut maps = dataplane.take_maps(None)?;
         let mut programmer = Programmer::new(RING, sizes.max_services, sizes.max_backends);
-        programmer.set_interface_mac(&mut maps, LB_MAC)?;
+        programmer.set_settings(&mut maps, LB_MAC, true)?;
         let services = [(80, lb_common::PROTO_TCP), (53, lb_common::PROTO_UDP)]
             .into_iter()
             .map(|(port, proto)| DesiredService {

@@ -483,3 +483,26 @@ fn an_all_ports_service_catches_other_ports_and_an_exact_port_wins() {
     let (action, _) = harness.run(&udp(47002, VIP, 8443)).unwrap();
     assert_eq!(action, XDP_PASS);
 }
+
+#[test]
+fn a_standby_node_passes_service_traffic_and_counts_it() {
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    harness
+        .programmer
+        .set_settings(&mut harness.maps, LB_MAC, false)
+        .unwrap();
+    let syn = tcp(48000, VIP, 80, true);
+    let (action, out) = harness.run(&syn).unwrap();
+    assert_eq!((action, out), (XDP_PASS, syn.clone()));
+    assert_eq!(harness.outcome_count(Outcome::PassStandby).unwrap(), 1);
+    assert!(
+        harness.maps.conntrack.get(&flow(48000), 0).is_err(),
+        "no flow state on a standby"
+    );
+    harness
+        .programmer
+        .set_settings(&mut harness.maps, LB_MAC, true)
+        .unwrap();
+    let (action, _) = harness.run(&syn).unwrap();
+    assert_eq!(action, XDP_TX);
+}
