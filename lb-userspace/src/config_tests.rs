@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 struct FakeHost;
 impl Environment for FakeHost {
@@ -317,4 +318,111 @@ fn every_error_is_reported_in_file_order() {
     assert_eq!(all.len(), 2, "{all:#?}");
     assert!(all[0].starts_with("lb.toml:3:"));
     assert!(all[1].starts_with("lb.toml:13:"));
+}
+
+const VRRP: &str = r#"
+[[vrrp_script]]
+name = "chk"
+script = "true"
+interval = 2
+fall = 3
+
+[[vrrp]]
+name = "VI_1"
+vrid = 51
+priority = 150
+auth_pass = "1111"
+virtual_ipaddress = ["198.18.0.100"]
+track_script = [{ name = "chk", weight = -60 }]
+track_interface = [{ name = "eth0" }]
+"#;
+
+fn with_vrrp(extra: &str) -> String {
+    format!("{GOOD}{VRRP}{extra}")
+}
+
+#[test]
+fn vrrp_defaults_follow_keepalived() {
+    let config = Config::parse(&with_vrrp(""), Path::new("lb.toml"), &FakeHost).unwrap();
+    let v = &config.vrrp[0];
+    assert_eq!(v.interface, "eth0", "defaults to the instance's interface");
+    assert_eq!(v.version, Version::V2);
+    assert_eq!((v.vrid, v.priority, v.advert_int_cs), (51, 150, 100));
+    assert!(v.preempt);
+    assert_eq!(v.garp.repeat, 5);
+    assert_eq!(v.garp.delay, Duration::from_secs(5));
+    assert_eq!(v.track_script[0].weight, -60);
+    assert_eq!(v.track_script[0].script.fall, 3);
+    assert_eq!(v.track_script[0].script.interval, Duration::from_secs(2));
+    assert_eq!(
+        v.track_interface[0].weight, 0,
+        "no weight: failure means FAULT"
+    );
+}
+
+#[test]
+fn vrrp_v3_allows_centisecond_intervals() {
+    let text = with_vrrp("").replace("auth_pass = \"1111\"", "version = 3\nadvert_int = 0.01");
+    let config = Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
+    assert_eq!(config.vrrp[0].advert_int_cs, 1);
+}
+
+#[test]
+fn vrrp_v2_needs_whole_seconds() {
+    let text = with_vrrp("").replace("priority = 150", "priority = 150\nadvert_int = 0.5");
+    assert_eq!(
+        error(&text),
+        "lb.toml:27: vrrp[0].advert_int: 0.5 is not allowed: whole seconds 1..=255 for version 2"
+    );
+}
+
+#[test]
+fn vrrp_v3_has_no_authentication() {
+    let text = with_vrrp("").replace("priority = 150", "priority = 150\nversion = 3");
+    assert_eq!(
+        error(&text),
+        "lb.toml:28: vrrp[0].auth_pass: VRRPv3 has no authentication (RFC 5798); remove auth_pass or use version = 2"
+    );
+}
+
+#[test]
+fn vrrp_unknown_track_script() {
+    let text = with_vrrp("").replace("name = \"chk\", weight", "name = \"chk2\", weight");
+    assert_eq!(
+        error(&text),
+        "lb.toml:29: vrrp[0].track_script[0]: no vrrp_script named \"chk2\""
+    );
+}
+
+#[test]
+fn vrrp_ranges() {
+    assert_eq!(
+        error(&with_vrrp("").replace("vrid = 51", "vrid = 0")),
+        "lb.toml:25: vrrp[0].vrid: vrid 0 is outside 1..=255"
+    );
+    assert_eq!(
+        error(&with_vrrp("").replace("priority = 150", "priority = 256")),
+        "lb.toml:26: vrrp[0].priority: priority 256 is outside 1..=255"
+    );
+    assert_eq!(
+        error(&with_vrrp("").replace("weight = -60", "weight = -300")),
+        "lb.toml:29: vrrp[0].track_script[0].weight: weight -300 is outside -254..=254"
+    );
+}
+
+#[test]
+fn vrrp_bad_virtual_address() {
+    assert_eq!(
+        error(&with_vrrp("").replace("[\"198.18.0.100\"]", "[\"198.18.0.999\"]")),
+        "lb.toml:28: vrrp[0].virtual_ipaddress[0]: \"198.18.0.999\" is not an IP address"
+    );
+}
+
+#[test]
+fn vrrp_vrid_used_twice() {
+    let second = "\n[[vrrp]]\nname = \"VI_2\"\nvrid = 51\nvirtual_ipaddress = [\"198.18.0.101\"]\n";
+    assert_eq!(
+        error(&with_vrrp(second)),
+        "lb.toml:1: vrrp[1]: vrid 51 is used twice on eth0"
+    );
 }
