@@ -3,3 +3,4 @@
 pub mod config;
 pub mod machine;
 pub mod packet;
+pub mod tracking;
