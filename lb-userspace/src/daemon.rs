@@ -21,6 +21,8 @@ use std::{
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+use crate::vrrp_driver::VrrpDriver;
+
 /// How often resolved backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
 /// How long to wait for ARP replies in one round.
@@ -56,7 +58,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let interface = neighbour::interface_info(&handle, &config.instance.interface).await?;
 
     let mut programmer = Programmer::new(sizes.ring_size, sizes.max_services, sizes.max_backends);
-    programmer.set_settings(&mut maps, interface.mac, true)?;
+    // With VRRP, a node forwards only as master (the driver flips this).
+    programmer.set_settings(&mut maps, interface.mac, config.vrrp.is_empty())?;
     let mut state = StateFile {
         pid: std::process::id(),
         ..StateFile::default()
@@ -80,12 +83,38 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     )?;
     state.xdp_mode = Some(mode.into());
     state.write(&instance)?;
-    info!(instance, interface = %interface.name, services = config.services.len(), "forwarding");
+    info!(instance, interface = %interface.name, services = config.services.len(), "data plane attached");
+
+    // Neighbour refreshes wait for ARP replies: they run beside the loop,
+    // which must stay free for VRRP's timers.
+    let (wanted_tx, wanted_rx) = tokio::sync::watch::channel(backend_addresses(&config));
+    let (macs_tx, mut macs_rx) = tokio::sync::mpsc::channel(4);
+    let neighbours = tokio::spawn(refresh_neighbours(
+        handle.clone(),
+        interface.clone(),
+        wanted_rx,
+        macs.clone(),
+        macs_tx,
+    ));
+
+    let (vrrp_tx, mut vrrp_rx) = tokio::sync::mpsc::channel(1024);
+    let mut vrrp = if config.vrrp.is_empty() {
+        None
+    } else {
+        let pin = pins.join(lb_common::map_names::SETTINGS);
+        Some(VrrpDriver::start(&config.vrrp, &interface, handle.clone(), &pin, vrrp_tx).await?)
+    };
 
     let mut config = config;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_refresh = Instant::now();
     loop {
+        let vrrp_deadline = vrrp
+            .as_ref()
+            .and_then(VrrpDriver::next_deadline)
+            .map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
+            );
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -93,6 +122,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 match reload(&config_path, &config) {
                     Ok(new_config) => {
                         config = new_config;
+                        let _ = wanted_tx.send(backend_addresses(&config));
                         macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
                         match apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
                             Ok(()) => info!(services = config.services.len(), "configuration reloaded"),
@@ -102,30 +132,96 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                     Err(e) => error!("reload refused, configuration unchanged: {e:#}"),
                 }
             }
+            Some(event) = vrrp_rx.recv() => {
+                if let Some(driver) = vrrp.as_mut() {
+                    let before = driver.states();
+                    driver.handle_event(event).await;
+                    publish_transitions(driver, &before, &mut state, &instance);
+                }
+            }
+            _ = tokio::time::sleep_until(vrrp_deadline) => {
+                if let Some(driver) = vrrp.as_mut() {
+                    let before = driver.states();
+                    driver.handle_timeouts().await;
+                    publish_transitions(driver, &before, &mut state, &instance);
+                }
+            }
+            Some(fresh) = macs_rx.recv() => {
+                macs = fresh;
+                if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
+                    error!("applying neighbour change: {e:#}");
+                }
+            }
             _ = tick.tick() => {
-                let wanted = backend_addresses(&config);
-                let unresolved = wanted.iter().any(|a| !macs.contains_key(a));
-                if unresolved || last_refresh.elapsed() >= NEIGHBOUR_REFRESH {
-                    last_refresh = Instant::now();
-                    let fresh = resolve(&handle, &interface, &wanted).await;
-                    if fresh != macs {
-                        macs = fresh;
-                        if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
-                            error!("applying neighbour change: {e:#}");
-                        }
+                if let Some(driver) = &vrrp {
+                    state.vrrp = driver.status();
+                    if let Err(e) = state.write(&instance) {
+                        warn!("writing the state file: {e}");
                     }
                 }
             }
         }
     }
-    info!(instance, "stopping: detaching and unpinning");
+    info!(instance, "stopping");
+    if let Some(driver) = vrrp.as_mut() {
+        driver.shutdown().await;
+    }
+    neighbours.abort();
+    info!(instance, "detaching and unpinning");
     Ok(())
+}
+
+/// Writes the state file at once when a VRRP state changed, so `lbd
+/// status` shows transitions without waiting for the periodic refresh.
+fn publish_transitions(
+    driver: &VrrpDriver,
+    before: &[lbd::vrrp::machine::State],
+    state: &mut StateFile,
+    instance: &str,
+) {
+    if driver.states() != before {
+        state.vrrp = driver.status();
+        if let Err(e) = state.write(instance) {
+            warn!("writing the state file: {e}");
+        }
+    }
+}
+
+/// Re-resolves the backends' MACs: every second while some are unknown,
+/// every [`NEIGHBOUR_REFRESH`] otherwise; sends the map when it changes.
+async fn refresh_neighbours(
+    handle: rtnetlink::Handle,
+    interface: InterfaceInfo,
+    wanted: tokio::sync::watch::Receiver<Vec<Ipv4Addr>>,
+    mut known: HashMap<Ipv4Addr, [u8; 6]>,
+    changes: tokio::sync::mpsc::Sender<HashMap<Ipv4Addr, [u8; 6]>>,
+) {
+    let mut last_full = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let targets = wanted.borrow().clone();
+        let unresolved = targets.iter().any(|a| !known.contains_key(a));
+        if !unresolved && last_full.elapsed() < NEIGHBOUR_REFRESH {
+            continue;
+        }
+        last_full = Instant::now();
+        let fresh = resolve(&handle, &interface, &targets).await;
+        if fresh != known {
+            known = fresh.clone();
+            if changes.send(fresh).await.is_err() {
+                return;
+            }
+        }
+    }
 }
 
 fn reload(path: &Path, current: &Config) -> anyhow::Result<Config> {
     let new = Config::load(path, &HostEnvironment)?;
     if new.instance != current.instance {
         bail!("the [instance] section changed; that needs a restart of lbd");
+    }
+    if new.vrrp != current.vrrp {
+        bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
     }
     Ok(new)
 }

@@ -1,5 +1,6 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
 mod daemon;
+mod vrrp_driver;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};

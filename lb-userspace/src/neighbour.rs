@@ -192,6 +192,33 @@ pub fn arp_resolve(
     Ok(collect_replies(rx.as_mut(), targets, wait))
 }
 
+/// Sends raw Ethernet frames out of `interface` (gratuitous ARP).
+pub fn send_frames(interface: &InterfaceInfo, frames: &[Vec<u8>]) -> Result<(), NeighbourError> {
+    let socket_error = |source| NeighbourError::Socket {
+        interface: interface.name.clone(),
+        source,
+    };
+    let datalink = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == interface.name)
+        .ok_or_else(|| NeighbourError::NoInterface(interface.name.clone()))?;
+    let mut tx = match pnet_datalink::channel(&datalink, ChannelConfig::default()) {
+        Ok(Channel::Ethernet(tx, _)) => tx,
+        Ok(_) => {
+            return Err(socket_error(std::io::Error::other(
+                "not an Ethernet channel",
+            )))
+        }
+        Err(e) => return Err(socket_error(e)),
+    };
+    for frame in frames {
+        if let Some(Err(e)) = tx.send_to(frame, None) {
+            return Err(socket_error(e));
+        }
+    }
+    Ok(())
+}
+
 fn collect_replies(
     rx: &mut dyn DataLinkReceiver,
     targets: &[Ipv4Addr],

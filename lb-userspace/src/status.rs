@@ -21,12 +21,14 @@ pub fn snapshot_path(instance: &str) -> PathBuf {
 
 /// What the daemon writes next to its pins (`/run/lbd/<instance>.json`):
 /// what the maps cannot say.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StateFile {
     pub pid: u32,
     /// "native" or "generic" once attached; `None` before.
     pub xdp_mode: Option<String>,
     pub snapshot: Snapshot,
+    #[serde(default)]
+    pub vrrp: Vec<crate::vrrp::VrrpStatus>,
 }
 
 impl StateFile {
@@ -59,12 +61,14 @@ pub enum StatusError {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     pub instance: String,
     /// The daemon that wrote the state file, and how it attached.
     pub pid: Option<u32>,
     pub xdp_mode: Option<String>,
+    /// VRRP instances (empty without VRRP).
+    pub vrrp: Vec<crate::vrrp::VrrpStatus>,
     /// Connection-table entries (live flows, until evicted).
     pub flows: u64,
     /// One counter per outcome of the XDP program, summed over CPUs.
@@ -215,7 +219,8 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     Ok(StatusReport {
         instance: instance.to_owned(),
         pid: state.as_ref().map(|s| s.pid),
-        xdp_mode: state.and_then(|s| s.xdp_mode),
+        xdp_mode: state.as_ref().and_then(|s| s.xdp_mode.clone()),
+        vrrp: state.map(|s| s.vrrp).unwrap_or_default(),
         flows,
         global: global
             .fields()
@@ -273,6 +278,49 @@ pub fn render_table(report: &StatusReport) -> String {
                 b.new_flows
             );
         }
+    }
+    for v in &report.vrrp {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "vrrp {} (vrid {}, {:?}): {:?} for {:.0} s, priority {} (configured {}), master {}",
+            v.name,
+            v.vrid,
+            v.version,
+            v.state,
+            v.seconds_in_state,
+            v.effective_priority,
+            v.priority,
+            v.master.map_or("unknown".into(), |m| m.to_string()),
+        );
+        let _ = writeln!(out, "  last transition: {}", v.last_transition);
+        let rejected: Vec<String> = v
+            .counters
+            .rejected
+            .iter()
+            .map(|(reason, n)| {
+                format!(
+                    "{}={n}",
+                    serde_json::to_value(reason)
+                        .ok()
+                        .and_then(|j| j.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  adverts sent {} received {}; other vrid {}; address mismatch {}; rejected: {}",
+            v.counters.adverts_sent,
+            v.counters.adverts_received,
+            v.counters.other_vrid,
+            v.counters.address_mismatch,
+            if rejected.is_empty() {
+                "none".into()
+            } else {
+                rejected.join(" ")
+            }
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<24} {:>12}", "OUTCOME", "PACKETS");

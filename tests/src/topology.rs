@@ -44,50 +44,90 @@ pub struct Backend {
     _server: NameServer,
 }
 
+/// One load-balancer node: its namespace, lbd instance and files.
+pub struct LbNode {
+    // Drop order: lbd, the pass program, then the namespace.
+    lbd: Option<ChildGuard>,
+    _pass_program: PassProgram,
+    pub ns: Netns,
+    pub addr: Ipv4Addr,
+    pub instance: String,
+    workdir: TempDir,
+}
+
 pub struct DsrLab {
     // Field order is drop order: processes and servers first, then the
     // namespaces they live in.
-    lbd: Option<ChildGuard>,
-    _pass_program: Option<PassProgram>,
+    pub lbs: Vec<LbNode>,
     pub backends: Vec<Backend>,
     pub client: Netns,
-    pub lb: Netns,
     pub switch: Netns,
+    /// Instance name of node 0.
     pub instance: String,
-    workdir: TempDir,
+}
+
+/// Address of load-balancer node `index` (198.18.0.1, then .3, .4, ...).
+pub fn lb_addr(index: usize) -> Ipv4Addr {
+    if index == 0 {
+        LB_ADDR
+    } else {
+        Ipv4Addr::new(198, 18, 0, 2 + index as u8)
+    }
 }
 
 impl DsrLab {
     /// Builds the topology with `backend_count` backends, each serving TCP
     /// on VIP:80 and UDP on VIP:53.
     pub fn build(backend_count: usize) -> anyhow::Result<Self> {
+        let lab = Self::build_ha(1, backend_count)?;
+        // Without VRRP, node 0 holds the VIP statically.
+        lab.lb()
+            .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])?;
+        Ok(lab)
+    }
+
+    /// `lb_count` load balancers (no VIP assigned: VRRP decides) and
+    /// `backend_count` backends.
+    pub fn build_ha(lb_count: usize, backend_count: usize) -> anyhow::Result<Self> {
         let switch = Netns::create("sw")?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
         let client = Netns::create("cl")?;
-        let lb = Netns::create("lb")?;
-        let instance = netns::unique_name("i");
-        let workdir = TempDir::create(&instance)?;
         let mut lab = DsrLab {
-            lbd: None,
-            _pass_program: None,
+            lbs: Vec::new(),
             backends: Vec::new(),
             client,
-            lb,
             switch,
-            instance,
-            workdir,
+            instance: String::new(),
         };
         lab.plug(&lab.client, "p-cl", CLIENT_ADDR)?;
-        lab.plug(&lab.lb, "p-lb", LB_ADDR)?;
-        lab.lb
-            .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])?;
+        for index in 0..lb_count {
+            let ns = Netns::create(&format!("lb{index}"))?;
+            let port = format!("p-lb{index}");
+            lab.plug(&ns, &port, lb_addr(index))?;
+            // veth delivers XDP_TX frames only to a peer that runs XDP.
+            let pass = PassProgram::attach(&lab.switch, &port)?;
+            let instance = netns::unique_name("i");
+            let workdir = TempDir::create(&instance)?;
+            lab.lbs.push(LbNode {
+                lbd: None,
+                _pass_program: pass,
+                ns,
+                addr: lb_addr(index),
+                instance,
+                workdir,
+            });
+        }
+        lab.instance = lab.lbs[0].instance.clone();
         for _ in 0..backend_count {
             lab.add_backend()?;
         }
-        // veth delivers XDP_TX frames only to a peer that runs XDP.
-        lab._pass_program = Some(PassProgram::attach(&lab.switch, "p-lb")?);
         Ok(lab)
+    }
+
+    /// Node 0's namespace.
+    pub fn lb(&self) -> &Netns {
+        &self.lbs[0].ns
     }
 
     /// Connects `ns` to the bridge as eth0 with `addr`.
@@ -141,12 +181,16 @@ impl DsrLab {
         Ok(&self.backends[index])
     }
 
-    /// The configuration for the first `backends` backends: TCP on port 80
-    /// and UDP on port 53.
+    /// The configuration of node 0 for the first `backends` backends: TCP
+    /// on port 80 and UDP on port 53.
     pub fn config(&self, backends: usize) -> String {
+        self.config_for(0, backends)
+    }
+
+    pub fn config_for(&self, node: usize, backends: usize) -> String {
         let mut text = format!(
             "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmaglev_table_size = 65537\nmax_services = 4\nmax_backends = 64\nconntrack_entries = 65536\n",
-            self.instance
+            self.lbs[node].instance
         );
         for (name, port, protocol) in [("web", TCP_PORT, "tcp"), ("dns", UDP_PORT, "udp")] {
             text.push_str(&format!(
@@ -163,33 +207,51 @@ impl DsrLab {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.workdir.path.join("lb.toml")
+        self.config_path_of(0)
+    }
+
+    pub fn config_path_of(&self, node: usize) -> PathBuf {
+        self.lbs[node].workdir.path.join("lb.toml")
     }
 
     pub fn write_config(&self, text: &str) -> anyhow::Result<PathBuf> {
-        let path = self.config_path();
+        self.write_config_of(0, text)
+    }
+
+    pub fn write_config_of(&self, node: usize, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.config_path_of(node);
         std::fs::write(&path, text)?;
         Ok(path)
     }
 
-    /// Starts `lbd run` in the LB namespace and waits until every backend
-    /// is resolved and in the tables.
+    /// Starts `lbd run` on node 0 and waits until every backend is
+    /// resolved and in the tables.
     pub fn start_lbd(&mut self, lbd: &Path) -> anyhow::Result<()> {
-        let mut command = Command::new(lbd);
-        command
-            .args(["run", "-c"])
-            .arg(self.config_path())
-            .args(["--netns", self.lb.name()]);
-        let log = std::fs::File::create(self.workdir.path.join("lbd.log"))?;
-        command.stderr(log);
-        self.lbd = Some(ChildGuard::spawn(command, "lbd")?);
-        let expected = self.configured_backends()?;
+        self.spawn_lbd(0, lbd)?;
+        let expected = self.configured_backends(0)?;
         self.wait_for_backends(lbd, expected, Duration::from_secs(15))
     }
 
-    /// Backends per service in the current config file.
-    fn configured_backends(&self) -> anyhow::Result<usize> {
-        let text = std::fs::read_to_string(self.config_path())?;
+    /// Starts `lbd run` on `node` without waiting.
+    pub fn spawn_lbd(&mut self, node: usize, lbd: &Path) -> anyhow::Result<()> {
+        let lb = &self.lbs[node];
+        let mut command = Command::new(lbd);
+        command
+            .args(["run", "-c"])
+            .arg(self.config_path_of(node))
+            .args(["--netns", lb.ns.name()]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(lb.workdir.path.join("lbd.log"))?;
+        command.stderr(log);
+        self.lbs[node].lbd = Some(ChildGuard::spawn(command, "lbd")?);
+        Ok(())
+    }
+
+    /// Backends per service in node `node`'s config file.
+    fn configured_backends(&self, node: usize) -> anyhow::Result<usize> {
+        let text = std::fs::read_to_string(self.config_path_of(node))?;
         let services = text.matches("[[service]]").count().max(1);
         Ok(text.matches("[[service.backend]]").count() / services)
     }
@@ -204,7 +266,7 @@ impl DsrLab {
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(guard) = self.lbd.as_mut() {
+            if let Some(guard) = self.lbs[0].lbd.as_mut() {
                 if let Some(status) = guard.try_wait() {
                     bail!("lbd exited ({status}): {}", self.lbd_log());
                 }
@@ -236,22 +298,41 @@ impl DsrLab {
     }
 
     pub fn status(&self, lbd: &Path) -> anyhow::Result<StatusReport> {
-        let out =
-            netns::run(Command::new(lbd).args(["status", "--json", "--instance", &self.instance]))?;
+        self.status_of(0, lbd)
+    }
+
+    pub fn status_of(&self, node: usize, lbd: &Path) -> anyhow::Result<StatusReport> {
+        let instance = &self.lbs[node].instance;
+        let out = netns::run(Command::new(lbd).args(["status", "--json", "--instance", instance]))?;
         serde_json::from_str(&out).context("parsing lbd status --json")
     }
 
     pub fn lbd_pid(&self) -> Option<u32> {
-        self.lbd.as_ref().map(ChildGuard::pid)
+        self.lbd_pid_of(0)
     }
 
-    /// Stops lbd with SIGTERM; true if it exited cleanly.
+    pub fn lbd_pid_of(&self, node: usize) -> Option<u32> {
+        self.lbs[node].lbd.as_ref().map(ChildGuard::pid)
+    }
+
+    /// Stops node 0's lbd with SIGTERM; true if it exited cleanly.
     pub fn stop_lbd(&mut self) -> bool {
-        match self.lbd.take() {
+        self.stop_lbd_of(0)
+    }
+
+    pub fn stop_lbd_of(&mut self, node: usize) -> bool {
+        match self.lbs[node].lbd.take() {
             Some(mut guard) => {
                 guard.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10))
             }
             None => true,
+        }
+    }
+
+    /// SIGKILL, as a crash: lbd cleans nothing up.
+    pub fn kill_lbd_of(&mut self, node: usize) {
+        if let Some(mut guard) = self.lbs[node].lbd.take() {
+            guard.stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
         }
     }
 
@@ -266,7 +347,11 @@ impl DsrLab {
     }
 
     pub fn lbd_log(&self) -> String {
-        std::fs::read_to_string(self.workdir.path.join("lbd.log")).unwrap_or_default()
+        self.lbd_log_of(0)
+    }
+
+    pub fn lbd_log_of(&self, node: usize) -> String {
+        std::fs::read_to_string(self.lbs[node].workdir.path.join("lbd.log")).unwrap_or_default()
     }
 
     pub fn tcp_target(&self) -> SocketAddrV4 {

@@ -72,8 +72,8 @@ fn dsr_balances_real_tcp_and_udp_by_maglev_and_counts_exactly() {
     .unwrap();
     // Replies come from the VIP; in DSR none may reach the load balancer.
     let replies_at_lb =
-        NftCounters::install(&lab.lb, "prerouting", &[format!("ip saddr {VIP}")]).unwrap();
-    let lb_rx_before = DsrLab::rx_packets(&lab.lb).unwrap();
+        NftCounters::install(lab.lb(), "prerouting", &[format!("ip saddr {VIP}")]).unwrap();
+    let lb_rx_before = DsrLab::rx_packets(lab.lb()).unwrap();
 
     let tcp_ports = 20_000..21_200u16;
     let udp_ports = 30_000..31_200u16;
@@ -158,7 +158,7 @@ fn dsr_balances_real_tcp_and_udp_by_maglev_and_counts_exactly() {
     // DSR: replies went backend -> client; the LB received only the
     // client's packets (plus a little ARP and multicast such as IGMP
     // reports), never one of the thousands of replies.
-    let lb_received = DsrLab::rx_packets(&lab.lb).unwrap() - lb_rx_before;
+    let lb_received = DsrLab::rx_packets(lab.lb()).unwrap() - lb_rx_before;
     assert!(
         lb_received >= tx && lb_received < tx + 20,
         "LB received {lb_received}, forwarded {tx}"
@@ -243,7 +243,7 @@ fn a_second_lbd_for_the_same_instance_refuses_and_sigterm_cleans_up() {
     let second = Command::new(&lbd)
         .args(["run", "-c"])
         .arg(&config)
-        .args(["--netns", lab.lb.name()])
+        .args(["--netns", lab.lb().name()])
         .output()
         .unwrap();
     assert!(!second.status.success());
@@ -261,14 +261,14 @@ fn a_second_lbd_for_the_same_instance_refuses_and_sigterm_cleans_up() {
     let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
     assert!(pins.join("lb_services").exists());
     assert!(lab
-        .lb
+        .lb()
         .ip(&["link", "show", "eth0"])
         .unwrap()
         .contains("prog/xdp"));
     assert!(lab.stop_lbd(), "clean exit on SIGTERM");
     assert!(!pins.exists(), "pins removed on exit");
     assert!(
-        !lab.lb
+        !lab.lb()
             .ip(&["link", "show", "eth0"])
             .unwrap()
             .contains("prog/xdp"),
@@ -350,7 +350,7 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     // The XDP attachment is a bpf_link owned by the process: it goes with it.
     while lab
-        .lb
+        .lb()
         .ip(&["link", "show", "eth0"])
         .unwrap()
         .contains("prog/xdp")
@@ -408,7 +408,7 @@ fn two_instances_on_one_host_do_not_collide() {
     // Stopping one leaves the other's pins and program in place.
     second.status(&lbd).unwrap();
     assert!(second
-        .lb
+        .lb()
         .ip(&["link", "show", "eth0"])
         .unwrap()
         .contains("prog/xdp"));

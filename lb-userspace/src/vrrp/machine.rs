@@ -55,7 +55,7 @@ pub enum Action {
 }
 
 /// Counters, by name, for `lbd status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     pub adverts_sent: u64,
     pub adverts_received: u64,

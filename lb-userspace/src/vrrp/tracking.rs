@@ -119,7 +119,10 @@ mod tests {
     #[test]
     fn fall_and_rise_need_consecutive_results() {
         let mut t = Tracked::new("chk", -20, 2, 3);
-        assert!(t.observe(Observation::Down), "the first result decides at once");
+        assert!(
+            t.observe(Observation::Down),
+            "the first result decides at once"
+        );
         assert_eq!(priority_effect(std::slice::from_ref(&t)), (-20, false));
         assert!(!t.observe(Observation::Up));
         assert!(!t.observe(Observation::Down), "the streak is broken");
@@ -137,14 +140,24 @@ mod tests {
         let mut plus = Tracked::new("plus", 10, 1, 1);
         let mut minus = Tracked::new("minus", -30, 1, 1);
         let mut none = Tracked::new("none", 0, 1, 1);
-        assert_eq!(priority_effect(&[plus.clone(), minus.clone(), none.clone()]), (0, false), "no result yet");
+        assert_eq!(
+            priority_effect(&[plus.clone(), minus.clone(), none.clone()]),
+            (0, false),
+            "no result yet"
+        );
         plus.observe(Observation::Up);
         minus.observe(Observation::Up);
         none.observe(Observation::Up);
-        assert_eq!(priority_effect(&[plus.clone(), minus.clone(), none.clone()]), (10, false));
+        assert_eq!(
+            priority_effect(&[plus.clone(), minus.clone(), none.clone()]),
+            (10, false)
+        );
         plus.observe(Observation::Down);
         minus.observe(Observation::Down);
-        assert_eq!(priority_effect(&[plus.clone(), minus.clone(), none.clone()]), (-30, false));
+        assert_eq!(
+            priority_effect(&[plus.clone(), minus.clone(), none.clone()]),
+            (-30, false)
+        );
         none.observe(Observation::Down);
         assert_eq!(priority_effect(&[plus, minus, none]), (-30, true));
     }

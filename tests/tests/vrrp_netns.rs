@@ -1,0 +1,394 @@
+//! VRRP end to end: two load-balancer nodes (or one lbd and one
+//! keepalived) on a bridge with a client and backends, in namespaces.
+//! Needs root.
+use lb_tests::{
+    process::ChildGuard,
+    topology::{lbd_binary, DsrLab, CLIENT_ADDR, VIP},
+    traffic::HeldConnection,
+};
+use lbd::vrrp::machine::State;
+use std::{
+    io::{BufRead, BufReader},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+/// A `[[vrrp]]` section: VRRPv3, 100 ms adverts.
+fn vrrp_section(priority: u8, extra: &str) -> String {
+    format!(
+        "\n[[vrrp]]\nname = \"VI_1\"\nversion = 3\nvrid = 51\npriority = {priority}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}\"]\ngarp_master_delay = 1\n{extra}\n"
+    )
+}
+
+fn configure(lab: &DsrLab, node: usize, vrrp: &str) {
+    let text = format!("{}{vrrp}", lab.config_for(node, lab.backends.len()));
+    lab.write_config_of(node, &text).unwrap();
+}
+
+fn vrrp_state(lab: &DsrLab, node: usize, lbd: &Path) -> Option<State> {
+    let report = lab.status_of(node, lbd).ok()?;
+    if report.pid != lab.lbd_pid_of(node) {
+        return None; // not (yet) this daemon's state file
+    }
+    report.vrrp.first().map(|v| v.state)
+}
+
+fn wait_state(lab: &DsrLab, node: usize, lbd: &Path, want: State, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while vrrp_state(lab, node, lbd) != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "node {node} never became {want:?} (is {:?}); log:\n{}",
+            vrrp_state(lab, node, lbd),
+            lab.lbd_log_of(node)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn holds_vip(lab: &DsrLab, node: usize) -> bool {
+    lab.lbs[node]
+        .ns
+        .ip(&["-4", "addr", "show", "dev", "eth0"])
+        .unwrap()
+        .contains(&format!("{VIP}/32"))
+}
+
+/// One short connection through the VIP: the backend's name, or an error.
+fn ask_once(timeout: Duration) -> anyhow::Result<String> {
+    let mut stream = BufReader::new(TcpStream::connect_timeout(
+        &SocketAddr::from((VIP, 80)),
+        timeout,
+    )?);
+    stream.get_ref().set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    stream.read_line(&mut line)?;
+    anyhow::ensure!(!line.is_empty(), "closed");
+    Ok(line.trim().to_owned())
+}
+
+/// Time from now until a connection through the VIP succeeds.
+fn time_to_service(lab: &DsrLab, limit: Duration) -> Duration {
+    let start = Instant::now();
+    lab.client
+        .run_in(|| loop {
+            if ask_once(Duration::from_millis(50)).is_ok() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no service through the VIP within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        })
+        .unwrap()
+}
+
+/// Master-down interval for 100 ms adverts and priority 100:
+/// 3 × 100 ms + (256 − 100) × 100 ms / 256.
+const MASTER_DOWN_100: Duration = Duration::from_micros(360_937);
+
+#[test]
+fn kill_9_of_the_master_fails_over_within_master_down_plus_200ms_and_preemption_returns_it() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 2).unwrap();
+    configure(&lab, 0, &vrrp_section(200, ""));
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    assert!(holds_vip(&lab, 0) && !holds_vip(&lab, 1));
+    time_to_service(&lab, Duration::from_secs(5));
+
+    lab.kill_lbd_of(0);
+    let took = time_to_service(&lab, Duration::from_secs(5));
+    assert!(
+        took <= MASTER_DOWN_100 + Duration::from_millis(200),
+        "failover took {took:?}; log of node 1:\n{}",
+        lab.lbd_log_of(1)
+    );
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(1));
+    assert!(holds_vip(&lab, 1));
+
+    // The old master comes back: it removes the VIP its crash left, starts
+    // as backup, then preempts (priority 200 > 100).
+    lab.spawn_lbd(0, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(5));
+    assert!(holds_vip(&lab, 0));
+    assert!(!holds_vip(&lab, 1), "the backup gave the VIP up");
+    time_to_service(&lab, Duration::from_secs(5));
+    let report = lab.status_of(1, &lbd).unwrap();
+    let v = &report.vrrp[0];
+    assert!(v.counters.adverts_received > 0 && v.counters.adverts_sent > 0);
+    assert!(
+        v.last_transition.contains("higher-priority master"),
+        "{}",
+        v.last_transition
+    );
+}
+
+#[test]
+fn nopreempt_keeps_the_new_master() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    configure(&lab, 0, &vrrp_section(200, "nopreempt = true"));
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    assert!(
+        lab.stop_lbd_of(0),
+        "clean stop: priority 0 advert, VIP removed"
+    );
+    assert!(!holds_vip(&lab, 0));
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(2));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Backup, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        vrrp_state(&lab, 0, &lbd),
+        Some(State::Backup),
+        "did not preempt"
+    );
+    assert_eq!(vrrp_state(&lab, 1, &lbd), Some(State::Master));
+}
+
+#[test]
+fn a_failing_tracked_script_moves_the_master_and_notify_reports_it() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("trk")).unwrap();
+    let flag = dir.path.join("healthy");
+    std::fs::write(&flag, "").unwrap();
+    let notify_log = dir.path.join("notify.log");
+    let notify = dir.path.join("notify.sh");
+    std::fs::write(
+        &notify,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", notify_log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = format!(
+        "\n[[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {}\"\ninterval = 0.1\nfall = 2\nrise = 2\n",
+        flag.display()
+    );
+    let tracked = format!(
+        "track_script = [{{ name = \"chk\", weight = -150 }}]\nnotify = \"{}\"",
+        notify.display()
+    );
+    configure(&lab, 0, &format!("{script}{}", vrrp_section(200, &tracked)));
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+
+    std::fs::remove_file(&flag).unwrap();
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(5));
+    wait_state(&lab, 0, &lbd, State::Backup, Duration::from_secs(2));
+    let report = lab.status_of(0, &lbd).unwrap();
+    assert_eq!(report.vrrp[0].effective_priority, 50, "200 - 150");
+    time_to_service(&lab, Duration::from_secs(5));
+
+    std::fs::write(&flag, "").unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(5));
+    assert!(lab.stop_lbd_of(0));
+    let log = std::fs::read_to_string(&notify_log).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "INSTANCE VI_1 BACKUP 200",
+            "INSTANCE VI_1 MASTER 200",
+            "INSTANCE VI_1 BACKUP 50",
+            "INSTANCE VI_1 MASTER 200",
+            "INSTANCE VI_1 STOP 200",
+        ],
+        "notify hooks in order of transitions"
+    );
+}
+
+#[test]
+fn link_down_on_the_master_moves_it() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    configure(
+        &lab,
+        0,
+        &vrrp_section(200, "track_interface = [{ name = \"eth0\" }]"),
+    );
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    lab.switch.ip(&["link", "set", "p-lb0", "down"]).unwrap();
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
+    wait_state(&lab, 0, &lbd, State::Fault, Duration::from_secs(3));
+    assert!(!holds_vip(&lab, 0), "a node in FAULT gives the VIP up");
+    time_to_service(&lab, Duration::from_secs(5));
+    lab.switch.ip(&["link", "set", "p-lb0", "up"]).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(5));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(3));
+}
+
+#[test]
+fn an_established_dsr_connection_survives_a_failover() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 3).unwrap();
+    configure(&lab, 0, &vrrp_section(200, ""));
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    let target = std::net::SocketAddrV4::new(VIP, 80);
+    let mut held: Vec<HeldConnection> = lab
+        .client
+        .run_in(|| {
+            (26_000..26_030)
+                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .unwrap()
+        .unwrap();
+    lab.kill_lbd_of(0);
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
+    // Node 1 has no connection-table entry for these flows; its Maglev
+    // table is identical (same configuration), so it picks the same
+    // backend and the connections carry on.
+    for connection in &mut held {
+        assert_eq!(connection.ask().unwrap(), connection.first_backend);
+    }
+    let report = lab.status_of(1, &lbd).unwrap();
+    let web = report.services.iter().find(|s| s.port == 80).unwrap();
+    assert!(
+        web.new_flows >= 30,
+        "node 1 placed the flows anew: {}",
+        web.new_flows
+    );
+}
+
+/// keepalived 2.2.7 in node 1's namespace.
+fn start_keepalived(lab: &DsrLab, node: usize, body: &str, dir: &Path) -> ChildGuard {
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(&conf, body).unwrap();
+    let mut command = lab.lbs[node].ns.command(
+        "keepalived",
+        &[
+            "--vrrp",
+            "--dont-fork",
+            "--log-console",
+            "--no-syslog",
+            "-f",
+            &conf.display().to_string(),
+            "-p",
+            &dir.join("ka.pid").display().to_string(),
+            "-r",
+            &dir.join("ka-vrrp.pid").display().to_string(),
+        ],
+    );
+    command.stdout(std::fs::File::create(dir.join("keepalived.log")).unwrap());
+    command.stderr(std::process::Stdio::null());
+    ChildGuard::spawn(command, "keepalived").unwrap()
+}
+
+fn keepalived_instance(version: u8, priority: u8) -> String {
+    let auth = if version == 2 {
+        "  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n"
+    } else {
+        ""
+    };
+    format!(
+        "global_defs {{\n  router_id ka\n  vrrp_version {version}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n{auth}  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n"
+    )
+}
+
+fn lbd_instance(version: u8, priority: u8) -> String {
+    let auth = if version == 2 {
+        "auth_pass = \"1111\""
+    } else {
+        ""
+    };
+    format!(
+        "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = 1\nvirtual_ipaddress = [\"{VIP}\"]\n{auth}\n"
+    )
+}
+
+fn interop(version: u8) {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("ka")).unwrap();
+
+    // lbd wins by priority; keepalived is backup.
+    configure(&lab, 0, &lbd_instance(version, 200));
+    let mut keepalived = start_keepalived(&lab, 1, &keepalived_instance(version, 100), &dir.path);
+    lab.spawn_lbd(0, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(holds_vip(&lab, 0) && !holds_vip(&lab, 1), "one master: lbd");
+    let report = lab.status_of(0, &lbd).unwrap();
+    assert!(
+        report.vrrp[0].counters.rejected.is_empty(),
+        "{:?}",
+        report.vrrp[0].counters
+    );
+
+    // lbd stops: keepalived takes over (priority 0 advert) and serves.
+    assert!(lab.stop_lbd_of(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !holds_vip(&lab, 1) {
+        assert!(Instant::now() < deadline, "keepalived did not take the VIP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // lbd comes back with the higher priority: keepalived yields.
+    lab.spawn_lbd(0, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while holds_vip(&lab, 1) {
+        assert!(Instant::now() < deadline, "keepalived kept the VIP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    time_to_service(&lab, Duration::from_secs(5));
+    assert!(lab.stop_lbd_of(0));
+    drop(keepalived);
+
+    // keepalived wins by priority; lbd is backup, then takes over.
+    configure(&lab, 0, &lbd_instance(version, 100));
+    keepalived = start_keepalived(&lab, 1, &keepalived_instance(version, 200), &dir.path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds_vip(&lab, 1) {
+        assert!(
+            Instant::now() < deadline,
+            "keepalived did not become master"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lab.spawn_lbd(0, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Backup, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        vrrp_state(&lab, 0, &lbd),
+        Some(State::Backup),
+        "lbd respects the higher keepalived"
+    );
+    let report = lab.status_of(0, &lbd).unwrap();
+    assert_eq!(report.vrrp[0].master, Some(lab.lbs[1].addr.into()));
+    assert!(report.vrrp[0].counters.adverts_received >= 3);
+    keepalived.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(5));
+    assert!(holds_vip(&lab, 0));
+    time_to_service(&lab, Duration::from_secs(5));
+}
+
+#[test]
+fn interop_with_keepalived_vrrpv2_pass() {
+    interop(2);
+}
+
+#[test]
+fn interop_with_keepalived_vrrpv3() {
+    interop(3);
+}
