@@ -8,7 +8,15 @@ use std::{
 
 /// Debian packages the tests, the lab and the tools in the README use.
 const PACKAGES: &[&str] = &[
-    "bpftool", "ethtool", "iproute2", "tcpdump", "iperf3", "wrk", "nftables", "procps",
+    "bpftool",
+    "ethtool",
+    "iproute2",
+    "tcpdump",
+    "iperf3",
+    "wrk",
+    "nftables",
+    "procps",
+    "keepalived",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 
