@@ -27,5 +27,12 @@ pub fn assert_nothing_left() -> anyhow::Result<()> {
     if !pins.is_empty() {
         bail!("pinned BPF objects left behind: {}", pins.join(" "));
     }
+    let out = Command::new("pgrep")
+        .args(["-f", "lbd run -c /tmp/lbt"])
+        .output()?;
+    let processes = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !processes.is_empty() {
+        bail!("lbd processes left behind: {processes}");
+    }
     Ok(())
 }

@@ -66,6 +66,24 @@ pub struct DsrLab {
     pub instance: String,
 }
 
+impl Drop for LbNode {
+    /// Stops lbd, then removes whatever its instance left (a test may have
+    /// SIGKILLed it): pins, state and lock files.
+    fn drop(&mut self) {
+        drop(self.lbd.take());
+        let pins = Path::new("/sys/fs/bpf").join(&self.instance);
+        if let Ok(entries) = std::fs::read_dir(&pins) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            let _ = std::fs::remove_dir(&pins);
+        }
+        for suffix in ["json", "lock"] {
+            let _ = std::fs::remove_file(format!("/run/lbd/{}.{suffix}", self.instance));
+        }
+    }
+}
+
 /// Address of load-balancer node `index` (198.18.0.1, then .3, .4, ...).
 pub fn lb_addr(index: usize) -> Ipv4Addr {
     if index == 0 {
