@@ -243,8 +243,11 @@ pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "instance {}  (flows in connection table: {})",
-        report.instance, report.flows
+        "instance {}  pid {}  xdp {}  (flows in connection table: {})",
+        report.instance,
+        report.pid.map_or("-".into(), |p| p.to_string()),
+        report.xdp_mode.as_deref().unwrap_or("not attached"),
+        report.flows
     );
     let _ = writeln!(out);
     let _ = writeln!(

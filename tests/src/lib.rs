@@ -1,6 +1,7 @@
 //! Test kit: network-namespace topologies, process guards and traffic, used
 //! by the integration tests and by `cargo xtask lab`.
 pub mod fixture;
+pub mod ha;
 pub mod leaks;
 pub mod netns;
 pub mod nft;

@@ -2,14 +2,13 @@
 //! keepalived) on a bridge with a client and backends, in namespaces.
 //! Needs root.
 use lb_tests::{
+    ha::{holds_vip, time_to_service, vrrp_state, wait_state},
     process::ChildGuard,
     topology::{lbd_binary, DsrLab, CLIENT_ADDR, VIP},
     traffic::HeldConnection,
 };
 use lbd::vrrp::machine::State;
 use std::{
-    io::{BufRead, BufReader},
-    net::{SocketAddr, TcpStream},
     path::Path,
     time::{Duration, Instant},
 };
@@ -24,65 +23,6 @@ fn vrrp_section(priority: u8, extra: &str) -> String {
 fn configure(lab: &DsrLab, node: usize, vrrp: &str) {
     let text = format!("{}{vrrp}", lab.config_for(node, lab.backends.len()));
     lab.write_config_of(node, &text).unwrap();
-}
-
-fn vrrp_state(lab: &DsrLab, node: usize, lbd: &Path) -> Option<State> {
-    let report = lab.status_of(node, lbd).ok()?;
-    if report.pid != lab.lbd_pid_of(node) {
-        return None; // not (yet) this daemon's state file
-    }
-    report.vrrp.first().map(|v| v.state)
-}
-
-fn wait_state(lab: &DsrLab, node: usize, lbd: &Path, want: State, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while vrrp_state(lab, node, lbd) != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "node {node} never became {want:?} (is {:?}); log:\n{}",
-            vrrp_state(lab, node, lbd),
-            lab.lbd_log_of(node)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn holds_vip(lab: &DsrLab, node: usize) -> bool {
-    lab.lbs[node]
-        .ns
-        .ip(&["-4", "addr", "show", "dev", "eth0"])
-        .unwrap()
-        .contains(&format!("{VIP}/32"))
-}
-
-/// One short connection through the VIP: the backend's name, or an error.
-fn ask_once(timeout: Duration) -> anyhow::Result<String> {
-    let mut stream = BufReader::new(TcpStream::connect_timeout(
-        &SocketAddr::from((VIP, 80)),
-        timeout,
-    )?);
-    stream.get_ref().set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    stream.read_line(&mut line)?;
-    anyhow::ensure!(!line.is_empty(), "closed");
-    Ok(line.trim().to_owned())
-}
-
-/// Time from now until a connection through the VIP succeeds.
-fn time_to_service(lab: &DsrLab, limit: Duration) -> Duration {
-    let start = Instant::now();
-    lab.client
-        .run_in(|| loop {
-            if ask_once(Duration::from_millis(50)).is_ok() {
-                return start.elapsed();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "no service through the VIP within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        })
-        .unwrap()
 }
 
 /// Master-down interval for 100 ms adverts and priority 100:

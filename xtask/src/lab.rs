@@ -1,62 +1,71 @@
-//! `cargo xtask lab`: the demo. Builds the DSR topology in namespaces,
-//! starts lbd, sends real TCP and UDP traffic through the VIP and prints
-//! where it went. Everything is torn down on exit, Ctrl-C included.
-use anyhow::Context;
+//! `cargo xtask lab`: the demo. Builds, in network namespaces, a client, two
+//! load balancers running lbd with VRRP, and three backends on a bridge;
+//! sends real TCP and UDP traffic through the VIP and shows where it went;
+//! then crashes the master (SIGKILL), measures the failover, and brings it
+//! back (preemption). Everything is torn down on exit, Ctrl-C included.
 use lb_tests::{
-    topology::{DsrLab, CLIENT_ADDR},
+    ha::{holds_vip, time_to_service, wait_state, State},
+    topology::{DsrLab, CLIENT_ADDR, VIP},
     traffic,
 };
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+/// VRRPv3 with 100 ms adverts: master-down 300 ms + skew.
+fn vrrp_section(priority: u8) -> String {
+    format!(
+        "\n[[vrrp]]\nname = \"VI_1\"\nversion = 3\nvrid = 51\npriority = {priority}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}\"]\n"
+    )
+}
 
 pub fn run(lbd: &Path, connections: u32) -> anyhow::Result<()> {
     // Ctrl-C must unwind through the guards rather than kill us outright.
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    install_sigint(interrupted.clone())?;
+    install_sigint()?;
 
-    println!("lab: building client, load balancer and 3 backends in network namespaces");
-    let mut lab = DsrLab::build(3)?;
-    lab.write_config(&lab.config(3))?;
-    println!("lab: starting lbd (instance {})", lab.instance);
+    println!("lab: building a client, 2 load balancers and 3 backends in network namespaces");
+    let mut lab = DsrLab::build_ha(2, 3)?;
+    for (node, priority) in [(0, 200), (1, 100)] {
+        let text = format!("{}{}", lab.config_for(node, 3), vrrp_section(priority));
+        lab.write_config_of(node, &text)?;
+    }
+    println!("lab: starting lbd on lb0 (VRRP priority 200) and lb1 (priority 100)");
     lab.start_lbd(lbd)?;
+    lab.spawn_lbd(1, lbd)?;
+    wait_state(&lab, 0, lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, lbd, State::Backup, Duration::from_secs(10));
+    println!("lab: lb0 is MASTER and holds {VIP}; lb1 is BACKUP");
+    check_interrupt()?;
 
     let first_port = 20_000u16;
     let ports = first_port..first_port + connections.min(40_000) as u16;
     let target = lab.tcp_target();
     println!("lab: {} TCP connections to {target}", ports.len());
-    let tcp = match lab
+    let tcp = lab
         .client
-        .run_in(|| traffic::tcp_names(CLIENT_ADDR, ports.clone(), target))?
-    {
-        Ok(tcp) => tcp,
-        Err(e) => {
-            eprintln!(
-                "lab: TCP through the VIP failed; lbd log:\n{}",
-                lab.lbd_log()
-            );
-            if let Ok(secs) = std::env::var("LAB_HOLD_SECS") {
-                std::thread::sleep(std::time::Duration::from_secs(secs.parse().unwrap_or(0)));
-            }
-            return Err(e);
-        }
-    };
-    check_interrupt(&interrupted)?;
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, ports.clone(), target))??;
+    check_interrupt()?;
     let udp_target = lab.udp_target();
     println!("lab: {} UDP datagrams to {udp_target}", ports.len());
     let udp = lab
         .client
         .run_in(|| traffic::udp_names(CLIENT_ADDR, ports.clone(), udp_target, b"lab"))??;
-    check_interrupt(&interrupted)?;
+    check_interrupt()?;
 
     println!("\nper-backend distribution (answers as seen by the client):");
     println!("{:<8} {:>8} {:>8}", "BACKEND", "TCP", "UDP");
-    let mut tcp_counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, name) in &tcp {
-        *tcp_counts.entry(name.clone()).or_default() += 1;
-    }
-    let mut udp_counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, name) in &udp {
-        *udp_counts.entry(name.clone()).or_default() += 1;
-    }
+    let tally = |answers: &[(u16, String)]| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, name) in answers {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let (tcp_counts, udp_counts) = (tally(&tcp), tally(&udp));
     for backend in &lab.backends {
         println!(
             "{:<8} {:>8} {:>8}",
@@ -65,57 +74,67 @@ pub fn run(lbd: &Path, connections: u32) -> anyhow::Result<()> {
             udp_counts.get(&backend.name).copied().unwrap_or(0)
         );
     }
-
-    println!("\nlbd status:");
-    let status = Command::new(lbd)
-        .args(["status", "--instance", &lab.instance])
-        .output()
-        .context("lbd status")?;
-    print!("{}", String::from_utf8_lossy(&status.stdout));
+    show_status(lbd, &lab, 0);
+    show_status(lbd, &lab, 1);
     println!(
-        "\npinned maps (bpftool map dump pinned /sys/fs/bpf/{}/lb_services):",
+        "pinned maps: bpftool map dump pinned /sys/fs/bpf/{}/lb_services (and lb_backends, lb_conntrack, ...)",
         lab.instance
     );
-    let dump = Command::new("bpftool")
-        .args([
-            "map",
-            "dump",
-            "pinned",
-            &format!("/sys/fs/bpf/{}/lb_services", lab.instance),
-        ])
-        .output();
-    if let Ok(dump) = dump {
-        print!("{}", String::from_utf8_lossy(&dump.stdout));
-    }
-    if let Ok(secs) = std::env::var("LAB_HOLD_SECS") {
-        // Keep the topology up for manual inspection (bpftool, tcpdump).
-        println!("lab: holding for {secs} s");
-        std::thread::sleep(std::time::Duration::from_secs(secs.parse().unwrap_or(0)));
-    }
-    let clean = lab.stop_lbd();
+
+    println!("\nlab: crashing the master (SIGKILL lbd on lb0)");
+    lab.kill_lbd_of(0);
+    let took = time_to_service(&lab, Duration::from_secs(10));
+    wait_state(&lab, 1, lbd, State::Master, Duration::from_secs(2));
+    println!(
+        "lab: lb1 took over; the VIP answered again {} ms after the crash (master-down interval: 361 ms)",
+        took.as_millis()
+    );
+    println!("lab: VIP on lb1: {}", holds_vip(&lab, 1));
+    check_interrupt()?;
+
+    println!("\nlab: restarting lbd on lb0: it starts as backup, then preempts (200 > 100)");
+    lab.spawn_lbd(0, lbd)?;
+    wait_state(&lab, 0, lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, lbd, State::Backup, Duration::from_secs(5));
+    time_to_service(&lab, Duration::from_secs(10));
+    println!(
+        "lab: lb0 is MASTER again; VIP on lb0: {}, on lb1: {}",
+        holds_vip(&lab, 0),
+        holds_vip(&lab, 1)
+    );
+    show_status(lbd, &lab, 1);
+
+    let clean = lab.stop_lbd_of(0) & lab.stop_lbd_of(1);
     println!(
         "\nlab: lbd stopped ({}), tearing down",
-        if clean { "clean exit" } else { "forced" }
+        if clean { "clean exits" } else { "forced" }
     );
     Ok(())
 }
 
-fn check_interrupt(flag: &std::sync::atomic::AtomicBool) -> anyhow::Result<()> {
-    if flag.load(std::sync::atomic::Ordering::Relaxed) {
+fn show_status(lbd: &Path, lab: &DsrLab, node: usize) {
+    println!("\nlbd status on lb{node}:");
+    if let Ok(out) = Command::new(lbd)
+        .args(["status", "--instance", &lab.lbs[node].instance])
+        .output()
+    {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn check_interrupt() -> anyhow::Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
         anyhow::bail!("interrupted");
     }
     Ok(())
 }
 
-fn install_sigint(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+fn install_sigint() -> anyhow::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
-        std::sync::OnceLock::new();
-    let _ = FLAG.set(flag);
     extern "C" fn on_sigint(_: i32) {
-        if let Some(flag) = FLAG.get() {
-            flag.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        INTERRUPTED.store(true, Ordering::Relaxed);
     }
     let action = SigAction::new(
         SigHandler::Handler(on_sigint),
