@@ -3,15 +3,15 @@
 use crate::netns::Netns;
 use anyhow::Context;
 
-pub struct NftCounters<'a> {
-    ns: &'a Netns,
+pub struct NftCounters {
+    ns: String,
     table: String,
 }
 
-impl<'a> NftCounters<'a> {
+impl NftCounters {
     /// One counter per match expression (e.g. "ip daddr 198.18.0.100 tcp
     /// dport 80"), in a filter chain on `hook` ("output", "prerouting").
-    pub fn install(ns: &'a Netns, hook: &str, matches: &[String]) -> anyhow::Result<Self> {
+    pub fn install(ns: &Netns, hook: &str, matches: &[String]) -> anyhow::Result<Self> {
         let table = "lbt".to_owned();
         let mut rules = format!(
             "add table ip {table}\nadd chain ip {table} c {{ type filter hook {hook} priority -300; }}\n"
@@ -24,12 +24,24 @@ impl<'a> NftCounters<'a> {
         let result = ns.exec("nft", &["-f", &file.display().to_string()]);
         let _ = std::fs::remove_file(&file);
         result.context("installing nft counters")?;
-        Ok(NftCounters { ns, table })
+        Ok(NftCounters {
+            ns: ns.name().to_owned(),
+            table,
+        })
     }
 
     /// (packets, bytes) per match, in the order given to `install`.
     pub fn read(&self) -> anyhow::Result<Vec<(u64, u64)>> {
-        let text = self.ns.exec("nft", &["list", "table", "ip", &self.table])?;
+        let text = crate::netns::run(std::process::Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns,
+            "nft",
+            "list",
+            "table",
+            "ip",
+            &self.table,
+        ]))?;
         Ok(text
             .lines()
             .filter_map(|line| {

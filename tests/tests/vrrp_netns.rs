@@ -332,3 +332,90 @@ fn interop_with_keepalived_vrrpv2_pass() {
 fn interop_with_keepalived_vrrpv3() {
     interop(3);
 }
+
+#[test]
+fn tracked_file_and_process_weights_move_the_master() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("tf")).unwrap();
+    let file = dir.path.join("vrrp-weight");
+    std::fs::write(&file, "0\n").unwrap();
+    // A process with a name no other test uses: a copy of sleep.
+    let name = format!("lbtp{}", std::process::id() % 100_000);
+    let program = dir.path.join(&name);
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let mut process = ChildGuard::spawn(
+        {
+            let mut c = std::process::Command::new(&program);
+            c.arg("600");
+            c
+        },
+        "tracked process",
+    )
+    .unwrap();
+    let tracked = format!(
+        "track_file = [{{ path = \"{}\", weight = -10 }}]\ntrack_process = [{{ name = \"{name}\", weight = -150 }}]",
+        file.display()
+    );
+    configure(&lab, 0, &vrrp_section(200, &tracked));
+    configure(&lab, 1, &vrrp_section(100, ""));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+
+    // File value 12 × weight -10 = -120: priority 80 < 100.
+    std::fs::write(&file, "12\n").unwrap();
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(5));
+    assert_eq!(
+        lab.status_of(0, &lbd).unwrap().vrrp[0].effective_priority,
+        80
+    );
+    std::fs::write(&file, "0\n").unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(5));
+
+    // The tracked process dies: 200 - 150 = 50 < 100.
+    process.stop_with(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(5));
+    assert_eq!(
+        lab.status_of(0, &lbd).unwrap().vrrp[0].effective_priority,
+        50
+    );
+}
+
+#[test]
+fn unicast_peers_elect_without_multicast() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    let peer_of = |node: usize| lab.lbs[1 - node].addr;
+    let unicast0 = format!("unicast_peer = [\"{}\"]", peer_of(0));
+    let unicast1 = format!("unicast_peer = [\"{}\"]", peer_of(1));
+    configure(&lab, 0, &vrrp_section(200, &unicast0));
+    configure(&lab, 1, &vrrp_section(100, &unicast1));
+    // Count multicast VRRP on the client's link: there must be none.
+    let multicast = lb_tests::nft::NftCounters::install(
+        &lab.client,
+        "prerouting",
+        &["ip daddr 224.0.0.18".to_owned()],
+    )
+    .unwrap();
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let report = lab.status_of(1, &lbd).unwrap();
+    assert!(
+        report.vrrp[0].counters.adverts_received >= 5,
+        "{:?}",
+        report.vrrp[0].counters
+    );
+    assert_eq!(
+        multicast.read().unwrap()[0].0,
+        0,
+        "no advert went to 224.0.0.18"
+    );
+    lab.kill_lbd_of(0);
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
+    time_to_service(&lab, Duration::from_secs(5));
+}
