@@ -581,11 +581,11 @@ impl Validator<'_> {
                 "IPv4 and IPv6 addresses cannot share one VRRP instance",
             );
         }
-        if !family_v4 {
+        if !family_v4 && version == Version::V2 {
             self.error(
                 &raw.virtual_ipaddress,
                 format!("{field}.virtual_ipaddress"),
-                "IPv6 VRRP instances are not supported by the daemon yet",
+                "VRRPv2 is IPv4 only; use version = 3 for IPv6 addresses",
             );
         }
         let unicast_src_ip = match &raw.unicast_src_ip {

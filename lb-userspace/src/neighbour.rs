@@ -42,9 +42,20 @@ pub struct InterfaceInfo {
     pub mac: [u8; 6],
     /// IPv4 addresses with their prefix lengths.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses with their prefix lengths (link-local included).
+    pub ipv6: Vec<(std::net::Ipv6Addr, u8)>,
 }
 
 impl InterfaceInfo {
+    /// The interface's IPv6 link-local address (fe80::/10), VRRP's source
+    /// over IPv6.
+    pub fn link_local(&self) -> Option<std::net::Ipv6Addr> {
+        self.ipv6
+            .iter()
+            .map(|(a, _)| *a)
+            .find(|a| a.segments()[0] & 0xffc0 == 0xfe80)
+    }
+
     /// Our address on the subnet that holds `target`, if it is on-link.
     pub fn source_for(&self, target: Ipv4Addr) -> Option<Ipv4Addr> {
         self.ipv4
@@ -90,6 +101,7 @@ pub async fn interface_info(
         .ok_or_else(|| NeighbourError::NoMac(name.to_owned()))?;
     let index = link.header.index;
     let mut ipv4 = Vec::new();
+    let mut ipv6 = Vec::new();
     let mut addresses = handle
         .address()
         .get()
@@ -97,8 +109,14 @@ pub async fn interface_info(
         .execute();
     while let Some(message) = addresses.try_next().await? {
         for attribute in &message.attributes {
-            if let AddressAttribute::Address(IpAddr::V4(addr)) = attribute {
-                ipv4.push((*addr, message.header.prefix_len));
+            match attribute {
+                AddressAttribute::Address(IpAddr::V4(addr)) => {
+                    ipv4.push((*addr, message.header.prefix_len))
+                }
+                AddressAttribute::Address(IpAddr::V6(addr)) => {
+                    ipv6.push((*addr, message.header.prefix_len))
+                }
+                _ => {}
             }
         }
     }
@@ -107,6 +125,7 @@ pub async fn interface_info(
         index,
         mac,
         ipv4,
+        ipv6,
     })
 }
 
@@ -262,6 +281,18 @@ pub fn arp_request(our_mac: [u8; 6], source: Ipv4Addr, target: Ipv4Addr) -> Vec<
         }
     }
     frame
+}
+
+/// An unsolicited neighbour advertisement (RFC 4861 7.2.6) for `target`
+/// with the override flag and our MAC: the ICMPv6 message only (a raw
+/// ICMPv6 socket adds the checksum).
+pub fn unsolicited_na(our_mac: [u8; 6], target: std::net::Ipv6Addr) -> Vec<u8> {
+    let mut message = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    message.extend_from_slice(&target.octets());
+    // Option: target link-layer address (type 2, 1 × 8 bytes).
+    message.extend_from_slice(&[2, 1]);
+    message.extend_from_slice(&our_mac);
+    message
 }
 
 /// (sender IP, sender MAC) of an ARP reply; `None` for anything else.

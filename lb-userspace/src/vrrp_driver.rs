@@ -22,7 +22,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::{
     collections::VecDeque,
     mem::MaybeUninit,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6},
     path::Path,
     time::{Duration, Instant},
 };
@@ -30,6 +30,8 @@ use tokio::{io::unix::AsyncFd, sync::mpsc, task::JoinHandle};
 use tracing::{error, info, warn};
 
 const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+const ALL_NODES_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// DSCP CS6, as keepalived marks its adverts.
 const TOS_NETWORK_CONTROL: u32 = 0xc0;
 const POLL_TRACKED: Duration = Duration::from_millis(500);
@@ -55,7 +57,7 @@ struct Instance {
     machine: Machine,
     /// Bound to our address, so adverts leave with it as source.
     sender: Socket,
-    local: Ipv4Addr,
+    local: IpAddr,
     tracked: Vec<Tracked>,
     /// Pending gratuitous-ARP bursts while master.
     garp_due: VecDeque<Instant>,
@@ -107,16 +109,25 @@ impl VrrpDriver {
         driver.set_forwarding(false)?;
         let now = Instant::now();
         for (index, config) in configs.iter().enumerate() {
-            let local = match config.unicast_src_ip {
-                Some(IpAddr::V4(a)) => a,
-                _ => interface.ipv4.first().map(|(a, _)| *a).with_context(|| {
+            let ipv4 = config.virtual_ipaddress.first().is_none_or(IpAddr::is_ipv4);
+            let local = match (config.unicast_src_ip, ipv4) {
+                (Some(a), _) => a,
+                (None, true) => {
+                    IpAddr::V4(interface.ipv4.first().map(|(a, _)| *a).with_context(|| {
+                        format!(
+                            "vrrp {}: {} has no IPv4 address",
+                            config.name, interface.name
+                        )
+                    })?)
+                }
+                (None, false) => IpAddr::V6(interface.link_local().with_context(|| {
                     format!(
-                        "vrrp {}: {} has no IPv4 address",
+                        "vrrp {}: {} has no IPv6 link-local address",
                         config.name, interface.name
                     )
-                })?,
+                })?),
             };
-            let receiver = open_receiver(config, interface)?;
+            let receiver = open_receiver(config, interface, ipv4).context("VRRP receive socket")?;
             // SAFETY: the AsyncFd owns the socket, so its descriptor stays
             // open and the same for the AsyncFd's whole life.
             let receiver = unsafe { AsyncFd::register(receiver) }.map_err(|e| e.into_parts().1)?;
@@ -126,7 +137,7 @@ impl VrrpDriver {
                 local,
                 events.clone(),
             )));
-            let sender = open_sender(interface, local)?;
+            let sender = open_sender(interface, local).context("VRRP send socket")?;
             let tracked = driver.start_trackers(index, config, &events);
             driver.remove_vips(config).await;
             let machine = Machine::new(
@@ -138,7 +149,7 @@ impl VrrpDriver {
                     preempt: config.preempt,
                     preempt_delay: config.preempt_delay,
                     password: config.auth_pass.as_deref().map(password_bytes),
-                    local_address: IpAddr::V4(local),
+                    local_address: local,
                     addresses: config.virtual_ipaddress.clone(),
                 },
                 now,
@@ -340,7 +351,7 @@ impl VrrpDriver {
                 priority: i.config.priority,
                 effective_priority: i.machine.effective_priority(),
                 master: i.machine.master_address(),
-                local_address: IpAddr::V4(i.local),
+                local_address: i.local,
                 seconds_in_state: now.duration_since(i.machine.in_state_since()).as_secs_f64(),
                 last_transition: i.machine.last_cause().to_owned(),
                 counters: i.machine.counters().clone(),
@@ -361,15 +372,16 @@ impl VrrpDriver {
 
     fn send(&self, index: usize, advert: &lbd::vrrp::packet::Advertisement) {
         let instance = &self.instances[index];
-        let destinations: Vec<IpAddr> = if instance.config.unicast_peer.is_empty() {
-            vec![IpAddr::V4(GROUP_V4)]
-        } else {
-            instance.config.unicast_peer.clone()
-        };
+        let destinations: Vec<IpAddr> =
+            match (instance.config.unicast_peer.is_empty(), instance.local) {
+                (true, IpAddr::V4(_)) => vec![IpAddr::V4(GROUP_V4)],
+                (true, IpAddr::V6(_)) => vec![IpAddr::V6(GROUP_V6)],
+                (false, _) => instance.config.unicast_peer.clone(),
+            };
         for destination in destinations {
             // The v3 checksum covers the destination: one message each.
-            let bytes = advert.emit(IpAddr::V4(instance.local), destination);
-            let target = SockAddr::from(SocketAddr::new(destination, 0));
+            let bytes = advert.emit(instance.local, destination);
+            let target = SockAddr::from(scoped(destination, self.interface.index));
             if let Err(e) = instance.sender.send_to(&bytes, &target) {
                 warn!(vrrp = %instance.config.name, %destination, "sending advert: {e}");
             }
@@ -442,20 +454,34 @@ impl VrrpDriver {
         Ok(())
     }
 
-    /// Gratuitous ARP for every VIP of the instance, `repeat` times.
+    /// Gratuitous ARP (IPv4) or unsolicited neighbour advertisements
+    /// (IPv6) for every VIP of the instance, `repeat` times.
     fn announce(&self, index: usize) {
         let instance = &self.instances[index];
+        let repeat = instance.config.garp.repeat.max(1);
         let mut frames = Vec::new();
+        let mut advertisements = Vec::new();
         for vip in &instance.config.virtual_ipaddress {
-            if let IpAddr::V4(vip) = vip {
-                let frame = neighbour::arp_request(self.interface.mac, *vip, *vip);
-                for _ in 0..instance.config.garp.repeat.max(1) {
-                    frames.push(frame.clone());
+            for _ in 0..repeat {
+                match vip {
+                    IpAddr::V4(vip) => {
+                        frames.push(neighbour::arp_request(self.interface.mac, *vip, *vip))
+                    }
+                    IpAddr::V6(vip) => {
+                        advertisements.push(neighbour::unsolicited_na(self.interface.mac, *vip))
+                    }
                 }
             }
         }
-        if let Err(e) = neighbour::send_frames(&self.interface, &frames) {
-            warn!(vrrp = %instance.config.name, "gratuitous ARP: {e}");
+        if !frames.is_empty() {
+            if let Err(e) = neighbour::send_frames(&self.interface, &frames) {
+                warn!(vrrp = %instance.config.name, "gratuitous ARP: {e}");
+            }
+        }
+        if !advertisements.is_empty() {
+            if let Err(e) = send_neighbour_advertisements(&self.interface, &advertisements) {
+                warn!(vrrp = %instance.config.name, "unsolicited NA: {e:#}");
+            }
         }
     }
 
@@ -503,13 +529,21 @@ impl VrrpDriver {
     }
 }
 
-fn raw_vrrp_socket(interface: &InterfaceInfo) -> anyhow::Result<Socket> {
-    let socket = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_VRRP))),
-    )
-    .context("raw VRRP socket (needs CAP_NET_RAW)")?;
+/// `address` with the interface as scope when it needs one (link-local
+/// and link-scope multicast IPv6).
+fn scoped(address: IpAddr, ifindex: u32) -> SocketAddr {
+    match address {
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 || v6.segments()[0] == 0xff02 => {
+            SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, ifindex))
+        }
+        other => SocketAddr::new(other, 0),
+    }
+}
+
+fn raw_socket(interface: &InterfaceInfo, ipv4: bool, protocol: i32) -> anyhow::Result<Socket> {
+    let domain = if ipv4 { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(protocol)))
+        .context("raw socket (needs CAP_NET_RAW)")?;
     socket.set_nonblocking(true)?;
     socket.bind_device(Some(interface.name.as_bytes()))?;
     Ok(socket)
@@ -518,65 +552,119 @@ fn raw_vrrp_socket(interface: &InterfaceInfo) -> anyhow::Result<Socket> {
 /// Receives every VRRP packet on the interface. Not bound to an address:
 /// a raw socket bound to one only receives packets sent *to* it, which
 /// multicast adverts are not.
-fn open_receiver(config: &VrrpConfig, interface: &InterfaceInfo) -> anyhow::Result<Socket> {
-    let socket = raw_vrrp_socket(interface)?;
-    if config.unicast_peer.is_empty() {
-        socket
-            .join_multicast_v4_n(
-                &GROUP_V4,
-                &socket2::InterfaceIndexOrAddress::Index(interface.index),
-            )
-            .context("joining 224.0.0.18")?;
+fn open_receiver(
+    config: &VrrpConfig,
+    interface: &InterfaceInfo,
+    ipv4: bool,
+) -> anyhow::Result<Socket> {
+    let socket = raw_socket(interface, ipv4, i32::from(IPPROTO_VRRP))?;
+    let multicast = config.unicast_peer.is_empty();
+    if ipv4 {
+        if multicast {
+            socket
+                .join_multicast_v4_n(
+                    &GROUP_V4,
+                    &socket2::InterfaceIndexOrAddress::Index(interface.index),
+                )
+                .context("joining 224.0.0.18")?;
+        }
+    } else {
+        // IPv6 raw sockets deliver no header: ask for the hop limit and the
+        // destination as control messages.
+        use nix::sys::socket::{setsockopt, sockopt};
+        setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)?;
+        setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)?;
+        if multicast {
+            socket
+                .join_multicast_v6(&GROUP_V6, interface.index)
+                .context("joining ff02::12")?;
+        }
     }
     Ok(socket)
 }
 
-/// Sends adverts from `local` with TTL 255 and keepalived's TOS. It reads
-/// nothing: a socket filter drops all input so nothing queues up.
-fn open_sender(interface: &InterfaceInfo, local: Ipv4Addr) -> anyhow::Result<Socket> {
-    let socket = raw_vrrp_socket(interface)?;
-    socket.set_ttl_v4(u32::from(VRRP_TTL))?;
-    socket.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
-    socket.set_multicast_loop_v4(false)?;
-    socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
-    socket.set_multicast_if_v4(&local)?;
-    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(local), 0)))?;
+/// Sends adverts from `local` with TTL / hop limit 255 and keepalived's
+/// TOS. It reads nothing: a socket filter drops all input.
+fn open_sender(interface: &InterfaceInfo, local: IpAddr) -> anyhow::Result<Socket> {
+    let socket = raw_socket(interface, local.is_ipv4(), i32::from(IPPROTO_VRRP))?;
+    match local {
+        IpAddr::V4(v4) => {
+            socket.set_ttl_v4(u32::from(VRRP_TTL))?;
+            socket.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
+            socket.set_multicast_loop_v4(false)?;
+            socket.set_tos_v4(TOS_NETWORK_CONTROL)?;
+            socket.set_multicast_if_v4(&v4)?;
+        }
+        IpAddr::V6(_) => {
+            socket.set_unicast_hops_v6(u32::from(VRRP_TTL))?;
+            socket.set_multicast_hops_v6(u32::from(VRRP_TTL))?;
+            socket.set_multicast_loop_v6(false)?;
+            socket.set_tclass_v6(TOS_NETWORK_CONTROL)?;
+            socket
+                .set_multicast_if_v6(interface.index)
+                .context("IPV6_MULTICAST_IF")?;
+            // The link-local address may still be tentative (duplicate
+            // address detection) when lbd starts at boot.
+            socket.set_freebind_v6(true)?;
+        }
+    }
+    socket
+        .bind(&SockAddr::from(scoped(local, interface.index)))
+        .with_context(|| format!("binding the VRRP send socket to {local}"))?;
     // Classic BPF "ret #0": accept zero bytes of every packet.
     socket.attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])?;
     Ok(socket)
 }
 
-/// Reads IPv4 packets (header included) from the raw socket.
+/// Unsolicited neighbour advertisements to all nodes, hop limit 255 (the
+/// kernel fills in the ICMPv6 checksum).
+fn send_neighbour_advertisements(
+    interface: &InterfaceInfo,
+    messages: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    let socket = raw_socket(interface, false, libc::IPPROTO_ICMPV6)?;
+    socket.set_multicast_hops_v6(255)?;
+    socket.set_multicast_if_v6(interface.index)?;
+    let target = SockAddr::from(scoped(IpAddr::V6(ALL_NODES_V6), interface.index));
+    for message in messages {
+        socket.send_to(message, &target)?;
+    }
+    Ok(())
+}
+
+/// Reads VRRP packets from the raw socket: IPv4 ones with their header,
+/// IPv6 ones with hop limit and destination from control messages.
 async fn read_packets(
     instance: usize,
     socket: AsyncFd<Socket>,
-    local: Ipv4Addr,
+    local: IpAddr,
     events: mpsc::Sender<Event>,
 ) {
-    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
+    let mut buffer = vec![0u8; 65_536];
     loop {
         let Ok(mut guard) = socket.readable().await else {
             return;
         };
-        let received = guard.try_io(|inner| inner.get_ref().recv_from(&mut buffer));
-        let Ok(Ok((len, _))) = received else { continue };
-        // SAFETY: the kernel initialised the first `len` bytes.
-        let packet: Vec<u8> = buffer[..len]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let Some((source, destination, ttl, payload)) = split_ipv4(&packet) else {
+        let received = guard.try_io(|inner| {
+            if local.is_ipv4() {
+                receive_v4(inner.get_ref(), &mut buffer)
+            } else {
+                receive_v6(inner.get_ref(), &mut buffer)
+            }
+        });
+        let Ok(Ok(Some((source, destination, ttl, range)))) = received else {
             continue;
         };
-        if source == IpAddr::V4(local) {
+        if source == local {
             continue; // our own advert (unicast to ourselves or looped)
         }
+        let bytes = buffer[range].to_vec();
         let event = Event::Packet {
             instance,
             source,
             destination,
             ttl,
-            bytes: payload.to_vec(),
+            bytes,
         };
         if events.send(event).await.is_err() {
             return;
@@ -584,8 +672,52 @@ async fn read_packets(
     }
 }
 
-/// (source, destination, TTL, payload) of an IPv4 packet.
-fn split_ipv4(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+type Received = Option<(IpAddr, IpAddr, u8, std::ops::Range<usize>)>;
+
+fn receive_v4(socket: &Socket, buffer: &mut [u8]) -> std::io::Result<Received> {
+    // SAFETY: u8 and MaybeUninit<u8> have the same layout; recv only writes.
+    let uninit = unsafe { &mut *(buffer as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    let (len, _) = socket.recv_from(uninit)?;
+    let packet = &buffer[..len];
+    Ok(split_ipv4(packet)
+        .map(|(source, destination, ttl, header_len)| (source, destination, ttl, header_len..len)))
+}
+
+fn receive_v6(socket: &Socket, buffer: &mut [u8]) -> std::io::Result<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn6};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buffer)];
+    let mut space = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+    let message = recvmsg::<SockaddrIn6>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let len = message.bytes;
+    let Some(source) = message.address.map(|a| IpAddr::V6(a.ip())) else {
+        return Ok(None);
+    };
+    let mut destination = None;
+    let mut hop_limit = None;
+    for cmsg in message.cmsgs().map_err(std::io::Error::from)? {
+        match cmsg {
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)))
+            }
+            ControlMessageOwned::Ipv6HopLimit(limit) => hop_limit = u8::try_from(limit).ok(),
+            _ => {}
+        }
+    }
+    Ok(match (destination, hop_limit) {
+        (Some(destination), Some(hop_limit)) => Some((source, destination, hop_limit, 0..len)),
+        _ => None,
+    })
+}
+
+/// (source, destination, TTL, header length) of an IPv4 packet.
+fn split_ipv4(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, usize)> {
     let header_len = usize::from(*packet.first()? & 0x0f) * 4;
     if packet.len() < header_len || header_len < 20 || packet[9] != IPPROTO_VRRP {
         return None;
@@ -596,7 +728,7 @@ fn split_ipv4(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
         IpAddr::V4(source),
         IpAddr::V4(destination),
         packet[8],
-        &packet[header_len..],
+        header_len,
     ))
 }
 

@@ -31,6 +31,28 @@ impl Netns {
         Ok(ns)
     }
 
+    /// Turns IPv6 back on (without duplicate address detection, so
+    /// addresses are usable at once) and waits for eth0's link-local
+    /// address.
+    pub fn enable_ipv6(&self) -> anyhow::Result<()> {
+        for scope in ["all", "default", "eth0"] {
+            self.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+            self.sysctl(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self
+            .ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"])?
+            .contains("fe80::")
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no link-local address on eth0"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

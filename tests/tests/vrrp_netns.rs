@@ -235,36 +235,60 @@ fn start_keepalived(lab: &DsrLab, node: usize, body: &str, dir: &Path) -> ChildG
     ChildGuard::spawn(command, "keepalived").unwrap()
 }
 
-fn keepalived_instance(version: u8, priority: u8) -> String {
+fn keepalived_instance(version: u8, priority: u8, vip: &str) -> String {
     let auth = if version == 2 {
         "  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n"
     } else {
         ""
     };
     format!(
-        "global_defs {{\n  router_id ka\n  vrrp_version {version}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n{auth}  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n"
+        "global_defs {{\n  router_id ka\n  vrrp_version {version}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n{auth}  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n"
     )
 }
 
-fn lbd_instance(version: u8, priority: u8) -> String {
+fn lbd_instance(version: u8, priority: u8, vip: &str) -> String {
     let auth = if version == 2 {
         "auth_pass = \"1111\""
     } else {
         ""
     };
     format!(
-        "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = 1\nvirtual_ipaddress = [\"{VIP}\"]\n{auth}\n"
+        "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = 1\nvirtual_ipaddress = [\"{vip}\"]\n{auth}\n"
     )
 }
 
-fn interop(version: u8) {
+/// Does `node` hold `vip` (as /32 or /128)?
+fn holds(lab: &DsrLab, node: usize, vip: &str) -> bool {
+    let family = if vip.contains(':') { "-6" } else { "-4" };
+    let prefix = if vip.contains(':') { 128 } else { 32 };
+    lab.lbs[node]
+        .ns
+        .ip(&[family, "addr", "show", "dev", "eth0"])
+        .unwrap()
+        .contains(&format!("{vip}/{prefix}"))
+}
+
+fn interop(version: u8, vip: &str) {
     let lbd = lbd_binary();
     let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    let ipv4 = !vip.contains(':');
+    if !ipv4 {
+        for node in 0..2 {
+            lab.lbs[node].ns.enable_ipv6().unwrap();
+        }
+    }
+    let holds_vip = |lab: &DsrLab, node: usize| holds(lab, node, vip);
+    let time_to_service = |lab: &DsrLab, limit: Duration| {
+        if ipv4 {
+            time_to_service(lab, limit);
+        }
+    };
     let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("ka")).unwrap();
 
     // lbd wins by priority; keepalived is backup.
-    configure(&lab, 0, &lbd_instance(version, 200));
-    let mut keepalived = start_keepalived(&lab, 1, &keepalived_instance(version, 100), &dir.path);
+    configure(&lab, 0, &lbd_instance(version, 200, vip));
+    let mut keepalived =
+        start_keepalived(&lab, 1, &keepalived_instance(version, 100, vip), &dir.path);
     lab.spawn_lbd(0, &lbd).unwrap();
     wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(2));
@@ -296,8 +320,8 @@ fn interop(version: u8) {
     drop(keepalived);
 
     // keepalived wins by priority; lbd is backup, then takes over.
-    configure(&lab, 0, &lbd_instance(version, 100));
-    keepalived = start_keepalived(&lab, 1, &keepalived_instance(version, 200), &dir.path);
+    configure(&lab, 0, &lbd_instance(version, 100, vip));
+    keepalived = start_keepalived(&lab, 1, &keepalived_instance(version, 200, vip), &dir.path);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !holds_vip(&lab, 1) {
         assert!(
@@ -315,7 +339,14 @@ fn interop(version: u8) {
         "lbd respects the higher keepalived"
     );
     let report = lab.status_of(0, &lbd).unwrap();
-    assert_eq!(report.vrrp[0].master, Some(lab.lbs[1].addr.into()));
+    if ipv4 {
+        assert_eq!(report.vrrp[0].master, Some(lab.lbs[1].addr.into()));
+    } else {
+        assert!(matches!(
+            report.vrrp[0].master,
+            Some(std::net::IpAddr::V6(_))
+        ));
+    }
     assert!(report.vrrp[0].counters.adverts_received >= 3);
     keepalived.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(5));
     wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(5));
@@ -325,12 +356,17 @@ fn interop(version: u8) {
 
 #[test]
 fn interop_with_keepalived_vrrpv2_pass() {
-    interop(2);
+    interop(2, "198.18.0.100");
 }
 
 #[test]
 fn interop_with_keepalived_vrrpv3() {
-    interop(3);
+    interop(3, "198.18.0.100");
+}
+
+#[test]
+fn interop_with_keepalived_vrrpv3_over_ipv6() {
+    interop(3, "fd00::100");
 }
 
 #[test]
@@ -418,4 +454,108 @@ fn unicast_peers_elect_without_multicast() {
     lab.kill_lbd_of(0);
     wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
     time_to_service(&lab, Duration::from_secs(5));
+}
+
+#[test]
+fn vrrpv3_over_ipv6_moves_the_vip_and_updates_neighbours() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 1).unwrap();
+    for node in 0..2 {
+        lab.lbs[node].ns.enable_ipv6().unwrap();
+    }
+    lab.client.enable_ipv6().unwrap();
+    lab.client
+        .ip(&["-6", "addr", "add", "fd00::2/64", "dev", "eth0"])
+        .unwrap();
+    let section = |priority: u8| {
+        format!(
+            "\n[[vrrp]]\nname = \"VI_6\"\nversion = 3\nvrid = 52\npriority = {priority}\nadvert_int = 0.1\nvirtual_ipaddress = [\"fd00::100\"]\n"
+        )
+    };
+    configure(&lab, 0, &section(200));
+    configure(&lab, 1, &section(100));
+    lab.spawn_lbd(0, &lbd).unwrap();
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    assert!(has_vip6(&lab, 0) && !has_vip6(&lab, 1));
+    // The backup learns the master's link-local source (status refreshes
+    // every second).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let master = loop {
+        if let Some(master) = lab.status_of(1, &lbd).unwrap().vrrp[0].master {
+            break master;
+        }
+        assert!(Instant::now() < deadline, "the backup never named a master");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        matches!(master, std::net::IpAddr::V6(a) if a.segments()[0] == 0xfe80),
+        "{master}"
+    );
+
+    // The client resolves the VIP (neighbour discovery) to node 0 ...
+    let neighbour = || {
+        lab.client
+            .ip(&["-6", "neigh", "show", "fd00::100"])
+            .unwrap()
+    };
+    resolve_vip6(&lab);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !neighbour6(&lab).contains(&mac_of(&lab, 0)) {
+        assert!(
+            Instant::now() < deadline,
+            "client never resolved the VIP: {}",
+            neighbour6(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ... and node 1's unsolicited NA moves it there after the failover.
+    lab.kill_lbd_of(0);
+    wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
+    assert!(has_vip6(&lab, 1));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !neighbour6(&lab).contains(&mac_of(&lab, 1)) {
+        assert!(
+            Instant::now() < deadline,
+            "the NA did not update the client: {}",
+            neighbour6(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn has_vip6(lab: &DsrLab, node: usize) -> bool {
+    lab.lbs[node]
+        .ns
+        .ip(&["-6", "addr", "show", "dev", "eth0"])
+        .unwrap()
+        .contains("fd00::100/128")
+}
+
+fn mac_of(lab: &DsrLab, node: usize) -> String {
+    let link = lab.lbs[node].ns.ip(&["link", "show", "eth0"]).unwrap();
+    link.split("link/ether ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Makes the client resolve fd00::100 (one datagram triggers ND).
+fn resolve_vip6(lab: &DsrLab) {
+    lab.client
+        .run_in(|| {
+            let socket = std::net::UdpSocket::bind("[fd00::2]:0").unwrap();
+            let _ = socket.send_to(b"x", "[fd00::100]:9");
+        })
+        .unwrap();
+}
+
+fn neighbour6(lab: &DsrLab) -> String {
+    lab.client
+        .ip(&["-6", "neigh", "show", "fd00::100"])
+        .unwrap()
 }
