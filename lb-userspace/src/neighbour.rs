@@ -337,6 +337,26 @@ mod tests {
     }
 
     #[test]
+    fn unsolicited_na_layout() {
+        let na = unsolicited_na([2, 0, 0, 0, 0, 1], "fd00::100".parse().unwrap());
+        assert_eq!(na.len(), 32);
+        assert_eq!(
+            &na[..8],
+            &[136, 0, 0, 0, 0x20, 0, 0, 0],
+            "type NA, override flag"
+        );
+        assert_eq!(
+            &na[8..24],
+            &"fd00::100".parse::<std::net::Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(
+            &na[24..],
+            &[2, 1, 2, 0, 0, 0, 0, 1],
+            "target link-layer address option"
+        );
+    }
+
+    #[test]
     fn truncated_or_foreign_frames_are_ignored() {
         let frame = arp_request(
             [2, 0, 0, 0, 0, 1],
@@ -365,7 +385,12 @@ mod tests {
                 (Ipv4Addr::new(198, 19, 0, 1), 24),
                 (Ipv4Addr::new(198, 18, 0, 1), 24),
             ],
+            ipv6: vec![
+                ("fd00::1".parse().unwrap(), 64),
+                ("fe80::1".parse().unwrap(), 64),
+            ],
         };
+        assert_eq!(info.link_local(), Some("fe80::1".parse().unwrap()));
         assert_eq!(
             info.source_for(Ipv4Addr::new(198, 18, 0, 11)),
             Some(Ipv4Addr::new(198, 18, 0, 1))
