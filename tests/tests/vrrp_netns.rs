@@ -495,11 +495,6 @@ fn vrrpv3_over_ipv6_moves_the_vip_and_updates_neighbours() {
     );
 
     // The client resolves the VIP (neighbour discovery) to node 0 ...
-    let neighbour = || {
-        lab.client
-            .ip(&["-6", "neigh", "show", "fd00::100"])
-            .unwrap()
-    };
     resolve_vip6(&lab);
     let deadline = Instant::now() + Duration::from_secs(3);
     while !neighbour6(&lab).contains(&mac_of(&lab, 0)) {
