@@ -10,6 +10,7 @@ use std::{
 };
 use toml::Spanned;
 
+use crate::health::config::{AllDown, HealthCheck, RawHealthCheck};
 use crate::vrrp::{
     config::{
         GarpConfig, RawTrack, RawVrrp, RawVrrpScript, TrackFile, TrackNamed, TrackScript,
@@ -60,6 +61,8 @@ pub struct ServiceConfig {
     pub protocol: Protocol,
     pub mode: ForwardingMode,
     pub backends: Vec<BackendConfig>,
+    /// When no backend is healthy: drop, or keep the last table.
+    pub on_all_down: AllDown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -80,6 +83,10 @@ pub struct BackendConfig {
     pub address: Ipv4Addr,
     pub port: u16,
     pub weight: u32,
+    /// `None`: no check, always up.
+    pub health_check: Option<HealthCheck>,
+    /// Ramp the weight from 0 over this time after the backend comes up.
+    pub slow_start: Duration,
 }
 
 impl Protocol {
@@ -181,6 +188,9 @@ struct RawService {
     port: Spanned<u16>,
     protocol: Spanned<Protocol>,
     mode: Option<Spanned<String>>,
+    health_check: Option<RawHealthCheck>,
+    on_all_down: Option<Spanned<AllDown>>,
+    slow_start: Option<Spanned<f64>>,
     #[serde(default, rename = "backend")]
     backends: Vec<Spanned<RawBackend>>,
 }
@@ -191,6 +201,8 @@ struct RawBackend {
     address: Spanned<String>,
     port: Option<Spanned<u16>>,
     weight: Option<Spanned<u32>>,
+    health_check: Option<RawHealthCheck>,
+    slow_start: Option<Spanned<f64>>,
 }
 
 impl Config {
@@ -237,14 +249,14 @@ impl Config {
 /// (its span, field name and the line of each backend's address).
 type ValidatedService = (std::ops::Range<usize>, String, ServiceConfig, Vec<usize>);
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     text: &'a str,
     file: &'a Path,
     errors: Vec<ConfigError>,
 }
 
 impl Validator<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -253,7 +265,12 @@ impl Validator<'_> {
             + 1
     }
 
-    fn error_at(&mut self, line: usize, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error_at(
+        &mut self,
+        line: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ConfigError {
             file: self.file.to_owned(),
             line,
@@ -262,7 +279,12 @@ impl Validator<'_> {
         });
     }
 
-    fn error<T>(&mut self, at: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error<T>(
+        &mut self,
+        at: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let line = self.line_of(at.span().start);
         self.error_at(line, field, message);
     }
@@ -364,7 +386,7 @@ impl Validator<'_> {
         }
     }
 
-    fn seconds(
+    pub(crate) fn seconds(
         &mut self,
         value: &Option<Spanned<f64>>,
         field: &str,
@@ -921,10 +943,33 @@ impl Validator<'_> {
                 }
                 ok = false;
             }
+            let check_field = format!("{bfield}.health_check");
+            let raw_check = match (&raw_backend.health_check, &raw.health_check) {
+                (Some(own), Some(defaults)) => Some(own.clone().over(defaults)),
+                (Some(own), None) => Some(own.clone()),
+                (None, defaults) => defaults.clone(),
+            };
+            let health_check = self.health_check(&check_field, raw_check);
+            let slow_start = match &raw_backend.slow_start {
+                Some(_) => self.seconds(
+                    &raw_backend.slow_start,
+                    &format!("{bfield}.slow_start"),
+                    0.0,
+                    (0.0, 3600.0),
+                ),
+                None => self.seconds(
+                    &raw.slow_start,
+                    &format!("{field}.slow_start"),
+                    0.0,
+                    (0.0, 3600.0),
+                ),
+            };
             backends.push(BackendConfig {
                 address,
                 port: backend_port,
                 weight,
+                health_check,
+                slow_start,
             });
         }
         if !backends.is_empty() && backends.iter().all(|b| b.weight == 0) {
@@ -943,6 +988,7 @@ impl Validator<'_> {
             protocol: raw.protocol.into_inner(),
             mode: ForwardingMode::Dsr,
             backends,
+            on_all_down: raw.on_all_down.map_or(AllDown::Drop, Spanned::into_inner),
         })
     }
 }

@@ -6,7 +6,7 @@ use lbd::{
     config::{Config, HostEnvironment, XdpModeChoice},
     dataplane::{self, Dataplane, LbMaps, MapSizes},
     neighbour::{self, InterfaceInfo},
-    programmer::{DesiredBackend, DesiredService, Programmer},
+    programmer::Programmer,
     status::{snapshot_path, StateFile, RUN_DIR},
 };
 use nix::fcntl::{Flock, FlockArg};
@@ -14,14 +14,14 @@ use std::{
     collections::HashMap,
     fs::File,
     io::Write,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::vrrp_driver::VrrpDriver;
+use crate::{control, health_driver::HealthDriver, vrrp_driver::VrrpDriver};
 
 /// How often resolved backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
@@ -64,12 +64,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         pid: std::process::id(),
         ..StateFile::default()
     };
-    let mut macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
-    apply(
+    let (health_tx, mut health_rx) = tokio::sync::mpsc::channel(1024);
+    let mut health = HealthDriver::new(health_tx);
+    health.configure(&config, Instant::now());
+    health.facts.macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
+    let mut ramping = apply(
         &mut programmer,
         &mut maps,
         &config,
-        &macs,
+        &mut health,
         &mut state,
         &instance,
     )?;
@@ -93,7 +96,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         handle.clone(),
         interface.clone(),
         wanted_rx,
-        macs.clone(),
+        health.facts.macs.clone(),
         macs_tx,
     ));
 
@@ -104,6 +107,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         let pin = pins.join(lb_common::map_names::SETTINGS);
         Some(VrrpDriver::start(&config.vrrp, &interface, handle.clone(), &pin, vrrp_tx).await?)
     };
+
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
+    let control_task = control::serve(&instance, control_tx)?;
 
     let mut config = config;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -119,18 +125,52 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
-                match reload(&config_path, &config) {
-                    Ok(new_config) => {
-                        config = new_config;
-                        let _ = wanted_tx.send(backend_addresses(&config));
-                        macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
-                        match apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
-                            Ok(()) => info!(services = config.services.len(), "configuration reloaded"),
-                            Err(e) => error!("applying reloaded configuration: {e:#}"),
+                if let Err(e) = reload(&config_path, &mut config, &handle, &interface, &mut health, &wanted_tx).await {
+                    error!("reload refused, configuration unchanged: {e:#}");
+                } else {
+                    match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                        Ok(r) => { ramping = r; info!(services = config.services.len(), "configuration reloaded") }
+                        Err(e) => error!("applying reloaded configuration: {e:#}"),
+                    }
+                }
+            }
+            Some((key, result)) = health_rx.recv() => {
+                if health.record(&key, result, Instant::now()) {
+                    match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                        Ok(r) => ramping = r,
+                        Err(e) => error!("applying a health change: {e:#}"),
+                    }
+                }
+            }
+            Some((request, reply)) = control_rx.recv() => {
+                let answer = match request {
+                    control::Request::Backend { service, backend, state: admin } => {
+                        match health.set_admin(&service, &backend, admin, Instant::now()) {
+                            Err(message) => control::Reply { ok: false, message },
+                            Ok(()) => match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                                Ok(r) => { ramping = r; control::Reply { ok: true, message: format!("{service} {backend}: {admin:?}").to_lowercase() } }
+                                Err(e) => control::Reply { ok: false, message: format!("{e:#}") },
+                            },
                         }
                     }
-                    Err(e) => error!("reload refused, configuration unchanged: {e:#}"),
-                }
+                    control::Request::Reload => {
+                        match reload(&config_path, &mut config, &handle, &interface, &mut health, &wanted_tx).await {
+                            Err(e) => {
+                                error!("reload refused, configuration unchanged: {e:#}");
+                                control::Reply { ok: false, message: format!("reload refused, configuration unchanged: {e:#}") }
+                            }
+                            Ok(()) => match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                                Ok(r) => {
+                                    ramping = r;
+                                    info!(services = config.services.len(), "configuration reloaded");
+                                    control::Reply { ok: true, message: format!("reloaded: {} services", config.services.len()) }
+                                }
+                                Err(e) => control::Reply { ok: false, message: format!("{e:#}") },
+                            },
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
             }
             Some(event) = vrrp_rx.recv() => {
                 if let Some(driver) = vrrp.as_mut() {
@@ -147,17 +187,26 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 }
             }
             Some(fresh) = macs_rx.recv() => {
-                macs = fresh;
-                if let Err(e) = apply(&mut programmer, &mut maps, &config, &macs, &mut state, &instance) {
-                    error!("applying neighbour change: {e:#}");
+                health.facts.macs = fresh;
+                match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                    Ok(r) => ramping = r,
+                    Err(e) => error!("applying neighbour change: {e:#}"),
                 }
             }
             _ = tick.tick() => {
+                if ramping {
+                    // Slow start: the weights move every second.
+                    match apply(&mut programmer, &mut maps, &config, &mut health, &mut state, &instance) {
+                        Ok(r) => ramping = r,
+                        Err(e) => error!("applying slow-start weights: {e:#}"),
+                    }
+                }
                 if let Some(driver) = &vrrp {
                     state.vrrp = driver.status();
-                    if let Err(e) = state.write(&instance) {
-                        warn!("writing the state file: {e}");
-                    }
+                }
+                state.health = health.status(Instant::now());
+                if let Err(e) = state.write(&instance) {
+                    warn!("writing the state file: {e}");
                 }
             }
         }
@@ -167,6 +216,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         driver.shutdown().await;
     }
     neighbours.abort();
+    control_task.abort();
+    let _ = std::fs::remove_file(control::socket_path(&instance));
     info!(instance, "detaching and unpinning");
     Ok(())
 }
@@ -215,7 +266,16 @@ async fn refresh_neighbours(
     }
 }
 
-fn reload(path: &Path, current: &Config) -> anyhow::Result<Config> {
+/// Validates the file fully before touching anything; on success the new
+/// configuration replaces `current` and the health checks follow it.
+async fn reload(
+    path: &Path,
+    current: &mut Config,
+    handle: &rtnetlink::Handle,
+    interface: &InterfaceInfo,
+    health: &mut HealthDriver,
+    wanted: &tokio::sync::watch::Sender<Vec<Ipv4Addr>>,
+) -> anyhow::Result<()> {
     let new = Config::load(path, &HostEnvironment)?;
     if new.instance != current.instance {
         bail!("the [instance] section changed; that needs a restart of lbd");
@@ -223,7 +283,13 @@ fn reload(path: &Path, current: &Config) -> anyhow::Result<Config> {
     if new.vrrp != current.vrrp {
         bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
     }
-    Ok(new)
+    *current = new;
+    let addresses = backend_addresses(current);
+    let _ = wanted.send(addresses.clone());
+    let fresh = resolve(handle, interface, &addresses).await;
+    health.facts.macs.extend(fresh);
+    health.configure(current, Instant::now());
+    Ok(())
 }
 
 fn backend_addresses(config: &Config) -> Vec<Ipv4Addr> {
@@ -283,38 +349,25 @@ async fn resolve(
     found
 }
 
+/// Plans from the configuration and what is known (MACs, health, admin
+/// states, slow start), programs the maps, and refreshes the state file.
+/// Returns whether some backend is still ramping up.
 fn apply(
     programmer: &mut Programmer,
     maps: &mut LbMaps,
     config: &Config,
-    macs: &HashMap<Ipv4Addr, [u8; 6]>,
+    health: &mut HealthDriver,
     state: &mut StateFile,
     instance: &str,
-) -> anyhow::Result<()> {
-    let desired: Vec<DesiredService> = config
-        .services
-        .iter()
-        .map(|s| DesiredService {
-            name: s.name.clone(),
-            vip: s.vip,
-            port: s.port,
-            proto: s.protocol.number(),
-            mode: lb_common::MODE_DSR,
-            backends: s
-                .backends
-                .iter()
-                .map(|b| DesiredBackend {
-                    address: SocketAddrV4::new(b.address, b.port),
-                    weight: b.weight,
-                    mac: macs.get(&b.address).copied(),
-                })
-                .collect(),
-        })
-        .collect();
-    programmer.apply(maps, &desired)?;
+) -> anyhow::Result<bool> {
+    let now = Instant::now();
+    let plan = lbd::desired::plan(config, &health.facts, now);
+    programmer.apply(maps, &plan.services)?;
+    health.note_plan(&plan);
     state.snapshot = programmer.snapshot().clone();
+    state.health = health.status(now);
     state.write(instance)?;
-    Ok(())
+    Ok(plan.ramping)
 }
 
 fn attach(

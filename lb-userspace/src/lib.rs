@@ -1,6 +1,8 @@
 //! `lbd`: the control plane of the XDP load balancer.
 pub mod config;
 pub mod dataplane;
+pub mod desired;
+pub mod health;
 pub mod maglev;
 pub mod neighbour;
 pub mod programmer;

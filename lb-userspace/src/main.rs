@@ -1,5 +1,7 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
+mod control;
 mod daemon;
+mod health_driver;
 mod vrrp_driver;
 
 use anyhow::{bail, Context};
@@ -38,6 +40,28 @@ enum Command {
         #[arg(long)]
         netns: Option<String>,
     },
+    /// Set a backend's administrative state on a running instance:
+    /// enable, disable (its flows move at once) or drain (no new flows,
+    /// existing ones stay).
+    Backend {
+        #[arg(short, long, conflicts_with = "instance")]
+        config: Option<PathBuf>,
+        #[arg(short, long)]
+        instance: Option<String>,
+        /// Service name.
+        service: String,
+        /// Backend address, or address:port.
+        backend: String,
+        #[arg(value_enum)]
+        state: AdminArg,
+    },
+    /// Make a running instance re-read its configuration (as SIGHUP).
+    Reload {
+        #[arg(short, long, conflicts_with = "instance")]
+        config: Option<PathBuf>,
+        #[arg(short, long)]
+        instance: Option<String>,
+    },
     /// Show services, backends and counters of a running instance.
     Status {
         /// Configuration file naming the instance.
@@ -49,6 +73,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AdminArg {
+    Enable,
+    Disable,
+    Drain,
 }
 
 fn main() -> ExitCode {
@@ -110,16 +141,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(daemon::run(config, parsed))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backend {
+            config,
+            instance,
+            service,
+            backend,
+            state,
+        } => {
+            let instance = instance_of(config, instance)?;
+            let state = match state {
+                AdminArg::Enable => lbd::health::state::AdminState::Enabled,
+                AdminArg::Disable => lbd::health::state::AdminState::Disabled,
+                AdminArg::Drain => lbd::health::state::AdminState::Drain,
+            };
+            let reply = control::call(
+                &instance,
+                &control::Request::Backend {
+                    service,
+                    backend,
+                    state,
+                },
+            )?;
+            report(reply)
+        }
+        Command::Reload { config, instance } => {
+            let instance = instance_of(config, instance)?;
+            report(control::call(&instance, &control::Request::Reload)?)
+        }
         Command::Status {
             config,
             instance,
             json,
         } => {
-            let instance = match (config, instance) {
-                (_, Some(name)) => name,
-                (Some(path), None) => instance_name_from(&path)?,
-                (None, None) => bail!("name the instance with --instance NAME or -c FILE"),
-            };
+            let instance = instance_of(config, instance)?;
             let report = lbd::status::collect(&instance)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -128,6 +182,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn instance_of(config: Option<PathBuf>, instance: Option<String>) -> anyhow::Result<String> {
+    match (config, instance) {
+        (_, Some(name)) => Ok(name),
+        (Some(path), None) => instance_name_from(&path),
+        (None, None) => bail!("name the instance with --instance NAME or -c FILE"),
+    }
+}
+
+fn report(reply: control::Reply) -> anyhow::Result<ExitCode> {
+    if reply.ok {
+        println!("{}", reply.message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("lbd: {}", reply.message);
+        Ok(ExitCode::FAILURE)
     }
 }
 

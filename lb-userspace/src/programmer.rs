@@ -41,9 +41,24 @@ pub struct DesiredService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredBackend {
     pub address: SocketAddrV4,
+    /// Effective weight (slow start applied).
     pub weight: u32,
     /// `None` until the neighbour is resolved; such a backend gets no slot.
     pub mac: Option<[u8; 6]>,
+    pub state: BackendState,
+}
+
+/// What a backend may receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// New flows (by weight) and its existing flows.
+    #[default]
+    Serving,
+    /// Only its existing flows: no Maglev slot, still active.
+    Draining,
+    /// Nothing: inactive, so its flows re-hash to other backends.
+    Down,
 }
 
 impl DesiredService {
@@ -104,6 +119,7 @@ pub struct SnapshotBackend {
     pub id: u32,
     pub address: SocketAddrV4,
     pub weight: u32,
+    pub state: BackendState,
     pub mac: Option<[u8; 6]>,
     /// Slots this backend owns in the published Maglev table.
     pub slots: u32,
@@ -122,6 +138,9 @@ pub struct Programmer {
     /// What each service id's two Maglev halves hold in the map (all zero
     /// when created), so that publishing writes only the slots that change.
     written_halves: BTreeMap<u32, [Vec<u32>; 2]>,
+    /// What each service was last programmed from: unchanged ones are
+    /// skipped, so one backend's change rebuilds only its service's table.
+    programmed: BTreeMap<ServiceKey, DesiredService>,
     snapshot: Snapshot,
 }
 
@@ -137,6 +156,7 @@ impl Programmer {
             free_backend_ids: (0..max_backends).collect(),
             next_generation: 1,
             written_halves: BTreeMap::new(),
+            programmed: BTreeMap::new(),
             snapshot: Snapshot::default(),
         }
     }
@@ -185,13 +205,24 @@ impl Programmer {
             if let Some(slot) = self.services.remove(key) {
                 self.free_service_ids.push_back(slot.id);
             }
+            self.programmed.remove(key);
         }
 
         let mut snapshot = Snapshot::default();
         for (key, service) in &wanted {
-            snapshot
+            let previous = self
                 .services
-                .push(self.apply_service(maps, key, service)?);
+                .get(key)
+                .and_then(|slot| self.snapshot.services.iter().find(|s| s.id == slot.id));
+            let entry = match previous {
+                Some(previous) if self.programmed.get(key) == Some(*service) => previous.clone(),
+                _ => {
+                    let fresh = self.apply_service(maps, key, service)?;
+                    self.programmed.insert(*key, (*service).clone());
+                    fresh
+                }
+            };
+            snapshot.services.push(entry);
         }
         self.snapshot = snapshot;
         Ok(())
@@ -231,7 +262,7 @@ impl Programmer {
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.mac.is_some() && b.weight > 0)
+            .filter(|(_, b)| b.mac.is_some() && b.weight > 0 && b.state == BackendState::Serving)
             .map(|(i, b)| {
                 (
                     i,
@@ -300,6 +331,7 @@ impl Programmer {
                     id,
                     address: b.address,
                     weight: b.weight,
+                    state: b.state,
                     mac: b.mac,
                     slots,
                 })
@@ -319,7 +351,11 @@ impl Programmer {
             mac: backend.mac.unwrap_or([0; 6]),
             port: backend.address.port(),
             family: FAMILY_IPV4,
-            flags: BACKEND_ACTIVE,
+            flags: if backend.state == BackendState::Down {
+                0
+            } else {
+                BACKEND_ACTIVE
+            },
             _pad: [0; 2],
             generation,
             service_id,

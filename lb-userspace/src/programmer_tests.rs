@@ -67,6 +67,7 @@ fn service(port: u16, backends: &[(u8, u32)]) -> DesiredService {
                 address: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, last), port),
                 weight,
                 mac: MAC,
+                state: BackendState::Serving,
             })
             .collect(),
     }
@@ -107,18 +108,70 @@ fn first_apply_writes_backends_then_table_then_service() {
 }
 
 #[test]
-fn reapplying_the_same_state_writes_no_slot_and_flips_halves() {
+fn reapplying_the_same_state_touches_nothing() {
     let mut rec = Recorder::default();
     let mut p = Programmer::new(RING, 4, 8);
-    let desired = [service(80, &[(11, 1), (12, 1)])];
-    p.apply(&mut rec, &desired).unwrap();
+    let desired = [service(80, &[(11, 1), (12, 1)]), service(81, &[(11, 1)])];
     p.apply(&mut rec, &desired).unwrap();
     rec.ops.clear();
     let slots_before = rec.maglev.clone();
     p.apply(&mut rec, &desired).unwrap();
-    // Third apply targets half 0 again, which already holds this table.
-    assert_eq!(rec.ops, ["service port=80 offset=0"]);
+    assert!(rec.ops.is_empty(), "{:?}", rec.ops);
     assert_eq!(rec.maglev, slots_before);
+    assert_eq!(
+        p.snapshot().services.len(),
+        2,
+        "the snapshot still lists both"
+    );
+}
+
+#[test]
+fn a_change_in_one_service_rebuilds_only_that_service() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    let mut desired = vec![
+        service(80, &[(11, 1), (12, 1)]),
+        service(81, &[(11, 1), (12, 1)]),
+    ];
+    p.apply(&mut rec, &desired).unwrap();
+    rec.ops.clear();
+    desired[1].backends[1].state = BackendState::Down;
+    p.apply(&mut rec, &desired).unwrap();
+    assert_eq!(rec.ops, ["backend 3 active=0", "service port=81 offset=39"]);
+}
+
+#[test]
+fn draining_keeps_the_backend_active_without_slots() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    let mut desired = vec![service(80, &[(11, 1), (12, 1)])];
+    p.apply(&mut rec, &desired).unwrap();
+    rec.ops.clear();
+    desired[0].backends[1].state = BackendState::Draining;
+    p.apply(&mut rec, &desired).unwrap();
+    assert_eq!(
+        rec.ops,
+        ["service port=80 offset=13"],
+        "no backend write: still active"
+    );
+    assert!(published_table(&rec, 80).iter().all(|&id| id == 0));
+    assert_eq!(rec.backends[&1].flags & BACKEND_ACTIVE, BACKEND_ACTIVE);
+}
+
+#[test]
+fn a_down_backend_is_deactivated_and_comes_back_with_its_id() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    let mut desired = vec![service(80, &[(11, 1), (12, 1)])];
+    p.apply(&mut rec, &desired).unwrap();
+    desired[0].backends[1].state = BackendState::Down;
+    p.apply(&mut rec, &desired).unwrap();
+    assert_eq!(rec.backends[&1].flags & BACKEND_ACTIVE, 0);
+    assert!(published_table(&rec, 80).iter().all(|&id| id == 0));
+    desired[0].backends[1].state = BackendState::Serving;
+    p.apply(&mut rec, &desired).unwrap();
+    assert_eq!(rec.backends[&1].flags & BACKEND_ACTIVE, BACKEND_ACTIVE);
+    assert!(published_table(&rec, 80).contains(&1));
 }
 
 #[test]

@@ -29,6 +29,21 @@ pub struct StateFile {
     pub snapshot: Snapshot,
     #[serde(default)]
     pub vrrp: Vec<crate::vrrp::VrrpStatus>,
+    #[serde(default)]
+    pub health: Vec<BackendHealthStatus>,
+}
+
+/// A backend's health and administrative state, for `lbd status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendHealthStatus {
+    pub service: String,
+    pub address: std::net::SocketAddrV4,
+    /// "up", "down", or "unchecked" (no health_check configured).
+    pub health: String,
+    pub admin: crate::health::state::AdminState,
+    pub last_check: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub seconds_since_change: f64,
 }
 
 impl StateFile {
@@ -76,7 +91,7 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServiceStatus {
     pub id: u32,
     pub name: Option<String>,
@@ -92,7 +107,7 @@ pub struct ServiceStatus {
     pub backends: Vec<BackendStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackendStatus {
     pub id: u32,
     pub address: Ipv4Addr,
@@ -102,6 +117,14 @@ pub struct BackendStatus {
     pub weight: Option<u32>,
     /// Maglev slots owned in the published table.
     pub slots: Option<u32>,
+    /// serving, draining or down (what the data plane does with it).
+    pub state: Option<crate::programmer::BackendState>,
+    /// up, down or unchecked.
+    pub health: Option<String>,
+    pub admin: Option<crate::health::state::AdminState>,
+    pub last_check: Option<String>,
+    pub last_latency_ms: Option<f64>,
+    pub seconds_since_change: Option<f64>,
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
@@ -142,10 +165,15 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
         Default::default();
     for (id, backend) in maps.backends.iter().enumerate() {
         let backend = backend.map_err(map_err("lb_backends"))?;
-        if backend.flags & BACKEND_ACTIVE == 0 {
+        let id = id as u32;
+        let configured = snapshot
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .any(|b| b.id == id);
+        if backend.flags & BACKEND_ACTIVE == 0 && !configured {
             continue;
         }
-        let id = id as u32;
         let counters = sum(maps
             .backend_stats
             .get(&id, 0)
@@ -156,11 +184,17 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             backend.addr[2],
             backend.addr[3],
         );
-        let known = snapshot
+        let known_service = snapshot
             .services
             .iter()
-            .flat_map(|s| &s.backends)
-            .find(|b| b.id == id);
+            .find(|s| s.backends.iter().any(|b| b.id == id));
+        let known = known_service.and_then(|s| s.backends.iter().find(|b| b.id == id));
+        let health = known_service.and_then(|s| {
+            state.as_ref()?.health.iter().find(|h| {
+                h.service == s.name
+                    && h.address == std::net::SocketAddrV4::new(address, backend.port)
+            })
+        });
         backends_by_service
             .entry(backend.service_id)
             .or_default()
@@ -175,6 +209,12 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
                 },
                 weight: known.map(|b| b.weight),
                 slots: known.map(|b| b.slots),
+                state: known.map(|b| b.state),
+                health: health.map(|h| h.health.clone()),
+                admin: health.map(|h| h.admin),
+                last_check: health.and_then(|h| h.last_check.clone()),
+                last_latency_ms: health.and_then(|h| h.last_latency_ms),
+                seconds_since_change: health.map(|h| h.seconds_since_change),
                 packets: counters.packets,
                 bytes: counters.bytes,
                 new_flows: counters.new_flows,
@@ -231,6 +271,28 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     })
 }
 
+/// "serving, health up (ok, 0.4 ms), enabled, 12 s since change".
+fn describe_health(b: &BackendStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(state) = b.state {
+        parts.push(format!("{state:?}").to_lowercase());
+    }
+    if let Some(health) = &b.health {
+        let check = match (&b.last_check, b.last_latency_ms) {
+            (Some(check), Some(ms)) => format!(" ({check}, {ms:.1} ms)"),
+            _ => String::new(),
+        };
+        parts.push(format!("health {health}{check}"));
+    }
+    if let Some(admin) = b.admin {
+        parts.push(format!("{admin:?}").to_lowercase());
+    }
+    if let Some(secs) = b.seconds_since_change {
+        parts.push(format!("{secs:.0} s since change"));
+    }
+    parts.join(", ")
+}
+
 pub fn format_mac(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -270,7 +332,7 @@ pub fn render_table(report: &StatusReport) -> String {
         for b in &s.backends {
             let _ = writeln!(
                 out,
-                "  {:<14} {:<26} {:<17} w={:<4} {:>6} {:>12} {:>14} {:>10}",
+                "  {:<14} {:<26} {:<17} w={:<4} {:>6} {:>12} {:>14} {:>10}  {}",
                 format!("backend {}", b.id),
                 format!("{}:{}", b.address, b.port),
                 b.mac,
@@ -278,7 +340,8 @@ pub fn render_table(report: &StatusReport) -> String {
                 b.slots.map_or("-".into(), |w| w.to_string()),
                 b.packets,
                 b.bytes,
-                b.new_flows
+                b.new_flows,
+                describe_health(b)
             );
         }
     }

@@ -61,6 +61,7 @@ impl Harness {
                         address: SocketAddrV4::new(backend_ip(i), port),
                         weight: 1,
                         mac: Some(backend_mac(i)),
+                        state: lbd::programmer::BackendState::Serving,
                     })
                     .collect(),
             })
