@@ -11,7 +11,7 @@
 use crate::{
     netns::{self, Netns},
     process::ChildGuard,
-    servers::NameServer,
+    servers::{HttpServer, NameServer},
 };
 use anyhow::{bail, Context};
 use lbd::status::StatusReport;
@@ -38,10 +38,39 @@ pub fn backend_name(index: usize) -> String {
 }
 
 pub struct Backend {
+    /// Servers first: they drop before the namespace.
+    server: Option<NameServer>,
+    /// HTTP on port 8080 (health checks, wrk).
+    pub http: HttpServer,
     pub ns: Netns,
     pub addr: Ipv4Addr,
     pub name: String,
-    _server: NameServer,
+}
+
+/// Port of the backends' HTTP server.
+pub const HTTP_PORT: u16 = 8080;
+
+impl Backend {
+    /// Stops the TCP/UDP name server (as a crashed service would).
+    pub fn stop_server(&mut self) {
+        self.server = None;
+    }
+
+    pub fn start_server(&mut self) -> anyhow::Result<()> {
+        if self.server.is_none() {
+            self.server = Some(name_server(&self.ns, &self.name)?);
+        }
+        Ok(())
+    }
+}
+
+fn name_server(ns: &Netns, name: &str) -> anyhow::Result<NameServer> {
+    NameServer::start(
+        ns,
+        name,
+        Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TCP_PORT))),
+        Some(SocketAddr::from((VIP, UDP_PORT))),
+    )
 }
 
 /// One load-balancer node: its namespace, lbd instance and files.
@@ -184,17 +213,18 @@ impl DsrLab {
             ns.sysctl(&format!("net.ipv4.conf.{key}.arp_announce"), "2")?;
         }
         let name = backend_name(index);
-        let server = NameServer::start(
+        let server = name_server(&ns, &name)?;
+        let http = HttpServer::start(
             &ns,
             &name,
-            Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, TCP_PORT))),
-            Some(SocketAddr::from((VIP, UDP_PORT))),
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, HTTP_PORT)),
         )?;
         self.backends.push(Backend {
+            server: Some(server),
+            http,
             ns,
             addr,
             name,
-            _server: server,
         });
         Ok(&self.backends[index])
     }
