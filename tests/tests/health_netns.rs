@@ -432,11 +432,6 @@ fn reload_validates_first_and_loses_no_request_under_load() {
         .unwrap_or(0);
     assert!(requests > 100, "{out}");
     let report = lab.status(&lbd).unwrap();
-    let http = report
-        .services
-        .iter()
-        .find(|s| s.port == HTTP_PORT)
-        .unwrap();
     assert_eq!(
         backend_of(&report, "http", "b1").weight,
         Some(3),
