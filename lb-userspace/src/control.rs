@@ -23,6 +23,8 @@ pub enum Request {
         state: AdminState,
     },
     Reload,
+    /// Stop and tear the data plane down (detach, unpin).
+    Stop,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -38,26 +38,52 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let _lock = lock_instance(&instance)?;
     dataplane::ensure_bpffs()?;
     let pins = dataplane::pin_dir(&instance);
-    if pins.exists() {
-        // We hold the instance lock, so these belong to a dead lbd.
-        warn!(dir = %pins.display(), "removing stale pins of a previous lbd of this instance");
+    let sizes = MapSizes::from_config(&config.instance);
+    // We hold the instance lock: pins here belong to an lbd that stopped
+    // (SIGTERM keeps the data plane for us) or died. Re-adopt them when
+    // their layout is this build's and the sizes are the configured ones.
+    let adopt = pins.join(lb_common::map_names::SERVICES).exists()
+        && match dataplane::pinned_layout_matches(&pins, &sizes) {
+            Ok(()) => true,
+            Err(reason) => {
+                warn!(dir = %pins.display(), %reason,
+                    "pinned maps do not fit this build or configuration: re-creating them (their flows are lost)");
+                false
+            }
+        };
+    if !adopt && pins.exists() {
         remove_pins(&pins);
     }
-    let sizes = MapSizes::from_config(&config.instance);
-    let mut dataplane = Dataplane::load(dataplane::embedded_object()?, &sizes)?;
     std::fs::create_dir_all(&pins).with_context(|| format!("creating {}", pins.display()))?;
-    let _pins_guard = PinsGuard {
+    let mut dataplane =
+        Dataplane::load_with_pins(dataplane::embedded_object()?, &sizes, Some(&pins))?;
+    let mut pins_guard = PinsGuard {
         dir: pins.clone(),
         snapshot: snapshot_path(&instance),
+        keep: false,
     };
-    let mut maps = dataplane.take_maps(Some(&pins))?;
-    info!(dir = %pins.display(), "maps pinned");
+    let mut maps = dataplane.take_maps(None)?;
+    if adopt {
+        info!(dir = %pins.display(), "re-adopting the pinned maps of a previous lbd: flows keep their backends");
+    } else {
+        info!(dir = %pins.display(), "maps pinned");
+    }
 
     let (connection, handle, _) = rtnetlink::new_connection().context("netlink socket")?;
     tokio::spawn(connection);
     let interface = neighbour::interface_info(&handle, &config.instance.interface).await?;
 
     let mut programmer = Programmer::new(sizes.ring_size, sizes.max_services, sizes.max_backends);
+    if adopt {
+        let services: Vec<_> = maps.services.iter().filter_map(Result::ok).collect();
+        let backends: Vec<_> = maps
+            .backends
+            .iter()
+            .enumerate()
+            .filter_map(|(id, b)| Some((id as u32, b.ok()?)))
+            .collect();
+        programmer.adopt(&services, &backends);
+    }
     // With VRRP, a node forwards only as master (the driver flips this).
     programmer.set_settings(&mut maps, interface.mac, config.vrrp.is_empty())?;
     let mut state = StateFile {
@@ -79,11 +105,17 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     // Attach only once the maps are full, so the first packets already
     // find their services.
-    let (_link, mode) = attach(
-        &mut dataplane,
-        &config.instance.interface,
-        config.instance.xdp_mode,
-    )?;
+    let link_pin = pins.join(dataplane::LINK_PIN);
+    let (link, mode) = if link_pin.exists() {
+        // The previous lbd left its program attached: swap ours in.
+        (dataplane.replace_pinned(&link_pin)?, "adopted")
+    } else {
+        attach(
+            &mut dataplane,
+            &config.instance.interface,
+            config.instance.xdp_mode,
+        )?
+    };
     state.xdp_mode = Some(mode.into());
     state.write(&instance)?;
     info!(instance, interface = %interface.name, services = config.services.len(), "data plane attached");
@@ -122,7 +154,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 tokio::time::Instant::from_std,
             );
         tokio::select! {
-            _ = sigterm.recv() => break,
+            // A service manager's stop (or restart): keep the data plane.
+            _ = sigterm.recv() => { pins_guard.keep = true; break }
             _ = sigint.recv() => break,
             _ = sighup.recv() => {
                 if let Err(e) = reload(&config_path, &mut config, &handle, &interface, &mut health, &wanted_tx).await {
@@ -152,6 +185,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                                 Err(e) => control::Reply { ok: false, message: format!("{e:#}") },
                             },
                         }
+                    }
+                    control::Request::Stop => {
+                        let _ = reply.send(control::Reply { ok: true, message: format!("{instance}: stopping, tearing down the data plane") });
+                        break;
                     }
                     control::Request::Reload => {
                         match reload(&config_path, &mut config, &handle, &interface, &mut health, &wanted_tx).await {
@@ -218,7 +255,17 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     neighbours.abort();
     control_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&instance));
-    info!(instance, "detaching and unpinning");
+    if pins_guard.keep {
+        // Pinned, the link keeps the program attached after we exit.
+        link.pin(pins.join(dataplane::LINK_PIN))
+            .map_err(|e| anyhow::anyhow!("pinning the XDP link: {e}"))?;
+        state.pid = 0;
+        state.write(&instance)?;
+        info!(instance, "stopped; the data plane keeps forwarding until the next lbd adopts it (lbd stop tears it down)");
+    } else {
+        drop(link);
+        info!(instance, "detaching and unpinning");
+    }
     Ok(())
 }
 
@@ -405,6 +452,18 @@ fn attach(
     }
 }
 
+/// True when nobody holds the lock at `path` (it is released at once).
+pub fn try_lock(path: &Path) -> anyhow::Result<bool> {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return Ok(true);
+    };
+    Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok())
+}
+
 /// Holds `/run/lbd/<instance>.lock` for the life of the daemon.
 fn lock_instance(instance: &str) -> anyhow::Result<Flock<File>> {
     std::fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
@@ -437,16 +496,20 @@ fn lock_instance(instance: &str) -> anyhow::Result<Flock<File>> {
 struct PinsGuard {
     dir: PathBuf,
     snapshot: PathBuf,
+    /// Stopped by SIGTERM: leave the data plane for the next lbd.
+    keep: bool,
 }
 
 impl Drop for PinsGuard {
     fn drop(&mut self) {
-        remove_pins(&self.dir);
-        let _ = std::fs::remove_file(&self.snapshot);
+        if !self.keep {
+            remove_pins(&self.dir);
+            let _ = std::fs::remove_file(&self.snapshot);
+        }
     }
 }
 
-fn remove_pins(dir: &Path) {
+pub fn remove_pins(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let _ = std::fs::remove_file(entry.path());

@@ -92,8 +92,26 @@ impl Dataplane {
     /// Loads `object` with the given map sizes and loads both programs into
     /// the kernel (runs the verifier); nothing is attached yet.
     pub fn load(object: &[u8], sizes: &MapSizes) -> Result<Self, DataplaneError> {
+        Self::load_with_pins(object, sizes, None)
+    }
+
+    /// As [`Dataplane::load`], with every map pinned under `pin_dir`: maps
+    /// already pinned there are reused (their contents survive), missing
+    /// ones are created and pinned. Check [`pinned_layout_matches`] first.
+    pub fn load_with_pins(
+        object: &[u8],
+        sizes: &MapSizes,
+        pin_dir: Option<&Path>,
+    ) -> Result<Self, DataplaneError> {
         let maglev_entries = sizes.max_services * 2 * sizes.ring_size;
-        let mut ebpf = EbpfLoader::new()
+        let paths: Vec<(&'static str, PathBuf)> = pin_dir
+            .map(|dir| map_names::ALL.iter().map(|n| (*n, dir.join(n))).collect())
+            .unwrap_or_default();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader
             .map_max_entries(map_names::SERVICES, sizes.max_services)
             .map_max_entries(map_names::SERVICE_STATS, sizes.max_services)
             .map_max_entries(map_names::BACKENDS, sizes.max_backends)
@@ -129,6 +147,35 @@ impl Dataplane {
             Ok(map)
         };
         LbMaps::from_maps(&mut take)
+    }
+
+    /// Puts the main program into an XDP link a previous lbd pinned at
+    /// `path`, atomically (no moment without a program), and unpins it: the
+    /// link is ours now, detached if we die.
+    pub fn replace_pinned(&mut self, path: &Path) -> Result<FdLink, DataplaneError> {
+        let pinned = aya::programs::links::PinnedLink::from_pin(path).map_err(|e| {
+            DataplaneError::Io(std::io::Error::other(format!(
+                "opening {}: {e}",
+                path.display()
+            )))
+        })?;
+        let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(pinned))
+            .map_err(|e| DataplaneError::Io(std::io::Error::other(e.to_string())))?;
+        let program = self.program(MAIN_PROGRAM)?;
+        let id = program
+            .attach_to_link(link)
+            .map_err(|source| DataplaneError::Program {
+                name: MAIN_PROGRAM,
+                source,
+            })?;
+        let link = program
+            .take_link(id)
+            .map_err(|source| DataplaneError::Program {
+                name: MAIN_PROGRAM,
+                source,
+            })?;
+        std::fs::remove_file(path)?;
+        FdLink::try_from(link).map_err(|e| DataplaneError::Io(std::io::Error::other(e.to_string())))
     }
 
     /// Attaches the main program to `interface`. Returns the link (detached
@@ -205,6 +252,69 @@ impl LbMaps {
             settings: typed(map_names::SETTINGS, get)?,
         })
     }
+}
+
+/// Name of the pinned XDP link a stopping lbd leaves for its successor.
+pub const LINK_PIN: &str = "lb_link";
+
+/// Why pinned maps cannot be re-adopted, if they cannot: a different map
+/// type, key or value size (a new layout), or different sizes (a changed
+/// `[instance]`). `Ok(())` when all of them match.
+pub fn pinned_layout_matches(dir: &Path, sizes: &MapSizes) -> Result<(), String> {
+    use std::mem::size_of;
+    let maglev = sizes.max_services * 2 * sizes.ring_size;
+    let expected: [(&str, u32, u32, u32); 8] = [
+        (
+            map_names::SERVICES,
+            size_of::<ServiceKey>() as u32,
+            size_of::<ServiceInfo>() as u32,
+            sizes.max_services,
+        ),
+        (
+            map_names::BACKENDS,
+            4,
+            size_of::<BackendInfo>() as u32,
+            sizes.max_backends,
+        ),
+        (map_names::MAGLEV, 4, 4, maglev),
+        (
+            map_names::CONNTRACK,
+            size_of::<FlowKey>() as u32,
+            size_of::<ConnEntry>() as u32,
+            sizes.conntrack_entries,
+        ),
+        (
+            map_names::SERVICE_STATS,
+            4,
+            size_of::<TrafficCounters>() as u32,
+            sizes.max_services,
+        ),
+        (
+            map_names::BACKEND_STATS,
+            4,
+            size_of::<TrafficCounters>() as u32,
+            sizes.max_backends,
+        ),
+        (
+            map_names::GLOBAL_STATS,
+            4,
+            size_of::<GlobalCounters>() as u32,
+            1,
+        ),
+        (map_names::SETTINGS, 4, size_of::<LbSettings>() as u32, 1),
+    ];
+    for (name, key, value, entries) in expected {
+        let data = MapData::from_pin(dir.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        let info = data.info().map_err(|e| format!("{name}: {e}"))?;
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if found != (key, value, entries) {
+            return Err(format!(
+                "{name} has key/value/entries {found:?}, this build needs {:?}",
+                (key, value, entries)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where an instance pins its maps.

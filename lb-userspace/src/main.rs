@@ -55,6 +55,16 @@ enum Command {
         #[arg(value_enum)]
         state: AdminArg,
     },
+    /// Stop an instance and tear its data plane down: detach the program,
+    /// remove the pins. (SIGTERM stops lbd but keeps the data plane
+    /// forwarding for the next lbd to adopt.) Also cleans up after a stopped
+    /// or crashed lbd.
+    Stop {
+        #[arg(short, long, conflicts_with = "instance")]
+        config: Option<PathBuf>,
+        #[arg(short, long)]
+        instance: Option<String>,
+    },
     /// Make a running instance re-read its configuration (as SIGHUP).
     Reload {
         #[arg(short, long, conflicts_with = "instance")]
@@ -163,6 +173,43 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             )?;
             report(reply)
+        }
+        Command::Stop { config, instance } => {
+            let instance = instance_of(config, instance)?;
+            match control::call(&instance, &control::Request::Stop) {
+                Ok(reply) => {
+                    // Wait for the daemon to let go of the instance.
+                    let lock =
+                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
+                    for _ in 0..100 {
+                        if daemon::try_lock(&lock)? {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    report(reply)
+                }
+                Err(_) => {
+                    let lock =
+                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
+                    if lock.exists() && !daemon::try_lock(&lock)? {
+                        bail!(
+                            "instance {instance} is running but its control socket does not answer"
+                        );
+                    }
+                    let pins = lbd::dataplane::pin_dir(&instance);
+                    if !pins.exists() {
+                        bail!("instance {instance} is not running and left nothing behind");
+                    }
+                    daemon::remove_pins(&pins);
+                    let _ = std::fs::remove_file(lbd::status::snapshot_path(&instance));
+                    println!(
+                        "{instance}: removed the data plane a previous lbd left (pins under {})",
+                        pins.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
         }
         Command::Reload { config, instance } => {
             let instance = instance_of(config, instance)?;

@@ -161,6 +161,68 @@ impl Programmer {
         }
     }
 
+    /// Takes over maps a previous lbd programmed: its service ids and
+    /// published halves, and its backends' ids and generations, so that
+    /// connection-table entries it made stay valid once this programmer
+    /// applies the (same) configuration. `services` and `backends` are the
+    /// maps' contents, by key and by id.
+    pub fn adopt(
+        &mut self,
+        services: &[(ServiceKey, ServiceInfo)],
+        backends: &[(u32, BackendInfo)],
+    ) {
+        let ring = self.ring_size.max(1);
+        for (key, info) in services {
+            self.free_service_ids.retain(|id| *id != info.id);
+            self.services.insert(
+                *key,
+                ServiceSlot {
+                    id: info.id,
+                    active_half: (info.ring_offset / ring) % 2,
+                    name: String::new(),
+                    mode: info.mode,
+                },
+            );
+            // What the halves hold is unknown: a value no slot can have
+            // makes the first publish write every slot.
+            self.written_halves.insert(
+                info.id,
+                [
+                    vec![u32::MAX - 1; ring as usize],
+                    vec![u32::MAX - 1; ring as usize],
+                ],
+            );
+        }
+        for (id, info) in backends {
+            self.next_generation = self
+                .next_generation
+                .max(info.generation.wrapping_add(1).max(1));
+            if info.flags & BACKEND_ACTIVE == 0 && info.generation == 0 {
+                continue;
+            }
+            let Some((key, _)) = services.iter().find(|(_, s)| s.id == info.service_id) else {
+                continue;
+            };
+            if info.flags & BACKEND_ACTIVE == 0 {
+                continue; // retired by the previous daemon: its id is free
+            }
+            let address = SocketAddrV4::new(
+                Ipv4Addr::new(info.addr[0], info.addr[1], info.addr[2], info.addr[3]),
+                info.port,
+            );
+            self.free_backend_ids.retain(|free| free != id);
+            self.backends.insert(
+                (*key, address),
+                BackendSlot {
+                    id: *id,
+                    generation: info.generation,
+                    info: *info,
+                    weight: 0,
+                },
+            );
+        }
+    }
+
     pub fn snapshot(&self) -> &Snapshot {
         &self.snapshot
     }

@@ -276,3 +276,55 @@ fn too_many_services_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(matches!(err, ProgramError::TooManyServices(1)));
 }
+
+#[test]
+fn an_adopting_programmer_keeps_ids_and_generations() {
+    let mut rec = Recorder::default();
+    let mut old = Programmer::new(RING, 4, 8);
+    let desired = vec![service(80, &[(11, 1), (12, 1), (13, 1)])];
+    // History: b12 removed and re-added, so generations are not 1, 2, 3.
+    old.apply(&mut rec, &desired).unwrap();
+    old.apply(&mut rec, &[service(80, &[(11, 1), (13, 1)])])
+        .unwrap();
+    old.apply(&mut rec, &desired).unwrap();
+    let before: Vec<(u32, u32)> = rec
+        .backends
+        .iter()
+        .filter(|(_, b)| b.flags & BACKEND_ACTIVE != 0)
+        .map(|(id, b)| (*id, b.generation))
+        .collect();
+    let services: Vec<(ServiceKey, ServiceInfo)> =
+        rec.services.iter().map(|(k, v)| (*k, *v)).collect();
+    let backends: Vec<(u32, BackendInfo)> = rec.backends.iter().map(|(id, b)| (*id, *b)).collect();
+
+    let mut new = Programmer::new(RING, 4, 8);
+    new.adopt(&services, &backends);
+    rec.ops.clear();
+    new.apply(&mut rec, &desired).unwrap();
+    let after: Vec<(u32, u32)> = rec
+        .backends
+        .iter()
+        .filter(|(_, b)| b.flags & BACKEND_ACTIVE != 0)
+        .map(|(id, b)| (*id, b.generation))
+        .collect();
+    assert_eq!(
+        before, after,
+        "same ids and generations: old flows stay valid"
+    );
+    assert!(
+        !rec.ops.iter().any(|op| op.starts_with("reset")),
+        "no counters reset: {:?}",
+        rec.ops
+    );
+    // The table is published into the other half, in full.
+    assert_eq!(rec.ops.last().unwrap(), "service port=80 offset=13");
+    assert_eq!(published_table(&rec, 80).len(), RING as usize);
+    // A new backend gets a generation above all the old ones.
+    new.apply(
+        &mut rec,
+        &[service(80, &[(11, 1), (12, 1), (13, 1), (14, 1)])],
+    )
+    .unwrap();
+    let newest = rec.backends.values().map(|b| b.generation).max().unwrap();
+    assert!(newest > before.iter().map(|(_, g)| *g).max().unwrap());
+}

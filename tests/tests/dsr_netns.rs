@@ -233,7 +233,7 @@ fn established_flows_keep_their_backend_when_a_backend_is_added() {
 }
 
 #[test]
-fn a_second_lbd_for_the_same_instance_refuses_and_sigterm_cleans_up() {
+fn a_second_lbd_for_the_same_instance_refuses_and_lbd_stop_tears_down() {
     let lbd = lbd_binary();
     let mut lab = DsrLab::build(1).unwrap();
     let config = lab.write_config(&lab.config(1)).unwrap();
@@ -265,7 +265,16 @@ fn a_second_lbd_for_the_same_instance_refuses_and_sigterm_cleans_up() {
         .ip(&["link", "show", "eth0"])
         .unwrap()
         .contains("prog/xdp"));
-    assert!(lab.stop_lbd(), "clean exit on SIGTERM");
+    let stop = Command::new(&lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(lab.stop_lbd(), "lbd exited cleanly after lbd stop");
     assert!(!pins.exists(), "pins removed on exit");
     assert!(
         !lab.lb()
@@ -375,9 +384,28 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     for (port, name) in &answers {
         assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 2));
     }
-    assert!(lab.lbd_log().contains("removing stale pins"));
+    assert!(lab.lbd_log().contains("re-adopting the pinned maps"));
+    // SIGTERM keeps the data plane; `lbd stop` on the stopped instance
+    // removes what it left, which detaches the program.
     assert!(lab.stop_lbd());
+    assert!(pins.join("lb_link").exists());
+    let stop = Command::new(&lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(String::from_utf8_lossy(&stop.stdout)
+        .contains("removed the data plane a previous lbd left"));
     assert!(!pins.exists());
+    assert!(!lab
+        .lb()
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp"));
 }
 
 #[test]
@@ -413,4 +441,77 @@ fn two_instances_on_one_host_do_not_collide() {
         .unwrap()
         .contains("prog/xdp"));
     assert!(second.stop_lbd());
+}
+
+#[test]
+fn a_daemon_restart_keeps_forwarding_and_keeps_connections() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(3).unwrap();
+    lab.write_config(&lab.config(3)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let target = lab.tcp_target();
+    let mut held: Vec<HeldConnection> = lab
+        .client
+        .run_in(|| {
+            (30_000..30_040)
+                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .unwrap()
+        .unwrap();
+    let flows_before = service(&lab.status(&lbd).unwrap(), TCP_PORT).new_flows;
+
+    // SIGTERM: lbd exits, the program stays attached and keeps forwarding.
+    assert!(lab.stop_lbd());
+    assert!(lab
+        .lb()
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp"));
+    for connection in &mut held {
+        assert_eq!(
+            connection.ask().unwrap(),
+            connection.first_backend,
+            "no daemon, still forwarding"
+        );
+    }
+    // A new lbd adopts maps and program: the same flows, the same backends,
+    // and the counters go on from where they were.
+    lab.start_lbd(&lbd).unwrap();
+    assert!(
+        lab.lbd_log().contains("re-adopting the pinned maps"),
+        "{}",
+        lab.lbd_log()
+    );
+    for connection in &mut held {
+        assert_eq!(connection.ask().unwrap(), connection.first_backend);
+    }
+    let report = lab.status(&lbd).unwrap();
+    assert_eq!(report.xdp_mode.as_deref(), Some("adopted"));
+    assert!(
+        service(&report, TCP_PORT).new_flows >= flows_before,
+        "counters survived"
+    );
+    let fresh = lab
+        .client
+        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 31_000..31_100, target))
+        .unwrap()
+        .unwrap();
+    for (port, name) in &fresh {
+        assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 3));
+    }
+    // A changed layout is not adopted: a different table size re-creates.
+    assert!(lab.stop_lbd());
+    lab.write_config(
+        &lab.config(3)
+            .replace("maglev_table_size = 65537", "maglev_table_size = 251"),
+    )
+    .unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    assert!(
+        lab.lbd_log()
+            .contains("do not fit this build or configuration"),
+        "{}",
+        lab.lbd_log()
+    );
 }
