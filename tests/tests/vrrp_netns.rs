@@ -76,9 +76,13 @@ fn nopreempt_keeps_the_new_master() {
     let mut lab = DsrLab::build_ha(2, 1).unwrap();
     configure(&lab, 0, &vrrp_section(200, "nopreempt = true"));
     configure(&lab, 1, &vrrp_section(100, ""));
+    // With nopreempt whoever is master first stays master: start node 0
+    // alone so that it is (their start-up times differ more than their
+    // 39 ms skew difference).
     lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
     wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    lab.spawn_lbd(1, &lbd).unwrap();
+    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
     assert!(
         lab.stop_lbd_of(0),
         "clean stop: priority 0 advert, VIP removed"
