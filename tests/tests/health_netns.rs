@@ -439,3 +439,131 @@ fn reload_validates_first_and_loses_no_request_under_load() {
     );
     assert!(report.flows > 0, "the connection table survived the reload");
 }
+
+#[test]
+fn https_and_command_checks_follow_their_targets() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(2).unwrap();
+    let dir = lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("tls")).unwrap();
+    let (cert, key) = (dir.path.join("c.pem"), dir.path.join("k.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=backend",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut tls_servers: Vec<Option<lb_tests::process::ChildGuard>> = lab
+        .backends
+        .iter()
+        .map(|b| {
+            let mut c = b.ns.command(
+                "openssl",
+                &[
+                    "s_server",
+                    "-quiet",
+                    "-accept",
+                    "8443",
+                    "-www",
+                    "-cert",
+                    &cert.display().to_string(),
+                    "-key",
+                    &key.display().to_string(),
+                ],
+            );
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            Some(lb_tests::process::ChildGuard::spawn(c, "openssl s_server").unwrap())
+        })
+        .collect();
+    for backend in &lab.backends {
+        std::fs::write(dir.path.join(format!("up-{}", backend.addr)), "").unwrap();
+    }
+    let https = "health_check = { kind = \"https\", port = 8443, tls_skip_verify = true, interval = 0.2, timeout = 1, rise = 1, fall = 1 }";
+    let command = format!(
+        "health_check = {{ kind = \"command\", command = \"test -e {}/up-{{address}}\", interval = 0.2, rise = 1, fall = 1 }}",
+        dir.path.display()
+    );
+    lab.write_config(&config(&lab, https, &command)).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend_of(&lab.status(&lbd).unwrap(), "web", "b1")
+        .last_check
+        .as_deref()
+        != Some("ok")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTPS check never succeeded: {}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    std::fs::remove_file(dir.path.join("up-198.18.0.12")).unwrap();
+    wait_backend(
+        &lab,
+        &lbd,
+        "http",
+        "b2",
+        BackendState::Down,
+        Duration::from_secs(3),
+    );
+    assert!(
+        lab.lbd_log()
+            .contains("backend is DOWN: command exit status: 1"),
+        "{}",
+        lab.lbd_log()
+    );
+
+    tls_servers[0] = None;
+    wait_backend(
+        &lab,
+        &lbd,
+        "web",
+        "b1",
+        BackendState::Down,
+        Duration::from_secs(3),
+    );
+
+    // With verification, a self-signed certificate fails the check.
+    let verified = config(
+        &lab,
+        &https.replace("tls_skip_verify = true", "tls_skip_verify = false"),
+        &command,
+    );
+    lab.write_config(&verified).unwrap();
+    let (ok, text) = lbd_cli(&lbd, &["reload", "--instance", &lab.instance.clone()]);
+    assert!(ok, "{text}");
+    wait_backend(
+        &lab,
+        &lbd,
+        "web",
+        "b2",
+        BackendState::Down,
+        Duration::from_secs(3),
+    );
+    let report = lab.status(&lbd).unwrap();
+    let cause = backend_of(&report, "web", "b2")
+        .last_check
+        .clone()
+        .unwrap_or_default();
+    assert!(cause.starts_with("TLS:"), "{cause}");
+    drop(tls_servers);
+}

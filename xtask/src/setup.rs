@@ -17,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "procps",
     "keepalived",
+    "openssl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 
