@@ -426,3 +426,75 @@ fn vrrp_vrid_used_twice() {
         "lb.toml:1: vrrp[1]: vrid 51 is used twice on eth0"
     );
 }
+
+#[test]
+fn health_checks_merge_service_defaults_with_backend_overrides() {
+    use crate::health::config::CheckKind;
+    let text = GOOD
+        .replace(
+            "mode = \"dsr\"",
+            "mode = \"dsr\"\non_all_down = \"fail_open\"\nslow_start = 5\nhealth_check = { kind = \"http\", path = \"/healthz\", expect_status = \"200,204\", interval = 1, fall = 4 }",
+        )
+        .replace("weight = 2", "weight = 2\nhealth_check = { port = 9000, rise = 5 }\nslow_start = 20");
+    let config = Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
+    let web = &config.services[0];
+    assert_eq!(web.on_all_down, crate::health::config::AllDown::FailOpen);
+    let first = web.backends[0].health_check.as_ref().unwrap();
+    assert_eq!((first.port, first.rise, first.fall), (Some(9000), 5, 4));
+    assert_eq!(first.interval, Duration::from_secs(1));
+    match &first.kind {
+        CheckKind::Http(http) => {
+            assert_eq!(http.path, "/healthz");
+            assert_eq!(http.expect_status, [(200, 200), (204, 204)]);
+            assert_eq!(http.method, "GET");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(web.backends[0].slow_start, Duration::from_secs(20));
+    let second = web.backends[1].health_check.as_ref().unwrap();
+    assert_eq!(
+        (second.port, second.rise),
+        (None, 2),
+        "defaults without the override"
+    );
+    assert_eq!(web.backends[1].slow_start, Duration::from_secs(5));
+}
+
+#[test]
+fn no_health_check_means_none() {
+    let config = Config::parse(GOOD, Path::new("lb.toml"), &FakeHost).unwrap();
+    assert!(config.services[0]
+        .backends
+        .iter()
+        .all(|b| b.health_check.is_none()));
+}
+
+#[test]
+fn bad_health_check_fields() {
+    let with = |check: &str| {
+        GOOD.replace(
+            "mode = \"dsr\"",
+            &format!("mode = \"dsr\"\nhealth_check = {{ {check} }}"),
+        )
+    };
+    assert_eq!(
+        errors(&with("kind = \"icmp\""))[0],
+        "lb.toml:11: service[0].backend[0].health_check.kind: unknown check kind \"icmp\" (tcp, http, https, command)"
+    );
+    assert_eq!(
+        errors(&with("kind = \"http\", expect_status = \"2xx\""))[0],
+        "lb.toml:11: service[0].backend[0].health_check.expect_status: \"2xx\" is not a status, a range like 200-399, or a list of them"
+    );
+    assert_eq!(
+        errors(&with("kind = \"command\""))[0],
+        "lb.toml:11: service[0].backend[0].health_check.command: a command check needs `command`"
+    );
+    assert_eq!(
+        errors(&with("kind = \"http\", path = \"healthz\""))[0],
+        "lb.toml:11: service[0].backend[0].health_check.path: the path must start with /"
+    );
+    assert_eq!(
+        errors(&with("fall = 0"))[0],
+        "lb.toml:11: service[0].backend[0].health_check.fall: must be at least 1"
+    );
+}

@@ -328,3 +328,57 @@ fn an_adopting_programmer_keeps_ids_and_generations() {
     let newest = rec.backends.values().map(|b| b.generation).max().unwrap();
     assert!(newest > before.iter().map(|(_, g)| *g).max().unwrap());
 }
+
+#[test]
+fn a_weight_change_republishes_the_table_and_writes_no_backend() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    p.apply(&mut rec, &[service(80, &[(11, 1), (12, 1)])])
+        .unwrap();
+    rec.ops.clear();
+    p.apply(&mut rec, &[service(80, &[(11, 3), (12, 1)])])
+        .unwrap();
+    assert_eq!(rec.ops, ["service port=80 offset=13"]);
+    let table = published_table(&rec, 80);
+    let heavy = table.iter().filter(|&&id| id == 0).count();
+    assert!(
+        heavy > 2 * table.iter().filter(|&&id| id == 1).count(),
+        "{table:?}"
+    );
+}
+
+#[test]
+fn an_added_service_touches_only_itself() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    p.apply(&mut rec, &[service(80, &[(11, 1)])]).unwrap();
+    rec.ops.clear();
+    p.apply(
+        &mut rec,
+        &[service(80, &[(11, 1)]), service(81, &[(12, 1)])],
+    )
+    .unwrap();
+    assert_eq!(
+        rec.ops,
+        [
+            "reset service stats 1",
+            "reset backend stats 1",
+            "backend 1 active=1",
+            "service port=81 offset=26",
+        ]
+    );
+}
+
+#[test]
+fn a_mac_change_rewrites_the_backend_only() {
+    let mut rec = Recorder::default();
+    let mut p = Programmer::new(RING, 4, 8);
+    let mut desired = vec![service(80, &[(11, 1)])];
+    p.apply(&mut rec, &desired).unwrap();
+    rec.ops.clear();
+    desired[0].backends[0].mac = Some([2, 0, 0, 0, 0, 9]);
+    p.apply(&mut rec, &desired).unwrap();
+    assert_eq!(rec.ops, ["backend 0 active=1", "service port=80 offset=13"]);
+    assert_eq!(rec.backends[&0].mac, [2, 0, 0, 0, 0, 9]);
+    assert!(published_table(&rec, 80).iter().all(|&id| id == 0));
+}
