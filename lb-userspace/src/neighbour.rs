@@ -178,6 +178,46 @@ pub fn arp_resolve(
     targets: &[Ipv4Addr],
     wait: Duration,
 ) -> Result<HashMap<Ipv4Addr, [u8; 6]>, NeighbourError> {
+    let (mut tx, mut rx) = open_channel(interface, Some(Duration::from_millis(50)))?;
+    for &target in targets {
+        let Some(source) = interface.source_for(target) else {
+            continue;
+        };
+        let frame = arp_request(interface.mac, source, target);
+        if let Some(Err(e)) = tx.send_to(&frame, None) {
+            return Err(NeighbourError::Socket {
+                interface: interface.name.clone(),
+                source: e,
+            });
+        }
+    }
+    Ok(collect_replies(rx.as_mut(), targets, wait))
+}
+
+/// Sends raw Ethernet frames out of `interface` (gratuitous ARP).
+pub fn send_frames(interface: &InterfaceInfo, frames: &[Vec<u8>]) -> Result<(), NeighbourError> {
+    let (mut tx, _) = open_channel(interface, None)?;
+    for frame in frames {
+        if let Some(Err(source)) = tx.send_to(frame, None) {
+            return Err(NeighbourError::Socket {
+                interface: interface.name.clone(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+type EthernetChannel = (
+    Box<dyn pnet_datalink::DataLinkSender>,
+    Box<dyn DataLinkReceiver>,
+);
+
+/// A raw Ethernet channel on `interface` (AF_PACKET).
+fn open_channel(
+    interface: &InterfaceInfo,
+    read_timeout: Option<Duration>,
+) -> Result<EthernetChannel, NeighbourError> {
     let socket_error = |source| NeighbourError::Socket {
         interface: interface.name.clone(),
         source,
@@ -187,55 +227,16 @@ pub fn arp_resolve(
         .find(|i| i.name == interface.name)
         .ok_or_else(|| NeighbourError::NoInterface(interface.name.clone()))?;
     let config = ChannelConfig {
-        read_timeout: Some(Duration::from_millis(50)),
+        read_timeout,
         ..ChannelConfig::default()
     };
-    let (mut tx, mut rx) = match pnet_datalink::channel(&datalink, config) {
-        Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
-        Ok(_) => {
-            return Err(socket_error(std::io::Error::other(
-                "not an Ethernet channel",
-            )))
-        }
-        Err(e) => return Err(socket_error(e)),
-    };
-    for &target in targets {
-        let Some(source) = interface.source_for(target) else {
-            continue;
-        };
-        let frame = arp_request(interface.mac, source, target);
-        if let Some(Err(e)) = tx.send_to(&frame, None) {
-            return Err(socket_error(e));
-        }
+    match pnet_datalink::channel(&datalink, config) {
+        Ok(Channel::Ethernet(tx, rx)) => Ok((tx, rx)),
+        Ok(_) => Err(socket_error(std::io::Error::other(
+            "not an Ethernet channel",
+        ))),
+        Err(e) => Err(socket_error(e)),
     }
-    Ok(collect_replies(rx.as_mut(), targets, wait))
-}
-
-/// Sends raw Ethernet frames out of `interface` (gratuitous ARP).
-pub fn send_frames(interface: &InterfaceInfo, frames: &[Vec<u8>]) -> Result<(), NeighbourError> {
-    let socket_error = |source| NeighbourError::Socket {
-        interface: interface.name.clone(),
-        source,
-    };
-    let datalink = pnet_datalink::interfaces()
-        .into_iter()
-        .find(|i| i.name == interface.name)
-        .ok_or_else(|| NeighbourError::NoInterface(interface.name.clone()))?;
-    let mut tx = match pnet_datalink::channel(&datalink, ChannelConfig::default()) {
-        Ok(Channel::Ethernet(tx, _)) => tx,
-        Ok(_) => {
-            return Err(socket_error(std::io::Error::other(
-                "not an Ethernet channel",
-            )))
-        }
-        Err(e) => return Err(socket_error(e)),
-    };
-    for frame in frames {
-        if let Some(Err(e)) = tx.send_to(frame, None) {
-            return Err(socket_error(e));
-        }
-    }
-    Ok(())
 }
 
 fn collect_replies(

@@ -5,6 +5,7 @@ pub mod ha;
 pub mod leaks;
 pub mod netns;
 pub mod nft;
+pub mod predict;
 pub mod process;
 pub mod servers;
 pub mod topology;

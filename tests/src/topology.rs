@@ -12,6 +12,7 @@ use crate::{
     netns::{self, Netns},
     process::ChildGuard,
     servers::{HttpServer, NameServer},
+    traffic::{self, HeldConnection},
 };
 use anyhow::{bail, Context};
 use lbd::status::StatusReport;
@@ -400,6 +401,27 @@ impl DsrLab {
 
     pub fn lbd_log_of(&self, node: usize) -> String {
         std::fs::read_to_string(self.lbs[node].workdir.path.join("lbd.log")).unwrap_or_default()
+    }
+
+    /// One held TCP connection through the VIP per client source port.
+    pub fn hold_connections(
+        &self,
+        ports: std::ops::Range<u16>,
+    ) -> anyhow::Result<Vec<HeldConnection>> {
+        let target = self.tcp_target();
+        self.client.run_in(|| {
+            ports
+                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
+                .collect()
+        })?
+    }
+
+    /// One short TCP connection through the VIP per client source port:
+    /// (port, backend name).
+    pub fn tcp_names(&self, ports: std::ops::Range<u16>) -> anyhow::Result<Vec<(u16, String)>> {
+        let target = self.tcp_target();
+        self.client
+            .run_in(|| traffic::tcp_names(CLIENT_ADDR, ports, target))?
     }
 
     pub fn tcp_target(&self) -> SocketAddrV4 {

@@ -1,18 +1,16 @@
 //! L2 DSR end to end: client, load balancer and backends in network
 //! namespaces, real TCP and UDP through the VIP, `lbd` as users run it.
 //! Needs root.
-use lb_common::{hash::flow_hash, ipv4_addr_bytes, FlowKey, FAMILY_IPV4, PROTO_TCP, PROTO_UDP};
+use lb_common::{PROTO_TCP, PROTO_UDP};
 use lb_tests::{
     nft::NftCounters,
+    predict::maglev_choice,
     topology::{
         backend_addr, backend_name, lbd_binary, DsrLab, CLIENT_ADDR, TCP_PORT, UDP_PORT, VIP,
     },
-    traffic::{self, HeldConnection},
+    traffic::{self},
 };
-use lbd::{
-    maglev::{build_table, MaglevBackend},
-    status::StatusReport,
-};
+use lbd::status::StatusReport;
 use std::{collections::BTreeMap, process::Command, time::Duration};
 
 const RING: u32 = 65_537;
@@ -20,23 +18,16 @@ const RING: u32 = 65_537;
 /// The backend name Maglev picks for a client source port, computed from
 /// the configuration exactly as both lbd and the kernel do.
 fn predicted(source_port: u16, port: u16, proto: u8, backends: usize) -> String {
-    let flow = FlowKey {
-        src: ipv4_addr_bytes(CLIENT_ADDR.octets()),
-        dst: ipv4_addr_bytes(VIP.octets()),
-        src_port: source_port,
-        dst_port: port,
+    let addresses: Vec<_> = (0..backends).map(backend_addr).collect();
+    backend_name(maglev_choice(
+        CLIENT_ADDR,
+        source_port,
+        VIP,
+        port,
         proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
-    let list: Vec<MaglevBackend> = (0..backends)
-        .map(|i| MaglevBackend {
-            identity: format!("{}:{port}", backend_addr(i)),
-            weight: 1,
-        })
-        .collect();
-    let table = build_table(&list, RING);
-    backend_name(table[(flow_hash(&flow) % RING) as usize] as usize)
+        &addresses,
+        RING,
+    ))
 }
 
 fn service(report: &StatusReport, port: u16) -> &lbd::status::ServiceStatus {
@@ -178,18 +169,8 @@ fn established_flows_keep_their_backend_when_a_backend_is_added() {
     lab.write_config(&lab.config(3)).unwrap();
     lab.start_lbd(&lbd).unwrap();
 
-    let target = lab.tcp_target();
     let held_ports = 22_000..22_150u16;
-    let mut held: Vec<HeldConnection> = lab
-        .client
-        .run_in(|| {
-            held_ports
-                .clone()
-                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .unwrap()
-        .unwrap();
+    let mut held = lab.hold_connections(held_ports.clone()).unwrap();
     for connection in &held {
         assert_eq!(
             connection.first_backend,
@@ -219,11 +200,7 @@ fn established_flows_keep_their_backend_when_a_backend_is_added() {
         );
     }
     // New flows use the new table, the new backend included.
-    let fresh = lab
-        .client
-        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 23_000..23_300, target))
-        .unwrap()
-        .unwrap();
+    let fresh = lab.tcp_names(23_000..23_300).unwrap();
     for (port, name) in &fresh {
         assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 4));
     }
@@ -375,12 +352,7 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     lab.stop_lbd();
     // A new lbd takes the lock, replaces the stale pins and forwards.
     lab.start_lbd(&lbd).unwrap();
-    let target = lab.tcp_target();
-    let answers = lab
-        .client
-        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 24_000..24_050, target))
-        .unwrap()
-        .unwrap();
+    let answers = lab.tcp_names(24_000..24_050).unwrap();
     for (port, name) in &answers {
         assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 2));
     }
@@ -449,16 +421,7 @@ fn a_daemon_restart_keeps_forwarding_and_keeps_connections() {
     let mut lab = DsrLab::build(3).unwrap();
     lab.write_config(&lab.config(3)).unwrap();
     lab.start_lbd(&lbd).unwrap();
-    let target = lab.tcp_target();
-    let mut held: Vec<HeldConnection> = lab
-        .client
-        .run_in(|| {
-            (30_000..30_040)
-                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .unwrap()
-        .unwrap();
+    let mut held = lab.hold_connections(30_000..30_040).unwrap();
     let flows_before = service(&lab.status(&lbd).unwrap(), TCP_PORT).new_flows;
 
     // SIGTERM: lbd exits, the program stays attached and keeps forwarding.
@@ -492,11 +455,7 @@ fn a_daemon_restart_keeps_forwarding_and_keeps_connections() {
         service(&report, TCP_PORT).new_flows >= flows_before,
         "counters survived"
     );
-    let fresh = lab
-        .client
-        .run_in(|| traffic::tcp_names(CLIENT_ADDR, 31_000..31_100, target))
-        .unwrap()
-        .unwrap();
+    let fresh = lab.tcp_names(31_000..31_100).unwrap();
     for (port, name) in &fresh {
         assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 3));
     }

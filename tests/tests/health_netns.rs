@@ -1,9 +1,6 @@
 //! Health checks, administrative states and live reload, end to end in
 //! namespaces. Needs root.
-use lb_tests::{
-    topology::{lbd_binary, DsrLab, CLIENT_ADDR, HTTP_PORT, VIP},
-    traffic::{self, HeldConnection},
-};
+use lb_tests::topology::{lbd_binary, DsrLab, HTTP_PORT, VIP};
 use lbd::{programmer::BackendState, status::StatusReport};
 use std::{
     path::Path,
@@ -77,10 +74,7 @@ fn wait_backend(
 }
 
 fn names(lab: &DsrLab, ports: std::ops::Range<u16>) -> Vec<String> {
-    let target = lab.tcp_target();
-    lab.client
-        .run_in(|| traffic::tcp_names(CLIENT_ADDR, ports, target))
-        .unwrap()
+    lab.tcp_names(ports)
         .unwrap()
         .into_iter()
         .map(|(_, n)| n)
@@ -103,16 +97,7 @@ fn a_stopped_backend_leaves_within_fall_intervals_and_returns_after_rise() {
     let mut lab = DsrLab::build(3).unwrap();
     lab.write_config(&config(&lab, TCP_CHECK, "")).unwrap();
     lab.start_lbd(&lbd).unwrap();
-    let target = lab.tcp_target();
-    let mut held: Vec<HeldConnection> = lab
-        .client
-        .run_in(|| {
-            (27_000..27_060)
-                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .unwrap()
-        .unwrap();
+    let mut held = lab.hold_connections(27_000..27_060).unwrap();
     assert!(held.iter().any(|c| c.first_backend == "b2"));
 
     lab.backends[1].stop_server();
@@ -206,16 +191,7 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
     let mut lab = DsrLab::build(3).unwrap();
     lab.write_config(&config(&lab, "", "")).unwrap();
     lab.start_lbd(&lbd).unwrap();
-    let target = lab.tcp_target();
-    let mut held: Vec<HeldConnection> = lab
-        .client
-        .run_in(|| {
-            (29_000..29_060)
-                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .unwrap()
-        .unwrap();
+    let mut held = lab.hold_connections(29_000..29_060).unwrap();
     let on_b2 = held.iter().filter(|c| c.first_backend == "b2").count();
     assert!(on_b2 > 5, "{on_b2}");
 

@@ -4,8 +4,7 @@
 use lb_tests::{
     ha::{holds_vip, time_to_service, vrrp_state, wait_state},
     process::ChildGuard,
-    topology::{lbd_binary, DsrLab, CLIENT_ADDR, VIP},
-    traffic::HeldConnection,
+    topology::{lbd_binary, DsrLab, VIP},
 };
 use lbd::vrrp::machine::State;
 use std::{
@@ -188,16 +187,7 @@ fn an_established_dsr_connection_survives_a_failover() {
     lab.spawn_lbd(1, &lbd).unwrap();
     wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
     wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
-    let target = std::net::SocketAddrV4::new(VIP, 80);
-    let mut held: Vec<HeldConnection> = lab
-        .client
-        .run_in(|| {
-            (26_000..26_030)
-                .map(|p| HeldConnection::open(CLIENT_ADDR, p, target))
-                .collect::<anyhow::Result<Vec<_>>>()
-        })
-        .unwrap()
-        .unwrap();
+    let mut held = lab.hold_connections(26_000..26_030).unwrap();
     lab.kill_lbd_of(0);
     wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
     // Node 1 has no connection-table entry for these flows; its Maglev

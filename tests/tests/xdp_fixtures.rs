@@ -2,9 +2,8 @@
 //! style: description, input, expected action, expected output bytes and
 //! the counter that must move. Needs root.
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
-use lb_common::{hash::flow_hash, ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
-use lb_tests::fixture::*;
-use lbd::maglev::{build_table, MaglevBackend};
+use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
+use lb_tests::{fixture::*, predict::maglev_choice};
 use std::net::Ipv4Addr;
 
 const BACKENDS: usize = 3;
@@ -47,23 +46,8 @@ fn udp(src_port: u16, dst: Ipv4Addr, dst_port: u16) -> Vec<u8> {
 /// The backend index Maglev picks for a flow to VIP, computed in userspace
 /// with the same hash and table the kernel uses.
 fn expected_backend(src_port: u16, dst_port: u16, proto: u8, backends: usize) -> usize {
-    let flow = FlowKey {
-        src: ipv4_addr_bytes(CLIENT.octets()),
-        dst: ipv4_addr_bytes(VIP.octets()),
-        src_port,
-        dst_port,
-        proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
-    let list: Vec<MaglevBackend> = (0..backends)
-        .map(|i| MaglevBackend {
-            identity: format!("{}:{dst_port}", backend_ip(i)),
-            weight: 1,
-        })
-        .collect();
-    let table = build_table(&list, RING);
-    table[(flow_hash(&flow) % RING) as usize] as usize
+    let addresses: Vec<_> = (0..backends).map(backend_ip).collect();
+    maglev_choice(CLIENT, src_port, VIP, dst_port, proto, &addresses, RING)
 }
 
 fn readdressed(input: &[u8], backend: usize) -> Vec<u8> {
