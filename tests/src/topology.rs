@@ -298,15 +298,14 @@ impl DsrLab {
         Ok(())
     }
 
-    /// Backends per service in node `node`'s config file.
+    /// Backends in node `node`'s config file, over all services.
     fn configured_backends(&self, node: usize) -> anyhow::Result<usize> {
         let text = std::fs::read_to_string(self.config_path_of(node))?;
-        let services = text.matches("[[service]]").count().max(1);
-        Ok(text.matches("[[service.backend]]").count() / services)
+        Ok(text.matches("[[service.backend]]").count())
     }
 
-    /// Polls `lbd status` until every service has `backends` backends, each
-    /// with a MAC and a share of its service's table.
+    /// Polls `lbd status` until the services have `backends` backends in
+    /// all, each with a MAC and a share of its service's table.
     pub fn wait_for_backends(
         &mut self,
         lbd: &Path,
@@ -323,14 +322,14 @@ impl DsrLab {
             if let Ok(report) = self.status(lbd) {
                 // From this daemon (not stale pins of a killed one), attached.
                 let ours = report.pid.is_some() && report.pid == self.lbd_pid();
+                let total: usize = report.services.iter().map(|s| s.backends.len()).sum();
                 let ready = ours
                     && report.xdp_mode.is_some()
-                    && !report.services.is_empty()
+                    && total == backends
                     && report.services.iter().all(|s| {
-                        s.backends.len() == backends
-                            && s.backends
-                                .iter()
-                                .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
+                        s.backends
+                            .iter()
+                            .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
                     });
                 if ready {
                     return Ok(());

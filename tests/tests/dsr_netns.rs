@@ -186,7 +186,7 @@ fn established_flows_keep_their_backend_when_a_backend_is_added() {
 
     lab.write_config(&lab.config(4)).unwrap();
     lab.reload_lbd().unwrap();
-    lab.wait_for_backends(&lbd, 4, Duration::from_secs(15))
+    lab.wait_for_backends(&lbd, 8, Duration::from_secs(15))
         .unwrap();
     let report = lab.status(&lbd).unwrap();
     assert_eq!(service(&report, TCP_PORT).backends.len(), 4);

@@ -1,4 +1,5 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
+mod bench;
 mod lab;
 mod setup;
 
@@ -25,6 +26,10 @@ enum Task {
     BuildEbpf,
     /// Everything CI runs: fmt, clippy, unit, kernel-fixture and netns tests.
     Test,
+    /// Measure: XDP per-packet cost, throughput and latency through lbd vs
+    /// direct, HAProxy and nftables, lbd's memory, VRRP failover. Writes
+    /// bench/RESULTS.md. Not part of the tests.
+    Bench,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -41,6 +46,12 @@ fn main() -> anyhow::Result<()> {
             build_ebpf()
         }
         Task::Test => test(),
+        Task::Bench => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            bench::run(&workspace_root().join("target/release/lbd"))
+        }
         Task::Lab { connections } => {
             setup::ensure()?;
             build_ebpf()?;

@@ -18,6 +18,8 @@ const PACKAGES: &[&str] = &[
     "procps",
     "keepalived",
     "openssl",
+    "haproxy",
+    "nginx",
 ];
 const BPF_LINKER_VERSION: &str = "0.13";
 

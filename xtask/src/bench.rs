@@ -1,0 +1,528 @@
+//! `cargo xtask bench`: measurements, side by side, in one run on the lab
+//! topology; never part of the tests. Prints one table and writes it to
+//! bench/RESULTS.md with the date and kernel.
+//!
+//! - per-packet cost of the XDP program (BPF_PROG_TEST_RUN, large repeat);
+//! - wrk keep-alive requests/s and latency, wrk `Connection: close`
+//!   connections/s and iperf3 Gbit/s, through: a backend directly (the
+//!   limit), the same with an XDP_PASS program on its interface (what merely
+//!   attaching XDP costs on veth), lbd in DSR mode, HAProxy 2.6 in `mode
+//!   tcp`, and nftables DNAT (with masquerade, so replies return);
+//! - lbd's peak RSS;
+//! - VRRP failover: from cutting the master's link to the first reply
+//!   through the new master, for lbd at 1 s (v2) and 100 ms (v3) adverts.
+use anyhow::{bail, Context};
+use aya::programs::{TestRun, TestRunOptions};
+use lb_tests::{
+    fixture::{Harness, CLIENT, CLIENT_MAC, LB_MAC, VIP as FIXTURE_VIP},
+    ha::{time_to_service, wait_state, State},
+    netns::Netns,
+    process::ChildGuard,
+    topology::{backend_addr, DsrLab, PassProgram, VIP},
+};
+use std::{fmt::Write as _, path::Path, process::Command, time::Duration};
+
+const NGINX_PORT: u16 = 8081;
+const IPERF_PORT: u16 = 5201;
+/// HAProxy and nftables listen here (on the LB), lbd serves VIP.
+const VIP2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 101);
+const WRK_SECONDS: &str = "5s";
+const IPERF_SECONDS: &str = "5";
+
+struct Row {
+    what: String,
+    path: String,
+    value: f64,
+    unit: &'static str,
+    /// Index of the row this one is compared with ("direct").
+    baseline: Option<usize>,
+}
+
+pub fn run(lbd: &Path) -> anyhow::Result<()> {
+    let mut rows: Vec<Row> = Vec::new();
+    println!("bench: XDP per-packet cost (BPF_PROG_TEST_RUN)");
+    xdp_costs(&mut rows)?;
+    println!("bench: building the lab");
+    let mut lab = DsrLab::build(3)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{VIP2}/32"), "dev", "eth0"])?;
+    let _servers = start_servers(&lab)?;
+    lab.write_config(&config(&lab))?;
+    lab.start_lbd(lbd)?;
+
+    let direct = backend_addr(0).to_string();
+    measure(&lab, &mut rows, "direct to one backend", &direct, true)?;
+    {
+        // The cost of having any XDP program on a veth (GRO/TSO are lost).
+        let _pass = PassProgram::attach(&lab.backends[0].ns, "eth0")?;
+        measure(
+            &lab,
+            &mut rows,
+            "direct, XDP_PASS on the backend",
+            &direct,
+            false,
+        )?;
+    }
+    measure(&lab, &mut rows, "lbd dsr", &VIP.to_string(), false)?;
+    let rss = peak_rss(lab.lbd_pid().context("lbd pid")?)?;
+    rows.push(Row {
+        what: "lbd peak RSS".into(),
+        path: "lbd dsr".into(),
+        value: rss,
+        unit: "MiB",
+        baseline: None,
+    });
+
+    // The others get a clean interface: lbd detaches and unpins.
+    let stop = Command::new(lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()?;
+    if !stop.status.success() {
+        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
+    }
+    lab.stop_lbd();
+    {
+        let _haproxy = start_haproxy(&lab)?;
+        measure(
+            &lab,
+            &mut rows,
+            "HAProxy 2.6 mode tcp",
+            &VIP2.to_string(),
+            false,
+        )?;
+    }
+    nft_dnat(lab.lb())?;
+    measure(&lab, &mut rows, "nftables DNAT", &VIP2.to_string(), false)?;
+    drop(lab);
+
+    println!("bench: VRRP failover (link cut on the master)");
+    for (version, advert) in [(2, "1"), (3, "0.1")] {
+        let took = failover(lbd, version, advert)?;
+        rows.push(Row {
+            what: format!("failover, VRRPv{version} advert_int {advert} s"),
+            path: "lbd".into(),
+            value: took.as_secs_f64() * 1000.0,
+            unit: "ms",
+            baseline: None,
+        });
+    }
+
+    let mut table = render(&rows);
+    table.push_str(&summary(&rows));
+    print!("{table}");
+    let kernel = String::from_utf8_lossy(&Command::new("uname").arg("-r").output()?.stdout)
+        .trim()
+        .to_owned();
+    let date = String::from_utf8_lossy(
+        &Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .output()?
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let text = format!(
+        "# Benchmark results\n\nMeasured by `cargo xtask bench` on {date}, kernel {kernel}, {cpus} CPUs, all in network namespaces on one machine (veth + bridge; senders with `ethtool -K eth0 tx off` on every path). Client, load balancer and backends share the same CPUs, so these are relative figures, not capacity.\n\n{table}\n{NOTES}\n"
+    );
+    let path = crate::workspace_root().join("bench/RESULTS.md");
+    std::fs::create_dir_all(path.parent().context("bench dir")?)?;
+    std::fs::write(&path, text)?;
+    println!("bench: written to {}", path.display());
+    Ok(())
+}
+
+const NOTES: &str = "Notes:\n\
+- One run, no repetitions: client, load balancer, backends and the tools share two CPUs, so expect several percent of noise between runs.\n\
+- `direct to one backend` is one nginx with one worker; the lbd, HAProxy and nftables rows spread requests over three such backends, so a request-rate ratio above 1x only means the load balancer was not the bottleneck there. iperf3 is one flow to one backend on every path.\n\
+- `direct, XDP_PASS on the backend` shows what merely attaching an XDP program to a veth costs (GRO and TSO are lost); every lbd row pays that on the load balancer's interface, and the DSR path also turns the frame around with XDP_TX.\n\
+- XDP rows: the program ran `repeat` times on one buffer. A DSR rewrite only changes MAC addresses, which the program does not read, so every iteration took the same path; the counters confirm it (the outcome counter grew by exactly `repeat`). The first iteration inserts the flow, the others hit the connection table: the new-flow path (Maglev lookup and insert) is not timed separately.\n\
+- `nat` and `fullnat` rows are missing: those modes do not exist yet (issue 3).\n\
+- Failover with keepalived for comparison is not measured yet; the lbd rows are the time from cutting the master's link to the first answer through the VIP via the backup.\n";
+
+fn config(lab: &DsrLab) -> String {
+    let mut text = format!(
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmax_services = 4\nmax_backends = 64\n",
+        lab.instance
+    );
+    // iperf3 opens a control and a data connection that must reach the
+    // same server: its service has one backend.
+    for (name, port, backends) in [("web", NGINX_PORT, 3), ("iperf", IPERF_PORT, 1)] {
+        text.push_str(&format!("\n[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"tcp\"\n"));
+        for backend in &lab.backends[..backends] {
+            text.push_str(&format!(
+                "[[service.backend]]\naddress = \"{}\"\n",
+                backend.addr
+            ));
+        }
+    }
+    text
+}
+
+/// nginx (a static response on NGINX_PORT) and `iperf3 -s` on every backend.
+fn start_servers(lab: &DsrLab) -> anyhow::Result<Vec<ChildGuard>> {
+    let mut guards = Vec::new();
+    for (i, backend) in lab.backends.iter().enumerate() {
+        let dir = std::env::temp_dir().join(format!("{}-nginx{i}", lab.instance));
+        std::fs::create_dir_all(&dir)?;
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {0};\n  proxy_temp_path {0};\n  fastcgi_temp_path {0};\n  uwsgi_temp_path {0};\n  scgi_temp_path {0};\n  server {{ listen {NGINX_PORT}; location / {{ return 200 \"{1}\\n\"; }} }}\n}}\n",
+                dir.display(),
+                backend.name
+            ),
+        )?;
+        let mut nginx = backend.ns.command(
+            "nginx",
+            &[
+                "-c",
+                &conf.display().to_string(),
+                "-e",
+                &dir.join("error.log").display().to_string(),
+            ],
+        );
+        nginx
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        guards.push(ChildGuard::spawn(nginx, "nginx")?);
+        let mut iperf = backend
+            .ns
+            .command("iperf3", &["-s", "-p", &IPERF_PORT.to_string()]);
+        iperf
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        guards.push(ChildGuard::spawn(iperf, "iperf3 -s")?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(guards)
+}
+
+fn start_haproxy(lab: &DsrLab) -> anyhow::Result<ChildGuard> {
+    let dir = std::env::temp_dir().join(format!("{}-haproxy", lab.instance));
+    std::fs::create_dir_all(&dir)?;
+    let servers = |port: u16| -> String {
+        lab.backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("  server b{} {}:{port}\n", i + 1, b.addr))
+            .collect()
+    };
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\nfrontend web\n  bind {VIP2}:{NGINX_PORT}\n  default_backend web\nbackend web\n  balance roundrobin\n{}frontend iperf\n  bind {VIP2}:{IPERF_PORT}\n  default_backend iperf\nbackend iperf\n  balance source\n{}",
+            servers(NGINX_PORT),
+            servers(IPERF_PORT)
+        ),
+    )?;
+    let mut haproxy = lab
+        .lb()
+        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
+    haproxy
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let guard = ChildGuard::spawn(haproxy, "haproxy")?;
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(guard)
+}
+
+/// DNAT VIP2 to the backends (hash of the client port) with masquerade.
+fn nft_dnat(lb: &Netns) -> anyhow::Result<()> {
+    lb.sysctl("net.ipv4.ip_forward", "1")?;
+    let backends: Vec<String> = (0..3)
+        .map(|i| format!("{i} : {}", backend_addr(i)))
+        .collect();
+    let rules = format!(
+        "add table ip lbbench\n\
+         add chain ip lbbench pre {{ type nat hook prerouting priority -100; }}\n\
+         add chain ip lbbench post {{ type nat hook postrouting priority 100; }}\n\
+         add rule ip lbbench pre ip daddr {VIP2} tcp dport {NGINX_PORT} dnat to jhash ip saddr . tcp sport mod 3 map {{ {} }}\n\
+         add rule ip lbbench pre ip daddr {VIP2} tcp dport {IPERF_PORT} dnat to {}\n\
+         add rule ip lbbench post ip daddr 198.18.0.0/24 ct status dnat masquerade\n",
+        backends.join(", "),
+        backend_addr(0)
+    );
+    let file = std::env::temp_dir().join(format!("{}-dnat.nft", lb.name()));
+    std::fs::write(&file, rules)?;
+    let result = lb.exec("nft", &["-f", &file.display().to_string()]);
+    let _ = std::fs::remove_file(&file);
+    result.map(drop)
+}
+
+/// wrk keep-alive, wrk with `Connection: close`, iperf3, against `target`.
+fn measure(
+    lab: &DsrLab,
+    rows: &mut Vec<Row>,
+    path: &str,
+    target: &str,
+    is_direct: bool,
+) -> anyhow::Result<()> {
+    println!("bench: {path}");
+    let baseline = |rows: &Vec<Row>, what: &str| {
+        if is_direct {
+            None
+        } else {
+            rows.iter()
+                .position(|r| r.what == what && r.path == "direct to one backend")
+        }
+    };
+    let url = format!("http://{target}:{NGINX_PORT}/");
+    let keep = lab.client.exec(
+        "wrk",
+        &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url],
+    )?;
+    let (rps, p50, p99) = parse_wrk(&keep)?;
+    for (what, value, unit) in [
+        ("wrk keep-alive", rps, "req/s"),
+        ("wrk keep-alive latency p50", p50, "ms"),
+        ("wrk keep-alive latency p99", p99, "ms"),
+    ] {
+        let b = baseline(rows, what);
+        rows.push(Row {
+            what: what.into(),
+            path: path.into(),
+            value,
+            unit,
+            baseline: b,
+        });
+    }
+    let close = lab.client.exec(
+        "wrk",
+        &[
+            "-t2",
+            "-c32",
+            "-d",
+            WRK_SECONDS,
+            "-H",
+            "Connection: close",
+            &url,
+        ],
+    )?;
+    let (cps, _, _) = parse_wrk(&close)?;
+    let b = baseline(rows, "wrk Connection: close");
+    rows.push(Row {
+        what: "wrk Connection: close".into(),
+        path: path.into(),
+        value: cps,
+        unit: "conn/s",
+        baseline: b,
+    });
+    let iperf = lab.client.exec(
+        "iperf3",
+        &[
+            "-c",
+            target,
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-t",
+            IPERF_SECONDS,
+            "-J",
+        ],
+    )?;
+    let json: serde_json::Value = serde_json::from_str(&iperf).context("iperf3 -J output")?;
+    let bits = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 result")?;
+    let b = baseline(rows, "iperf3");
+    rows.push(Row {
+        what: "iperf3".into(),
+        path: path.into(),
+        value: bits / 1e9,
+        unit: "Gbit/s",
+        baseline: b,
+    });
+    Ok(())
+}
+
+/// (requests/s, p50 ms, p99 ms); fails on socket errors or non-2xx.
+fn parse_wrk(out: &str) -> anyhow::Result<(f64, f64, f64)> {
+    if out.contains("Non-2xx") {
+        bail!("wrk saw failed requests:\n{out}");
+    }
+    let rps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in:\n{out}"))?;
+    let percentile = |p: &str| -> f64 {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(f64::NAN, millis)
+    };
+    Ok((rps, percentile("50%"), percentile("99%")))
+}
+
+fn millis(text: &str) -> f64 {
+    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = text.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = text.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (text, f64::NAN)
+    };
+    number.parse::<f64>().map_or(f64::NAN, |n| n * factor)
+}
+
+/// ns per packet for the fixture packets, 1,000,000 runs each.
+fn xdp_costs(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use etherparse::PacketBuilder;
+    const REPEAT: u32 = 1_000_000;
+    let mut harness = Harness::new(3)?;
+    let build = |dst: std::net::Ipv4Addr, port: u16, udp: bool| -> anyhow::Result<Vec<u8>> {
+        let mut packet = Vec::new();
+        let b =
+            PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(CLIENT.octets(), dst.octets(), 64);
+        if udp {
+            b.udp(40000, port).write(&mut packet, b"query")?;
+        } else {
+            b.tcp(40000, port, 1, 64240)
+                .ack(1)
+                .write(&mut packet, b"hello")?;
+        }
+        Ok(packet)
+    };
+    let arp = {
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&CLIENT_MAC);
+        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        frame.extend_from_slice(&CLIENT_MAC);
+        frame.extend_from_slice(&CLIENT.octets());
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&FIXTURE_VIP.octets());
+        frame
+    };
+    let cases: Vec<(&str, Vec<u8>, lb_common::Outcome)> = vec![
+        (
+            "TCP to a service (DSR, connection-table hit)",
+            build(FIXTURE_VIP, 80, false)?,
+            lb_common::Outcome::TxDsr,
+        ),
+        (
+            "UDP to a service (DSR, connection-table hit)",
+            build(FIXTURE_VIP, 53, true)?,
+            lb_common::Outcome::TxDsr,
+        ),
+        (
+            "TCP to another address (pass)",
+            build(std::net::Ipv4Addr::new(198, 18, 0, 50), 80, false)?,
+            lb_common::Outcome::PassNotService,
+        ),
+        ("ARP (pass)", arp, lb_common::Outcome::PassNotIp),
+    ];
+    for (name, packet, outcome) in cases {
+        let before = harness.outcome_count(outcome)?;
+        let mut out = vec![0u8; packet.len() + 256];
+        let program = harness.dataplane.program(lbd::dataplane::MAIN_PROGRAM)?;
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(&packet),
+            data_out: Some(&mut out),
+            repeat: REPEAT,
+            ..TestRunOptions::default()
+        })?;
+        let counted = harness.outcome_count(outcome)? - before;
+        if counted != u64::from(REPEAT) {
+            bail!("{name}: {counted} of {REPEAT} runs took the expected path");
+        }
+        // The kernel reports the mean duration of one run.
+        rows.push(Row {
+            what: format!("XDP: {name}"),
+            path: "BPF_PROG_TEST_RUN".into(),
+            value: result.duration.as_nanos() as f64,
+            unit: "ns/packet",
+            baseline: None,
+        });
+    }
+    Ok(())
+}
+
+fn peak_rss(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM")?;
+    Ok(kib / 1024.0)
+}
+
+/// Two lbd nodes; cut the master's link; time until the VIP answers.
+fn failover(lbd: &Path, version: u8, advert: &str) -> anyhow::Result<Duration> {
+    let mut lab = DsrLab::build_ha(2, 1)?;
+    for (node, priority) in [(0, 200), (1, 100)] {
+        let vrrp = format!(
+            "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = {advert}\nvirtual_ipaddress = [\"{VIP}\"]\n"
+        );
+        lab.write_config_of(node, &format!("{}{vrrp}", lab.config_for(node, 1)))?;
+    }
+    lab.spawn_lbd(0, lbd)?;
+    wait_state(&lab, 0, lbd, State::Master, Duration::from_secs(15));
+    lab.spawn_lbd(1, lbd)?;
+    wait_state(&lab, 1, lbd, State::Backup, Duration::from_secs(15));
+    time_to_service(&lab, Duration::from_secs(10));
+    lab.switch
+        .ip(&["link", "set", &format!("p-lb{}", 0), "down"])?;
+    Ok(time_to_service(&lab, Duration::from_secs(20)))
+}
+
+/// The ratios the goals are stated in: lbd against HAProxy and against
+/// the direct path.
+fn summary(rows: &[Row]) -> String {
+    let value = |what: &str, path: &str| {
+        rows.iter()
+            .find(|r| r.what == what && r.path == path)
+            .map(|r| r.value)
+    };
+    let mut out = String::from("\n| goal | measured |\n|---|---:|\n");
+    for (what, label, goal) in [
+        ("wrk keep-alive", "requests/s", " (goal: 2x)"),
+        ("wrk Connection: close", "connections/s", ""),
+        ("iperf3", "Gbit/s", ""),
+    ] {
+        if let (Some(lbd), Some(haproxy)) =
+            (value(what, "lbd dsr"), value(what, "HAProxy 2.6 mode tcp"))
+        {
+            let _ = writeln!(
+                out,
+                "| lbd dsr / HAProxy, {label}{goal} | {:.2}x |",
+                lbd / haproxy
+            );
+        }
+        if let (Some(lbd), Some(direct)) =
+            (value(what, "lbd dsr"), value(what, "direct to one backend"))
+        {
+            let _ = writeln!(
+                out,
+                "| lbd dsr / direct, {label} (goal: 0.9x) | {:.2}x |",
+                lbd / direct
+            );
+        }
+    }
+    out
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| measurement | path | value | unit | vs direct |\n|---|---|---:|---|---:|\n",
+    );
+    for row in rows {
+        let ratio = row
+            .baseline
+            .map(|b| rows[b].value)
+            .filter(|b| *b > 0.0)
+            .map_or_else(|| "".to_owned(), |b| format!("{:.2}x", row.value / b));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {} | {} |",
+            row.what, row.path, row.value, row.unit, ratio
+        );
+    }
+    out
+}
