@@ -95,16 +95,28 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     measure(&lab, &mut rows, "nftables DNAT", &VIP2.to_string(), false)?;
     drop(lab);
 
-    println!("bench: VRRP failover (link cut on the master)");
+    println!("bench: VRRP failover (link cut on the master, wrk running)");
     for (version, advert) in [(2, "1"), (3, "0.1")] {
-        let took = failover(lbd, version, advert)?;
-        rows.push(Row {
-            what: format!("failover, VRRPv{version} advert_int {advert} s"),
-            path: "lbd".into(),
-            value: took.as_secs_f64() * 1000.0,
-            unit: "ms",
-            baseline: None,
-        });
+        for (pair, name) in [
+            (Pair::KeepalivedHaproxy, "keepalived 2.2.7 + HAProxy"),
+            (Pair::Lbd, "lbd"),
+        ] {
+            let (took, failed, total) = failover(lbd, pair, version, advert)?;
+            rows.push(Row {
+                what: format!("failover, VRRPv{version} advert_int {advert} s"),
+                path: name.into(),
+                value: took.as_secs_f64() * 1000.0,
+                unit: "ms",
+                baseline: None,
+            });
+            rows.push(Row {
+                what: format!("failed wrk requests during that failover (of {total})"),
+                path: name.into(),
+                value: failed as f64,
+                unit: "requests",
+                baseline: None,
+            });
+        }
     }
 
     let mut table = render(&rows);
@@ -139,7 +151,7 @@ const NOTES: &str = "Notes:\n\
 - `direct, XDP_PASS on the backend` shows what merely attaching an XDP program to a veth costs (GRO and TSO are lost); every lbd row pays that on the load balancer's interface, and the DSR path also turns the frame around with XDP_TX.\n\
 - XDP rows: the program ran `repeat` times on one buffer. A DSR rewrite only changes MAC addresses, which the program does not read, so every iteration took the same path; the counters confirm it (the outcome counter grew by exactly `repeat`). The first iteration inserts the flow, the others hit the connection table: the new-flow path (Maglev lookup and insert) is not timed separately.\n\
 - `nat` and `fullnat` rows are missing: those modes do not exist yet (issue 3).\n\
-- Failover with keepalived for comparison is not measured yet; the lbd rows are the time from cutting the master's link to the first answer through the VIP via the backup.\n";
+- Failover rows: the time from cutting the master's link (its bridge port down) to the first TCP answer through the VIP via the backup, probed every few milliseconds; wrk (1 thread, 8 connections, 8 s, to nginx through the VIP) runs across the cut and its socket errors and non-2xx answers are the failed requests. keepalived + HAProxy is the pair lbd replaces: keepalived moves the VIP, HAProxy (bound with ip_nonlocal_bind) proxies. lbd at 10 ms adverts is not measured yet.\n";
 
 fn config(lab: &DsrLab) -> String {
     let mut text = format!(
@@ -453,23 +465,141 @@ fn peak_rss(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// Two lbd nodes; cut the master's link; time until the VIP answers.
-fn failover(lbd: &Path, version: u8, advert: &str) -> anyhow::Result<Duration> {
+#[derive(Clone, Copy, PartialEq)]
+enum Pair {
+    Lbd,
+    KeepalivedHaproxy,
+}
+
+/// Two load-balancer nodes (lbd, or keepalived with HAProxy); cut the
+/// master's link while wrk runs; returns (time until the VIP answers via
+/// the backup, failed wrk requests, all wrk requests).
+fn failover(
+    lbd: &Path,
+    pair: Pair,
+    version: u8,
+    advert: &str,
+) -> anyhow::Result<(Duration, u64, u64)> {
     let mut lab = DsrLab::build_ha(2, 1)?;
-    for (node, priority) in [(0, 200), (1, 100)] {
-        let vrrp = format!(
-            "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = {advert}\nvirtual_ipaddress = [\"{VIP}\"]\n"
-        );
-        lab.write_config_of(node, &format!("{}{vrrp}", lab.config_for(node, 1)))?;
+    let _servers = start_servers(&lab)?;
+    let mut guards = Vec::new();
+    let dirs: Vec<lb_tests::topology::TempDir> = (0..2)
+        .map(|n| lb_tests::topology::TempDir::create(&format!("{}-fo{n}", lab.instance)))
+        .collect::<anyhow::Result<_>>()?;
+    match pair {
+        Pair::Lbd => {
+            for (node, priority) in [(0, 200), (1, 100)] {
+                let vrrp = format!(
+                    "\n[[vrrp]]\nname = \"VI_1\"\nversion = {version}\nvrid = 51\npriority = {priority}\nadvert_int = {advert}\nvirtual_ipaddress = [\"{VIP}\"]\n"
+                );
+                let nginx = format!(
+                    "\n[[service]]\nname = \"nginx\"\nvip = \"{VIP}\"\nport = {NGINX_PORT}\nprotocol = \"tcp\"\n[[service.backend]]\naddress = \"{}\"\n",
+                    backend_addr(0)
+                );
+                lab.write_config_of(node, &format!("{}{nginx}{vrrp}", lab.config_for(node, 1)))?;
+            }
+            lab.spawn_lbd(0, lbd)?;
+            wait_state(&lab, 0, lbd, State::Master, Duration::from_secs(15));
+            lab.spawn_lbd(1, lbd)?;
+            wait_state(&lab, 1, lbd, State::Backup, Duration::from_secs(15));
+        }
+        Pair::KeepalivedHaproxy => {
+            for (node, priority) in [(0, 200), (1, 100)] {
+                let ns = &lab.lbs[node].ns;
+                // HAProxy binds the VIP before keepalived gives it the address.
+                ns.sysctl("net.ipv4.ip_nonlocal_bind", "1")?;
+                let dir = &dirs[node].path;
+                let auth = if version == 2 {
+                    "  authentication {\n    auth_type PASS\n    auth_pass 1111\n  }\n"
+                } else {
+                    ""
+                };
+                let keepalived = dir.join("keepalived.conf");
+                std::fs::write(&keepalived, format!(
+                    "global_defs {{\n  router_id ka{node}\n  vrrp_version {version}\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int {advert}\n{auth}  virtual_ipaddress {{\n    {VIP}/32\n  }}\n}}\n"
+                ))?;
+                let haproxy = dir.join("haproxy.cfg");
+                std::fs::write(&haproxy, format!(
+                    "global\n  maxconn 8000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  timeout server 60s\nfrontend web\n  bind {VIP}:80\n  default_backend web\nbackend web\n  server b1 {0}:80\nfrontend nginx\n  bind {VIP}:{NGINX_PORT}\n  default_backend nginx\nbackend nginx\n  server b1 {0}:{NGINX_PORT}\n",
+                    backend_addr(0)
+                ))?;
+                let quiet = |mut c: Command| {
+                    c.stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null());
+                    c
+                };
+                guards.push(ChildGuard::spawn(
+                    quiet(ns.command("haproxy", &["-db", "-f", &haproxy.display().to_string()])),
+                    "haproxy",
+                )?);
+                guards.push(ChildGuard::spawn(
+                    quiet(ns.command(
+                        "keepalived",
+                        &[
+                            "--vrrp",
+                            "--dont-fork",
+                            "--no-syslog",
+                            "-f",
+                            &keepalived.display().to_string(),
+                            "-p",
+                            &dir.join("ka.pid").display().to_string(),
+                            "-r",
+                            &dir.join("vrrp.pid").display().to_string(),
+                        ],
+                    )),
+                    "keepalived",
+                )?);
+                if node == 0 {
+                    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+                    while !lb_tests::ha::holds_vip(&lab, 0) {
+                        if std::time::Instant::now() > deadline {
+                            bail!("keepalived on lb0 never took the VIP");
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
     }
-    lab.spawn_lbd(0, lbd)?;
-    wait_state(&lab, 0, lbd, State::Master, Duration::from_secs(15));
-    lab.spawn_lbd(1, lbd)?;
-    wait_state(&lab, 1, lbd, State::Backup, Duration::from_secs(15));
     time_to_service(&lab, Duration::from_secs(10));
-    lab.switch
-        .ip(&["link", "set", &format!("p-lb{}", 0), "down"])?;
-    Ok(time_to_service(&lab, Duration::from_secs(20)))
+    let mut wrk = lab.client.command(
+        "wrk",
+        &["-t1", "-c8", "-d8s", &format!("http://{VIP}:{NGINX_PORT}/")],
+    );
+    wrk.stdout(std::process::Stdio::piped());
+    let wrk = wrk.spawn()?;
+    std::thread::sleep(Duration::from_secs(1));
+    lab.switch.ip(&["link", "set", "p-lb0", "down"])?;
+    let took = time_to_service(&lab, Duration::from_secs(20));
+    let out = String::from_utf8_lossy(&wrk.wait_with_output()?.stdout).into_owned();
+    let (failed, total) = wrk_failures(&out);
+    drop(guards);
+    Ok((took, failed, total))
+}
+
+/// (failed, all) requests of a wrk run: socket errors plus non-2xx.
+fn wrk_failures(out: &str) -> (u64, u64) {
+    let numbers = |line: &str| -> u64 {
+        line.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    let socket = out
+        .lines()
+        .find(|l| l.contains("Socket errors"))
+        .map_or(0, numbers);
+    let non2xx = out
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .map_or(0, numbers);
+    let total = out
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (socket + non2xx, total + socket)
 }
 
 /// The ratios the goals are stated in: lbd against HAProxy and against
