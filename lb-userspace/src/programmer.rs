@@ -80,6 +80,8 @@ pub enum ProgramError<E: std::error::Error + 'static> {
     TooManyBackends(u32),
     #[error("writing a map: {0}")]
     Map(#[source] E),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 struct ServiceSlot {
@@ -338,7 +340,11 @@ impl Programmer {
         let maglev: Vec<MaglevBackend> = usable.iter().map(|(_, b)| b.clone()).collect();
         let table = build_table(&maglev, self.ring_size);
         let mut slot_counts = vec![0u32; service.backends.len()];
-        let slot = self.services.get_mut(key).expect("inserted above");
+        let Some(slot) = self.services.get_mut(key) else {
+            return Err(ProgramError::Internal(
+                "service slot vanished while programming",
+            ));
+        };
         let half = 1 - slot.active_half;
         let offset = (slot.id * 2 + half) * self.ring_size;
         let any_usable = !usable.is_empty();

@@ -56,7 +56,7 @@ async fn probe(kind: &CheckKind, target: SocketAddr) -> Result<(), String> {
         }
         CheckKind::Https(http) => {
             let stream = connect(target).await?;
-            let connector = tokio_rustls::TlsConnector::from(tls_config(http.tls_skip_verify));
+            let connector = tokio_rustls::TlsConnector::from(tls_config(http.tls_skip_verify)?);
             let name = http.host.clone().unwrap_or_else(|| target.ip().to_string());
             let server_name = rustls_pki_types::ServerName::try_from(name)
                 .map_err(|e| format!("bad TLS server name: {e}"))?;
@@ -146,15 +146,11 @@ async fn run_command(command: &str, target: SocketAddr) -> Result<(), String> {
     }
 }
 
-fn tls_config(skip_verify: bool) -> Arc<rustls::ClientConfig> {
+fn tls_config(skip_verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| {
-            rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-                .expect("the default versions are supported by ring")
-        });
+        .map_err(|e| format!("TLS setup: {e}"))?;
     let config = if skip_verify {
         builder
             .dangerous()
@@ -165,7 +161,7 @@ fn tls_config(skip_verify: bool) -> Arc<rustls::ClientConfig> {
             rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    Arc::new(config)
+    Ok(Arc::new(config))
 }
 
 /// Accepts any certificate: only with `tls_skip_verify = true`, for backends
