@@ -22,6 +22,18 @@ pub fn backend_ip(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 11 + index as u8)
 }
 
+/// A broadcast ARP request from the client for the VIP.
+pub fn arp_request_for_vip() -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&CLIENT_MAC);
+    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    frame.extend_from_slice(&CLIENT_MAC);
+    frame.extend_from_slice(&CLIENT.octets());
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&VIP.octets());
+    frame
+}
+
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;

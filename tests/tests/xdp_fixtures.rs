@@ -81,16 +81,7 @@ fn edit_ipv4(
 
 fn fixtures() -> Vec<Fixture> {
     let tcp_syn = tcp(40000, VIP, 80, true);
-    let arp = {
-        let mut frame = vec![0xff; 6];
-        frame.extend_from_slice(&CLIENT_MAC);
-        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-        frame.extend_from_slice(&CLIENT_MAC);
-        frame.extend_from_slice(&CLIENT.octets());
-        frame.extend_from_slice(&[0; 6]);
-        frame.extend_from_slice(&VIP.octets());
-        frame
-    };
+    let arp = arp_request_for_vip();
     let ipv6 = {
         let mut packet = Vec::new();
         PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)

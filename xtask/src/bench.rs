@@ -400,16 +400,7 @@ fn xdp_costs(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         }
         Ok(packet)
     };
-    let arp = {
-        let mut frame = vec![0xff; 6];
-        frame.extend_from_slice(&CLIENT_MAC);
-        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-        frame.extend_from_slice(&CLIENT_MAC);
-        frame.extend_from_slice(&CLIENT.octets());
-        frame.extend_from_slice(&[0; 6]);
-        frame.extend_from_slice(&FIXTURE_VIP.octets());
-        frame
-    };
+    let arp = lb_tests::fixture::arp_request_for_vip();
     let cases: Vec<(&str, Vec<u8>, lb_common::Outcome)> = vec![
         (
             "TCP to a service (DSR, connection-table hit)",
