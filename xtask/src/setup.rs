@@ -21,7 +21,7 @@ const PACKAGES: &[&str] = &[
     "haproxy",
     "nginx",
 ];
-const BPF_LINKER_VERSION: &str = "0.13";
+const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> anyhow::Result<()> {
     rust_src()?;
@@ -124,7 +124,7 @@ fn bpf_linker() -> anyhow::Result<()> {
             "install",
             "bpf-linker",
             "--version",
-            &format!("~{BPF_LINKER_VERSION}"),
+            &format!("={BPF_LINKER_VERSION}"),
             "--no-default-features",
             "--features",
             &format!("llvm-{major}"),
