@@ -24,6 +24,16 @@ fn configure(lab: &DsrLab, node: usize, vrrp: &str) {
     lab.write_config_of(node, &text).unwrap();
 }
 
+/// Starts lbd on node 0 and waits until it is master, then node 1 as
+/// backup. Starting them one after the other keeps the first election
+/// deterministic: their start-up times differ by more than their skew.
+fn start_master_then_backup(lab: &mut DsrLab, lbd: &Path) {
+    lab.spawn_lbd(0, lbd).unwrap();
+    wait_state(lab, 0, lbd, State::Master, Duration::from_secs(10));
+    lab.spawn_lbd(1, lbd).unwrap();
+    wait_state(lab, 1, lbd, State::Backup, Duration::from_secs(10));
+}
+
 /// Master-down interval for 100 ms adverts and priority 100:
 /// 3 × 100 ms + (256 − 100) × 100 ms / 256.
 const MASTER_DOWN_100: Duration = Duration::from_micros(360_937);
@@ -34,10 +44,7 @@ fn kill_9_of_the_master_fails_over_within_master_down_plus_200ms_and_preemption_
     let mut lab = DsrLab::build_ha(2, 2).unwrap();
     configure(&lab, 0, &vrrp_section(200, ""));
     configure(&lab, 1, &vrrp_section(100, ""));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
     assert!(holds_vip(&lab, 0) && !holds_vip(&lab, 1));
     time_to_service(&lab, Duration::from_secs(5));
 
@@ -75,13 +82,8 @@ fn nopreempt_keeps_the_new_master() {
     let mut lab = DsrLab::build_ha(2, 1).unwrap();
     configure(&lab, 0, &vrrp_section(200, "nopreempt = true"));
     configure(&lab, 1, &vrrp_section(100, ""));
-    // With nopreempt whoever is master first stays master: start node 0
-    // alone so that it is (their start-up times differ more than their
-    // 39 ms skew difference).
-    lab.spawn_lbd(0, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    // With nopreempt whoever is master first stays master: node 0 is.
+    start_master_then_backup(&mut lab, &lbd);
     assert!(
         lab.stop_lbd_of(0),
         "clean stop: priority 0 advert, VIP removed"
@@ -124,10 +126,7 @@ fn a_failing_tracked_script_moves_the_master_and_notify_reports_it() {
     );
     configure(&lab, 0, &format!("{script}{}", vrrp_section(200, &tracked)));
     configure(&lab, 1, &vrrp_section(100, ""));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
 
     std::fs::remove_file(&flag).unwrap();
     wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(5));
@@ -164,9 +163,7 @@ fn link_down_on_the_master_moves_it() {
         &vrrp_section(200, "track_interface = [{ name = \"eth0\" }]"),
     );
     configure(&lab, 1, &vrrp_section(100, ""));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
     lab.switch.ip(&["link", "set", "p-lb0", "down"]).unwrap();
     wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
     wait_state(&lab, 0, &lbd, State::Fault, Duration::from_secs(3));
@@ -183,10 +180,7 @@ fn an_established_dsr_connection_survives_a_failover() {
     let mut lab = DsrLab::build_ha(2, 3).unwrap();
     configure(&lab, 0, &vrrp_section(200, ""));
     configure(&lab, 1, &vrrp_section(100, ""));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
     let mut held = lab.hold_connections(26_000..26_030).unwrap();
     lab.kill_lbd_of(0);
     wait_state(&lab, 1, &lbd, State::Master, Duration::from_secs(3));
@@ -389,10 +383,7 @@ fn tracked_file_and_process_weights_move_the_master() {
     );
     configure(&lab, 0, &vrrp_section(200, &tracked));
     configure(&lab, 1, &vrrp_section(100, ""));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
 
     // File value 12 × weight -10 = -120: priority 80 < 100.
     std::fs::write(&file, "12\n").unwrap();
@@ -429,10 +420,7 @@ fn unicast_peers_elect_without_multicast() {
         &["ip daddr 224.0.0.18".to_owned()],
     )
     .unwrap();
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
     std::thread::sleep(Duration::from_secs(1));
     let report = lab.status_of(1, &lbd).unwrap();
     assert!(
@@ -468,10 +456,7 @@ fn vrrpv3_over_ipv6_moves_the_vip_and_updates_neighbours() {
     };
     configure(&lab, 0, &section(200));
     configure(&lab, 1, &section(100));
-    lab.spawn_lbd(0, &lbd).unwrap();
-    lab.spawn_lbd(1, &lbd).unwrap();
-    wait_state(&lab, 0, &lbd, State::Master, Duration::from_secs(10));
-    wait_state(&lab, 1, &lbd, State::Backup, Duration::from_secs(10));
+    start_master_then_backup(&mut lab, &lbd);
     assert!(has_vip6(&lab, 0) && !has_vip6(&lab, 1));
     // The backup learns the master's link-local source (status refreshes
     // every second).
