@@ -6,6 +6,7 @@
 //! (the XDP program converts once) so that dumps read naturally.
 #![no_std]
 
+pub mod checksum;
 pub mod hash;
 pub mod stats;
 
@@ -18,9 +19,18 @@ pub const FAMILY_IPV6: u8 = 6;
 /// IP protocol numbers the balancer understands.
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_ICMPV6: u8 = 58;
 
 /// Forwarding modes (value of [`ServiceInfo::mode`]).
+/// L2 DSR: only the destination MAC changes; backends hold the VIP.
 pub const MODE_DSR: u8 = 0;
+/// LVS-NAT: the destination becomes the backend; replies come back through
+/// the balancer, which restores the VIP as their source.
+pub const MODE_NAT: u8 = 1;
+/// NAT plus source NAT to a balancer address and an allocated port, so
+/// backends need no route back through the balancer.
+pub const MODE_FULLNAT: u8 = 2;
 
 /// A Maglev slot that points at no backend (the service has none usable).
 pub const NO_BACKEND: u32 = u32::MAX;
@@ -42,12 +52,14 @@ pub mod map_names {
     pub const BACKEND_STATS: &str = "lb_backend_stats";
     pub const GLOBAL_STATS: &str = "lb_global_stats";
     pub const SETTINGS: &str = "lb_settings";
+    pub const NAT_REVERSE: &str = "lb_nat_reverse";
     /// Every map, in the order `lbd` pins them.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
         CONNTRACK,
+        NAT_REVERSE,
         SERVICE_STATS,
         BACKEND_STATS,
         GLOBAL_STATS,
@@ -113,12 +125,40 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// Value of `lb_conntrack`.
+/// Value of `lb_conntrack`, keyed by the flow as the client sends it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ConnEntry {
     pub backend_id: u32,
     /// Must equal the backend's current generation, or the flow re-hashes.
+    pub generation: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`) after which the
+    /// entry is dead: the next packet is placed afresh and `lbd` deletes it.
+    pub expires_ns: u64,
+    /// `fullnat`: the source port allocated on the balancer address.
+    pub snat_port: u16,
+    /// One of the `TCP_STATE_*` values (UDP flows stay `TCP_STATE_OPEN`).
+    pub tcp_state: u8,
+    pub _pad: [u8; 5],
+}
+
+/// [`ConnEntry::tcp_state`]: no FIN or RST seen.
+pub const TCP_STATE_OPEN: u8 = 0;
+/// A FIN or RST was seen: the entry lives `tcp_fin_timeout` only.
+pub const TCP_STATE_CLOSING: u8 = 1;
+
+/// Value of `lb_nat_reverse`, keyed by the reply as the backend sends it
+/// (`nat`: backend -> client; `fullnat`: backend -> balancer address and
+/// allocated port). Lets replies and ICMP errors find their flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ReverseEntry {
+    /// The flow as the client sent it (its `lb_conntrack` key). The
+    /// reverse entry lives exactly as long as that entry does.
+    pub forward: FlowKey,
+    /// The backend the flow went to when this entry was made; a reply from
+    /// any other one (after a re-hash) is not translated.
+    pub backend_id: u32,
     pub generation: u32,
 }
 
@@ -133,6 +173,18 @@ pub struct LbSettings {
     /// master with it). 0: service traffic passes to the kernel.
     pub forwarding: u8,
     pub _pad: u8,
+    /// `fullnat` source addresses (IPv4 in the first 4 bytes); all zero
+    /// disables fullnat for that family (its packets pass, counted).
+    pub snat_v4: [u8; 16],
+    pub snat_v6: [u8; 16],
+    /// Inclusive range of source ports `fullnat` allocates from.
+    pub snat_port_min: u16,
+    pub snat_port_max: u16,
+    pub _pad2: [u8; 4],
+    /// Connection-table lifetimes after the last packet, in nanoseconds.
+    pub tcp_timeout_ns: u64,
+    pub tcp_fin_timeout_ns: u64,
+    pub udp_timeout_ns: u64,
 }
 
 #[cfg(feature = "user")]
@@ -144,9 +196,17 @@ mod pod {
     unsafe impl aya::Pod for super::BackendInfo {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::ConnEntry {}
+    unsafe impl aya::Pod for super::ReverseEntry {}
     unsafe impl aya::Pod for super::LbSettings {}
     unsafe impl aya::Pod for super::TrafficCounters {}
     unsafe impl aya::Pod for super::GlobalCounters {}
+}
+
+/// Builds the 16-byte address field used by every key from an IPv6
+/// address in network byte order (the identity, for symmetry).
+#[inline(always)]
+pub const fn ipv6_addr_bytes(octets: [u8; 16]) -> [u8; 16] {
+    octets
 }
 
 /// Builds the 16-byte address field used by every key from an IPv4 address
@@ -169,7 +229,8 @@ mod tests {
         assert_eq!(size_of::<ServiceInfo>(), 16);
         assert_eq!(size_of::<BackendInfo>(), 36);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<ConnEntry>(), 8);
-        assert_eq!(size_of::<LbSettings>(), 8);
+        assert_eq!(size_of::<ConnEntry>(), 24);
+        assert_eq!(size_of::<ReverseEntry>(), 48);
+        assert_eq!(size_of::<LbSettings>(), 72);
     }
 }

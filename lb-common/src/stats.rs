@@ -43,6 +43,13 @@ macro_rules! outcomes {
 
         impl Outcome {
             pub const COUNT: usize = [$(stringify!($variant),)*].len();
+
+            /// The outcome numbered `index` (its `as u32` value), if any.
+            #[inline(always)]
+            pub fn from_index(index: u32) -> Option<Outcome> {
+                const ALL: [Outcome; Outcome::COUNT] = [$(Outcome::$variant,)*];
+                ALL.get(index as usize).copied()
+            }
         }
     };
 }
@@ -50,21 +57,38 @@ macro_rules! outcomes {
 outcomes! {
     /// Forwarded to a backend by L2 DSR (`XDP_TX`).
     TxDsr => tx_dsr,
+    /// `nat`/`fullnat` packet to a backend, sent back out (`XDP_TX`).
+    TxNat => tx_nat,
+    /// `nat`/`fullnat` reply from a backend to its client (`XDP_TX`).
+    TxNatReply => tx_nat_reply,
+    /// An ICMP error about a balanced flow, sent where that flow goes.
+    TxIcmpError => tx_icmp_error,
+    /// Like the `tx_*` outcomes, but out of another interface
+    /// (`bpf_redirect` to the `bpf_fib_lookup` result).
+    Redirect => redirect,
     /// Not IP (ARP, LLDP, ...): the kernel's business.
     PassNotIp => pass_not_ip,
-    /// IPv6: no IPv6 services yet, passed untouched.
-    PassIpv6 => pass_ipv6,
+    /// IPv6 with extension headers before TCP/UDP: passed untouched.
+    PassIpv6Ext => pass_ipv6_ext,
     /// IP but not for a configured service.
     PassNotService => pass_not_service,
     /// For a service, but this node is a VRRP backup: not ours to forward.
     PassStandby => pass_standby,
-    /// IPv4 fragment: ports unknown, so it cannot be balanced consistently.
+    /// IP fragment: ports unknown, so it cannot be balanced consistently.
     PassFragment => pass_fragment,
+    /// `nat`/`fullnat`: rewritten, but `bpf_fib_lookup` found no next hop
+    /// (no neighbour entry yet, no route, forwarding off): the kernel
+    /// forwards this one packet and resolves the neighbour.
+    PassFibFailed => pass_fib_failed,
+    /// `fullnat`: no free source port for this backend (or no source
+    /// address for the family); passed unmodified, never mis-forwarded.
+    PassSnatExhausted => pass_snat_exhausted,
     /// Frame shorter than an Ethernet header.
     PassTruncatedEth => pass_truncated_eth,
-    /// IPv4 header truncated, bad version, IHL < 5, or total length wrong.
+    /// IP header truncated, bad version, IHL < 5, or length wrong.
     PassMalformedIp => pass_malformed_ip,
-    /// TCP/UDP header truncated or TCP data offset invalid.
+    /// TCP/UDP/ICMP header truncated, TCP data offset invalid, or an ICMP
+    /// error quoting too little of its packet.
     PassMalformedL4 => pass_malformed_l4,
     /// For a service, but the IPv4 header checksum is wrong.
     DropBadIpChecksum => drop_bad_ip_checksum,

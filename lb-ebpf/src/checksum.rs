@@ -1,6 +1,7 @@
-//! Checksum verification (and, for the NAT modes, incremental updates).
-use crate::parse::ptr_at;
+//! Checksum verification and incremental updates (RFC 1624).
+use crate::parse::{ptr_at, read, write};
 use aya_ebpf::programs::XdpContext;
+pub use lb_common::checksum::Delta;
 
 /// Longest IPv4 header, in 16-bit words (IHL 15 * 4 bytes / 2).
 const MAX_IPV4_HEADER_WORDS: usize = 30;
@@ -22,7 +23,29 @@ pub fn ipv4_header_is_valid(ctx: &XdpContext, offset: usize, header_len: usize) 
         // SAFETY: bounds checked by `ptr_at`.
         sum += u32::from(u16::from_be_bytes(unsafe { *word }));
     }
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    lb_common::checksum::fold(sum) == 0xffff
+}
+
+/// Rewrites the checksum stored at `offset` with everything `delta`
+/// recorded; returns `old << 16 | new`, or -1 if `offset` is outside the
+/// packet. `zero_means_none`: a UDP-over-IPv4 checksum of 0 means "no
+/// checksum" and stays 0, and a computed 0 is sent as 0xffff (RFC 768).
+// Not inlined, and a plain integer result: keeps callers' frames small.
+#[inline(never)]
+pub fn update_at(delta: u32, ctx: &XdpContext, offset: usize, zero_means_none: bool) -> i64 {
+    let Some(old) = read::<2>(ctx, offset) else {
+        return -1;
+    };
+    let old_value = u16::from_be_bytes(old);
+    if zero_means_none && old_value == 0 {
+        return 0;
+    }
+    let mut new_value = Delta::from_raw(delta).apply(old_value);
+    if zero_means_none && new_value == 0 {
+        new_value = 0xffff;
+    }
+    if !write(ctx, offset, &new_value.to_be_bytes()) {
+        return -1;
+    }
+    (i64::from(old_value) << 16) | i64::from(new_value)
 }

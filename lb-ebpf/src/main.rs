@@ -11,15 +11,26 @@ mod lookup;
 mod maps;
 mod parse;
 mod rewrite;
+mod route;
 mod stats;
+mod verdict;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::Outcome;
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
+use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT, MODE_NAT};
+use lookup::BackendChoice;
+use parse::Packet;
+use rewrite::{Endpoint, Rewrite};
+use verdict::Verdict;
 
 /// Entry point attached to the load-balancer interface.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let (action, outcome) = try_lb_xdp(&ctx);
+    let (action, outcome) = match try_lb_xdp(&ctx) {
+        Ok(done) => done,
+        Err(outcome) => (verdict::action_for(outcome), outcome),
+    };
     stats::count_outcome(outcome);
     action
 }
@@ -33,36 +44,227 @@ pub fn lb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-fn try_lb_xdp(ctx: &XdpContext) -> (u32, Outcome) {
-    let packet = match parse::parse(ctx) {
-        Ok(packet) => packet,
-        Err(outcome) => return (xdp_action::XDP_PASS, outcome),
-    };
-    let Some(service) = lookup::service(&packet) else {
-        return (xdp_action::XDP_PASS, Outcome::PassNotService);
-    };
-    let Some(settings) = maps::SETTINGS.get(0) else {
-        return (xdp_action::XDP_PASS, Outcome::DropInternal);
+/// One packet's context, passed by reference: BPF functions take at most
+/// five arguments.
+pub struct Job<'a> {
+    pub ctx: &'a XdpContext,
+    pub packet: &'a Packet,
+    pub settings: &'a LbSettings,
+    pub now: u64,
+}
+
+fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
+    let scratch = maps::scratch().ok_or(Outcome::DropInternal)?;
+    let packet = &mut scratch.packet;
+    parse::parse(ctx, packet).into_step()?;
+    let settings = maps::SETTINGS.get(0).ok_or(Outcome::DropInternal)?;
+    if let Some(service) = lookup::service(packet) {
+        if settings.forwarding == 0 {
+            return Err(Outcome::PassStandby);
+        }
+        if packet.flow.family == FAMILY_IPV4
+            && !checksum::ipv4_header_is_valid(ctx, packet.l3_offset, packet.l3_header_len)
+        {
+            return Err(Outcome::DropBadIpChecksum);
+        }
+        return Ok(to_backend(ctx, packet, &service, settings).into_finished());
+    }
+    Ok(to_client(ctx, packet, settings).into_finished())
+}
+
+/// The reverse direction of `nat`/`fullnat`: a reply from a backend (or
+/// an ICMP error travelling towards a client).
+// Not inlined: each direction gets its own BPF stack frame, and only one
+// of them is ever on the call chain.
+#[inline(never)]
+fn to_client(ctx: &XdpContext, packet: &Packet, settings: &LbSettings) -> Verdict {
+    Verdict::finished(try_to_client(ctx, packet, settings))
+}
+
+#[inline(always)]
+fn try_to_client(
+    ctx: &XdpContext,
+    packet: &Packet,
+    settings: &LbSettings,
+) -> Result<(u32, Outcome), Outcome> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some((reverse, entry)) = lookup::reply_flow(packet, settings, now) else {
+        return Err(Outcome::PassNotService);
     };
     if settings.forwarding == 0 {
-        return (xdp_action::XDP_PASS, Outcome::PassStandby);
+        return Err(Outcome::PassStandby);
     }
-    if !checksum::ipv4_header_is_valid(ctx, packet.l3_offset, packet.l3_header_len) {
-        return (xdp_action::XDP_DROP, Outcome::DropBadIpChecksum);
-    }
-    let choice = match lookup::backend(&packet, &service) {
-        Ok(choice) => choice,
-        Err(outcome) => return (xdp_action::XDP_DROP, outcome),
+    // Back to the client, from the VIP (and, for `fullnat`, to the client
+    // in place of our source address).
+    let mut rewrite = Rewrite::new(ctx, packet);
+    let vip = Endpoint {
+        addr: reverse.forward.dst,
+        port: reverse.forward.dst_port,
     };
+    // An error a router sends about a forwarded packet keeps its source;
+    // one the backend itself sends appears to come from the VIP.
+    let outer_too = packet.icmp().is_none() || rewrite.outer_source_is(&packet.flow.src);
+    rewrite.source(&vip, outer_too)?;
+    if entry.snat_port != 0 {
+        let client = Endpoint {
+            addr: reverse.forward.src,
+            port: reverse.forward.src_port,
+        };
+        rewrite.destination(&client)?;
+    }
+    rewrite.finish()?;
+    let sent = if packet.icmp().is_some() {
+        Outcome::TxIcmpError
+    } else {
+        Outcome::TxNatReply
+    };
+    send(ctx, packet, sent)
+}
+
+/// The forward direction: a packet (or ICMP error) for a service.
+#[inline(never)]
+fn to_backend(
+    ctx: &XdpContext,
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+) -> Verdict {
+    Verdict::finished(try_to_backend(ctx, packet, service, settings))
+}
+
+#[inline(always)]
+fn try_to_backend(
+    ctx: &XdpContext,
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+) -> Result<(u32, Outcome), Outcome> {
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut choice = lookup::BackendChoice::default();
+    lookup::backend(packet, service, settings, now, &mut choice).into_step()?;
+    if choice.backend.port == 0 {
+        // An all-ports service: each flow keeps its own port.
+        choice.backend.port = packet.flow.dst_port;
+    }
     stats::count_traffic(
         service.id,
         choice.backend_id,
         packet.frame_len,
         choice.new_flow,
     );
-    match rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac) {
-        Ok(()) => (xdp_action::XDP_TX, Outcome::TxDsr),
-        Err(outcome) => (xdp_action::XDP_DROP, outcome),
+    let sent = if packet.icmp().is_some() {
+        Outcome::TxIcmpError
+    } else if service.mode == MODE_DSR {
+        Outcome::TxDsr
+    } else {
+        Outcome::TxNat
+    };
+    match service.mode {
+        MODE_NAT | MODE_FULLNAT => {
+            let job = Job {
+                ctx,
+                packet,
+                settings,
+                now,
+            };
+            if service.mode == MODE_FULLNAT && choice.snat_port == 0 {
+                // Called from here, not from `nat_to_backend`: the two
+                // frames would not fit on one BPF call chain.
+                fullnat_port(&job, &mut choice).into_step()?;
+            }
+            nat_to_backend(&job, &choice, service.mode).into_step()?;
+            send(ctx, packet, sent)
+        }
+        _ => {
+            rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac)?;
+            Ok((xdp_action::XDP_TX, sent))
+        }
+    }
+}
+
+/// The `fullnat` source address of the packet's family.
+#[inline(always)]
+fn snat_address(packet: &Packet, settings: &LbSettings) -> [u8; 16] {
+    if packet.flow.family == FAMILY_IPV4 {
+        settings.snat_v4
+    } else {
+        settings.snat_v6
+    }
+}
+
+/// A source port for a `fullnat` flow that has none yet, remembered in its
+/// connection-table entry. ICMP errors never allocate.
+#[inline(never)]
+fn fullnat_port(job: &Job, choice: &mut BackendChoice) -> Verdict {
+    Verdict::step(try_fullnat_port(job, choice))
+}
+
+#[inline(always)]
+fn try_fullnat_port(job: &Job, choice: &mut BackendChoice) -> Result<(), Outcome> {
+    if job.packet.icmp().is_some() {
+        return Err(Outcome::PassNotService);
+    }
+    let addr = snat_address(job.packet, job.settings);
+    if addr == [0; 16] {
+        return Err(Outcome::PassSnatExhausted);
+    }
+    let port = lookup::allocate_snat_port(job, choice, &addr);
+    if port == 0 {
+        return Err(Outcome::PassSnatExhausted);
+    }
+    lookup::set_snat_port(&job.packet.flow, port);
+    choice.snat_port = port;
+    Ok(())
+}
+
+/// `nat`: destination becomes the backend. `fullnat`: and the source
+/// becomes our address with the flow's allocated port.
+#[inline(never)]
+fn nat_to_backend(job: &Job, choice: &BackendChoice, mode: u8) -> Verdict {
+    Verdict::step(try_nat_to_backend(job, choice, mode))
+}
+
+#[inline(always)]
+fn try_nat_to_backend(job: &Job, choice: &BackendChoice, mode: u8) -> Result<(), Outcome> {
+    let (ctx, packet, settings) = (job.ctx, job.packet, job.settings);
+    // Plain values, not an `Option<Endpoint>`: LLVM leaves a `None`'s
+    // payload undefined and may spill it, which the verifier rejects as a
+    // read of an uninitialised register.
+    let mut snat = Endpoint {
+        addr: [0; 16],
+        port: 0,
+    };
+    if mode == MODE_FULLNAT {
+        snat.addr = snat_address(packet, settings);
+        if snat.addr == [0; 16] {
+            return Err(Outcome::PassSnatExhausted);
+        }
+        snat.port = choice.snat_port;
+    } else if choice.new_flow {
+        lookup::remember_reply(packet, choice);
+    }
+    let mut rewrite = Rewrite::new(ctx, packet);
+    rewrite.destination(&Endpoint {
+        addr: choice.backend.addr,
+        port: choice.backend.port,
+    })?;
+    if mode == MODE_FULLNAT {
+        rewrite.source(&snat, true)?;
+    }
+    rewrite.finish()
+}
+
+/// Sends a rewritten packet towards its new destination, or passes it to
+/// the kernel (counted) when the FIB cannot say how.
+#[inline(always)]
+fn send(ctx: &XdpContext, packet: &Packet, sent: Outcome) -> Result<(u32, Outcome), Outcome> {
+    let hop = route::next_hop(ctx, packet);
+    match hop.outcome() {
+        Outcome::Redirect => Ok((hop.action(), Outcome::Redirect)),
+        Outcome::TxNat => Ok((hop.action(), sent)),
+        failed => Err(failed),
     }
 }
 

@@ -5,8 +5,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    BackendInfo, ConnEntry, FlowKey, GlobalCounters, LbSettings, ServiceInfo, ServiceKey,
-    TrafficCounters,
+    BackendInfo, ConnEntry, FlowKey, GlobalCounters, LbSettings, ReverseEntry, ServiceInfo,
+    ServiceKey, TrafficCounters,
 };
 
 #[btf_map(name = "lb_services")]
@@ -22,6 +22,13 @@ pub static MAGLEV: Array<u32, 1024> = Array::new();
 #[btf_map(name = "lb_conntrack")]
 pub static CONNTRACK: LruHashMap<FlowKey, ConnEntry, 65536> = LruHashMap::new();
 
+/// Replies of `nat`/`fullnat` flows, keyed as the backend sends them. A
+/// plain hash, not an LRU: an entry may only disappear once its flow is
+/// dead (`lbd` collects those), or `fullnat` could hand its port to a
+/// second live flow.
+#[btf_map(name = "lb_nat_reverse")]
+pub static NAT_REVERSE: HashMap<FlowKey, ReverseEntry, 65536> = HashMap::new();
+
 #[btf_map(name = "lb_svc_stats")]
 pub static SERVICE_STATS: PerCpuArray<TrafficCounters, 64> = PerCpuArray::new();
 
@@ -30,6 +37,28 @@ pub static BACKEND_STATS: PerCpuArray<TrafficCounters, 1024> = PerCpuArray::new(
 
 #[btf_map(name = "lb_global_stats")]
 pub static GLOBAL_STATS: PerCpuArray<GlobalCounters, 1> = PerCpuArray::new();
+
+/// Per-CPU scratch space: the parsed packet and the larger temporaries,
+/// which do not fit on the 512-byte BPF stack of a call chain.
+#[btf_map(name = "lb_scratch")]
+pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
+
+pub struct Scratch {
+    pub packet: crate::parse::Packet,
+    /// Key and value of a `lb_nat_reverse` update.
+    pub reverse_key: FlowKey,
+    pub reverse: ReverseEntry,
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+}
+
+/// This CPU's scratch space.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU value, used by one program invocation at a time
+    // (XDP does not nest on a CPU).
+    Some(unsafe { &mut *scratch })
+}
 
 #[btf_map(name = "lb_settings")]
 pub static SETTINGS: Array<LbSettings, 1> = Array::new();

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -41,6 +41,16 @@ pub struct InstanceConfig {
     pub max_services: u32,
     pub max_backends: u32,
     pub conntrack_entries: u32,
+    /// Connection-table lifetimes after a flow's last packet.
+    pub tcp_timeout: Duration,
+    pub tcp_fin_timeout: Duration,
+    pub udp_timeout: Duration,
+    /// `fullnat` source addresses; `None`: the interface's first address
+    /// of that family.
+    pub snat_ipv4: Option<Ipv4Addr>,
+    pub snat_ipv6: Option<Ipv6Addr>,
+    /// Inclusive range `fullnat` allocates source ports from.
+    pub snat_port_range: (u16, u16),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -55,7 +65,7 @@ pub enum XdpModeChoice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
     pub name: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     /// 0 = every port of the VIP.
     pub port: u16,
     pub protocol: Protocol,
@@ -75,12 +85,43 @@ pub enum Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ForwardingMode {
+    /// L2 direct server return: only the MAC changes; backends hold the
+    /// VIP on a loopback and answer the client directly.
     Dsr,
+    /// Destination NAT; backends route their replies through the balancer.
+    Nat,
+    /// Destination and source NAT: backends need no route change.
+    Fullnat,
+}
+
+impl ForwardingMode {
+    pub fn number(self) -> u8 {
+        match self {
+            ForwardingMode::Dsr => lb_common::MODE_DSR,
+            ForwardingMode::Nat => lb_common::MODE_NAT,
+            ForwardingMode::Fullnat => lb_common::MODE_FULLNAT,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardingMode::Dsr => "dsr",
+            ForwardingMode::Nat => "nat",
+            ForwardingMode::Fullnat => "fullnat",
+        }
+    }
+    pub fn from_number(mode: u8) -> Option<Self> {
+        match mode {
+            lb_common::MODE_DSR => Some(ForwardingMode::Dsr),
+            lb_common::MODE_NAT => Some(ForwardingMode::Nat),
+            lb_common::MODE_FULLNAT => Some(ForwardingMode::Fullnat),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     pub weight: u32,
     /// `None`: no check, always up.
@@ -178,6 +219,12 @@ struct RawInstance {
     max_services: Option<Spanned<u32>>,
     max_backends: Option<Spanned<u32>>,
     conntrack_entries: Option<Spanned<u32>>,
+    tcp_timeout: Option<Spanned<f64>>,
+    tcp_fin_timeout: Option<Spanned<f64>>,
+    udp_timeout: Option<Spanned<f64>>,
+    snat_ipv4: Option<Spanned<String>>,
+    snat_ipv6: Option<Spanned<String>>,
+    snat_port_range: Option<Spanned<[u16; 2]>>,
 }
 
 #[derive(Deserialize)]
@@ -292,7 +339,7 @@ impl Validator<'_> {
     fn validate(&mut self, raw: RawConfig, env: &dyn Environment) -> Config {
         let instance = self.validate_instance(raw.instance.into_inner(), env);
         let mut services = Vec::new();
-        let mut seen_keys: HashMap<(Ipv4Addr, u16, Protocol), String> = HashMap::new();
+        let mut seen_keys: HashMap<(IpAddr, u16, Protocol), String> = HashMap::new();
         let mut seen_names = HashSet::new();
         for (index, raw_service) in raw.services.into_iter().enumerate() {
             let span_holder = raw_service.span();
@@ -321,9 +368,8 @@ impl Validator<'_> {
                     line,
                     field.clone(),
                     format!(
-                        "duplicate service: {}:{}/{} is already defined by service \"{other}\"",
-                        service.vip,
-                        service.port,
+                        "duplicate service: {}/{} is already defined by service \"{other}\"",
+                        std::net::SocketAddr::new(service.vip, service.port),
                         service.protocol.name()
                     ),
                 );
@@ -750,7 +796,7 @@ impl Validator<'_> {
     }
 
     fn check_vip_is_not_backend(&mut self, services: &[ValidatedService]) {
-        let vips: HashSet<Ipv4Addr> = services.iter().map(|(_, _, s, _)| s.vip).collect();
+        let vips: HashSet<IpAddr> = services.iter().map(|(_, _, s, _)| s.vip).collect();
         for (_, field, service, lines) in services {
             for (i, backend) in service.backends.iter().enumerate() {
                 if vips.contains(&backend.address) {
@@ -830,6 +876,63 @@ impl Validator<'_> {
                 "max_services * 2 * maglev_table_size exceeds the size of a BPF array",
             );
         }
+        let tcp_timeout = self.seconds(
+            &raw.tcp_timeout,
+            "instance.tcp_timeout",
+            900.0,
+            (1.0, 604_800.0),
+        );
+        let tcp_fin_timeout = self.seconds(
+            &raw.tcp_fin_timeout,
+            "instance.tcp_fin_timeout",
+            120.0,
+            (1.0, 604_800.0),
+        );
+        let udp_timeout = self.seconds(
+            &raw.udp_timeout,
+            "instance.udp_timeout",
+            300.0,
+            (1.0, 604_800.0),
+        );
+        let snat_ipv4 = match &raw.snat_ipv4 {
+            Some(text) => match self.address(text, "instance.snat_ipv4") {
+                Some(IpAddr::V4(a)) => Some(a),
+                Some(IpAddr::V6(_)) => {
+                    self.error(text, "instance.snat_ipv4", "must be an IPv4 address");
+                    None
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let snat_ipv6 = match &raw.snat_ipv6 {
+            Some(text) => match self.address(text, "instance.snat_ipv6") {
+                Some(IpAddr::V6(a)) => Some(a),
+                Some(IpAddr::V4(_)) => {
+                    self.error(text, "instance.snat_ipv6", "must be an IPv6 address");
+                    None
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let default_ports = crate::programmer::Tunables::default().snat_ports;
+        let snat_port_range = match &raw.snat_port_range {
+            Some(range) => {
+                let [min, max] = *range.get_ref();
+                if min == 0 || min > max {
+                    self.error(
+                        range,
+                        "instance.snat_port_range",
+                        format!("[{min}, {max}] must be [first, last] with 1 <= first <= last"),
+                    );
+                    default_ports
+                } else {
+                    (min, max)
+                }
+            }
+            None => default_ports,
+        };
         InstanceConfig {
             name,
             interface,
@@ -838,21 +941,19 @@ impl Validator<'_> {
             max_services,
             max_backends,
             conntrack_entries,
+            tcp_timeout,
+            tcp_fin_timeout,
+            udp_timeout,
+            snat_ipv4,
+            snat_ipv6,
+            snat_port_range,
         }
     }
 
     fn validate_service(&mut self, field: &str, raw: RawService) -> Option<ServiceConfig> {
         let mut ok = true;
         let vip = match raw.vip.get_ref().parse::<IpAddr>() {
-            Ok(IpAddr::V4(vip)) => Some(vip),
-            Ok(IpAddr::V6(_)) => {
-                self.error(
-                    &raw.vip,
-                    format!("{field}.vip"),
-                    "IPv6 VIPs are not supported yet",
-                );
-                None
-            }
+            Ok(vip) => Some(vip),
             Err(_) => {
                 let value = raw.vip.get_ref().clone();
                 self.error(
@@ -863,17 +964,24 @@ impl Validator<'_> {
                 None
             }
         };
-        if let Some(mode) = &raw.mode {
-            if mode.get_ref() != "dsr" {
-                let value = mode.get_ref().clone();
-                self.error(
-                    mode,
-                    format!("{field}.mode"),
-                    format!("unsupported mode \"{value}\" (supported: \"dsr\")"),
-                );
+        let mode = match raw.mode.as_ref().map(|m| m.get_ref().as_str()) {
+            None | Some("dsr") => ForwardingMode::Dsr,
+            Some("nat") => ForwardingMode::Nat,
+            Some("fullnat") => ForwardingMode::Fullnat,
+            Some(other) => {
+                if let Some(m) = &raw.mode {
+                    self.error(
+                        m,
+                        format!("{field}.mode"),
+                        format!(
+                            "unknown mode \"{other}\" (supported: \"dsr\", \"nat\", \"fullnat\")"
+                        ),
+                    );
+                }
                 ok = false;
+                ForwardingMode::Dsr
             }
-        }
+        };
         let port = *raw.port.get_ref();
         if raw.backends.is_empty() {
             self.error(
@@ -889,16 +997,18 @@ impl Validator<'_> {
             let bfield = format!("{field}.backend[{i}]");
             let raw_backend = raw_backend.get_ref();
             let address = match raw_backend.address.get_ref().parse::<IpAddr>() {
-                Ok(IpAddr::V4(a)) => a,
-                Ok(IpAddr::V6(_)) => {
+                Ok(a) if vip.is_some_and(|v: IpAddr| v.is_ipv4() != a.is_ipv4()) => {
                     self.error(
                         &raw_backend.address,
                         format!("{bfield}.address"),
-                        "IPv6 backends are not supported yet",
+                        format!(
+                            "{a} and the VIP are of different address families (this balancer does not translate between IPv4 and IPv6)"
+                        ),
                     );
                     ok = false;
                     continue;
                 }
+                Ok(a) => a,
                 Err(_) => {
                     let value = raw_backend.address.get_ref().clone();
                     self.error(
@@ -912,7 +1022,7 @@ impl Validator<'_> {
             };
             let backend_port = raw_backend.port.as_ref().map_or(port, |p| *p.get_ref());
             if let Some(p) = &raw_backend.port {
-                if *p.get_ref() != port {
+                if mode == ForwardingMode::Dsr && *p.get_ref() != port {
                     self.error(
                         p,
                         format!("{bfield}.port"),
@@ -924,11 +1034,22 @@ impl Validator<'_> {
                     ok = false;
                 }
             }
+            if mode != ForwardingMode::Dsr && port == 0 && backend_port != 0 {
+                if let Some(p) = &raw_backend.port {
+                    self.error(
+                        p,
+                        format!("{bfield}.port"),
+                        "an all-ports service (port = 0) keeps each packet's port: leave the backend port out",
+                    );
+                    ok = false;
+                }
+            }
             if !seen.insert((address, backend_port)) {
+                let backend = std::net::SocketAddr::new(address, backend_port);
                 self.error(
                     &raw_backend.address,
                     format!("{bfield}.address"),
-                    format!("duplicate backend {address}:{backend_port}"),
+                    format!("duplicate backend {backend}"),
                 );
                 ok = false;
             }
@@ -986,7 +1107,7 @@ impl Validator<'_> {
             vip,
             port,
             protocol: raw.protocol.into_inner(),
-            mode: ForwardingMode::Dsr,
+            mode,
             backends,
             on_all_down: raw.on_all_down.map_or(AllDown::Drop, Spanned::into_inner),
         })

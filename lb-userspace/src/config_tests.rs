@@ -168,10 +168,77 @@ fn invalid_vip() {
 }
 
 #[test]
-fn ipv6_vip_is_not_supported_yet() {
+fn an_ipv6_service_needs_ipv6_backends() {
+    let v6 = GOOD
+        .replace("vip = \"198.18.0.100\"", "vip = \"fd00::100\"")
+        .replace("198.18.0.11", "fd00::11");
     assert_eq!(
-        error(&GOOD.replace("vip = \"198.18.0.100\"", "vip = \"fd00::100\"")),
-        "lb.toml:7: service[0].vip: IPv6 VIPs are not supported yet"
+        error(&v6),
+        "lb.toml:15: service[0].backend[1].address: 198.18.0.12 and the VIP are of different address families (this balancer does not translate between IPv4 and IPv6)"
+    );
+    let config = Config::parse(
+        &v6.replace("198.18.0.12", "fd00::12"),
+        Path::new("lb.toml"),
+        &FakeHost,
+    )
+    .unwrap();
+    assert_eq!(
+        config.services[0].vip,
+        "fd00::100".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        config.services[0].backends[1].address,
+        "fd00::12".parse::<IpAddr>().unwrap()
+    );
+}
+
+#[test]
+fn nat_modes_may_change_the_port_and_take_tunables() {
+    let text = GOOD
+        .replace("mode = \"dsr\"", "mode = \"fullnat\"")
+        .replace("weight = 2", "weight = 2\nport = 8080")
+        + "";
+    let text = text.replace(
+        "interface = \"eth0\"",
+        "interface = \"eth0\"\nudp_timeout = 5\ntcp_fin_timeout = 10\nsnat_ipv4 = \"198.18.0.1\"\nsnat_port_range = [20000, 20999]",
+    );
+    let config = Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
+    let service = &config.services[0];
+    assert_eq!(service.mode, ForwardingMode::Fullnat);
+    assert_eq!(service.backends[0].port, 8080);
+    assert_eq!(service.backends[1].port, 80);
+    assert_eq!(config.instance.udp_timeout, Duration::from_secs(5));
+    assert_eq!(config.instance.tcp_fin_timeout, Duration::from_secs(10));
+    assert_eq!(config.instance.tcp_timeout, Duration::from_secs(900));
+    assert_eq!(
+        config.instance.snat_ipv4,
+        Some(Ipv4Addr::new(198, 18, 0, 1))
+    );
+    assert_eq!(config.instance.snat_port_range, (20000, 20999));
+    // The same port change in dsr is refused (the packet is not rewritten).
+    let dsr = text.replace("mode = \"fullnat\"", "mode = \"dsr\"");
+    assert!(error(&dsr).contains("dsr cannot change the destination port"));
+}
+
+#[test]
+fn bad_tunables_are_refused() {
+    let with = |line: &str| {
+        GOOD.replace(
+            "interface = \"eth0\"",
+            &format!("interface = \"eth0\"\n{line}"),
+        )
+    };
+    assert_eq!(
+        error(&with("snat_port_range = [3000, 2000]")),
+        "lb.toml:4: instance.snat_port_range: [3000, 2000] must be [first, last] with 1 <= first <= last"
+    );
+    assert_eq!(
+        error(&with("snat_ipv4 = \"fd00::1\"")),
+        "lb.toml:4: instance.snat_ipv4: must be an IPv4 address"
+    );
+    assert_eq!(
+        error(&with("udp_timeout = 0")),
+        "lb.toml:4: instance.udp_timeout: 0 seconds is outside 1..=604800"
     );
 }
 
@@ -179,7 +246,7 @@ fn ipv6_vip_is_not_supported_yet() {
 fn unsupported_mode() {
     assert_eq!(
         error(&GOOD.replace("mode = \"dsr\"", "mode = \"tunnel\"")),
-        "lb.toml:10: service[0].mode: unsupported mode \"tunnel\" (supported: \"dsr\")"
+        "lb.toml:10: service[0].mode: unknown mode \"tunnel\" (supported: \"dsr\", \"nat\", \"fullnat\")"
     );
 }
 

@@ -3,10 +3,10 @@
 use anyhow::{bail, Context};
 use aya::programs::XdpMode;
 use lbd::{
-    config::{Config, HostEnvironment, XdpModeChoice},
+    config::{Config, ForwardingMode, HostEnvironment, XdpModeChoice},
     dataplane::{self, Dataplane, LbMaps, MapSizes},
     neighbour::{self, InterfaceInfo},
-    programmer::Programmer,
+    programmer::{Programmer, Tunables},
     status::{snapshot_path, StateFile, RUN_DIR},
 };
 use nix::fcntl::{Flock, FlockArg};
@@ -14,7 +14,7 @@ use std::{
     collections::HashMap,
     fs::File,
     io::Write,
-    net::Ipv4Addr,
+    net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -85,7 +85,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         programmer.adopt(&services, &backends);
     }
     // With VRRP, a node forwards only as master (the driver flips this).
-    programmer.set_settings(&mut maps, interface.mac, config.vrrp.is_empty())?;
+    let tunables = tunables(&config, &interface);
+    enable_forwarding(&config);
+    programmer.set_settings(&mut maps, interface.mac, config.vrrp.is_empty(), &tunables)?;
     let mut state = StateFile {
         pid: std::process::id(),
         ..StateFile::default()
@@ -145,6 +147,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let mut config = config;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let collect_every = collection_interval(&tunables);
+    let mut last_collection = Instant::now();
     loop {
         let vrrp_deadline = vrrp
             .as_ref()
@@ -245,6 +249,17 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 if let Err(e) = state.write(&instance) {
                     warn!("writing the state file: {e}");
                 }
+                if last_collection.elapsed() >= collect_every {
+                    last_collection = Instant::now();
+                    let now_ns = lbd::conntrack::monotonic_now_ns();
+                    match lbd::conntrack::collect(&mut maps.conntrack, &mut maps.nat_reverse, now_ns) {
+                        Ok(c) if c.flows + c.replies > 0 => {
+                            tracing::debug!(flows = c.flows, replies = c.replies, "expired connection-table entries removed")
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!("collecting expired flows: {e}"),
+                    }
+                }
             }
         }
     }
@@ -290,9 +305,9 @@ fn publish_transitions(
 async fn refresh_neighbours(
     handle: rtnetlink::Handle,
     interface: InterfaceInfo,
-    wanted: tokio::sync::watch::Receiver<Vec<Ipv4Addr>>,
-    mut known: HashMap<Ipv4Addr, [u8; 6]>,
-    changes: tokio::sync::mpsc::Sender<HashMap<Ipv4Addr, [u8; 6]>>,
+    wanted: tokio::sync::watch::Receiver<Vec<IpAddr>>,
+    mut known: HashMap<IpAddr, [u8; 6]>,
+    changes: tokio::sync::mpsc::Sender<HashMap<IpAddr, [u8; 6]>>,
 ) {
     let mut last_full = Instant::now();
     loop {
@@ -321,7 +336,7 @@ async fn reload(
     handle: &rtnetlink::Handle,
     interface: &InterfaceInfo,
     health: &mut HealthDriver,
-    wanted: &tokio::sync::watch::Sender<Vec<Ipv4Addr>>,
+    wanted: &tokio::sync::watch::Sender<Vec<IpAddr>>,
 ) -> anyhow::Result<()> {
     let new = Config::load(path, &HostEnvironment)?;
     if new.instance != current.instance {
@@ -339,10 +354,85 @@ async fn reload(
     Ok(())
 }
 
-fn backend_addresses(config: &Config) -> Vec<Ipv4Addr> {
-    let mut all: Vec<Ipv4Addr> = config
+/// The data-path knobs: timeouts and `fullnat` source addresses (the
+/// configured ones, else the interface's first address of each family).
+fn tunables(config: &Config, interface: &InterfaceInfo) -> Tunables {
+    let (v4, v6) = interface.primary_addresses();
+    let instance = &config.instance;
+    let tunables = Tunables {
+        snat_v4: instance.snat_ipv4.or(v4),
+        snat_v6: instance.snat_ipv6.or(v6),
+        snat_ports: instance.snat_port_range,
+        tcp_timeout: instance.tcp_timeout,
+        tcp_fin_timeout: instance.tcp_fin_timeout,
+        udp_timeout: instance.udp_timeout,
+    };
+    for service in config
         .services
         .iter()
+        .filter(|s| s.mode == ForwardingMode::Fullnat)
+    {
+        let source = if service.vip.is_ipv4() {
+            tunables.snat_v4.map(IpAddr::V4)
+        } else {
+            tunables.snat_v6.map(IpAddr::V6)
+        };
+        match source {
+            Some(source) => {
+                info!(service = %service.name, %source, ports = ?tunables.snat_ports, "fullnat source")
+            }
+            None => warn!(service = %service.name, interface = %interface.name,
+                "fullnat has no source address of this family (set instance.snat_ipv4 / snat_ipv6): its packets pass, counted as pass_snat_exhausted"),
+        }
+    }
+    tunables
+}
+
+/// How often dead flows are collected: twice per shortest timeout, within
+/// 1..=10 s (each pass walks the whole connection table).
+fn collection_interval(tunables: &Tunables) -> Duration {
+    let shortest = tunables
+        .udp_timeout
+        .min(tunables.tcp_fin_timeout)
+        .min(tunables.tcp_timeout);
+    (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// `nat` and `fullnat` route: `bpf_fib_lookup` answers only when the
+/// kernel forwards for that family, and a packet it cannot answer for is
+/// forwarded by the kernel itself. So forwarding is switched on for each
+/// family such a service uses (as an LVS-NAT director needs it too).
+fn enable_forwarding(config: &Config) {
+    let routed = |v4: bool| {
+        config
+            .services
+            .iter()
+            .any(|s| s.mode != ForwardingMode::Dsr && s.vip.is_ipv4() == v4)
+    };
+    for (v4, path) in [
+        (true, "/proc/sys/net/ipv4/conf/all/forwarding"),
+        (false, "/proc/sys/net/ipv6/conf/all/forwarding"),
+    ] {
+        if !routed(v4) {
+            continue;
+        }
+        if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+            continue;
+        }
+        match std::fs::write(path, "1") {
+            Ok(()) => info!(sysctl = path, "forwarding enabled for the nat/fullnat services"),
+            Err(e) => warn!(sysctl = path, "cannot enable forwarding ({e}): nat/fullnat packets the FIB cannot place will be dropped by the kernel"),
+        }
+    }
+}
+
+/// Backends whose MAC the data plane needs: those of `dsr` services (the
+/// NAT modes ask the kernel's FIB for the next hop instead).
+fn backend_addresses(config: &Config) -> Vec<IpAddr> {
+    let mut all: Vec<IpAddr> = config
+        .services
+        .iter()
+        .filter(|s| s.mode == ForwardingMode::Dsr)
         .flat_map(|s| s.backends.iter().map(|b| b.address))
         .collect();
     all.sort();
@@ -350,12 +440,13 @@ fn backend_addresses(config: &Config) -> Vec<Ipv4Addr> {
     all
 }
 
-/// MACs of `targets`: the kernel's neighbour table, then ARP for the rest.
+/// MACs of `targets`: the kernel's neighbour table, then ARP / neighbour
+/// solicitations for the rest.
 async fn resolve(
     handle: &rtnetlink::Handle,
     interface: &InterfaceInfo,
-    targets: &[Ipv4Addr],
-) -> HashMap<Ipv4Addr, [u8; 6]> {
+    targets: &[IpAddr],
+) -> HashMap<IpAddr, [u8; 6]> {
     let mut found = match neighbour::kernel_neighbours(handle, interface.index).await {
         Ok(all) => all
             .into_iter()
@@ -366,7 +457,7 @@ async fn resolve(
             HashMap::new()
         }
     };
-    let missing: Vec<Ipv4Addr> = targets
+    let missing: Vec<IpAddr> = targets
         .iter()
         .filter(|t| !found.contains_key(t))
         .copied()
@@ -380,17 +471,15 @@ async fn resolve(
     if !missing.is_empty() {
         let interface = interface.clone();
         let asked = missing.clone();
-        match tokio::task::spawn_blocking(move || {
-            neighbour::arp_resolve(&interface, &asked, ARP_WAIT)
-        })
-        .await
+        match tokio::task::spawn_blocking(move || neighbour::solicit(&interface, &asked, ARP_WAIT))
+            .await
         {
             Ok(Ok(answers)) => found.extend(answers),
-            Ok(Err(e)) => warn!("ARP: {e}"),
-            Err(e) => warn!("ARP task: {e}"),
+            Ok(Err(e)) => warn!("neighbour resolution: {e}"),
+            Err(e) => warn!("neighbour resolution task: {e}"),
         }
         for target in missing.iter().filter(|t| !found.contains_key(t)) {
-            warn!(backend = %target, "no ARP reply yet; the backend gets no traffic until it answers");
+            warn!(backend = %target, "no ARP / neighbour advertisement reply yet; the dsr backend gets no traffic until it answers");
         }
     }
     found

@@ -5,8 +5,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lb_common::{
-    map_names, BackendInfo, ConnEntry, FlowKey, GlobalCounters, LbSettings, ServiceInfo,
-    ServiceKey, TrafficCounters,
+    map_names, BackendInfo, ConnEntry, FlowKey, GlobalCounters, LbSettings, ReverseEntry,
+    ServiceInfo, ServiceKey, TrafficCounters,
 };
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,7 @@ impl Dataplane {
             .map_max_entries(map_names::BACKEND_STATS, sizes.max_backends)
             .map_max_entries(map_names::MAGLEV, maglev_entries)
             .map_max_entries(map_names::CONNTRACK, sizes.conntrack_entries)
+            .map_max_entries(map_names::NAT_REVERSE, sizes.conntrack_entries)
             .load(object)?;
         for name in [MAIN_PROGRAM, PASS_PROGRAM] {
             program(&mut ebpf, name)?
@@ -215,6 +216,7 @@ pub struct LbMaps {
     pub backends: Array<MapData, BackendInfo>,
     pub maglev: Array<MapData, u32>,
     pub conntrack: HashMap<MapData, FlowKey, ConnEntry>,
+    pub nat_reverse: HashMap<MapData, FlowKey, ReverseEntry>,
     pub service_stats: PerCpuArray<MapData, TrafficCounters>,
     pub backend_stats: PerCpuArray<MapData, TrafficCounters>,
     pub global_stats: PerCpuArray<MapData, GlobalCounters>,
@@ -246,6 +248,7 @@ impl LbMaps {
             backends: typed(map_names::BACKENDS, get)?,
             maglev: typed(map_names::MAGLEV, get)?,
             conntrack: typed(map_names::CONNTRACK, get)?,
+            nat_reverse: typed(map_names::NAT_REVERSE, get)?,
             service_stats: typed(map_names::SERVICE_STATS, get)?,
             backend_stats: typed(map_names::BACKEND_STATS, get)?,
             global_stats: typed(map_names::GLOBAL_STATS, get)?,
@@ -263,7 +266,7 @@ pub const LINK_PIN: &str = "lb_link";
 pub fn pinned_layout_matches(dir: &Path, sizes: &MapSizes) -> Result<(), String> {
     use std::mem::size_of;
     let maglev = sizes.max_services * 2 * sizes.ring_size;
-    let expected: [(&str, u32, u32, u32); 8] = [
+    let expected: [(&str, u32, u32, u32); 9] = [
         (
             map_names::SERVICES,
             size_of::<ServiceKey>() as u32,
@@ -281,6 +284,12 @@ pub fn pinned_layout_matches(dir: &Path, sizes: &MapSizes) -> Result<(), String>
             map_names::CONNTRACK,
             size_of::<FlowKey>() as u32,
             size_of::<ConnEntry>() as u32,
+            sizes.conntrack_entries,
+        ),
+        (
+            map_names::NAT_REVERSE,
+            size_of::<FlowKey>() as u32,
+            size_of::<ReverseEntry>() as u32,
             sizes.conntrack_entries,
         ),
         (

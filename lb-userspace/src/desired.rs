@@ -11,16 +11,16 @@ use crate::{
 };
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddr},
     time::Instant,
 };
 
 /// A backend of a service, by service name and address.
-pub type BackendKey = (String, SocketAddrV4);
+pub type BackendKey = (String, SocketAddr);
 
 #[derive(Default)]
 pub struct Facts {
-    pub macs: HashMap<Ipv4Addr, [u8; 6]>,
+    pub macs: HashMap<IpAddr, [u8; 6]>,
     /// Every configured backend has an entry (unchecked ones stay up).
     pub health: HashMap<BackendKey, BackendHealth>,
     /// Missing = enabled.
@@ -45,7 +45,7 @@ pub fn plan(config: &Config, facts: &Facts, now: Instant) -> Plan {
             let mut backends: Vec<DesiredBackend> = Vec::new();
             let mut health_down = Vec::new();
             for backend in &service.backends {
-                let address = SocketAddrV4::new(backend.address, backend.port);
+                let address = SocketAddr::new(backend.address, backend.port);
                 let key = (service.name.clone(), address);
                 let admin = facts
                     .admin
@@ -92,7 +92,7 @@ pub fn plan(config: &Config, facts: &Facts, now: Instant) -> Plan {
                 vip: service.vip,
                 port: service.port,
                 proto: service.protocol.number(),
-                mode: lb_common::MODE_DSR,
+                mode: service.mode.number(),
                 backends,
             }
         })
@@ -121,7 +121,7 @@ mod tests {
     fn key(last: u8) -> BackendKey {
         (
             "web".into(),
-            SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, last), 80),
+            SocketAddr::new(std::net::Ipv4Addr::new(198, 18, 0, last).into(), 80),
         )
     }
 
@@ -129,9 +129,10 @@ mod tests {
         let mut facts = Facts::default();
         for last in [11, 12] {
             facts.health.insert(key(last), BackendHealth::new(now));
-            facts
-                .macs
-                .insert(Ipv4Addr::new(198, 18, 0, last), [2, 0, 0, 0, 0, last]);
+            facts.macs.insert(
+                std::net::Ipv4Addr::new(198, 18, 0, last).into(),
+                [2, 0, 0, 0, 0, last],
+            );
         }
         facts
     }

@@ -11,7 +11,7 @@ use lbd::{
     },
     status::BackendHealthStatus,
 };
-use std::{collections::HashMap, net::SocketAddrV4, time::Instant};
+use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -58,7 +58,7 @@ impl HealthDriver {
             for backend in &service.backends {
                 let key: BackendKey = (
                     service.name.clone(),
-                    SocketAddrV4::new(backend.address, backend.port),
+                    SocketAddr::new(backend.address, backend.port),
                 );
                 let state = self
                     .facts
@@ -80,7 +80,7 @@ impl HealthDriver {
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         loop {
                             tick.tick().await;
-                            let result = checks::run(&check, *key.1.ip(), key.1.port()).await;
+                            let result = checks::run(&check, key.1.ip(), key.1.port()).await;
                             if events.send((key.clone(), result)).await.is_err() {
                                 return;
                             }

@@ -1,5 +1,6 @@
 //! `lbd`: the control plane of the XDP load balancer.
 pub mod config;
+pub mod conntrack;
 pub mod dataplane;
 pub mod desired;
 pub mod health;

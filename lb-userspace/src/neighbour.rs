@@ -1,6 +1,7 @@
 //! Interface facts and backend MAC resolution. Users never type MACs: the
 //! kernel's neighbour table is read first, and a backend it does not know is
-//! asked directly with an ARP request.
+//! asked directly with an ARP request (IPv4) or a neighbour solicitation
+//! (IPv6, RFC 4861).
 use futures::TryStreamExt;
 use pnet_datalink::{Channel, Config as ChannelConfig, DataLinkReceiver};
 use pnet_packet::{
@@ -15,7 +16,7 @@ use rtnetlink::packet_route::{
 };
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
@@ -57,21 +58,50 @@ impl InterfaceInfo {
     }
 
     /// Our address on the subnet that holds `target`, if it is on-link.
-    pub fn source_for(&self, target: Ipv4Addr) -> Option<Ipv4Addr> {
-        self.ipv4
+    pub fn source_for(&self, target: IpAddr) -> Option<IpAddr> {
+        match target {
+            IpAddr::V4(target) => self
+                .ipv4
+                .iter()
+                .find(|(addr, prefix)| {
+                    same_subnet(
+                        u32::from(*addr).into(),
+                        u32::from(target).into(),
+                        *prefix,
+                        32,
+                    )
+                })
+                .map(|(addr, _)| IpAddr::V4(*addr)),
+            IpAddr::V6(target) => self
+                .ipv6
+                .iter()
+                .find(|(addr, prefix)| {
+                    same_subnet(u128::from(*addr), u128::from(target), *prefix, 128)
+                })
+                .map(|(addr, _)| IpAddr::V6(*addr)),
+        }
+    }
+
+    /// The first address of each family that is not link-local: the
+    /// default `fullnat` source addresses.
+    pub fn primary_addresses(&self) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+        let v4 = self.ipv4.first().map(|(a, _)| *a);
+        let v6 = self
+            .ipv6
             .iter()
-            .find(|(addr, prefix)| same_subnet(*addr, target, *prefix))
-            .map(|(addr, _)| *addr)
+            .map(|(a, _)| *a)
+            .find(|a| a.segments()[0] & 0xffc0 != 0xfe80);
+        (v4, v6)
     }
 }
 
-fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix.min(32)))
-    };
-    u32::from(a) & mask == u32::from(b) & mask
+fn same_subnet(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
+    let prefix = u32::from(prefix.min(bits));
+    if prefix == 0 {
+        return true;
+    }
+    let shift = u32::from(bits) - prefix;
+    (a >> shift) == (b >> shift)
 }
 
 pub async fn interface_info(
@@ -129,11 +159,11 @@ pub async fn interface_info(
     })
 }
 
-/// IPv4 neighbours on `ifindex` whose MAC the kernel currently believes.
+/// Neighbours on `ifindex` whose MAC the kernel currently believes.
 pub async fn kernel_neighbours(
     handle: &rtnetlink::Handle,
     ifindex: u32,
-) -> Result<HashMap<Ipv4Addr, [u8; 6]>, NeighbourError> {
+) -> Result<HashMap<IpAddr, [u8; 6]>, NeighbourError> {
     let mut found = HashMap::new();
     let mut stream = handle.neighbours().get().execute();
     while let Some(message) = stream.try_next().await? {
@@ -155,7 +185,12 @@ pub async fn kernel_neighbours(
         let mut mac = None;
         for attribute in &message.attributes {
             match attribute {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)) => ip = Some(*addr),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)) => {
+                    ip = Some(IpAddr::V4(*addr))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)) => {
+                    ip = Some(IpAddr::V6(*addr))
+                }
                 NeighbourAttribute::LinkLayerAddress(bytes) if bytes.len() == 6 => {
                     let mut m = [0u8; 6];
                     m.copy_from_slice(bytes);
@@ -171,19 +206,30 @@ pub async fn kernel_neighbours(
     Ok(found)
 }
 
-/// Sends one ARP request per target and collects the replies that arrive
-/// within `wait`. Blocking: call it from a blocking thread.
-pub fn arp_resolve(
+/// Sends one ARP request (IPv4) or neighbour solicitation (IPv6) per
+/// target and collects the answers that arrive within `wait`. Blocking:
+/// call it from a blocking thread.
+pub fn solicit(
     interface: &InterfaceInfo,
-    targets: &[Ipv4Addr],
+    targets: &[IpAddr],
     wait: Duration,
-) -> Result<HashMap<Ipv4Addr, [u8; 6]>, NeighbourError> {
+) -> Result<HashMap<IpAddr, [u8; 6]>, NeighbourError> {
     let (mut tx, mut rx) = open_channel(interface, Some(Duration::from_millis(50)))?;
     for &target in targets {
-        let Some(source) = interface.source_for(target) else {
-            continue;
+        let frame = match (target, interface.source_for(target)) {
+            (IpAddr::V4(target), Some(IpAddr::V4(source))) => {
+                arp_request(interface.mac, source, target)
+            }
+            (IpAddr::V6(target), Some(_)) => {
+                // Solicitations come from the link-local address (RFC 4861
+                // 7.2.2 allows any of ours; link-local always exists).
+                let Some(source) = interface.link_local() else {
+                    continue;
+                };
+                neighbour_solicitation(interface.mac, source, target)
+            }
+            _ => continue,
         };
-        let frame = arp_request(interface.mac, source, target);
         if let Some(Err(e)) = tx.send_to(&frame, None) {
             return Err(NeighbourError::Socket {
                 interface: interface.name.clone(),
@@ -241,16 +287,19 @@ fn open_channel(
 
 fn collect_replies(
     rx: &mut dyn DataLinkReceiver,
-    targets: &[Ipv4Addr],
+    targets: &[IpAddr],
     wait: Duration,
-) -> HashMap<Ipv4Addr, [u8; 6]> {
+) -> HashMap<IpAddr, [u8; 6]> {
     let deadline = Instant::now() + wait;
     let mut found = HashMap::new();
     while Instant::now() < deadline && found.len() < targets.len() {
         let Ok(frame) = rx.next() else {
             continue; // read timeout: check the deadline again
         };
-        if let Some((ip, mac)) = parse_arp_reply(frame) {
+        let answer = parse_arp_reply(frame)
+            .map(|(ip, mac)| (IpAddr::V4(ip), mac))
+            .or_else(|| parse_neighbour_advert(frame).map(|(ip, mac)| (IpAddr::V6(ip), mac)));
+        if let Some((ip, mac)) = answer {
             if targets.contains(&ip) {
                 found.insert(ip, mac);
             }
@@ -294,6 +343,97 @@ pub fn unsolicited_na(our_mac: [u8; 6], target: std::net::Ipv6Addr) -> Vec<u8> {
     message.extend_from_slice(&[2, 1]);
     message.extend_from_slice(&our_mac);
     message
+}
+
+const IPV6_HEADER_LEN: usize = 40;
+const ICMPV6: u8 = 58;
+const NDP_SOLICIT: u8 = 135;
+const NDP_ADVERT: u8 = 136;
+
+/// A neighbour solicitation for `target` (RFC 4861 4.3): to its
+/// solicited-node multicast address, hop limit 255, with our MAC as the
+/// source link-layer option.
+pub fn neighbour_solicitation(our_mac: [u8; 6], source: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let t = target.octets();
+    let group = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let mut icmp = vec![NDP_SOLICIT, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&t);
+    icmp.extend_from_slice(&[1, 1]); // source link-layer address, 8 bytes
+    icmp.extend_from_slice(&our_mac);
+    let checksum = icmpv6_checksum(source, group, &icmp);
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let mut frame = Vec::with_capacity(ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + icmp.len());
+    let g = group.octets();
+    frame.extend_from_slice(&[0x33, 0x33, g[12], g[13], g[14], g[15]]);
+    frame.extend_from_slice(&our_mac);
+    frame.extend_from_slice(&[0x86, 0xdd]);
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[ICMPV6, 255]);
+    frame.extend_from_slice(&source.octets());
+    frame.extend_from_slice(&g);
+    frame.extend_from_slice(&icmp);
+    frame
+}
+
+/// The ICMPv6 checksum over the pseudo-header and `message` (whose own
+/// checksum field must be zero).
+fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            sum += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&source.octets());
+    add(&destination.octets());
+    add(&(message.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, ICMPV6]);
+    add(message);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// (target, target MAC) of a neighbour advertisement that carries the
+/// target link-layer option; `None` for anything else.
+pub fn parse_neighbour_advert(frame: &[u8]) -> Option<(Ipv6Addr, [u8; 6])> {
+    let eth = EthernetPacket::new(frame)?;
+    if eth.get_ethertype() != EtherTypes::Ipv6 {
+        return None;
+    }
+    let ip = eth.payload();
+    if ip.len() < IPV6_HEADER_LEN + 24 || ip[6] != ICMPV6 || ip[7] != 255 {
+        return None;
+    }
+    let icmp = &ip[IPV6_HEADER_LEN..];
+    if icmp[0] != NDP_ADVERT || icmp[1] != 0 {
+        return None;
+    }
+    let target = Ipv6Addr::from(<[u8; 16]>::try_from(&icmp[8..24]).ok()?);
+    let mut options = &icmp[24..];
+    while options.len() >= 8 {
+        let length = usize::from(options[1]) * 8;
+        if length == 0 || length > options.len() {
+            return None;
+        }
+        if options[0] == 2 {
+            let mac = <[u8; 6]>::try_from(&options[2..8]).ok()?;
+            return Some((target, mac));
+        }
+        options = &options[length..];
+    }
+    None
 }
 
 /// (sender IP, sender MAC) of an ARP reply; `None` for anything else.
@@ -393,9 +533,61 @@ mod tests {
         };
         assert_eq!(info.link_local(), Some("fe80::1".parse().unwrap()));
         assert_eq!(
-            info.source_for(Ipv4Addr::new(198, 18, 0, 11)),
-            Some(Ipv4Addr::new(198, 18, 0, 1))
+            info.source_for(Ipv4Addr::new(198, 18, 0, 11).into()),
+            Some(Ipv4Addr::new(198, 18, 0, 1).into())
         );
-        assert_eq!(info.source_for(Ipv4Addr::new(198, 20, 0, 11)), None);
+        assert_eq!(info.source_for(Ipv4Addr::new(198, 20, 0, 11).into()), None);
+        assert_eq!(
+            info.source_for("fd00::11".parse().unwrap()),
+            Some("fd00::1".parse().unwrap())
+        );
+        assert_eq!(info.source_for("fd01::11".parse().unwrap()), None);
+        assert_eq!(
+            info.primary_addresses(),
+            (
+                Some(Ipv4Addr::new(198, 19, 0, 1)),
+                Some("fd00::1".parse().unwrap())
+            )
+        );
+    }
+
+    #[test]
+    fn solicitation_turned_into_an_advert_parses() {
+        let source: Ipv6Addr = "fe80::1".parse().unwrap();
+        let target: Ipv6Addr = "fd00::11".parse().unwrap();
+        let ns = neighbour_solicitation([2, 0, 0, 0, 0, 1], source, target);
+        assert_eq!(
+            &ns[..6],
+            &[0x33, 0x33, 0xff, 0, 0, 0x11],
+            "solicited-node group"
+        );
+        assert_eq!(ns.len(), 14 + 40 + 32);
+        // etherparse agrees on the checksum.
+        let sliced = etherparse::SlicedPacket::from_ethernet(&ns).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = sliced.transport else {
+            panic!("not ICMPv6");
+        };
+        let ip = etherparse::Ipv6Header::from_slice(&ns[14..]).unwrap().0;
+        assert_eq!(
+            icmp.checksum(),
+            icmp.icmp_type()
+                .calc_checksum(ip.source, ip.destination, icmp.payload())
+                .unwrap()
+        );
+        assert_eq!(
+            parse_neighbour_advert(&ns),
+            None,
+            "a solicitation is not an advert"
+        );
+        let mut na = ns.clone();
+        na[14 + 40] = NDP_ADVERT;
+        na[14 + 40 + 24] = 2; // target link-layer address option
+        assert_eq!(
+            parse_neighbour_advert(&na),
+            Some((target, [2, 0, 0, 0, 0, 1]))
+        );
+        for len in 0..na.len() {
+            let _ = parse_neighbour_advert(&na[..len]);
+        }
     }
 }

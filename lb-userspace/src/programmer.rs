@@ -6,14 +6,82 @@
 //! backend is deactivated only once no published table refers to it.
 use crate::maglev::{build_table, MaglevBackend};
 use lb_common::{
-    ipv4_addr_bytes, BackendInfo, LbSettings, ServiceInfo, ServiceKey, BACKEND_ACTIVE, FAMILY_IPV4,
-    NO_BACKEND,
+    BackendInfo, LbSettings, ServiceInfo, ServiceKey, BACKEND_ACTIVE, FAMILY_IPV4, FAMILY_IPV6,
+    MODE_DSR, NO_BACKEND,
 };
 use serde::Serialize;
 use std::{
     collections::{BTreeMap, VecDeque},
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
 };
+
+/// The 16-byte address field and family tag the maps use for `ip`.
+pub fn map_address(ip: IpAddr) -> ([u8; 16], u8) {
+    match ip {
+        IpAddr::V4(v4) => (lb_common::ipv4_addr_bytes(v4.octets()), FAMILY_IPV4),
+        IpAddr::V6(v6) => (v6.octets(), FAMILY_IPV6),
+    }
+}
+
+/// The address a map field holds (the inverse of [`map_address`]).
+pub fn address_from_map(addr: [u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_IPV6 {
+        IpAddr::V6(Ipv6Addr::from(addr))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    }
+}
+
+/// Data-path knobs that come from the configuration, not from VRRP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunables {
+    /// `fullnat` source addresses; `None` = fullnat off for that family.
+    pub snat_v4: Option<Ipv4Addr>,
+    pub snat_v6: Option<Ipv6Addr>,
+    /// Inclusive source port range for `fullnat`.
+    pub snat_ports: (u16, u16),
+    pub tcp_timeout: Duration,
+    pub tcp_fin_timeout: Duration,
+    pub udp_timeout: Duration,
+}
+
+impl Default for Tunables {
+    /// IPVS's defaults for the timeouts (tcp 900 s, tcpfin 120 s, udp
+    /// 300 s); source ports below Linux's default ephemeral range.
+    fn default() -> Self {
+        Tunables {
+            snat_v4: None,
+            snat_v6: None,
+            snat_ports: (1024, 32767),
+            tcp_timeout: Duration::from_secs(900),
+            tcp_fin_timeout: Duration::from_secs(120),
+            udp_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Tunables {
+    /// The `lb_settings` value for these knobs.
+    pub fn settings(&self, if_mac: [u8; 6], forwarding: bool) -> LbSettings {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        LbSettings {
+            if_mac,
+            forwarding: u8::from(forwarding),
+            _pad: 0,
+            snat_v4: self
+                .snat_v4
+                .map_or([0; 16], |a| lb_common::ipv4_addr_bytes(a.octets())),
+            snat_v6: self.snat_v6.map_or([0; 16], |a| a.octets()),
+            snat_port_min: self.snat_ports.0,
+            snat_port_max: self.snat_ports.1,
+            _pad2: [0; 4],
+            tcp_timeout_ns: nanos(self.tcp_timeout),
+            tcp_fin_timeout_ns: nanos(self.tcp_fin_timeout),
+            udp_timeout_ns: nanos(self.udp_timeout),
+        }
+    }
+}
 
 /// The map operations the programmer needs; implemented by the real maps
 /// and, in tests, by a recorder.
@@ -31,7 +99,7 @@ pub trait MapWriter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredService {
     pub name: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub proto: u8,
     pub mode: u8,
@@ -40,10 +108,11 @@ pub struct DesiredService {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredBackend {
-    pub address: SocketAddrV4,
+    pub address: SocketAddr,
     /// Effective weight (slow start applied).
     pub weight: u32,
-    /// `None` until the neighbour is resolved; such a backend gets no slot.
+    /// `None` until the neighbour is resolved; in `dsr` such a backend gets
+    /// no slot (the NAT modes find the next hop with `bpf_fib_lookup`).
     pub mac: Option<[u8; 6]>,
     pub state: BackendState,
 }
@@ -63,11 +132,12 @@ pub enum BackendState {
 
 impl DesiredService {
     pub fn key(&self) -> ServiceKey {
+        let (addr, family) = map_address(self.vip);
         ServiceKey {
-            addr: ipv4_addr_bytes(self.vip.octets()),
+            addr,
             port: self.port,
             proto: self.proto,
-            family: FAMILY_IPV4,
+            family,
         }
     }
 }
@@ -110,16 +180,19 @@ pub struct Snapshot {
 pub struct SnapshotService {
     pub id: u32,
     pub name: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub proto: u8,
+    /// `lb_common::MODE_*`.
+    #[serde(default)]
+    pub mode: u8,
     pub backends: Vec<SnapshotBackend>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct SnapshotBackend {
     pub id: u32,
-    pub address: SocketAddrV4,
+    pub address: SocketAddr,
     pub weight: u32,
     pub state: BackendState,
     pub mac: Option<[u8; 6]>,
@@ -132,7 +205,7 @@ pub struct Programmer {
     max_services: u32,
     max_backends: u32,
     services: BTreeMap<ServiceKey, ServiceSlot>,
-    backends: BTreeMap<(ServiceKey, SocketAddrV4), BackendSlot>,
+    backends: BTreeMap<(ServiceKey, SocketAddr), BackendSlot>,
     free_service_ids: VecDeque<u32>,
     /// FIFO, so that a freed id is reused as late as possible.
     free_backend_ids: VecDeque<u32>,
@@ -208,10 +281,7 @@ impl Programmer {
             if info.flags & BACKEND_ACTIVE == 0 {
                 continue; // retired by the previous daemon: its id is free
             }
-            let address = SocketAddrV4::new(
-                Ipv4Addr::new(info.addr[0], info.addr[1], info.addr[2], info.addr[3]),
-                info.port,
-            );
+            let address = SocketAddr::new(address_from_map(info.addr, info.family), info.port);
             self.free_backend_ids.retain(|free| free != id);
             self.backends.insert(
                 (*key, address),
@@ -229,20 +299,17 @@ impl Programmer {
         &self.snapshot
     }
 
-    /// The interface MAC (source of forwarded frames) and whether this
-    /// node forwards (VRRP master, or no VRRP at all).
+    /// The interface MAC (source of `dsr` frames), whether this node
+    /// forwards (VRRP master, or no VRRP at all) and the data-path knobs.
     pub fn set_settings<W: MapWriter>(
         &mut self,
         maps: &mut W,
         mac: [u8; 6],
         forwarding: bool,
+        tunables: &Tunables,
     ) -> Result<(), ProgramError<W::Error>> {
-        maps.set_settings(&LbSettings {
-            if_mac: mac,
-            forwarding: u8::from(forwarding),
-            _pad: 0,
-        })
-        .map_err(ProgramError::Map)
+        maps.set_settings(&tunables.settings(mac, forwarding))
+            .map_err(ProgramError::Map)
     }
 
     /// Makes the maps describe `desired`, touching only what differs.
@@ -326,7 +393,11 @@ impl Programmer {
             .backends
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.mac.is_some() && b.weight > 0 && b.state == BackendState::Serving)
+            .filter(|(_, b)| {
+                (b.mac.is_some() || service.mode != MODE_DSR)
+                    && b.weight > 0
+                    && b.state == BackendState::Serving
+            })
             .map(|(i, b)| {
                 (
                     i,
@@ -381,7 +452,7 @@ impl Programmer {
         maps.set_service(key, &info).map_err(ProgramError::Map)?;
 
         // 3. Only now retire backends that left the service.
-        let keep: Vec<SocketAddrV4> = service.backends.iter().map(|b| b.address).collect();
+        let keep: Vec<SocketAddr> = service.backends.iter().map(|b| b.address).collect();
         self.retire_backends(maps, key, &keep)?;
 
         Ok(SnapshotService {
@@ -390,6 +461,7 @@ impl Programmer {
             vip: service.vip,
             port: service.port,
             proto: service.proto,
+            mode: service.mode,
             backends: service
                 .backends
                 .iter()
@@ -414,11 +486,12 @@ impl Programmer {
         backend: &DesiredBackend,
     ) -> Result<u32, ProgramError<W::Error>> {
         let service_id = self.services[service].id;
+        let (addr, family) = map_address(backend.address.ip());
         let info_for = |generation: u32| BackendInfo {
-            addr: ipv4_addr_bytes(backend.address.ip().octets()),
+            addr,
             mac: backend.mac.unwrap_or([0; 6]),
             port: backend.address.port(),
-            family: FAMILY_IPV4,
+            family,
             flags: if backend.state == BackendState::Down {
                 0
             } else {
@@ -466,9 +539,9 @@ impl Programmer {
         &mut self,
         maps: &mut W,
         service: &ServiceKey,
-        keep: &[SocketAddrV4],
+        keep: &[SocketAddr],
     ) -> Result<(), ProgramError<W::Error>> {
-        let gone: Vec<(ServiceKey, SocketAddrV4)> = self
+        let gone: Vec<(ServiceKey, SocketAddr)> = self
             .backends
             .keys()
             .filter(|(s, a)| s == service && !keep.contains(a))

@@ -57,14 +57,14 @@ const RING: u32 = 13;
 fn service(port: u16, backends: &[(u8, u32)]) -> DesiredService {
     DesiredService {
         name: format!("svc{port}"),
-        vip: Ipv4Addr::new(198, 18, 0, 100),
+        vip: Ipv4Addr::new(198, 18, 0, 100).into(),
         port,
         proto: lb_common::PROTO_TCP,
         mode: lb_common::MODE_DSR,
         backends: backends
             .iter()
             .map(|&(last, weight)| DesiredBackend {
-                address: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, last), port),
+                address: SocketAddr::new(Ipv4Addr::new(198, 18, 0, last).into(), port),
                 weight,
                 mac: MAC,
                 state: BackendState::Serving,

@@ -4,11 +4,11 @@ use crate::{
     dataplane::{pin_dir, DataplaneError, LbMaps},
     programmer::Snapshot,
 };
-use lb_common::{GlobalCounters, TrafficCounters, BACKEND_ACTIVE, MODE_DSR, PROTO_TCP, PROTO_UDP};
+use lb_common::{GlobalCounters, TrafficCounters, BACKEND_ACTIVE, PROTO_TCP, PROTO_UDP};
 use serde::{Deserialize, Serialize};
 use std::{
     fmt::Write as _,
-    net::Ipv4Addr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
 };
 
@@ -37,7 +37,7 @@ pub struct StateFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendHealthStatus {
     pub service: String,
-    pub address: std::net::SocketAddrV4,
+    pub address: SocketAddr,
     /// "up", "down", or "unchecked" (no health_check configured).
     pub health: String,
     pub admin: crate::health::state::AdminState,
@@ -95,7 +95,7 @@ pub struct StatusReport {
 pub struct ServiceStatus {
     pub id: u32,
     pub name: Option<String>,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     pub protocol: String,
     pub mode: String,
@@ -110,7 +110,7 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackendStatus {
     pub id: u32,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub port: u16,
     /// "unresolved" until the neighbour is known.
     pub mac: String,
@@ -178,12 +178,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             .backend_stats
             .get(&id, 0)
             .map_err(map_err("lb_backend_stats"))?);
-        let address = Ipv4Addr::new(
-            backend.addr[0],
-            backend.addr[1],
-            backend.addr[2],
-            backend.addr[3],
-        );
+        let address = crate::programmer::address_from_map(backend.addr, backend.family);
         let known_service = snapshot
             .services
             .iter()
@@ -191,8 +186,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
         let known = known_service.and_then(|s| s.backends.iter().find(|b| b.id == id));
         let health = known_service.and_then(|s| {
             state.as_ref()?.health.iter().find(|h| {
-                h.service == s.name
-                    && h.address == std::net::SocketAddrV4::new(address, backend.port)
+                h.service == s.name && h.address == SocketAddr::new(address, backend.port)
             })
         });
         backends_by_service
@@ -235,17 +229,15 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
                 .iter()
                 .find(|s| s.id == info.id)
                 .map(|s| s.name.clone()),
-            vip: Ipv4Addr::new(key.addr[0], key.addr[1], key.addr[2], key.addr[3]),
+            vip: crate::programmer::address_from_map(key.addr, key.family),
             port: key.port,
             protocol: match key.proto {
                 PROTO_TCP => "tcp".into(),
                 PROTO_UDP => "udp".into(),
                 other => other.to_string(),
             },
-            mode: match info.mode {
-                MODE_DSR => "dsr".into(),
-                other => other.to_string(),
-            },
+            mode: crate::config::ForwardingMode::from_number(info.mode)
+                .map_or_else(|| info.mode.to_string(), |m| m.name().into()),
             table_size: info.ring_size,
             packets: counters.packets,
             bytes: counters.bytes,
@@ -322,7 +314,7 @@ pub fn render_table(report: &StatusReport) -> String {
             out,
             "{:<16} {:<26} {:<5} {:>6} {:>12} {:>14} {:>10}",
             s.name.as_deref().unwrap_or("-"),
-            format!("{}:{}/{}", s.vip, s.port, s.protocol),
+            format!("{}/{}", SocketAddr::new(s.vip, s.port), s.protocol),
             s.mode,
             s.table_size,
             s.packets,
@@ -334,7 +326,7 @@ pub fn render_table(report: &StatusReport) -> String {
                 out,
                 "  {:<14} {:<26} {:<17} w={:<4} {:>6} {:>12} {:>14} {:>10}  {}",
                 format!("backend {}", b.id),
-                format!("{}:{}", b.address, b.port),
+                SocketAddr::new(b.address, b.port).to_string(),
                 b.mac,
                 b.weight.map_or("-".into(), |w| w.to_string()),
                 b.slots.map_or("-".into(), |w| w.to_string()),

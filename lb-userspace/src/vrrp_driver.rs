@@ -443,11 +443,9 @@ impl VrrpDriver {
         if self.forwarding == on {
             return Ok(());
         }
-        let settings = LbSettings {
-            if_mac: self.interface.mac,
-            forwarding: u8::from(on),
-            _pad: 0,
-        };
+        // Read-modify-write: the other fields are the configuration's.
+        let mut settings: LbSettings = self.settings.get(&0, 0)?;
+        settings.forwarding = u8::from(on);
         self.settings.set(0, settings, 0)?;
         self.forwarding = on;
         info!(forwarding = on, "data plane switched");

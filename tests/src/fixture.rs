@@ -1,18 +1,30 @@
 //! Runs the real XDP program on crafted packets with BPF_PROG_TEST_RUN,
-//! with its maps filled by the same programmer `lbd` uses.
+//! with its maps filled by the same programmer `lbd` uses. The runs happen
+//! inside a namespace of their own, on its interface `fx0`, so that the
+//! NAT modes' `bpf_fib_lookup` sees a known, private routing table with
+//! permanent neighbour entries for the client and the backends.
+use crate::netns::Netns;
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{GlobalCounters, Outcome, TrafficCounters};
 use lbd::{
     dataplane::{Dataplane, LbMaps, MapSizes, MAIN_PROGRAM},
-    programmer::{DesiredBackend, DesiredService, Programmer},
+    programmer::{DesiredBackend, DesiredService, Programmer, Tunables},
 };
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 pub const LB_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+pub const LB_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 pub const RING: u32 = 251;
+
+/// Backend ports of the NAT fixtures (the services listen on 80 and 53).
+pub const NAT_TCP_PORT: u16 = 8080;
+pub const NAT_UDP_PORT: u16 = 5353;
 
 pub fn backend_mac(index: usize) -> [u8; 6] {
     [0x02, 0x00, 0x00, 0x00, 0x01, index as u8 + 1]
@@ -20,6 +32,43 @@ pub fn backend_mac(index: usize) -> [u8; 6] {
 
 pub fn backend_ip(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 11 + index as u8)
+}
+
+pub fn backend_ip6(index: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x11 + index as u16)
+}
+
+/// The VIP, client and backend `index` of a family.
+pub fn vip(v6: bool) -> IpAddr {
+    if v6 {
+        VIP6.into()
+    } else {
+        VIP.into()
+    }
+}
+
+pub fn client(v6: bool) -> IpAddr {
+    if v6 {
+        CLIENT6.into()
+    } else {
+        CLIENT.into()
+    }
+}
+
+pub fn lb_addr(v6: bool) -> IpAddr {
+    if v6 {
+        LB_ADDR6.into()
+    } else {
+        LB_ADDR.into()
+    }
+}
+
+pub fn backend(v6: bool, index: usize) -> IpAddr {
+    if v6 {
+        backend_ip6(index).into()
+    } else {
+        backend_ip(index).into()
+    }
 }
 
 /// A broadcast ARP request from the client for the VIP.
@@ -38,52 +87,81 @@ pub fn arp_request_for_vip() -> Vec<u8> {
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// Backends the fixture namespace has permanent neighbour entries for;
+/// higher indexes are unresolved (the FIB answers "no neighbour").
+pub const RESOLVED_BACKENDS: usize = 8;
 
 pub struct Harness {
     pub dataplane: Dataplane,
     pub maps: LbMaps,
     pub programmer: Programmer,
     pub services: Vec<DesiredService>,
+    pub tunables: Tunables,
+    netns: Netns,
+    ifindex: u32,
 }
 
 impl Harness {
-    /// The XDP program with two services on VIP: TCP 80 and UDP 53, each
-    /// with `backends` backends of weight 1.
+    /// The XDP program with two IPv4 `dsr` services on VIP: TCP 80 and
+    /// UDP 53, each with `backends` backends of weight 1.
     pub fn new(backends: usize) -> anyhow::Result<Self> {
+        Self::with_mode(lb_common::MODE_DSR, false, backends)
+    }
+
+    /// As [`Harness::new`] for any mode and family. In `nat` and `fullnat`
+    /// the backends listen on other ports (8080, 5353), so that port
+    /// translation shows in every fixture.
+    pub fn with_mode(mode: u8, v6: bool, backends: usize) -> anyhow::Result<Self> {
+        let netns = fixture_namespace()?;
+        let ifindex = interface_index(&netns)?;
         let sizes = MapSizes {
             max_services: 8,
-            max_backends: 32,
+            max_backends: 64,
             ring_size: RING,
             conntrack_entries: 1024,
         };
         let mut dataplane = Dataplane::load(lbd::dataplane::embedded_object()?, &sizes)?;
         let mut maps = dataplane.take_maps(None)?;
         let mut programmer = Programmer::new(RING, sizes.max_services, sizes.max_backends);
-        programmer.set_settings(&mut maps, LB_MAC, true)?;
-        let services = [(80, lb_common::PROTO_TCP), (53, lb_common::PROTO_UDP)]
-            .into_iter()
-            .map(|(port, proto)| DesiredService {
-                name: format!("svc{port}"),
-                vip: VIP,
-                port,
-                proto,
-                mode: lb_common::MODE_DSR,
-                backends: (0..backends)
-                    .map(|i| DesiredBackend {
-                        address: SocketAddrV4::new(backend_ip(i), port),
-                        weight: 1,
-                        mac: Some(backend_mac(i)),
-                        state: lbd::programmer::BackendState::Serving,
-                    })
-                    .collect(),
-            })
-            .collect::<Vec<_>>();
+        let tunables = Tunables {
+            snat_v4: Some(LB_ADDR),
+            snat_v6: Some(LB_ADDR6),
+            ..Tunables::default()
+        };
+        programmer.set_settings(&mut maps, LB_MAC, true, &tunables)?;
+        let dsr = mode == lb_common::MODE_DSR;
+        let services = [
+            (80, NAT_TCP_PORT, lb_common::PROTO_TCP),
+            (53, NAT_UDP_PORT, lb_common::PROTO_UDP),
+        ]
+        .into_iter()
+        .map(|(port, nat_port, proto)| DesiredService {
+            name: format!("svc{port}"),
+            vip: vip(v6),
+            port,
+            proto,
+            mode,
+            backends: (0..backends)
+                .map(|i| DesiredBackend {
+                    address: SocketAddr::new(backend(v6, i), if dsr { port } else { nat_port }),
+                    weight: 1,
+                    mac: Some(backend_mac(i)),
+                    state: lbd::programmer::BackendState::Serving,
+                })
+                .collect(),
+        })
+        .collect::<Vec<_>>();
         programmer.apply(&mut maps, &services)?;
         Ok(Harness {
             dataplane,
             maps,
             programmer,
             services,
+            tunables,
+            netns,
+            ifindex,
         })
     }
 
@@ -92,17 +170,34 @@ impl Harness {
         Ok(())
     }
 
-    /// Runs the program once; returns (action, output frame).
+    pub fn set_tunables(&mut self, tunables: Tunables, forwarding: bool) -> anyhow::Result<()> {
+        self.programmer
+            .set_settings(&mut self.maps, LB_MAC, forwarding, &tunables)?;
+        self.tunables = tunables;
+        Ok(())
+    }
+
+    /// Runs the program once on `fx0`; returns (action, output frame).
     pub fn run(&mut self, packet: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
-        let mut out = vec![0u8; packet.len() + 256];
         let program = self.dataplane.program(MAIN_PROGRAM)?;
-        let result = program.test_run(TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })?;
-        out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        // The kernel requires data_end = the packet's length.
+        let mut context = [0u8; 24];
+        context[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
+        context[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
+        let ifindex_context = context;
+        self.netns.run_in(|| {
+            let mut out = vec![0u8; packet.len() + 256];
+            let result = program.test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ifindex_context),
+                ..TestRunOptions::default()
+            })?;
+            out.truncate(result.data_size_out as usize);
+            Ok((result.return_value, out))
+        })?
     }
 
     pub fn global(&self) -> anyhow::Result<GlobalCounters> {
@@ -133,4 +228,54 @@ impl Harness {
         }
         Ok(total)
     }
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    lbd::status::format_mac(mac)
+}
+
+fn interface_index(netns: &Netns) -> anyhow::Result<u32> {
+    netns
+        .run_in(|| nix::net::if_::if_nametoindex("fx0"))?
+        .map_err(|e| anyhow::anyhow!("fx0: {e}"))
+}
+
+/// A namespace with `fx0` (our MAC, 198.18.0.1/24, fd00::1/64) whose peer
+/// is up, forwarding on, and permanent neighbour entries for the client
+/// and the first [`RESOLVED_BACKENDS`] backends of both families.
+fn fixture_namespace() -> anyhow::Result<Netns> {
+    let netns = Netns::create("fx")?;
+    netns.ip(&["link", "add", "fx0", "type", "veth", "peer", "name", "fx1"])?;
+    let mac = mac_text(LB_MAC);
+    netns.ip(&["link", "set", "fx0", "address", &mac])?;
+    for scope in ["all", "default"] {
+        netns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+        netns.sysctl(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;
+    }
+    netns.sysctl("net.ipv4.conf.all.forwarding", "1")?;
+    netns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+    netns.ip(&["addr", "add", "198.18.0.1/24", "dev", "fx0"])?;
+    netns.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "fx0", "nodad"])?;
+    netns.ip(&["link", "set", "fx1", "up"])?;
+    netns.ip(&["link", "set", "fx0", "up"])?;
+    let mut neighbours: Vec<(IpAddr, [u8; 6])> =
+        vec![(CLIENT.into(), CLIENT_MAC), (CLIENT6.into(), CLIENT_MAC)];
+    for i in 0..RESOLVED_BACKENDS {
+        neighbours.push((backend_ip(i).into(), backend_mac(i)));
+        neighbours.push((backend_ip6(i).into(), backend_mac(i)));
+    }
+    for (address, mac) in neighbours {
+        netns.ip(&[
+            "neigh",
+            "replace",
+            &address.to_string(),
+            "lladdr",
+            &mac_text(mac),
+            "dev",
+            "fx0",
+            "nud",
+            "permanent",
+        ])?;
+    }
+    Ok(netns)
 }

@@ -130,7 +130,7 @@ fn dsr_balances_real_tcp_and_udp_by_maglev_and_counts_exactly() {
         let expected = tally(answers);
         let mut packets = 0;
         for backend in &svc.backends {
-            let name = backend_name((backend.address.octets()[3] - 11) as usize);
+            let name = backend_name((last_octet(backend.address) - 11) as usize);
             assert_eq!(
                 backend.new_flows, expected[&name],
                 "{}: new flows of {name}",
@@ -473,4 +473,11 @@ fn a_daemon_restart_keeps_forwarding_and_keeps_connections() {
         "{}",
         lab.lbd_log()
     );
+}
+
+fn last_octet(address: std::net::IpAddr) -> u8 {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.octets()[3],
+        std::net::IpAddr::V6(v6) => v6.octets()[15],
+    }
 }

@@ -45,7 +45,7 @@ fn backend_of<'r>(
     let last = 11 + name.trim_start_matches('b').parse::<u8>().expect("bN") - 1;
     svc.backends
         .iter()
-        .find(|b| b.address.octets()[3] == last)
+        .find(|b| b.address == std::net::IpAddr::from([198, 18, 0, last]))
         .expect("backend")
 }
 

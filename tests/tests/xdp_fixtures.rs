@@ -4,6 +4,7 @@
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
 use lb_tests::{fixture::*, predict::maglev_choice};
+use lbd::programmer::Tunables;
 use std::net::Ipv4Addr;
 
 const BACKENDS: usize = 3;
@@ -185,10 +186,10 @@ fn fixtures() -> Vec<Fixture> {
             outcome: Outcome::PassNotIp,
         },
         Fixture {
-            description: "IPv6: passed (no IPv6 services yet)",
+            description: "IPv6 to an address with no service: passed",
             expect: Expect::Pass,
             input: ipv6,
-            outcome: Outcome::PassIpv6,
+            outcome: Outcome::PassNotService,
         },
         Fixture {
             description: "truncated IPv4 header",
@@ -357,7 +358,7 @@ fn a_flow_keeps_its_backend_when_a_backend_is_added() {
     assert_eq!((action, &out[..6]), (XDP_TX, &backend_mac(original)[..]));
     for service in &mut harness.services {
         let mut backend = service.backends[0].clone();
-        backend.address.set_ip(backend_ip(BACKENDS));
+        backend.address.set_ip(backend_ip(BACKENDS).into());
         backend.mac = Some(backend_mac(BACKENDS));
         service.backends.push(backend);
     }
@@ -431,7 +432,7 @@ fn an_all_ports_service_catches_other_ports_and_an_exact_port_wins() {
     all_ports.name = "all".into();
     all_ports.port = 0;
     all_ports.backends.truncate(1);
-    all_ports.backends[0].address.set_ip(backend_ip(9));
+    all_ports.backends[0].address.set_ip(backend_ip(9).into());
     all_ports.backends[0].mac = Some(backend_mac(9));
     harness.services.push(all_ports);
     harness.apply().unwrap();
@@ -464,7 +465,7 @@ fn a_standby_node_passes_service_traffic_and_counts_it() {
     let mut harness = Harness::new(BACKENDS).unwrap();
     harness
         .programmer
-        .set_settings(&mut harness.maps, LB_MAC, false)
+        .set_settings(&mut harness.maps, LB_MAC, false, &Tunables::default())
         .unwrap();
     let syn = tcp(48000, VIP, 80, true);
     let (action, out) = harness.run(&syn).unwrap();
@@ -476,7 +477,7 @@ fn a_standby_node_passes_service_traffic_and_counts_it() {
     );
     harness
         .programmer
-        .set_settings(&mut harness.maps, LB_MAC, true)
+        .set_settings(&mut harness.maps, LB_MAC, true, &Tunables::default())
         .unwrap();
     let (action, _) = harness.run(&syn).unwrap();
     assert_eq!(action, XDP_TX);

@@ -8,14 +8,14 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
 use tokio::net::TcpStream;
 
 /// Runs `check` against `address:port` (or the check's own target) once.
-pub async fn run(check: &HealthCheck, address: Ipv4Addr, port: u16) -> CheckResult {
+pub async fn run(check: &HealthCheck, address: IpAddr, port: u16) -> CheckResult {
     let target = SocketAddr::from((check.address.unwrap_or(address), check.port.unwrap_or(port)));
     let start = Instant::now();
     let outcome = tokio::time::timeout(check.timeout, probe(&check.kind, target)).await;

@@ -2,7 +2,7 @@
 //! service options that go with them, validated by the config validator.
 use crate::config::Validator;
 use serde::Deserialize;
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::IpAddr, time::Duration};
 use toml::Spanned;
 
 /// A resolved check for one backend.
@@ -14,7 +14,7 @@ pub struct HealthCheck {
     pub rise: u32,
     pub fall: u32,
     /// Probe this address instead of the backend's.
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     /// Probe this port instead of the backend's.
     pub port: Option<u16>,
 }
@@ -220,7 +220,7 @@ impl Validator<'_> {
                     self.error(
                         a,
                         format!("{field}.address"),
-                        format!("\"{}\" is not an IPv4 address", a.get_ref()),
+                        format!("\"{}\" is not an IP address", a.get_ref()),
                     );
                     None
                 }
