@@ -80,6 +80,8 @@ pub struct Packet {
     pub l3_offset: usize,
     pub l3_header_len: usize,
     pub l4_offset: usize,
+    /// End of the IP packet (Ethernet padding may follow).
+    pub ip_end: usize,
     /// TCP flags byte (0 for UDP and ICMP).
     pub tcp_flags: u8,
     /// Where the quote of an ICMP error is (see [`Packet::icmp`]). Not an
@@ -188,6 +190,7 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize, packet: &mut Packet) -> Result
         l3_offset,
         l3_header_len: header_len,
         l4_offset,
+        ip_end: l3_offset + total_len,
         tcp_flags: 0,
         quote: IcmpError {
             inner_l3_offset: 0,
@@ -230,6 +233,7 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize, packet: &mut Packet) -> Result
         l3_offset,
         l3_header_len: Ipv6Hdr::LEN,
         l4_offset,
+        ip_end: l4_offset + l4_len,
         tcp_flags: 0,
         quote: IcmpError {
             inner_l3_offset: 0,

@@ -101,6 +101,8 @@ pub struct Rewrite<'a> {
     outer_ip: Delta,
     l4: Delta,
     inner_ip: Delta,
+    /// The quoted TCP/UDP checksum's change (addresses and ports).
+    inner_l4: Delta,
 }
 
 impl<'a> Rewrite<'a> {
@@ -112,6 +114,7 @@ impl<'a> Rewrite<'a> {
             outer_ip: Delta::default(),
             l4: Delta::default(),
             inner_ip: Delta::default(),
+            inner_l4: Delta::default(),
         }
     }
 
@@ -180,8 +183,10 @@ impl<'a> Rewrite<'a> {
                 let offset = self.addr_offset(icmp.inner_l3_offset, true);
                 let delta = self.replace_addr(offset, &to.addr)?;
                 self.inner_ip.add(delta);
+                self.inner_l4.add(delta);
                 self.l4.add(delta);
                 let delta = self.replace_port(icmp.inner_l4_offset, to.port)?;
+                self.inner_l4.add(delta);
                 self.l4.add(delta);
             }
         }
@@ -206,8 +211,10 @@ impl<'a> Rewrite<'a> {
                 let offset = self.addr_offset(icmp.inner_l3_offset, false);
                 let delta = self.replace_addr(offset, &from.addr)?;
                 self.inner_ip.add(delta);
+                self.inner_l4.add(delta);
                 self.l4.add(delta);
                 let delta = self.replace_port(icmp.inner_l4_offset + 2, from.port)?;
+                self.inner_l4.add(delta);
                 self.l4.add(delta);
             }
         }
@@ -246,6 +253,25 @@ impl<'a> Rewrite<'a> {
                     if words < 0 {
                         return Err(Outcome::PassMalformedL4);
                     }
+                    let old = ((words >> 16) as u16).to_be_bytes();
+                    let new = (words as u16).to_be_bytes();
+                    self.l4.replace(&old, &new);
+                }
+                // The quoted TCP/UDP checksum, when the quote holds it
+                // (always for UDP's 8 bytes; for TCP only if the sender
+                // quoted more): the client's stack may check it.
+                let (offset, zero_means_none) = if packet.flow.proto == PROTO_UDP {
+                    (icmp.inner_l4_offset + UDP_CHECKSUM, self.is_ipv4())
+                } else {
+                    (icmp.inner_l4_offset + TCP_CHECKSUM, false)
+                };
+                let quoted = offset + 2 <= packet.ip_end;
+                let words = if quoted {
+                    checksum::update_at(self.inner_l4.raw(), ctx, offset, zero_means_none)
+                } else {
+                    -1
+                };
+                if words >= 0 {
                     let old = ((words >> 16) as u16).to_be_bytes();
                     let new = (words as u16).to_be_bytes();
                     self.l4.replace(&old, &new);

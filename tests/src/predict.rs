@@ -1,8 +1,11 @@
 //! What the data plane will choose, computed in userspace with the same
 //! hash and Maglev table: tests predict every flow's backend exactly.
-use lb_common::{hash::flow_hash, ipv4_addr_bytes, FlowKey, FAMILY_IPV4};
-use lbd::maglev::{build_table, MaglevBackend};
-use std::net::Ipv4Addr;
+use lb_common::{hash::flow_hash, FlowKey};
+use lbd::{
+    maglev::{build_table, MaglevBackend},
+    programmer::map_address,
+};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Index into `backends` (all weight 1, each at `port`) that a flow from
 /// `client:source_port` to `vip:port` lands on, with a table of `ring`.
@@ -15,22 +18,54 @@ pub fn maglev_choice(
     backends: &[Ipv4Addr],
     ring: u32,
 ) -> usize {
-    let flow = FlowKey {
-        src: ipv4_addr_bytes(client.octets()),
-        dst: ipv4_addr_bytes(vip.octets()),
-        src_port: source_port,
-        dst_port: port,
+    let backends: Vec<SocketAddr> = backends
+        .iter()
+        .map(|b| SocketAddr::new((*b).into(), port))
+        .collect();
+    maglev_choice_for(
+        client.into(),
+        source_port,
+        vip.into(),
+        port,
         proto,
-        family: FAMILY_IPV4,
-        _pad: [0; 2],
-    };
+        &backends,
+        ring,
+    )
+}
+
+/// As [`maglev_choice`], for either family and backends on any port.
+pub fn maglev_choice_for(
+    client: IpAddr,
+    source_port: u16,
+    vip: IpAddr,
+    port: u16,
+    proto: u8,
+    backends: &[SocketAddr],
+    ring: u32,
+) -> usize {
+    let flow = flow_key(client, source_port, vip, port, proto);
     let list: Vec<MaglevBackend> = backends
         .iter()
         .map(|address| MaglevBackend {
-            identity: format!("{address}:{port}"),
+            identity: address.to_string(),
             weight: 1,
         })
         .collect();
     let table = build_table(&list, ring);
     table[(flow_hash(&flow) % ring) as usize] as usize
+}
+
+/// The connection-table key of a flow as the client sends it.
+pub fn flow_key(client: IpAddr, source_port: u16, vip: IpAddr, port: u16, proto: u8) -> FlowKey {
+    let (src, family) = map_address(client);
+    let (dst, _) = map_address(vip);
+    FlowKey {
+        src,
+        dst,
+        src_port: source_port,
+        dst_port: port,
+        proto,
+        family,
+        _pad: [0; 2],
+    }
 }
