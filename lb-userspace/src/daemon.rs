@@ -426,13 +426,13 @@ fn enable_forwarding(config: &Config) {
     }
 }
 
-/// Backends whose MAC the data plane needs: those of `dsr` services (the
-/// NAT modes ask the kernel's FIB for the next hop instead).
+/// Backends whose neighbour entry matters: a `dsr` backend's MAC goes into
+/// the maps; the NAT modes take the next hop from the kernel's FIB, which
+/// answers only for neighbours the kernel knows (see [`resolve`]).
 fn backend_addresses(config: &Config) -> Vec<IpAddr> {
     let mut all: Vec<IpAddr> = config
         .services
         .iter()
-        .filter(|s| s.mode == ForwardingMode::Dsr)
         .flat_map(|s| s.backends.iter().map(|b| b.address))
         .collect();
     all.sort();
@@ -462,24 +462,40 @@ async fn resolve(
         .filter(|t| !found.contains_key(t))
         .copied()
         .collect();
-    for target in &missing {
-        if interface.source_for(*target).is_none() {
-            warn!(backend = %target, interface = %interface.name,
-                "backend is not on a subnet of the interface; DSR needs it on the same link");
-        }
-    }
+    // Off-link backends: a nat/fullnat one is reached through a router
+    // (the FIB's business); a dsr one cannot work.
+    let missing: Vec<IpAddr> = missing
+        .into_iter()
+        .filter(|t| interface.source_for(*t).is_some())
+        .collect();
+    let interface_index = interface.index;
     if !missing.is_empty() {
         let interface = interface.clone();
         let asked = missing.clone();
         match tokio::task::spawn_blocking(move || neighbour::solicit(&interface, &asked, ARP_WAIT))
             .await
         {
-            Ok(Ok(answers)) => found.extend(answers),
+            Ok(Ok(answers)) => {
+                // The kernel ignores answers to solicitations it did not
+                // send; tell it (as "stale": it re-checks on its own use).
+                // Without the entry, bpf_fib_lookup answers "no neighbour"
+                // for every nat/fullnat packet to this backend, and a
+                // fullnat one, whose source is our own address, would then
+                // be dropped by the kernel as a martian.
+                for (ip, mac) in &answers {
+                    if let Err(e) =
+                        neighbour::teach_kernel(handle, interface_index, *ip, *mac).await
+                    {
+                        warn!(backend = %ip, "adding the neighbour entry: {e}");
+                    }
+                }
+                found.extend(answers)
+            }
             Ok(Err(e)) => warn!("neighbour resolution: {e}"),
             Err(e) => warn!("neighbour resolution task: {e}"),
         }
         for target in missing.iter().filter(|t| !found.contains_key(t)) {
-            warn!(backend = %target, "no ARP / neighbour advertisement reply yet; the dsr backend gets no traffic until it answers");
+            warn!(backend = %target, "no ARP / neighbour advertisement reply yet (a dsr backend gets no traffic until it answers)");
         }
     }
     found

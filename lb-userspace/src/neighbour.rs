@@ -206,6 +206,26 @@ pub async fn kernel_neighbours(
     Ok(found)
 }
 
+/// Adds (or refreshes) `ip` -> `mac` in the kernel's neighbour table as
+/// "stale": usable at once, and verified by the kernel itself the next
+/// time it sends there.
+pub async fn teach_kernel(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+    ip: IpAddr,
+    mac: [u8; 6],
+) -> Result<(), NeighbourError> {
+    handle
+        .neighbours()
+        .add(ifindex, ip)
+        .link_layer_address(&mac)
+        .state(NeighbourState::Stale)
+        .replace()
+        .execute()
+        .await?;
+    Ok(())
+}
+
 /// Sends one ARP request (IPv4) or neighbour solicitation (IPv6) per
 /// target and collects the answers that arrive within `wait`. Blocking:
 /// call it from a blocking thread.

@@ -3,6 +3,7 @@
 pub mod fixture;
 pub mod ha;
 pub mod leaks;
+pub mod modes_lab;
 pub mod netns;
 pub mod nft;
 pub mod predict;

@@ -32,6 +32,31 @@ fn bound_tcp(source: SocketAddrV4, target: SocketAddrV4) -> anyhow::Result<TcpSt
     Ok(stream)
 }
 
+/// A TCP connection from `source` (either family) to `target`.
+pub fn bound_tcp_any(source: SocketAddr, target: SocketAddr) -> anyhow::Result<TcpStream> {
+    // std cannot bind before connecting: a raw socket, for both families.
+    use nix::sys::socket::{
+        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType,
+        SockaddrStorage,
+    };
+    use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+    let family = if source.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrStorage::from(source))?;
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(target))
+        .with_context(|| format!("connect {source} -> {target}"))?;
+    // SAFETY: `fd` is a fresh, owned, connected socket.
+    let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    Ok(stream)
+}
+
 /// A TCP connection through the VIP that can ask, at any time, which
 /// backend it is on.
 pub struct HeldConnection {

@@ -1,0 +1,185 @@
+//! Every forwarding mode end to end, over IPv4 and IPv6, in namespaces:
+//! real TCP connections and UDP queries through the VIPs, with the
+//! backends reporting the source address they saw. Needs root.
+use lb_tests::{
+    modes_lab::{
+        backend4, backend6, Mode, ModesLab, CLIENT4, CLIENT6, LB4, LB6, SNAT_PORTS, VIP4, VIP6,
+    },
+    predict::maglev_choice_for,
+    topology::lbd_binary,
+};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+const BACKENDS: usize = 3;
+const FLOWS: u16 = 12;
+
+/// The backend name Maglev puts the flow on (table size as configured).
+fn predicted(mode: Mode, vip: IpAddr, source_port: u16, port: u16, proto: u8) -> String {
+    let (tcp, udp) = mode.backend_ports();
+    let backend_port = if proto == lb_common::PROTO_TCP {
+        tcp
+    } else {
+        udp
+    };
+    let backends: Vec<SocketAddr> = (0..BACKENDS)
+        .map(|i| {
+            let ip: IpAddr = if vip.is_ipv4() {
+                backend4(i).into()
+            } else {
+                backend6(i).into()
+            };
+            SocketAddr::new(ip, backend_port)
+        })
+        .collect();
+    let client: IpAddr = if vip.is_ipv4() {
+        CLIENT4.into()
+    } else {
+        CLIENT6.into()
+    };
+    let index = maglev_choice_for(client, source_port, vip, port, proto, &backends, 251);
+    format!("b{}", index + 1)
+}
+
+/// TCP and UDP over both families: every answer from the predicted
+/// backend, which saw the source `expect_source` says it must.
+fn exercise(lab: &ModesLab, expect_source: impl Fn(IpAddr, u16, &SocketAddr) -> bool) {
+    for vip in [IpAddr::from(VIP4), IpAddr::from(VIP6)] {
+        for source_port in 40000..40000 + FLOWS {
+            let (name, peer) = lab.tcp_ask(vip, source_port).unwrap_or_else(|e| {
+                panic!(
+                    "{:?} TCP {vip} from {source_port}: {e:#}\n{}",
+                    lab.mode,
+                    lab.lbd_log()
+                )
+            });
+            assert_eq!(
+                name,
+                predicted(lab.mode, vip, source_port, 80, lb_common::PROTO_TCP),
+                "{:?} TCP {vip} from port {source_port}",
+                lab.mode
+            );
+            assert!(
+                expect_source(vip, source_port, &peer),
+                "{:?} TCP {vip} from port {source_port}: backend saw {peer}",
+                lab.mode
+            );
+            let (name, peer) = lab
+                .udp_ask(vip, source_port)
+                .unwrap_or_else(|e| panic!("{:?} UDP {vip} from {source_port}: {e:#}", lab.mode));
+            assert_eq!(
+                name,
+                predicted(lab.mode, vip, source_port, 53, lb_common::PROTO_UDP),
+                "{:?} UDP {vip} from port {source_port}",
+                lab.mode
+            );
+            assert!(
+                expect_source(vip, source_port, &peer),
+                "{:?} UDP {vip} from port {source_port}: backend saw {peer}",
+                lab.mode
+            );
+        }
+    }
+}
+
+fn client_of(vip: IpAddr) -> IpAddr {
+    if vip.is_ipv4() {
+        CLIENT4.into()
+    } else {
+        CLIENT6.into()
+    }
+}
+
+fn counter(lab: &ModesLab, name: &str) -> u64 {
+    let report = lab.status(&lbd_binary()).unwrap();
+    report
+        .global
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| *v)
+}
+
+#[test]
+fn dsr_over_ipv4_and_ipv6_keeps_client_addresses() {
+    let mut lab = ModesLab::build(Mode::Dsr, BACKENDS).unwrap();
+    lab.start_lbd(&lbd_binary(), &lab.config("")).unwrap();
+    exercise(&lab, |vip, port, peer| {
+        *peer == SocketAddr::new(client_of(vip), port)
+    });
+    assert!(counter(&lab, "tx_dsr") > 0);
+    // IPv6 dsr backends were resolved by neighbour solicitation.
+    let report = lab.status(&lbd_binary()).unwrap();
+    for service in report.services.iter().filter(|s| s.vip.is_ipv6()) {
+        assert!(service.backends.iter().all(|b| b.mac != "unresolved"));
+    }
+}
+
+#[test]
+fn nat_keeps_client_addresses_with_backends_routing_via_the_lb() {
+    let mut lab = ModesLab::build(Mode::Nat, BACKENDS).unwrap();
+    lab.start_lbd(&lbd_binary(), &lab.config("")).unwrap();
+    exercise(&lab, |vip, port, peer| {
+        *peer == SocketAddr::new(client_of(vip), port)
+    });
+    // Replies were translated by XDP, not by the kernel: every packet
+    // past each flow's first went out with XDP_TX.
+    assert!(counter(&lab, "tx_nat") > 0);
+    assert!(counter(&lab, "tx_nat_reply") > 0);
+}
+
+#[test]
+fn fullnat_backends_without_a_route_to_the_client_still_answer() {
+    let mut lab = ModesLab::build(Mode::Fullnat, BACKENDS).unwrap();
+    for backend in &lab.backends {
+        assert!(
+            backend.ip(&["route", "get", &CLIENT4.to_string()]).is_err(),
+            "the backend must not be able to reach the client"
+        );
+    }
+    lab.start_lbd(&lbd_binary(), &lab.config("")).unwrap();
+    exercise(&lab, |vip, _, peer| {
+        let ours: IpAddr = if vip.is_ipv4() {
+            LB4.into()
+        } else {
+            LB6.into()
+        };
+        peer.ip() == ours && (SNAT_PORTS.0..=SNAT_PORTS.1).contains(&peer.port())
+    });
+    assert!(counter(&lab, "tx_nat_reply") > 0);
+}
+
+#[test]
+fn idle_udp_flows_expire_and_are_collected() {
+    let mut lab = ModesLab::build(Mode::Fullnat, 1).unwrap();
+    lab.start_lbd(&lbd_binary(), &lab.config("udp_timeout = 1"))
+        .unwrap();
+    let lbd = lbd_binary();
+    let idle = lab.status(&lbd).unwrap().flows;
+    for source_port in 41000..41005 {
+        lab.udp_ask(VIP4.into(), source_port).unwrap();
+    }
+    let busy = lab.status(&lbd).unwrap().flows;
+    assert!(
+        busy >= idle + 5,
+        "five UDP flows in the table ({idle} -> {busy})"
+    );
+    // udp_timeout 1 s, collected every second: gone within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let now = lab.status(&lbd).unwrap().flows;
+        if now <= idle {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "idle UDP flows still in the table: {now}\n{}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A new query after expiry works (and gets a fresh source port).
+    let (_, peer) = lab.udp_ask(VIP4.into(), 41000).unwrap();
+    assert_eq!(peer.ip(), IpAddr::from(LB4));
+}
