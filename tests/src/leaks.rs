@@ -1,4 +1,4 @@
-//! Checks that a run left no namespace, pin or process behind.
+//! Checks that a run left no namespace, pin, run file or process behind.
 use anyhow::bail;
 use std::process::Command;
 
@@ -26,6 +26,20 @@ pub fn assert_nothing_left() -> anyhow::Result<()> {
         .unwrap_or_default();
     if !pins.is_empty() {
         bail!("pinned BPF objects left behind: {}", pins.join(" "));
+    }
+    let run_files: Vec<String> = std::fs::read_dir("/run/lbd")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(NETNS_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !run_files.is_empty() {
+        bail!(
+            "state, lock or control files left in /run/lbd: {}",
+            run_files.join(" ")
+        );
     }
     let out = Command::new("pgrep")
         .args(["-f", "lbd run -c /tmp/lbt"])

@@ -98,7 +98,7 @@ impl Drop for ModesLab {
             }
             let _ = std::fs::remove_dir(&pins);
         }
-        for suffix in ["json", "lock"] {
+        for suffix in ["json", "lock", "sock"] {
             let _ = std::fs::remove_file(format!("/run/lbd/{}.{suffix}", self.instance));
         }
     }

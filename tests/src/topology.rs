@@ -108,7 +108,7 @@ impl Drop for LbNode {
             }
             let _ = std::fs::remove_dir(&pins);
         }
-        for suffix in ["json", "lock"] {
+        for suffix in ["json", "lock", "sock"] {
             let _ = std::fs::remove_file(format!("/run/lbd/{}.{suffix}", self.instance));
         }
     }
