@@ -10,7 +10,10 @@ use lbd::{
     dataplane::{Dataplane, LbMaps, MapSizes, MAIN_PROGRAM},
     programmer::{DesiredBackend, DesiredService, Programmer, Tunables},
 };
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
 pub const LB_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
@@ -88,6 +91,9 @@ pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
+
+/// The MAC the fixture namespace's neighbour table gives the VIPs.
+pub const VIP_NEIGHBOUR_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x02, 0x00];
 
 /// Backends the fixture namespace has permanent neighbour entries for;
 /// higher indexes are unresolved (the FIB answers "no neighbour").
@@ -197,6 +203,27 @@ impl Harness {
             })?;
             out.truncate(result.data_size_out as usize);
             Ok((result.return_value, out))
+        })?
+    }
+
+    /// Runs the program `repeat` times on one buffer (each run sees the
+    /// previous run's output); returns the kernel's mean time per run.
+    pub fn time_repeated(&mut self, packet: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let program = self.dataplane.program(MAIN_PROGRAM)?;
+        let mut context = [0u8; 24];
+        context[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
+        context[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
+        let ifindex_context = context;
+        self.netns.run_in(|| {
+            let mut out = vec![0u8; packet.len() + 256];
+            let result = program.test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ifindex_context),
+                repeat,
+                ..TestRunOptions::default()
+            })?;
+            Ok(result.duration)
         })?
     }
 

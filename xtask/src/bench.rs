@@ -6,8 +6,9 @@
 //! - wrk keep-alive requests/s and latency, wrk `Connection: close`
 //!   connections/s and iperf3 Gbit/s, through: a backend directly (the
 //!   limit), the same with an XDP_PASS program on its interface (what merely
-//!   attaching XDP costs on veth), lbd in DSR mode, HAProxy 2.6 in `mode
-//!   tcp`, and nftables DNAT (with masquerade, so replies return);
+//!   attaching XDP costs on veth), lbd in each mode (dsr, nat, fullnat),
+//!   HAProxy 2.6 in `mode tcp`, and nftables DNAT (with masquerade, so
+//!   replies return);
 //! - lbd's peak RSS;
 //! - VRRP failover: from cutting the master's link to the first reply
 //!   through the new master, for keepalived + HAProxy and for lbd at 1 s
@@ -27,6 +28,9 @@ const NGINX_PORT: u16 = 8081;
 const IPERF_PORT: u16 = 5201;
 /// HAProxy and nftables listen here (on the LB), lbd serves VIP.
 const VIP2: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 101);
+/// lbd's `nat` and `fullnat` services (VIP is its `dsr` one).
+const VIP_NAT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 102);
+const VIP_FULLNAT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 103);
 const WRK_SECONDS: &str = "5s";
 const IPERF_SECONDS: &str = "5";
 
@@ -45,8 +49,10 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     xdp_costs(&mut rows)?;
     println!("bench: building the lab");
     let mut lab = DsrLab::build(3)?;
-    lab.lb()
-        .ip(&["addr", "add", &format!("{VIP2}/32"), "dev", "eth0"])?;
+    for extra in [VIP2, VIP_NAT, VIP_FULLNAT] {
+        lab.lb()
+            .ip(&["addr", "add", &format!("{extra}/32"), "dev", "eth0"])?;
+    }
     let _servers = start_servers(&lab)?;
     lab.write_config(&config(&lab))?;
     lab.start_lbd(lbd)?;
@@ -65,6 +71,27 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         )?;
     }
     measure(&lab, &mut rows, "lbd dsr", &VIP.to_string(), false)?;
+    {
+        // nat: the backends' replies must come back through the LB. The
+        // client shares their subnet, so a host route sends them there.
+        let client = lb_tests::topology::CLIENT_ADDR.to_string();
+        let lb = lb_tests::topology::LB_ADDR.to_string();
+        for backend in &lab.backends {
+            backend.ns.ip(&["route", "add", &client, "via", &lb])?;
+        }
+        let result = measure(&lab, &mut rows, "lbd nat", &VIP_NAT.to_string(), false);
+        for backend in &lab.backends {
+            backend.ns.ip(&["route", "del", &client])?;
+        }
+        result?;
+    }
+    measure(
+        &lab,
+        &mut rows,
+        "lbd fullnat",
+        &VIP_FULLNAT.to_string(),
+        false,
+    )?;
     let rss = peak_rss(lab.lbd_pid().context("lbd pid")?)?;
     rows.push(Row {
         what: "lbd peak RSS".into(),
@@ -157,23 +184,26 @@ const NOTES: &str = "Notes:\n\
 - `direct to one backend` is one nginx with one worker; the lbd, HAProxy and nftables rows spread requests over three such backends, so a request-rate ratio above 1x only means the load balancer was not the bottleneck there. iperf3 is one flow to one backend on every path.\n\
 - `direct, XDP_PASS on the backend` shows what merely attaching an XDP program to a veth costs (GRO and TSO are lost); every lbd row pays that on the load balancer's interface, and the DSR path also turns the frame around with XDP_TX.\n\
 - XDP rows: the program ran `repeat` times on one buffer. A DSR rewrite only changes MAC addresses, which the program does not read, so every iteration took the same path; the counters confirm it (the outcome counter grew by exactly `repeat`). The first iteration inserts the flow, the others hit the connection table: the new-flow path (Maglev lookup and insert) is not timed separately.\n\
-- `nat` and `fullnat` rows are missing: those modes do not exist yet (issue 3).\n\
+- `lbd nat` and `lbd fullnat` serve their own VIPs from the same lbd as `lbd dsr`. For `nat` the backends get a host route to the client via the load balancer for that row only (the client shares their subnet); every reply then crosses XDP twice as many times as in dsr. `fullnat` needs no route.\n\
+- XDP nat/fullnat rows: a repeated test run feeds each run the previous run's output (live frames do too once pages are recycled), so the maps hold a cycle: a mirror service on the backend address sends the rewritten packet back to the VIP, and a planted reply entry maps a translated reply back onto the backend's reply; the counters check that every run took the timed path. A fullnat reply goes to our own address, which the FIB does not forward to, so that row averages 20 000 fresh single runs (kernel timer cost included).\n\
 - Failover rows: the time from cutting the master's link (its bridge port down) to the first TCP answer through the VIP via the backup, probed every few milliseconds; wrk (1 thread, 8 connections, 8 s, to nginx through the VIP) runs across the cut and its socket errors and non-2xx answers are the failed requests. keepalived + HAProxy is the pair lbd replaces: keepalived moves the VIP, HAProxy (bound with ip_nonlocal_bind) proxies. At 10 ms adverts only lbd is measured.\n";
 
 fn config(lab: &DsrLab) -> String {
     let mut text = format!(
-        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmax_services = 4\nmax_backends = 64\n",
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmax_services = 8\nmax_backends = 64\n",
         lab.instance
     );
     // iperf3 opens a control and a data connection that must reach the
     // same server: its service has one backend.
-    for (name, port, backends) in [("web", NGINX_PORT, 3), ("iperf", IPERF_PORT, 1)] {
-        text.push_str(&format!("\n[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"tcp\"\n"));
-        for backend in &lab.backends[..backends] {
-            text.push_str(&format!(
-                "[[service.backend]]\naddress = \"{}\"\n",
-                backend.addr
-            ));
+    for (mode, vip) in [("dsr", VIP), ("nat", VIP_NAT), ("fullnat", VIP_FULLNAT)] {
+        for (name, port, backends) in [("web", NGINX_PORT, 3), ("iperf", IPERF_PORT, 1)] {
+            text.push_str(&format!("\n[[service]]\nname = \"{name}-{mode}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"tcp\"\nmode = \"{mode}\"\n"));
+            for backend in &lab.backends[..backends] {
+                text.push_str(&format!(
+                    "[[service.backend]]\naddress = \"{}\"\n",
+                    backend.addr
+                ));
+            }
         }
     }
     text
@@ -449,6 +479,166 @@ fn xdp_costs(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             baseline: None,
         });
     }
+    xdp_costs_nat(rows)
+}
+
+/// The NAT rewriting paths, timed in steady state. BPF_PROG_TEST_RUN with
+/// `repeat` feeds each run the previous run's output (live frames do too,
+/// once their pages are recycled), so the maps are arranged for a cycle:
+/// a "mirror" service on the backend's address sends the rewritten packet
+/// back to the VIP (forward path), and a reply entry for the translated
+/// reply turns it back into the backend's reply (reply path). Every run is
+/// then the same kind of connection-table hit, which the counters check.
+fn xdp_costs_nat(rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    use etherparse::PacketBuilder;
+    use lb_common::{Outcome, ReverseEntry, MODE_FULLNAT, MODE_NAT, PROTO_TCP};
+    use lb_tests::{
+        fixture::{backend, backend_mac, client, lb_addr, vip, NAT_TCP_PORT},
+        predict::flow_key,
+    };
+    use lbd::programmer::{BackendState, DesiredBackend, DesiredService};
+    use std::net::{IpAddr, SocketAddr};
+    const REPEAT: u32 = 1_000_000;
+    const SINGLE_RUNS: u32 = 20_000;
+    let tcp = |macs: ([u8; 6], [u8; 6]), src: (IpAddr, u16), dst: (IpAddr, u16)| {
+        let eth = PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (src.0, dst.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!("one family per packet"),
+        };
+        let mut packet = Vec::new();
+        ip.tcp(src.1, dst.1, 1, 64240)
+            .ack(1)
+            .write(&mut packet, b"hello")
+            .map(|_| packet)
+    };
+    let cases = [
+        ("nat", MODE_NAT, false),
+        ("nat IPv6", MODE_NAT, true),
+        ("fullnat", MODE_FULLNAT, false),
+        ("fullnat IPv6", MODE_FULLNAT, true),
+    ];
+    for (name, mode, v6) in cases {
+        let fullnat = mode == MODE_FULLNAT;
+        let mut harness = Harness::with_mode(mode, v6, 1)?;
+        let x = backend(v6, 0);
+        harness.services.push(DesiredService {
+            name: "mirror".into(),
+            vip: x,
+            port: NAT_TCP_PORT,
+            proto: PROTO_TCP,
+            mode,
+            backends: vec![DesiredBackend {
+                address: SocketAddr::new(vip(v6), 80),
+                weight: 1,
+                mac: None,
+                state: BackendState::Serving,
+            }],
+        });
+        harness.apply()?;
+        // fullnat rewrites every source to our address: start from it, so
+        // that the cycle can close.
+        let source = if fullnat { lb_addr(v6) } else { client(v6) };
+        let k1 = tcp((CLIENT_MAC, LB_MAC), (source, 40000), (vip(v6), 80))?;
+        let (_, k2) = harness.run(&k1)?;
+        let port = harness
+            .maps
+            .conntrack
+            .get(&flow_key(source, 40000, vip(v6), 80, PROTO_TCP), 0)?
+            .snat_port;
+        let k2_key = flow_key(
+            source,
+            if fullnat { port } else { 40000 },
+            x,
+            NAT_TCP_PORT,
+            PROTO_TCP,
+        );
+        harness.run(&k2)?;
+        if fullnat {
+            // The mirror flow's port becomes 40000: its output is k1 again.
+            // (Only the forward cycle needs this; the reply of the first
+            // flow, to `port`, is timed below with single runs.)
+            let mut entry = harness.maps.conntrack.get(&k2_key, 0)?;
+            entry.snat_port = 40000;
+            harness.maps.conntrack.insert(k2_key, entry, 0)?;
+        }
+        let before = harness.outcome_count(Outcome::TxNat)?;
+        let forward = harness.time_repeated(&k1, REPEAT)?;
+        let counted = harness.outcome_count(Outcome::TxNat)? - before;
+        if counted != u64::from(REPEAT) {
+            bail!("{name} forward: {counted} of {REPEAT} runs took the nat path");
+        }
+        rows.push(Row {
+            what: format!("XDP: TCP {name} to the backend (connection-table hit)"),
+            path: "BPF_PROG_TEST_RUN".into(),
+            value: forward.as_nanos() as f64,
+            unit: "ns/packet",
+            baseline: None,
+        });
+
+        // The backend's reply, and the reply entry that maps its
+        // translation (VIP:80 -> source:40000) back onto it.
+        let reply_to = if fullnat {
+            // From a real client (the cycle's source is our own address,
+            // where a translated reply could not be forwarded).
+            let first = tcp((CLIENT_MAC, LB_MAC), (client(v6), 41000), (vip(v6), 80))?;
+            harness.run(&first)?;
+            let entry = harness
+                .maps
+                .conntrack
+                .get(&flow_key(client(v6), 41000, vip(v6), 80, PROTO_TCP), 0)?;
+            (lb_addr(v6), entry.snat_port)
+        } else {
+            (source, 40000)
+        };
+        let reply = tcp((backend_mac(0), LB_MAC), (x, NAT_TCP_PORT), reply_to)?;
+        if !fullnat {
+            let mirror_entry = harness.maps.conntrack.get(&k2_key, 0)?;
+            let translated = flow_key(vip(v6), 80, source, 40000, PROTO_TCP);
+            harness.maps.nat_reverse.insert(
+                translated,
+                ReverseEntry {
+                    forward: k2_key,
+                    backend_id: mirror_entry.backend_id,
+                    generation: mirror_entry.generation,
+                },
+                0,
+            )?;
+        }
+        let before = harness.outcome_count(Outcome::TxNatReply)?;
+        let (back, runs, how) = if fullnat {
+            // A fullnat reply is addressed to our own address, which the
+            // FIB does not forward to: no cycle can close. Fresh single
+            // runs instead (each timed by the kernel, timer cost included).
+            let mut total = Duration::ZERO;
+            for _ in 0..SINGLE_RUNS {
+                total += harness.time_repeated(&reply, 1)?;
+            }
+            (
+                total / SINGLE_RUNS,
+                SINGLE_RUNS,
+                "BPF_PROG_TEST_RUN, single runs",
+            )
+        } else {
+            (
+                harness.time_repeated(&reply, REPEAT)?,
+                REPEAT,
+                "BPF_PROG_TEST_RUN",
+            )
+        };
+        let counted = harness.outcome_count(Outcome::TxNatReply)? - before;
+        if counted != u64::from(runs) {
+            bail!("{name} reply: {counted} of {runs} runs took the reply path");
+        }
+        rows.push(Row {
+            what: format!("XDP: TCP {name} reply to the client"),
+            path: how.into(),
+            value: back.as_nanos() as f64,
+            unit: "ns/packet",
+            baseline: None,
+        });
+    }
     Ok(())
 }
 
@@ -609,19 +799,28 @@ fn summary(rows: &[Row]) -> String {
             .map(|r| r.value)
     };
     let mut out = String::from("\n| goal | measured |\n|---|---:|\n");
-    for (what, label, goal) in [
-        ("wrk keep-alive", "requests/s", " (goal: 2x)"),
-        ("wrk Connection: close", "connections/s", ""),
-        ("iperf3", "Gbit/s", ""),
+    for (what, label) in [
+        ("wrk keep-alive", "requests/s"),
+        ("wrk Connection: close", "connections/s"),
+        ("iperf3", "Gbit/s"),
     ] {
-        if let (Some(lbd), Some(haproxy)) =
-            (value(what, "lbd dsr"), value(what, "HAProxy 2.6 mode tcp"))
-        {
-            let _ = writeln!(
-                out,
-                "| lbd dsr / HAProxy, {label}{goal} | {:.2}x |",
-                lbd / haproxy
-            );
+        let keep_alive = what == "wrk keep-alive";
+        for (mode, haproxy_goal) in [("dsr", "2x"), ("nat", "1.5x"), ("fullnat", "1.5x")] {
+            let path = format!("lbd {mode}");
+            let goal = if keep_alive {
+                format!(" (goal: {haproxy_goal})")
+            } else {
+                String::new()
+            };
+            if let (Some(lbd), Some(haproxy)) =
+                (value(what, &path), value(what, "HAProxy 2.6 mode tcp"))
+            {
+                let _ = writeln!(
+                    out,
+                    "| {path} / HAProxy, {label}{goal} | {:.2}x |",
+                    lbd / haproxy
+                );
+            }
         }
         if let (Some(lbd), Some(direct)) =
             (value(what, "lbd dsr"), value(what, "direct to one backend"))
