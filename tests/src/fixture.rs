@@ -285,8 +285,13 @@ fn fixture_namespace() -> anyhow::Result<Netns> {
     netns.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "fx0", "nodad"])?;
     netns.ip(&["link", "set", "fx1", "up"])?;
     netns.ip(&["link", "set", "fx0", "up"])?;
-    let mut neighbours: Vec<(IpAddr, [u8; 6])> =
-        vec![(CLIENT.into(), CLIENT_MAC), (CLIENT6.into(), CLIENT_MAC)];
+    // The VIPs too: the benchmark routes packets back to them.
+    let mut neighbours: Vec<(IpAddr, [u8; 6])> = vec![
+        (CLIENT.into(), CLIENT_MAC),
+        (CLIENT6.into(), CLIENT_MAC),
+        (VIP.into(), VIP_NEIGHBOUR_MAC),
+        (VIP6.into(), VIP_NEIGHBOUR_MAC),
+    ];
     for i in 0..RESOLVED_BACKENDS {
         neighbours.push((backend_ip(i).into(), backend_mac(i)));
         neighbours.push((backend_ip6(i).into(), backend_mac(i)));
