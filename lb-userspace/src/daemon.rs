@@ -147,8 +147,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let mut config = config;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let collect_every = collection_interval(&tunables);
-    let mut last_collection = Instant::now();
+    start_collector(&pins, collection_interval(&tunables))?;
     loop {
         let vrrp_deadline = vrrp
             .as_ref()
@@ -248,17 +247,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 state.health = health.status(Instant::now());
                 if let Err(e) = state.write(&instance) {
                     warn!("writing the state file: {e}");
-                }
-                if last_collection.elapsed() >= collect_every {
-                    last_collection = Instant::now();
-                    let now_ns = lbd::conntrack::monotonic_now_ns();
-                    match lbd::conntrack::collect(&mut maps.conntrack, &mut maps.nat_reverse, now_ns) {
-                        Ok(c) if c.flows + c.replies > 0 => {
-                            tracing::debug!(flows = c.flows, replies = c.replies, "expired connection-table entries removed")
-                        }
-                        Ok(_) => {}
-                        Err(e) => warn!("collecting expired flows: {e}"),
-                    }
                 }
             }
         }
@@ -386,6 +374,40 @@ fn tunables(config: &Config, interface: &InterfaceInfo) -> Tunables {
         }
     }
     tunables
+}
+
+/// Deletes dead flows on a thread of its own, through its own handles on
+/// the pinned maps: a pass walks the whole table (two syscalls per entry),
+/// which must not delay VRRP's timers in the main loop. It ends with the
+/// process.
+fn start_collector(pins: &Path, every: Duration) -> anyhow::Result<()> {
+    use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+    let open = |name: &str| -> anyhow::Result<Map> {
+        let data = MapData::from_pin(pins.join(name)).with_context(|| format!("opening {name}"))?;
+        Ok(Map::from_map_data(data)?)
+    };
+    let mut conntrack: BpfHashMap<MapData, lb_common::FlowKey, lb_common::ConnEntry> =
+        BpfHashMap::try_from(open(lb_common::map_names::CONNTRACK)?)?;
+    let mut reverse: BpfHashMap<MapData, lb_common::FlowKey, lb_common::ReverseEntry> =
+        BpfHashMap::try_from(open(lb_common::map_names::NAT_REVERSE)?)?;
+    std::thread::Builder::new()
+        .name("flow-collector".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let now_ns = lbd::conntrack::monotonic_now_ns();
+            match lbd::conntrack::collect(&mut conntrack, &mut reverse, now_ns) {
+                Ok(c) if c.flows + c.replies > 0 => {
+                    tracing::debug!(
+                        flows = c.flows,
+                        replies = c.replies,
+                        "expired connection-table entries removed"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => warn!("collecting expired flows: {e}"),
+            }
+        })?;
+    Ok(())
 }
 
 /// How often dead flows are collected: twice per shortest timeout, within
