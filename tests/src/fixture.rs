@@ -183,16 +183,21 @@ impl Harness {
         Ok(())
     }
 
-    /// Runs the program once on `fx0`; returns (action, output frame).
-    pub fn run(&mut self, packet: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
-        let program = self.dataplane.program(MAIN_PROGRAM)?;
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex.
-        // The kernel requires data_end = the packet's length.
+    /// The `xdp_md` a run starts from: data_end = the packet's length (the
+    /// kernel requires it), ingress_ifindex = `fx0`.
+    fn context(&self, packet: &[u8]) -> [u8; 24] {
+        // data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
         let mut context = [0u8; 24];
         context[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
         context[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
-        let ifindex_context = context;
+        context
+    }
+
+    /// Runs the program once on `fx0`; returns (action, output frame).
+    pub fn run(&mut self, packet: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+        let ifindex_context = self.context(packet);
+        let program = self.dataplane.program(MAIN_PROGRAM)?;
         self.netns.run_in(|| {
             let mut out = vec![0u8; packet.len() + 256];
             let result = program.test_run(TestRunOptions {
@@ -209,11 +214,8 @@ impl Harness {
     /// Runs the program `repeat` times on one buffer (each run sees the
     /// previous run's output); returns the kernel's mean time per run.
     pub fn time_repeated(&mut self, packet: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let ifindex_context = self.context(packet);
         let program = self.dataplane.program(MAIN_PROGRAM)?;
-        let mut context = [0u8; 24];
-        context[4..8].copy_from_slice(&(packet.len() as u32).to_ne_bytes());
-        context[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
-        let ifindex_context = context;
         self.netns.run_in(|| {
             let mut out = vec![0u8; packet.len() + 256];
             let result = program.test_run(TestRunOptions {

@@ -16,25 +16,11 @@ pub fn assert_nothing_left() -> anyhow::Result<()> {
     if !leftover.is_empty() {
         bail!("network namespaces left behind: {}", leftover.join(" "));
     }
-    let pins: Vec<String> = std::fs::read_dir("/sys/fs/bpf")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(NETNS_PREFIX))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pins = ours_in("/sys/fs/bpf");
     if !pins.is_empty() {
         bail!("pinned BPF objects left behind: {}", pins.join(" "));
     }
-    let run_files: Vec<String> = std::fs::read_dir("/run/lbd")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(NETNS_PREFIX))
-                .collect()
-        })
-        .unwrap_or_default();
+    let run_files = ours_in("/run/lbd");
     if !run_files.is_empty() {
         bail!(
             "state, lock or control files left in /run/lbd: {}",
@@ -49,4 +35,16 @@ pub fn assert_nothing_left() -> anyhow::Result<()> {
         bail!("lbd processes left behind: {processes}");
     }
     Ok(())
+}
+
+/// Names in `dir` that a test run made (they start with the prefix).
+fn ours_in(dir: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(NETNS_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
 }

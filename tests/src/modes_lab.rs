@@ -91,16 +91,7 @@ pub struct ModesLab {
 impl Drop for ModesLab {
     fn drop(&mut self) {
         drop(self.lbd.take());
-        let pins = Path::new("/sys/fs/bpf").join(&self.instance);
-        if let Ok(entries) = std::fs::read_dir(&pins) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-            let _ = std::fs::remove_dir(&pins);
-        }
-        for suffix in ["json", "lock", "sock"] {
-            let _ = std::fs::remove_file(format!("/run/lbd/{}.{suffix}", self.instance));
-        }
+        crate::topology::remove_instance_files(&self.instance);
     }
 }
 

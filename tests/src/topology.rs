@@ -101,16 +101,22 @@ impl Drop for LbNode {
     /// SIGKILLed it): pins, state and lock files.
     fn drop(&mut self) {
         drop(self.lbd.take());
-        let pins = Path::new("/sys/fs/bpf").join(&self.instance);
-        if let Ok(entries) = std::fs::read_dir(&pins) {
-            for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
-            }
-            let _ = std::fs::remove_dir(&pins);
+        remove_instance_files(&self.instance);
+    }
+}
+
+/// Removes what an lbd instance leaves when it is killed: its pins and its
+/// state, lock and control-socket files.
+pub fn remove_instance_files(instance: &str) {
+    let pins = Path::new("/sys/fs/bpf").join(instance);
+    if let Ok(entries) = std::fs::read_dir(&pins) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
         }
-        for suffix in ["json", "lock", "sock"] {
-            let _ = std::fs::remove_file(format!("/run/lbd/{}.{suffix}", self.instance));
-        }
+        let _ = std::fs::remove_dir(&pins);
+    }
+    for suffix in ["json", "lock", "sock"] {
+        let _ = std::fs::remove_file(format!("/run/lbd/{instance}.{suffix}"));
     }
 }
 

@@ -80,49 +80,59 @@ fn quote_bytes(packet: &[u8], v6: bool, l4_bytes: usize) -> Vec<u8> {
     packet[14..14 + ip_header + l4_bytes].to_vec()
 }
 
-/// "Fragmentation needed" (IPv4) / "packet too big" (IPv6) from `src` to
-/// `dst`, quoting `quoted`.
-fn too_big(macs: ([u8; 6], [u8; 6]), src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Vec<u8> {
+#[derive(Clone, Copy)]
+enum IcmpKind {
+    /// "Fragmentation needed" (IPv4) / "packet too big" (IPv6).
+    TooBig,
+    /// "Port unreachable".
+    PortUnreachable,
+}
+
+/// An ICMP error of `kind` from `src` to `dst`, quoting `quoted`.
+fn icmp_error(
+    macs: ([u8; 6], [u8; 6]),
+    src: IpAddr,
+    dst: IpAddr,
+    kind: IcmpKind,
+    quoted: &[u8],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(macs.0, macs.1);
     let mut out = Vec::new();
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth
-            .ipv4(s.octets(), d.octets(), 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(
-                DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
-            ))
-            .write(&mut out, quoted),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth
-            .ipv6(s.octets(), d.octets(), 64)
-            .icmpv6(Icmpv6Type::PacketTooBig { mtu: 1280 })
-            .write(&mut out, quoted),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let header = match kind {
+                IcmpKind::TooBig => {
+                    DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 }
+                }
+                IcmpKind::PortUnreachable => DestUnreachableHeader::Port,
+            };
+            eth.ipv4(s.octets(), d.octets(), 64)
+                .icmpv4(Icmpv4Type::DestinationUnreachable(header))
+                .write(&mut out, quoted)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let icmp = match kind {
+                IcmpKind::TooBig => Icmpv6Type::PacketTooBig { mtu: 1280 },
+                IcmpKind::PortUnreachable => {
+                    Icmpv6Type::DestinationUnreachable(DestUnreachableCode::Port)
+                }
+            };
+            eth.ipv6(s.octets(), d.octets(), 64)
+                .icmpv6(icmp)
+                .write(&mut out, quoted)
+        }
         _ => panic!("mixed families"),
     }
     .expect("valid packet");
     out
 }
 
-/// "Port unreachable" from `src` to `dst`, quoting `quoted`.
+fn too_big(macs: ([u8; 6], [u8; 6]), src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Vec<u8> {
+    icmp_error(macs, src, dst, IcmpKind::TooBig, quoted)
+}
+
 fn unreachable(macs: ([u8; 6], [u8; 6]), src: IpAddr, dst: IpAddr, quoted: &[u8]) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(macs.0, macs.1);
-    let mut out = Vec::new();
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth
-            .ipv4(s.octets(), d.octets(), 64)
-            .icmpv4(Icmpv4Type::DestinationUnreachable(
-                DestUnreachableHeader::Port,
-            ))
-            .write(&mut out, quoted),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth
-            .ipv6(s.octets(), d.octets(), 64)
-            .icmpv6(Icmpv6Type::DestinationUnreachable(
-                DestUnreachableCode::Port,
-            ))
-            .write(&mut out, quoted),
-        _ => panic!("mixed families"),
-    }
-    .expect("valid packet");
-    out
+    icmp_error(macs, src, dst, IcmpKind::PortUnreachable, quoted)
 }
 
 /// Recomputes every checksum of `frame` with etherparse and compares.
