@@ -331,19 +331,43 @@ fn icmpv4_error(ctx: &XdpContext, packet: &mut Packet, l4_len: usize) -> Result<
     if available < inner_header_len + 8 {
         return Err(Outcome::PassMalformedL4);
     }
-    let (src_port, dst_port) = quoted_ports(ctx, inner_l4_offset)?;
-    // Turned around: the error travels towards the quoted packet's source.
-    packet.flow.src = widen(inner.dst_addr);
-    packet.flow.dst = widen(inner.src_addr);
-    packet.flow.src_port = dst_port;
-    packet.flow.dst_port = src_port;
-    packet.flow.proto = inner.proto;
-    packet.quote = IcmpError {
+    let quoted = Quoted {
+        src: widen(inner.src_addr),
+        dst: widen(inner.dst_addr),
+        proto: inner.proto,
         inner_l3_offset,
         inner_l4_offset,
     };
-    packet.is_icmp_error = true;
-    Ok(())
+    quoted.into_packet(ctx, packet)
+}
+
+/// The packet an ICMP error quotes.
+struct Quoted {
+    src: [u8; 16],
+    dst: [u8; 16],
+    proto: u8,
+    inner_l3_offset: usize,
+    inner_l4_offset: usize,
+}
+
+impl Quoted {
+    /// Makes `packet` the quoted flow turned around: the error travels
+    /// towards the quoted packet's source.
+    #[inline(always)]
+    fn into_packet(self, ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+        let (src_port, dst_port) = quoted_ports(ctx, self.inner_l4_offset)?;
+        packet.flow.src = self.dst;
+        packet.flow.dst = self.src;
+        packet.flow.src_port = dst_port;
+        packet.flow.dst_port = src_port;
+        packet.flow.proto = self.proto;
+        packet.quote = IcmpError {
+            inner_l3_offset: self.inner_l3_offset,
+            inner_l4_offset: self.inner_l4_offset,
+        };
+        packet.is_icmp_error = true;
+        Ok(())
+    }
 }
 
 #[inline(always)]
@@ -367,18 +391,14 @@ fn icmpv6_error(ctx: &XdpContext, packet: &mut Packet, l4_len: usize) -> Result<
         return Err(Outcome::PassNotService);
     }
     let inner_l4_offset = inner_l3_offset + Ipv6Hdr::LEN;
-    let (src_port, dst_port) = quoted_ports(ctx, inner_l4_offset)?;
-    packet.flow.src = inner.dst_addr;
-    packet.flow.dst = inner.src_addr;
-    packet.flow.src_port = dst_port;
-    packet.flow.dst_port = src_port;
-    packet.flow.proto = inner.next_hdr;
-    packet.quote = IcmpError {
+    let quoted = Quoted {
+        src: inner.src_addr,
+        dst: inner.dst_addr,
+        proto: inner.next_hdr,
         inner_l3_offset,
         inner_l4_offset,
     };
-    packet.is_icmp_error = true;
-    Ok(())
+    quoted.into_packet(ctx, packet)
 }
 
 /// The 16-byte key form of an IPv4 address.
