@@ -92,6 +92,13 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
+/// A backend behind the fixture namespace's second link `fx2`, its MAC,
+/// and `fx2`'s own MAC.
+pub const OTHER_LINK_BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
+pub const OTHER_LINK_BACKEND6: Ipv6Addr = Ipv6Addr::new(0xfd01, 0, 0, 0, 0, 0, 0, 0x11);
+pub const OTHER_LINK_BACKEND_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x03, 0x11];
+pub const OTHER_LINK_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x03, 0x01];
+
 /// The MAC the fixture namespace's neighbour table gives the VIPs.
 pub const VIP_NEIGHBOUR_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x02, 0x00];
 
@@ -287,6 +294,30 @@ fn fixture_namespace() -> anyhow::Result<Netns> {
     netns.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "fx0", "nodad"])?;
     netns.ip(&["link", "set", "fx1", "up"])?;
     netns.ip(&["link", "set", "fx0", "up"])?;
+    // A second link towards a routed backend subnet: packets for it leave
+    // through `fx2` (bpf_redirect), not back out of `fx0`.
+    netns.ip(&["link", "add", "fx2", "type", "veth", "peer", "name", "fx3"])?;
+    netns.ip(&["link", "set", "fx2", "address", &mac_text(OTHER_LINK_MAC)])?;
+    netns.ip(&["addr", "add", "198.19.0.1/24", "dev", "fx2"])?;
+    netns.ip(&["-6", "addr", "add", "fd01::1/64", "dev", "fx2", "nodad"])?;
+    netns.ip(&["link", "set", "fx3", "up"])?;
+    netns.ip(&["link", "set", "fx2", "up"])?;
+    for address in [
+        OTHER_LINK_BACKEND.to_string(),
+        OTHER_LINK_BACKEND6.to_string(),
+    ] {
+        netns.ip(&[
+            "neigh",
+            "replace",
+            &address,
+            "lladdr",
+            &mac_text(OTHER_LINK_BACKEND_MAC),
+            "dev",
+            "fx2",
+            "nud",
+            "permanent",
+        ])?;
+    }
     // The VIPs too: the benchmark routes packets back to them.
     let mut neighbours: Vec<(IpAddr, [u8; 6])> = vec![
         (CLIENT.into(), CLIENT_MAC),

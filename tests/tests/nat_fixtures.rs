@@ -269,7 +269,7 @@ fn run_expect(
         before + 1,
         "{what}: counter {outcome:?}"
     );
-    if action == XDP_TX {
+    if action == XDP_TX || action == XDP_REDIRECT {
         assert_checksums_valid(&got, what);
     }
 }
@@ -710,4 +710,42 @@ fn dsr_over_ipv6_and_what_ipv6_passes() {
         &hop_by_hop,
         Outcome::PassIpv6Ext,
     );
+}
+
+#[test]
+fn a_backend_behind_another_link_is_reached_by_redirect() {
+    for v6 in [false, true] {
+        let mut harness = Harness::with_mode(MODE_NAT, v6, 1).unwrap();
+        let far: IpAddr = if v6 {
+            OTHER_LINK_BACKEND6.into()
+        } else {
+            OTHER_LINK_BACKEND.into()
+        };
+        for service in &mut harness.services {
+            service.backends[0].address.set_ip(far);
+        }
+        harness.apply().unwrap();
+        let client_at = SocketAddr::new(client(v6), 49000);
+        let input = frame(
+            (CLIENT_MAC, LB_MAC),
+            client_at,
+            SocketAddr::new(vip(v6), 80),
+            L4::TcpSyn,
+            b"",
+        );
+        run_expect(
+            &mut harness,
+            "nat to a backend behind fx2",
+            &input,
+            XDP_REDIRECT,
+            &frame(
+                (OTHER_LINK_MAC, OTHER_LINK_BACKEND_MAC),
+                client_at,
+                SocketAddr::new(far, NAT_TCP_PORT),
+                L4::TcpSyn,
+                b"",
+            ),
+            Outcome::Redirect,
+        );
+    }
 }
