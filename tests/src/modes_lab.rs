@@ -182,6 +182,11 @@ impl ModesLab {
     /// Four services (TCP 80 and UDP 53 on each VIP), every backend in
     /// each, in the lab's mode; `extra` goes into `[instance]`.
     pub fn config(&self, extra: &str) -> String {
+        self.config_with(extra, "")
+    }
+
+    /// As [`ModesLab::config`], with `service_extra` in every service.
+    pub fn config_with(&self, extra: &str, service_extra: &str) -> String {
         let mut text = format!(
             "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmaglev_table_size = 251\nmax_services = 8\nmax_backends = 64\nconntrack_entries = 4096\nsnat_ipv4 = \"{LB4}\"\nsnat_ipv6 = \"{LB6}\"\nsnat_port_range = [{}, {}]\n{extra}\n",
             self.instance, SNAT_PORTS.0, SNAT_PORTS.1
@@ -192,7 +197,7 @@ impl ModesLab {
                 [("web", 80, tcp_port, "tcp"), ("dns", 53, udp_port, "udp")]
             {
                 text.push_str(&format!(
-                    "\n[[service]]\nname = \"{name}{family}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"{protocol}\"\nmode = \"{}\"\n",
+                    "\n[[service]]\nname = \"{name}{family}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"{protocol}\"\nmode = \"{}\"\n{service_extra}\n",
                     self.mode.name()
                 ));
                 for index in 0..self.backends.len() {

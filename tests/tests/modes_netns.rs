@@ -183,3 +183,43 @@ fn idle_udp_flows_expire_and_are_collected() {
     let (_, peer) = lab.udp_ask(VIP4.into(), 41000).unwrap();
     assert_eq!(peer.ip(), IpAddr::from(LB4));
 }
+
+#[test]
+fn health_checks_take_a_dead_backend_out_over_both_families() {
+    let mut lab = ModesLab::build(Mode::Nat, BACKENDS).unwrap();
+    let check = "health_check = { kind = \"tcp\", port = 8080, interval = 0.2, timeout = 0.2, rise = 1, fall = 1 }";
+    lab.start_lbd(&lbd_binary(), &lab.config_with("", check))
+        .unwrap();
+    // b2 loses its link: its checks over IPv4 and IPv6 fail.
+    lab.backends[1]
+        .ip(&["link", "set", "eth0", "down"])
+        .unwrap();
+    let lbd = lbd_binary();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let report = lab.status(&lbd).unwrap();
+        let b2: Vec<_> = report
+            .services
+            .iter()
+            .flat_map(|s| &s.backends)
+            .filter(|b| {
+                b.address == IpAddr::from(backend4(1)) || b.address == IpAddr::from(backend6(1))
+            })
+            .collect();
+        assert_eq!(b2.len(), 4, "b2 in four services");
+        if b2
+            .iter()
+            .all(|b| b.health.as_deref() == Some("down") && b.slots == Some(0))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b2 still in the tables: {b2:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for vip in [IpAddr::from(VIP4), IpAddr::from(VIP6)] {
+        for source_port in 42000..42000 + FLOWS {
+            let (name, _) = lab.tcp_ask(vip, source_port).unwrap();
+            assert_ne!(name, "b2", "{vip} from port {source_port}");
+        }
+    }
+}
