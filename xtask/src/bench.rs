@@ -33,6 +33,8 @@ const VIP_NAT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 102);
 const VIP_FULLNAT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 103);
 const WRK_SECONDS: &str = "5s";
 const IPERF_SECONDS: &str = "5";
+/// Runs of every throughput measurement (median reported, with the range).
+const RUNS: usize = 3;
 
 struct Row {
     what: String,
@@ -41,6 +43,8 @@ struct Row {
     unit: &'static str,
     /// Index of the row this one is compared with ("direct").
     baseline: Option<usize>,
+    /// Lowest and highest of the repeated runs (`value` is their median).
+    range: Option<(f64, f64)>,
 }
 
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
@@ -99,6 +103,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         value: rss,
         unit: "MiB",
         baseline: None,
+        range: None,
     });
 
     // The others get a clean interface: lbd detaches and unpins.
@@ -143,6 +148,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             value: took.as_secs_f64() * 1000.0,
             unit: "ms",
             baseline: None,
+            range: None,
         });
         rows.push(Row {
             what: format!("failed wrk requests during that failover (of {total})"),
@@ -150,6 +156,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             value: failed as f64,
             unit: "requests",
             baseline: None,
+            range: None,
         });
     }
 
@@ -180,7 +187,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
 }
 
 const NOTES: &str = "Notes:\n\
-- One run, no repetitions: client, load balancer, backends and the tools share two CPUs, so expect several percent of noise between runs.\n\
+- Throughput and latency rows are the median of 3 runs, with the lowest and highest beside it; client, load balancer, backends and the tools share two CPUs, so runs differ by several percent, and ratios between paths moved by more than 10% between whole bench runs. XDP, RSS and failover rows are single measurements.\n\
 - `direct to one backend` is one nginx with one worker; the lbd, HAProxy and nftables rows spread requests over three such backends, so a request-rate ratio above 1x only means the load balancer was not the bottleneck there. iperf3 is one flow to one backend on every path.\n\
 - `direct, XDP_PASS on the backend` shows what merely attaching an XDP program to a veth costs (GRO and TSO are lost); every lbd row pays that on the load balancer's interface, and the DSR path also turns the frame around with XDP_TX.\n\
 - XDP rows: the program ran `repeat` times on one buffer. A DSR rewrite only changes MAC addresses, which the program does not read, so every iteration took the same path; the counters confirm it (the outcome counter grew by exactly `repeat`). The first iteration inserts the flow, the others hit the connection table: the new-flow path (Maglev lookup and insert) is not timed separately.\n\
@@ -302,7 +309,8 @@ fn nft_dnat(lb: &Netns) -> anyhow::Result<()> {
     result.map(drop)
 }
 
-/// wrk keep-alive, wrk with `Connection: close`, iperf3, against `target`.
+/// wrk keep-alive, wrk with `Connection: close`, iperf3, against `target`,
+/// each [`RUNS`] times: the row holds the median, and the range of the runs.
 fn measure(
     lab: &DsrLab,
     rows: &mut Vec<Row>,
@@ -311,79 +319,70 @@ fn measure(
     is_direct: bool,
 ) -> anyhow::Result<()> {
     println!("bench: {path}");
-    let baseline = |rows: &Vec<Row>, what: &str| {
-        if is_direct {
+    let url = format!("http://{target}:{NGINX_PORT}/");
+    let mut samples: Vec<(&'static str, &'static str, Vec<f64>)> = vec![
+        ("wrk keep-alive", "req/s", Vec::new()),
+        ("wrk keep-alive latency p50", "ms", Vec::new()),
+        ("wrk keep-alive latency p99", "ms", Vec::new()),
+        ("wrk Connection: close", "conn/s", Vec::new()),
+        ("iperf3", "Gbit/s", Vec::new()),
+    ];
+    for _ in 0..RUNS {
+        let keep = lab.client.exec(
+            "wrk",
+            &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url],
+        )?;
+        let (rps, p50, p99) = parse_wrk(&keep)?;
+        let close = lab.client.exec(
+            "wrk",
+            &[
+                "-t2",
+                "-c32",
+                "-d",
+                WRK_SECONDS,
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        )?;
+        let (cps, _, _) = parse_wrk(&close)?;
+        let iperf = lab.client.exec(
+            "iperf3",
+            &[
+                "-c",
+                target,
+                "-p",
+                &IPERF_PORT.to_string(),
+                "-t",
+                IPERF_SECONDS,
+                "-J",
+            ],
+        )?;
+        let json: serde_json::Value = serde_json::from_str(&iperf).context("iperf3 -J output")?;
+        let bits = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .context("iperf3 result")?;
+        for (sample, value) in samples.iter_mut().zip([rps, p50, p99, cps, bits / 1e9]) {
+            sample.2.push(value);
+        }
+    }
+    for (what, unit, mut values) in samples {
+        values.sort_by(f64::total_cmp);
+        let baseline = if is_direct {
             None
         } else {
             rows.iter()
                 .position(|r| r.what == what && r.path == "direct to one backend")
-        }
-    };
-    let url = format!("http://{target}:{NGINX_PORT}/");
-    let keep = lab.client.exec(
-        "wrk",
-        &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url],
-    )?;
-    let (rps, p50, p99) = parse_wrk(&keep)?;
-    for (what, value, unit) in [
-        ("wrk keep-alive", rps, "req/s"),
-        ("wrk keep-alive latency p50", p50, "ms"),
-        ("wrk keep-alive latency p99", p99, "ms"),
-    ] {
-        let b = baseline(rows, what);
+        };
         rows.push(Row {
             what: what.into(),
             path: path.into(),
-            value,
+            value: values[values.len() / 2],
             unit,
-            baseline: b,
+            baseline,
+            range: Some((values[0], values[values.len() - 1])),
         });
     }
-    let close = lab.client.exec(
-        "wrk",
-        &[
-            "-t2",
-            "-c32",
-            "-d",
-            WRK_SECONDS,
-            "-H",
-            "Connection: close",
-            &url,
-        ],
-    )?;
-    let (cps, _, _) = parse_wrk(&close)?;
-    let b = baseline(rows, "wrk Connection: close");
-    rows.push(Row {
-        what: "wrk Connection: close".into(),
-        path: path.into(),
-        value: cps,
-        unit: "conn/s",
-        baseline: b,
-    });
-    let iperf = lab.client.exec(
-        "iperf3",
-        &[
-            "-c",
-            target,
-            "-p",
-            &IPERF_PORT.to_string(),
-            "-t",
-            IPERF_SECONDS,
-            "-J",
-        ],
-    )?;
-    let json: serde_json::Value = serde_json::from_str(&iperf).context("iperf3 -J output")?;
-    let bits = json["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("iperf3 result")?;
-    let b = baseline(rows, "iperf3");
-    rows.push(Row {
-        what: "iperf3".into(),
-        path: path.into(),
-        value: bits / 1e9,
-        unit: "Gbit/s",
-        baseline: b,
-    });
     Ok(())
 }
 
@@ -477,6 +476,7 @@ fn xdp_costs(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             value: result.duration.as_nanos() as f64,
             unit: "ns/packet",
             baseline: None,
+            range: None,
         });
     }
     xdp_costs_nat(rows)
@@ -575,6 +575,7 @@ fn xdp_costs_nat(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             value: forward.as_nanos() as f64,
             unit: "ns/packet",
             baseline: None,
+            range: None,
         });
 
         // The backend's reply, and the reply entry that maps its
@@ -637,6 +638,7 @@ fn xdp_costs_nat(rows: &mut Vec<Row>) -> anyhow::Result<()> {
             value: back.as_nanos() as f64,
             unit: "ns/packet",
             baseline: None,
+            range: None,
         });
     }
     Ok(())
@@ -837,7 +839,7 @@ fn summary(rows: &[Row]) -> String {
 
 fn render(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| measurement | path | value | unit | vs direct |\n|---|---|---:|---|---:|\n",
+        "| measurement | path | value | unit | range of runs | vs direct |\n|---|---|---:|---|---:|---:|\n",
     );
     for row in rows {
         let ratio = row
@@ -845,10 +847,13 @@ fn render(rows: &[Row]) -> String {
             .map(|b| rows[b].value)
             .filter(|b| *b > 0.0)
             .map_or_else(|| "".to_owned(), |b| format!("{:.2}x", row.value / b));
+        let range = row
+            .range
+            .map_or_else(String::new, |(low, high)| format!("{low:.2}-{high:.2}"));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {} | {} |",
-            row.what, row.path, row.value, row.unit, ratio
+            "| {} | {} | {:.2} | {} | {} | {} |",
+            row.what, row.path, row.value, row.unit, range, ratio
         );
     }
     out
