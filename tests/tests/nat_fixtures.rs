@@ -749,3 +749,45 @@ fn a_backend_behind_another_link_is_reached_by_redirect() {
         );
     }
 }
+
+#[test]
+fn an_all_ports_nat_service_keeps_each_flows_port() {
+    for mode in [MODE_NAT, MODE_FULLNAT] {
+        let mut harness = Harness::with_mode(mode, false, 1).unwrap();
+        let mut all_ports = harness.services[0].clone();
+        all_ports.name = "all".into();
+        all_ports.port = 0;
+        all_ports.backends[0].address.set_port(0);
+        harness.services = vec![all_ports];
+        harness.apply().unwrap();
+        let client_at = SocketAddr::new(client(false), 49500);
+        let input = frame(
+            (CLIENT_MAC, LB_MAC),
+            client_at,
+            SocketAddr::new(vip(false), 8443),
+            L4::TcpSyn,
+            b"",
+        );
+        harness.run(&input).unwrap();
+        let sport = snat_port(&harness, &Case { v6: false, mode }, 49500, 8443, PROTO_TCP);
+        let source = if mode == MODE_FULLNAT {
+            SocketAddr::new(lb_addr(false), sport)
+        } else {
+            client_at
+        };
+        run_expect(
+            &mut harness,
+            "all-ports service, port 8443",
+            &input,
+            XDP_TX,
+            &frame(
+                (LB_MAC, backend_mac(0)),
+                source,
+                SocketAddr::new(backend(false, 0), 8443),
+                L4::TcpSyn,
+                b"",
+            ),
+            Outcome::TxNat,
+        );
+    }
+}
