@@ -86,17 +86,76 @@ pub struct ModesLab {
     pub backends: Vec<Netns>,
     pub switch: Netns,
     workdir: TempDir,
+    /// `fullnat`'s IPv4 source: the LB's address, or (with VRRP) the VIP.
+    snat4: Ipv4Addr,
+    /// A second load balancer for VRRP (see [`ModesLab::build_ha`]).
+    pub standby: Option<Standby>,
 }
 
-impl Drop for ModesLab {
+/// The second load balancer of an HA lab.
+pub struct Standby {
+    lbd: Option<ChildGuard>,
+    _pass: PassProgram,
+    pub ns: Netns,
+    pub instance: String,
+    workdir: TempDir,
+}
+
+impl Drop for Standby {
     fn drop(&mut self) {
         drop(self.lbd.take());
         crate::topology::remove_instance_files(&self.instance);
     }
 }
 
+impl Drop for ModesLab {
+    fn drop(&mut self) {
+        // The standby first: its lbd, then its namespace, while the switch
+        // it is plugged into still exists.
+        drop(self.standby.take());
+        drop(self.lbd.take());
+        crate::topology::remove_instance_files(&self.instance);
+    }
+}
+
+/// The HA lab's addresses that VRRP moves: the VIP and the client's gateway.
+pub const GATEWAY4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 254);
+
 impl ModesLab {
     pub fn build(mode: Mode, backend_count: usize) -> anyhow::Result<Self> {
+        Self::build_with(mode, backend_count, false)
+    }
+
+    /// Two load balancers (198.18.0.1 and .3) whose VRRP decides who holds
+    /// the VIP and the client's gateway 198.18.1.254 (IPv4 only); fullnat's
+    /// source is the VIP, so backends answer whoever holds it.
+    pub fn build_ha(mode: Mode, backend_count: usize) -> anyhow::Result<Self> {
+        let mut lab = Self::build_with(mode, backend_count, true)?;
+        let ns = Netns::create("mlb2")?;
+        plug(
+            &lab.switch,
+            &ns,
+            "p-lb2",
+            &["198.18.0.3/24", "198.18.1.3/24"],
+            &["fd00::3/64", "fd00:1::3/64"],
+        )?;
+        for key in ["all", "eth0"] {
+            ns.sysctl(&format!("net.ipv4.conf.{key}.send_redirects"), "0")?;
+        }
+        let pass = PassProgram::attach(&lab.switch, "p-lb2")?;
+        let instance = netns::unique_name("m");
+        let workdir = TempDir::create(&instance)?;
+        lab.standby = Some(Standby {
+            lbd: None,
+            _pass: pass,
+            ns,
+            instance,
+            workdir,
+        });
+        Ok(lab)
+    }
+
+    fn build_with(mode: Mode, backend_count: usize, ha: bool) -> anyhow::Result<Self> {
         let switch = Netns::create("msw")?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
@@ -108,16 +167,18 @@ impl ModesLab {
             &["198.18.0.1/24", "198.18.1.1/24"],
             &["fd00::1/64", "fd00:1::1/64"],
         )?;
-        lb.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "eth0"])?;
-        lb.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{VIP6}/128"),
-            "dev",
-            "eth0",
-            "nodad",
-        ])?;
+        if !ha {
+            lb.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "eth0"])?;
+            lb.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{VIP6}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+        }
         // The LB forwards (lbd turns it on for the NAT modes) but must not
         // tell the client to go around it.
         for key in ["all", "eth0"] {
@@ -132,7 +193,12 @@ impl ModesLab {
             &["198.18.1.2/24"],
             &["fd00:1::2/64"],
         )?;
-        client.ip(&["route", "add", "default", "via", "198.18.1.1"])?;
+        let gateway = if ha {
+            GATEWAY4.to_string()
+        } else {
+            "198.18.1.1".to_owned()
+        };
+        client.ip(&["route", "add", "default", "via", &gateway])?;
         client.ip(&["-6", "route", "add", "default", "via", "fd00:1::1"])?;
         let mut backends = Vec::new();
         let mut servers = Vec::new();
@@ -176,6 +242,8 @@ impl ModesLab {
             backends,
             switch,
             workdir,
+            snat4: if ha { VIP4 } else { LB4 },
+            standby: None,
         })
     }
 
@@ -187,9 +255,14 @@ impl ModesLab {
 
     /// As [`ModesLab::config`], with `service_extra` in every service.
     pub fn config_with(&self, extra: &str, service_extra: &str) -> String {
+        self.config_of(&self.instance, extra, service_extra)
+    }
+
+    /// As [`ModesLab::config_with`], for the instance named `instance`.
+    pub fn config_of(&self, instance: &str, extra: &str, service_extra: &str) -> String {
         let mut text = format!(
-            "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmaglev_table_size = 251\nmax_services = 8\nmax_backends = 64\nconntrack_entries = 4096\nsnat_ipv4 = \"{LB4}\"\nsnat_ipv6 = \"{LB6}\"\nsnat_port_range = [{}, {}]\n{extra}\n",
-            self.instance, SNAT_PORTS.0, SNAT_PORTS.1
+            "[instance]\nname = \"{instance}\"\ninterface = \"eth0\"\nmaglev_table_size = 251\nmax_services = 8\nmax_backends = 64\nconntrack_entries = 4096\nsnat_ipv4 = \"{}\"\nsnat_ipv6 = \"{LB6}\"\nsnat_port_range = [{}, {}]\n{extra}\n",
+            self.snat4, SNAT_PORTS.0, SNAT_PORTS.1
         );
         let (tcp_port, udp_port) = self.mode.backend_ports();
         for (family, vip) in [("4", IpAddr::from(VIP4)), ("6", IpAddr::from(VIP6))] {
@@ -218,23 +291,32 @@ impl ModesLab {
     /// Starts lbd with `config` and waits until every backend is in its
     /// service's table (and, in dsr, resolved).
     pub fn start_lbd(&mut self, lbd: &Path, config: &str) -> anyhow::Result<()> {
-        let path = self.workdir.path.join("lb.toml");
-        std::fs::write(&path, config)?;
-        let mut command = Command::new(lbd);
-        command
-            .args(["run", "-c"])
-            .arg(&path)
-            .args(["--netns", self.lb.name()]);
-        let log = std::fs::File::create(self.workdir.path.join("lbd.log"))?;
-        command.stderr(log);
-        self.lbd = Some(ChildGuard::spawn(command, "lbd")?);
+        self.lbd = Some(spawn_lbd(lbd, config, &self.workdir, &self.lb)?);
+        let instance = self.instance.clone();
+        self.wait_programmed(lbd, &instance, false)
+    }
+
+    /// Starts the standby's lbd with `config` (see [`ModesLab::config_of`]).
+    pub fn start_standby(&mut self, lbd: &Path, config: &str) -> anyhow::Result<()> {
+        let standby = self.standby.as_mut().context("not an HA lab")?;
+        standby.lbd = Some(spawn_lbd(lbd, config, &standby.workdir, &standby.ns)?);
+        let instance = standby.instance.clone();
+        self.wait_programmed(lbd, &instance, true)
+    }
+
+    fn wait_programmed(&mut self, lbd: &Path, instance: &str, standby: bool) -> anyhow::Result<()> {
         let expected = 4 * self.backends.len();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.lbd.as_mut().and_then(ChildGuard::try_wait) {
+            let guard = if standby {
+                self.standby.as_mut().and_then(|s| s.lbd.as_mut())
+            } else {
+                self.lbd.as_mut()
+            };
+            if let Some(status) = guard.and_then(ChildGuard::try_wait) {
                 bail!("lbd exited ({status}): {}", self.lbd_log());
             }
-            if let Ok(report) = self.status(lbd) {
+            if let Ok(report) = status_of(lbd, instance) {
                 let backends: Vec<_> = report.services.iter().flat_map(|s| &s.backends).collect();
                 let ready = report.xdp_mode.is_some()
                     && backends.len() == expected
@@ -254,13 +336,20 @@ impl ModesLab {
     }
 
     pub fn status(&self, lbd: &Path) -> anyhow::Result<StatusReport> {
-        let out =
-            netns::run(Command::new(lbd).args(["status", "--json", "--instance", &self.instance]))?;
-        serde_json::from_str(&out).context("parsing lbd status --json")
+        status_of(lbd, &self.instance)
     }
 
+    /// Both nodes' logs (the standby's, if any, after the first).
     pub fn lbd_log(&self) -> String {
-        std::fs::read_to_string(self.workdir.path.join("lbd.log")).unwrap_or_default()
+        let mut log =
+            std::fs::read_to_string(self.workdir.path.join("lbd.log")).unwrap_or_default();
+        if let Some(standby) = &self.standby {
+            log.push_str("\n--- standby ---\n");
+            log.push_str(
+                &std::fs::read_to_string(standby.workdir.path.join("lbd.log")).unwrap_or_default(),
+            );
+        }
+        log
     }
 
     /// One TCP connection from the client's `source_port` to `vip`:80;
@@ -304,6 +393,29 @@ impl ModesLab {
             parse_answer(&String::from_utf8_lossy(&buffer[..n]))
         })?
     }
+}
+
+fn status_of(lbd: &Path, instance: &str) -> anyhow::Result<StatusReport> {
+    let out = netns::run(Command::new(lbd).args(["status", "--json", "--instance", instance]))?;
+    serde_json::from_str(&out).context("parsing lbd status --json")
+}
+
+/// `lbd run` in `ns` with `config` (written to `workdir`), logging there.
+fn spawn_lbd(
+    lbd: &Path,
+    config: &str,
+    workdir: &TempDir,
+    ns: &Netns,
+) -> anyhow::Result<ChildGuard> {
+    let path = workdir.path.join("lb.toml");
+    std::fs::write(&path, config)?;
+    let mut command = Command::new(lbd);
+    command
+        .args(["run", "-c"])
+        .arg(&path)
+        .args(["--netns", ns.name()]);
+    command.stderr(std::fs::File::create(workdir.path.join("lbd.log"))?);
+    ChildGuard::spawn(command, "lbd")
 }
 
 fn parse_answer(text: &str) -> anyhow::Result<(String, SocketAddr)> {

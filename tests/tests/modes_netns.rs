@@ -3,7 +3,8 @@
 //! backends reporting the source address they saw. Needs root.
 use lb_tests::{
     modes_lab::{
-        backend4, backend6, Mode, ModesLab, CLIENT4, CLIENT6, LB4, LB6, SNAT_PORTS, VIP4, VIP6,
+        backend4, backend6, Mode, ModesLab, CLIENT4, CLIENT6, GATEWAY4, LB4, LB6, SNAT_PORTS, VIP4,
+        VIP6,
     },
     predict::maglev_choice_for,
     topology::lbd_binary,
@@ -221,5 +222,81 @@ fn health_checks_take_a_dead_backend_out_over_both_families() {
             let (name, _) = lab.tcp_ask(vip, source_port).unwrap();
             assert_ne!(name, "b2", "{vip} from port {source_port}");
         }
+    }
+}
+
+/// The `[[vrrp]]` section of the HA lab: the VIP and the client's gateway.
+fn vrrp(priority: u8) -> String {
+    format!(
+        "\n[[vrrp]]\nname = \"VI_1\"\nversion = 3\nvrid = 51\npriority = {priority}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP4}\", \"{GATEWAY4}\"]\n"
+    )
+}
+
+fn vrrp_state(instance: &str) -> Option<lb_tests::ha::State> {
+    let out = std::process::Command::new(lbd_binary())
+        .args(["status", "--json", "--instance", instance])
+        .output()
+        .ok()?;
+    let report: lbd::status::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
+    report.vrrp.first().map(|v| v.state)
+}
+
+fn wait_master(lab: &ModesLab, instance: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vrrp_state(instance) != Some(lb_tests::ha::State::Master) {
+        assert!(
+            Instant::now() < deadline,
+            "{instance} never became master:\n{}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn fullnat_behind_vrrp_serves_new_flows_after_a_failover() {
+    let mut lab = ModesLab::build_ha(Mode::Fullnat, BACKENDS).unwrap();
+    let lbd = lbd_binary();
+    let primary = lab.config("") + &vrrp(200);
+    lab.start_lbd(&lbd, &primary).unwrap();
+    wait_master(&lab, &lab.instance.clone());
+    let standby_instance = lab.standby.as_ref().unwrap().instance.clone();
+    let standby = lab.config_of(&standby_instance, "", "") + &vrrp(100);
+    lab.start_standby(&lbd, &standby).unwrap();
+    let via_vip = |peer: &SocketAddr| {
+        peer.ip() == IpAddr::from(VIP4) && (SNAT_PORTS.0..=SNAT_PORTS.1).contains(&peer.port())
+    };
+    for source_port in 43000..43000 + FLOWS {
+        let (_, peer) = lab.tcp_ask(VIP4.into(), source_port).unwrap();
+        assert!(via_vip(&peer), "backend saw {peer}");
+    }
+    // The master loses its link: the standby takes the VIP and the
+    // gateway, and new flows (TCP and UDP) work through it.
+    lab.switch.ip(&["link", "set", "p-lb", "down"]).unwrap();
+    wait_master(&lab, &standby_instance);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.tcp_ask(VIP4.into(), 44999).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Instant::now() < deadline,
+            "no service after the failover:\n{}",
+            lab.lbd_log()
+        );
+    }
+    for source_port in 45000..45000 + FLOWS {
+        let (name, peer) = lab.tcp_ask(VIP4.into(), source_port).unwrap();
+        assert_eq!(
+            name,
+            predicted(
+                Mode::Fullnat,
+                VIP4.into(),
+                source_port,
+                80,
+                lb_common::PROTO_TCP
+            )
+        );
+        assert!(via_vip(&peer), "backend saw {peer}");
+        let (_, peer) = lab.udp_ask(VIP4.into(), source_port).unwrap();
+        assert!(via_vip(&peer), "backend saw {peer}");
     }
 }
