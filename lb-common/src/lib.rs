@@ -172,7 +172,10 @@ pub struct LbSettings {
     /// 1 while this node forwards (always without VRRP; only as VRRP
     /// master with it). 0: service traffic passes to the kernel.
     pub forwarding: u8,
-    pub _pad: u8,
+    /// 1 while some service is `nat` or `fullnat`: only then may a packet
+    /// that is not for a service be a reply to translate (otherwise the
+    /// `lb_nat_reverse` lookup is skipped).
+    pub reply_lookup: u8,
     /// `fullnat` source addresses (IPv4 in the first 4 bytes); all zero
     /// disables fullnat for that family (its packets pass, counted).
     pub snat_v4: [u8; 16],

@@ -69,6 +69,9 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
         }
         return Ok(to_backend(ctx, packet, &service, settings).into_finished());
     }
+    if settings.reply_lookup == 0 {
+        return Err(Outcome::PassNotService);
+    }
     Ok(to_client(ctx, packet, settings).into_finished())
 }
 

@@ -354,6 +354,7 @@ fn tunables(config: &Config, interface: &InterfaceInfo) -> Tunables {
         tcp_timeout: instance.tcp_timeout,
         tcp_fin_timeout: instance.tcp_fin_timeout,
         udp_timeout: instance.udp_timeout,
+        reply_lookup: uses_nat(config),
     };
     for service in config
         .services
@@ -407,6 +408,33 @@ fn start_collector(pins: &Path, every: Duration) -> anyhow::Result<()> {
                 Err(e) => warn!("collecting expired flows: {e}"),
             }
         })?;
+    Ok(())
+}
+
+/// Whether some service is `nat` or `fullnat`.
+fn uses_nat(config: &Config) -> bool {
+    config
+        .services
+        .iter()
+        .any(|s| s.mode != ForwardingMode::Dsr)
+}
+
+/// After a reload: the reply lookup (and forwarding) follow the services'
+/// modes. Read-modify-write, as the VRRP driver owns `forwarding`.
+fn sync_reply_lookup(maps: &mut LbMaps, config: &Config) -> anyhow::Result<()> {
+    let wanted = u8::from(uses_nat(config));
+    let mut settings = maps.settings.get(&0, 0)?;
+    if settings.reply_lookup != wanted {
+        if wanted == 1 {
+            enable_forwarding(config);
+        }
+        settings.reply_lookup = wanted;
+        maps.settings.set(0, settings, 0)?;
+        info!(
+            reply_lookup = wanted == 1,
+            "nat/fullnat reply path switched"
+        );
+    }
     Ok(())
 }
 
@@ -535,6 +563,7 @@ fn apply(
     instance: &str,
 ) -> anyhow::Result<bool> {
     let now = Instant::now();
+    sync_reply_lookup(maps, config)?;
     let plan = lbd::desired::plan(config, &health.facts, now);
     programmer.apply(maps, &plan.services)?;
     health.note_plan(&plan);

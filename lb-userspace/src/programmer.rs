@@ -44,6 +44,8 @@ pub struct Tunables {
     pub tcp_timeout: Duration,
     pub tcp_fin_timeout: Duration,
     pub udp_timeout: Duration,
+    /// Some service is `nat` or `fullnat` (see `LbSettings::reply_lookup`).
+    pub reply_lookup: bool,
 }
 
 impl Default for Tunables {
@@ -57,6 +59,7 @@ impl Default for Tunables {
             tcp_timeout: Duration::from_secs(900),
             tcp_fin_timeout: Duration::from_secs(120),
             udp_timeout: Duration::from_secs(300),
+            reply_lookup: false,
         }
     }
 }
@@ -68,7 +71,7 @@ impl Tunables {
         LbSettings {
             if_mac,
             forwarding: u8::from(forwarding),
-            _pad: 0,
+            reply_lookup: u8::from(self.reply_lookup),
             snat_v4: self
                 .snat_v4
                 .map_or([0; 16], |a| lb_common::ipv4_addr_bytes(a.octets())),

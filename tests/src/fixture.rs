@@ -141,6 +141,7 @@ impl Harness {
         let tunables = Tunables {
             snat_v4: Some(LB_ADDR),
             snat_v6: Some(LB_ADDR6),
+            reply_lookup: mode != lb_common::MODE_DSR,
             ..Tunables::default()
         };
         programmer.set_settings(&mut maps, LB_MAC, true, &tunables)?;

@@ -791,3 +791,34 @@ fn an_all_ports_nat_service_keeps_each_flows_port() {
         );
     }
 }
+
+#[test]
+fn without_nat_services_replies_are_not_looked_up() {
+    let mut harness = Harness::with_mode(MODE_NAT, false, 1).unwrap();
+    let client_at = SocketAddr::new(client(false), 49700);
+    let backend_at = SocketAddr::new(backend(false, 0), NAT_UDP_PORT);
+    harness.run(&query(false, 49700)).unwrap();
+    let reply = frame(
+        (backend_mac(0), LB_MAC),
+        backend_at,
+        client_at,
+        L4::Udp,
+        b"r",
+    );
+    // What lbd writes when no service is nat or fullnat: the reply path is
+    // off, the packet is the kernel's.
+    let tunables = Tunables {
+        reply_lookup: false,
+        ..harness.tunables.clone()
+    };
+    harness.set_tunables(tunables, true).unwrap();
+    let (action, out) = harness.run(&reply).unwrap();
+    assert_eq!((action, &out), (XDP_PASS, &reply));
+    let tunables = Tunables {
+        reply_lookup: true,
+        ..harness.tunables.clone()
+    };
+    harness.set_tunables(tunables, true).unwrap();
+    let (action, _) = harness.run(&reply).unwrap();
+    assert_eq!(action, XDP_TX);
+}
