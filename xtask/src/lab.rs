@@ -112,6 +112,50 @@ pub fn run(lbd: &Path, connections: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask lab --mode nat|fullnat`: one load balancer, a client on
+/// its own subnet, three backends that report the source they see; TCP and
+/// UDP over IPv4 and IPv6.
+pub fn run_nat(lbd: &Path, mode: lb_tests::modes_lab::Mode) -> anyhow::Result<()> {
+    use lb_tests::modes_lab::{ModesLab, VIP4, VIP6};
+    install_sigint()?;
+    println!(
+        "lab: building a client (198.18.1.2, fd00:1::2), a load balancer and 3 backends; mode {}",
+        mode.name()
+    );
+    let mut lab = ModesLab::build(mode, 3)?;
+    let config = lab.config("");
+    lab.start_lbd(lbd, &config)?;
+    check_interrupt()?;
+    println!(
+        "
+{:<22} {:<8} {:<28} {:<28}",
+        "VIP", "TCP TO", "TCP: SOURCE SEEN", "UDP: SOURCE SEEN"
+    );
+    for vip in [std::net::IpAddr::from(VIP4), std::net::IpAddr::from(VIP6)] {
+        for source_port in 30_000..30_006 {
+            let (name, tcp_peer) = lab.tcp_ask(vip, source_port)?;
+            let (_, udp_peer) = lab.udp_ask(vip, source_port)?;
+            println!("{vip:<22} {name:<8} {tcp_peer:<28} {udp_peer:<28}");
+        }
+        check_interrupt()?;
+    }
+    println!(
+        "
+lbd status:"
+    );
+    if let Ok(out) = Command::new(lbd)
+        .args(["status", "--instance", &lab.instance])
+        .output()
+    {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    println!(
+        "
+lab: tearing down"
+    );
+    Ok(())
+}
+
 fn show_status(lbd: &Path, lab: &DsrLab, node: usize) {
     println!("\nlbd status on lb{node}:");
     if let Ok(out) = Command::new(lbd)

@@ -35,6 +35,10 @@ enum Task {
         /// TCP connections to open through the VIP.
         #[arg(long, default_value_t = 600)]
         connections: u32,
+        /// dsr: two nodes with VRRP and a failover. nat, fullnat: one node,
+        /// IPv4 and IPv6, showing the source address each backend sees.
+        #[arg(long, default_value = "dsr", value_parser = ["dsr", "nat", "fullnat"])]
+        mode: String,
     },
 }
 
@@ -52,11 +56,16 @@ fn main() -> anyhow::Result<()> {
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench::run(&workspace_root().join("target/release/lbd"))
         }
-        Task::Lab { connections } => {
+        Task::Lab { connections, mode } => {
             setup::ensure()?;
             build_ebpf()?;
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
-            lab::run(&workspace_root().join("target/release/lbd"), connections)
+            let lbd = workspace_root().join("target/release/lbd");
+            match mode.as_str() {
+                "nat" => lab::run_nat(&lbd, lb_tests::modes_lab::Mode::Nat),
+                "fullnat" => lab::run_nat(&lbd, lb_tests::modes_lab::Mode::Fullnat),
+                _ => lab::run(&lbd, connections),
+            }
         }
     }
 }
