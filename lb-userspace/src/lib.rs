@@ -3,6 +3,7 @@ pub mod config;
 pub mod conntrack;
 pub mod dataplane;
 pub mod desired;
+pub mod flows;
 pub mod health;
 pub mod maglev;
 pub mod neighbour;

@@ -73,6 +73,21 @@ enum Command {
         instance: Option<String>,
     },
     /// Show services, backends and counters of a running instance.
+    /// The connection table: one line per flow (client, VIP, backend, TCP
+    /// state, time left, fullnat source port).
+    Flows {
+        /// Configuration file naming the instance.
+        #[arg(short, long, conflicts_with = "instance")]
+        config: Option<PathBuf>,
+        /// Instance name (the directory under /sys/fs/bpf).
+        #[arg(short, long)]
+        instance: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// At most this many flows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     Status {
         /// Configuration file naming the instance.
         #[arg(short, long, conflicts_with = "instance")]
@@ -214,6 +229,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload { config, instance } => {
             let instance = instance_of(config, instance)?;
             report(control::call(&instance, &control::Request::Reload)?)
+        }
+        Command::Flows {
+            config,
+            instance,
+            json,
+            limit,
+        } => {
+            let instance = instance_of(config, instance)?;
+            let flows = lbd::flows::collect(&instance, limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&flows)?);
+            } else {
+                print!("{}", lbd::flows::render(&flows));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status {
             config,

@@ -149,6 +149,30 @@ fn fullnat_backends_without_a_route_to_the_client_still_answer() {
         peer.ip() == ours && (SNAT_PORTS.0..=SNAT_PORTS.1).contains(&peer.port())
     });
     assert!(counter(&lab, "tx_nat_reply") > 0);
+    // `lbd flows` lists them: client, VIP, backend, fullnat source port.
+    let out = lb_tests::netns::run(std::process::Command::new(lbd_binary()).args([
+        "flows",
+        "--json",
+        "--instance",
+        &lab.instance,
+    ]))
+    .unwrap();
+    let flows: Vec<lbd::flows::FlowStatus> = serde_json::from_str(&out).unwrap();
+    let flow = flows
+        .iter()
+        .find(|f| f.client == SocketAddr::new(CLIENT4.into(), 40000) && f.protocol == "tcp")
+        .expect("the first TCP flow is listed");
+    assert_eq!(flow.vip, SocketAddr::new(VIP4.into(), 80));
+    let name = predicted(Mode::Fullnat, VIP4.into(), 40000, 80, lb_common::PROTO_TCP);
+    let index: usize = name.trim_start_matches('b').parse::<usize>().unwrap() - 1;
+    assert_eq!(
+        flow.backend,
+        Some(SocketAddr::new(backend4(index).into(), 8080))
+    );
+    assert!(flow
+        .snat_port
+        .is_some_and(|p| (SNAT_PORTS.0..=SNAT_PORTS.1).contains(&p)));
+    assert!(flow.expires_in > 0.0);
 }
 
 #[test]
