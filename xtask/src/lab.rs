@@ -127,8 +127,7 @@ pub fn run_nat(lbd: &Path, mode: lb_tests::modes_lab::Mode) -> anyhow::Result<()
     lab.start_lbd(lbd, &config)?;
     check_interrupt()?;
     println!(
-        "
-{:<22} {:<8} {:<28} {:<28}",
+        "\n{:<22} {:<8} {:<28} {:<28}",
         "VIP", "TCP TO", "TCP: SOURCE SEEN", "UDP: SOURCE SEEN"
     );
     for vip in [std::net::IpAddr::from(VIP4), std::net::IpAddr::from(VIP6)] {
@@ -139,20 +138,16 @@ pub fn run_nat(lbd: &Path, mode: lb_tests::modes_lab::Mode) -> anyhow::Result<()
         }
         check_interrupt()?;
     }
-    println!(
-        "
-lbd status:"
-    );
-    if let Ok(out) = Command::new(lbd)
-        .args(["status", "--instance", &lab.instance])
-        .output()
-    {
-        print!("{}", String::from_utf8_lossy(&out.stdout));
+    for (title, command) in [("lbd status", "status"), ("lbd flows", "flows")] {
+        println!("\n{title}:");
+        if let Ok(out) = Command::new(lbd)
+            .args([command, "--instance", &lab.instance])
+            .output()
+        {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
     }
-    println!(
-        "
-lab: tearing down"
-    );
+    println!("\nlab: tearing down");
     Ok(())
 }
 
