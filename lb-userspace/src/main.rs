@@ -44,10 +44,8 @@ enum Command {
     /// enable, disable (its flows move at once) or drain (no new flows,
     /// existing ones stay).
     Backend {
-        #[arg(short, long, conflicts_with = "instance")]
-        config: Option<PathBuf>,
-        #[arg(short, long)]
-        instance: Option<String>,
+        #[command(flatten)]
+        target: InstanceArgs,
         /// Service name.
         service: String,
         /// Backend address, or address:port.
@@ -60,44 +58,49 @@ enum Command {
     /// forwarding for the next lbd to adopt.) Also cleans up after a stopped
     /// or crashed lbd.
     Stop {
-        #[arg(short, long, conflicts_with = "instance")]
-        config: Option<PathBuf>,
-        #[arg(short, long)]
-        instance: Option<String>,
+        #[command(flatten)]
+        target: InstanceArgs,
     },
     /// Make a running instance re-read its configuration (as SIGHUP).
     Reload {
-        #[arg(short, long, conflicts_with = "instance")]
-        config: Option<PathBuf>,
-        #[arg(short, long)]
-        instance: Option<String>,
+        #[command(flatten)]
+        target: InstanceArgs,
     },
-    /// Show services, backends and counters of a running instance.
     /// The connection table: one line per flow (client, VIP, backend, TCP
     /// state, time left, fullnat source port).
     Flows {
-        /// Configuration file naming the instance.
-        #[arg(short, long, conflicts_with = "instance")]
-        config: Option<PathBuf>,
-        /// Instance name (the directory under /sys/fs/bpf).
-        #[arg(short, long)]
-        instance: Option<String>,
+        #[command(flatten)]
+        target: InstanceArgs,
         #[arg(long)]
         json: bool,
         /// At most this many flows.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Show services, backends and counters of a running instance.
     Status {
-        /// Configuration file naming the instance.
-        #[arg(short, long, conflicts_with = "instance")]
-        config: Option<PathBuf>,
-        /// Instance name (the directory under /sys/fs/bpf).
-        #[arg(short, long)]
-        instance: Option<String>,
+        #[command(flatten)]
+        target: InstanceArgs,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which running instance: by name, or by its configuration file.
+#[derive(clap::Args)]
+struct InstanceArgs {
+    /// Configuration file naming the instance.
+    #[arg(short, long, conflicts_with = "instance")]
+    config: Option<PathBuf>,
+    /// Instance name (the directory under /sys/fs/bpf).
+    #[arg(short, long)]
+    instance: Option<String>,
+}
+
+impl InstanceArgs {
+    fn name(self) -> anyhow::Result<String> {
+        instance_of(self.config, self.instance)
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -167,13 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backend {
-            config,
-            instance,
+            target,
             service,
             backend,
             state,
         } => {
-            let instance = instance_of(config, instance)?;
+            let instance = target.name()?;
             let state = match state {
                 AdminArg::Enable => lbd::health::state::AdminState::Enabled,
                 AdminArg::Disable => lbd::health::state::AdminState::Disabled,
@@ -189,8 +191,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
             report(reply)
         }
-        Command::Stop { config, instance } => {
-            let instance = instance_of(config, instance)?;
+        Command::Stop { target } => {
+            let instance = target.name()?;
             match control::call(&instance, &control::Request::Stop) {
                 Ok(reply) => {
                     // Wait for the daemon to let go of the instance.
@@ -226,17 +228,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Reload { config, instance } => {
-            let instance = instance_of(config, instance)?;
+        Command::Reload { target } => {
+            let instance = target.name()?;
             report(control::call(&instance, &control::Request::Reload)?)
         }
         Command::Flows {
-            config,
-            instance,
+            target,
             json,
             limit,
         } => {
-            let instance = instance_of(config, instance)?;
+            let instance = target.name()?;
             let flows = lbd::flows::collect(&instance, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&flows)?);
@@ -245,12 +246,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status {
-            config,
-            instance,
-            json,
-        } => {
-            let instance = instance_of(config, instance)?;
+        Command::Status { target, json } => {
+            let instance = target.name()?;
             let report = lbd::status::collect(&instance)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -130,13 +130,18 @@ pub struct BackendStatus {
     pub new_flows: u64,
 }
 
-pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
+/// The pinned maps of `instance`, or why they cannot be opened.
+pub fn open_maps(instance: &str) -> Result<LbMaps, StatusError> {
     let dir = pin_dir(instance);
-    let maps = LbMaps::from_pins(&dir).map_err(|source| StatusError::NotRunning {
+    LbMaps::from_pins(&dir).map_err(|source| StatusError::NotRunning {
         instance: instance.to_owned(),
-        dir: dir.clone(),
+        dir,
         source: Box::new(source),
-    })?;
+    })
+}
+
+pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
+    let maps = open_maps(instance)?;
     let state = StateFile::read(instance);
     let snapshot = state
         .as_ref()
