@@ -84,8 +84,11 @@ pub struct StatusReport {
     pub xdp_mode: Option<String>,
     /// VRRP instances (empty without VRRP).
     pub vrrp: Vec<crate::vrrp::VrrpStatus>,
-    /// Connection-table entries (live flows, until evicted).
+    /// Connection-table entries (flows, until expired and collected).
     pub flows: u64,
+    /// nat/fullnat reply entries (one per flow towards its backend).
+    #[serde(default)]
+    pub nat_replies: u64,
     /// One counter per outcome of the XDP program, summed over CPUs.
     pub global: Vec<(String, u64)>,
     pub services: Vec<ServiceStatus>,
@@ -252,6 +255,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     }
     services.sort_by_key(|s| (s.vip, s.port, s.protocol.clone()));
     let flows = maps.conntrack.keys().filter(Result::is_ok).count() as u64;
+    let nat_replies = maps.nat_reverse.keys().filter(Result::is_ok).count() as u64;
 
     Ok(StatusReport {
         instance: instance.to_owned(),
@@ -259,6 +263,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
         xdp_mode: state.as_ref().and_then(|s| s.xdp_mode.clone()),
         vrrp: state.map(|s| s.vrrp).unwrap_or_default(),
         flows,
+        nat_replies,
         global: global
             .fields()
             .iter()
@@ -302,11 +307,12 @@ pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "instance {}  pid {}  xdp {}  (flows in connection table: {})",
+        "instance {}  pid {}  xdp {}  (flows in connection table: {}, nat reply entries: {})",
         report.instance,
         report.pid.map_or("-".into(), |p| p.to_string()),
         report.xdp_mode.as_deref().unwrap_or("not attached"),
-        report.flows
+        report.flows,
+        report.nat_replies
     );
     let _ = writeln!(out);
     let _ = writeln!(

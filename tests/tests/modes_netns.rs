@@ -173,6 +173,9 @@ fn fullnat_backends_without_a_route_to_the_client_still_answer() {
         .snat_port
         .is_some_and(|p| (SNAT_PORTS.0..=SNAT_PORTS.1).contains(&p)));
     assert!(flow.expires_in > 0.0);
+    // One reply entry per flow (each of these flows has one backend).
+    let report = lab.status(&lbd_binary()).unwrap();
+    assert_eq!(report.nat_replies, report.flows);
 }
 
 #[test]
