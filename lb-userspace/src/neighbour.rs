@@ -104,16 +104,25 @@ fn same_subnet(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
     (a >> shift) == (b >> shift)
 }
 
-pub async fn interface_info(
+/// The link named `name`, if it exists.
+pub async fn link_by_name(
     handle: &rtnetlink::Handle,
     name: &str,
-) -> Result<InterfaceInfo, NeighbourError> {
-    let link = handle
+) -> Result<Option<rtnetlink::packet_route::link::LinkMessage>, rtnetlink::Error> {
+    handle
         .link()
         .get()
         .match_name(name.to_owned())
         .execute()
         .try_next()
+        .await
+}
+
+pub async fn interface_info(
+    handle: &rtnetlink::Handle,
+    name: &str,
+) -> Result<InterfaceInfo, NeighbourError> {
+    let link = link_by_name(handle, name)
         .await
         .map_err(|_| NeighbourError::NoInterface(name.to_owned()))?
         .ok_or_else(|| NeighbourError::NoInterface(name.to_owned()))?;

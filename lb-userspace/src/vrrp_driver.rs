@@ -778,14 +778,7 @@ async fn run_script(script: &str, timeout: Duration) -> Observation {
 }
 
 async fn link_state(handle: &rtnetlink::Handle, name: &str) -> Observation {
-    let link = handle
-        .link()
-        .get()
-        .match_name(name.to_owned())
-        .execute()
-        .try_next()
-        .await;
-    match link {
+    match lbd::neighbour::link_by_name(handle, name).await {
         Ok(Some(link))
             if link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp) =>
