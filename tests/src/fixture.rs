@@ -204,24 +204,20 @@ impl Harness {
 
     /// Runs the program once on `fx0`; returns (action, output frame).
     pub fn run(&mut self, packet: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
-        let ifindex_context = self.context(packet);
-        let program = self.dataplane.program(MAIN_PROGRAM)?;
-        self.netns.run_in(|| {
-            let mut out = vec![0u8; packet.len() + 256];
-            let result = program.test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ifindex_context),
-                ..TestRunOptions::default()
-            })?;
-            out.truncate(result.data_size_out as usize);
-            Ok((result.return_value, out))
-        })?
+        let (action, out, _) = self.test_run(packet, 1)?;
+        Ok((action, out))
     }
 
     /// Runs the program `repeat` times on one buffer (each run sees the
     /// previous run's output); returns the kernel's mean time per run.
     pub fn time_repeated(&mut self, packet: &[u8], repeat: u32) -> anyhow::Result<Duration> {
+        let (_, _, took) = self.test_run(packet, repeat)?;
+        Ok(took)
+    }
+
+    /// BPF_PROG_TEST_RUN inside the fixture namespace: (last action, last
+    /// output frame, mean time per run).
+    fn test_run(&mut self, packet: &[u8], repeat: u32) -> anyhow::Result<(u32, Vec<u8>, Duration)> {
         let ifindex_context = self.context(packet);
         let program = self.dataplane.program(MAIN_PROGRAM)?;
         self.netns.run_in(|| {
@@ -233,7 +229,8 @@ impl Harness {
                 repeat,
                 ..TestRunOptions::default()
             })?;
-            Ok(result.duration)
+            out.truncate(result.data_size_out as usize);
+            Ok((result.return_value, out, result.duration))
         })?
     }
 
