@@ -92,7 +92,43 @@ pub struct Packet {
     pub frame_len: u64,
 }
 
+/// Where an IP packet's headers are in the frame.
+struct Layout {
+    l3_offset: usize,
+    l3_header_len: usize,
+    l4_offset: usize,
+    ip_end: usize,
+    frame_len: usize,
+}
+
 impl Packet {
+    /// An IP packet whose ports (or ICMP quote) are filled in next.
+    #[inline(always)]
+    fn new(src: [u8; 16], dst: [u8; 16], proto: u8, family: u8, layout: Layout) -> Packet {
+        Packet {
+            flow: FlowKey {
+                src,
+                dst,
+                src_port: 0,
+                dst_port: 0,
+                proto,
+                family,
+                _pad: [0; 2],
+            },
+            l3_offset: layout.l3_offset,
+            l3_header_len: layout.l3_header_len,
+            l4_offset: layout.l4_offset,
+            ip_end: layout.ip_end,
+            tcp_flags: 0,
+            quote: IcmpError {
+                inner_l3_offset: 0,
+                inner_l4_offset: 0,
+            },
+            is_icmp_error: false,
+            frame_len: layout.frame_len as u64,
+        }
+    }
+
     /// The quote's location when this is an ICMP error.
     #[inline(always)]
     pub fn icmp(&self) -> Option<IcmpError> {
@@ -177,28 +213,19 @@ fn parse_ipv4(ctx: &XdpContext, l3_offset: usize, packet: &mut Packet) -> Result
     }
     let l4_offset = l3_offset + header_len;
     let l4_len = total_len - header_len;
-    *packet = Packet {
-        flow: FlowKey {
-            src: widen(ip.src_addr),
-            dst: widen(ip.dst_addr),
-            src_port: 0,
-            dst_port: 0,
-            proto: ip.proto,
-            family: FAMILY_IPV4,
-            _pad: [0; 2],
+    *packet = Packet::new(
+        widen(ip.src_addr),
+        widen(ip.dst_addr),
+        ip.proto,
+        FAMILY_IPV4,
+        Layout {
+            l3_offset,
+            l3_header_len: header_len,
+            l4_offset,
+            ip_end: l3_offset + total_len,
+            frame_len,
         },
-        l3_offset,
-        l3_header_len: header_len,
-        l4_offset,
-        ip_end: l3_offset + total_len,
-        tcp_flags: 0,
-        quote: IcmpError {
-            inner_l3_offset: 0,
-            inner_l4_offset: 0,
-        },
-        is_icmp_error: false,
-        frame_len: frame_len as u64,
-    };
+    );
     match ip.proto {
         PROTO_TCP | PROTO_UDP => transport(ctx, packet, l4_len),
         PROTO_ICMP => icmpv4_error(ctx, packet, l4_len),
@@ -220,28 +247,19 @@ fn parse_ipv6(ctx: &XdpContext, l3_offset: usize, packet: &mut Packet) -> Result
     if l4_offset + l4_len > frame_len {
         return Err(Outcome::PassMalformedIp);
     }
-    *packet = Packet {
-        flow: FlowKey {
-            src: ip.src_addr,
-            dst: ip.dst_addr,
-            src_port: 0,
-            dst_port: 0,
-            proto: ip.next_hdr,
-            family: FAMILY_IPV6,
-            _pad: [0; 2],
+    *packet = Packet::new(
+        ip.src_addr,
+        ip.dst_addr,
+        ip.next_hdr,
+        FAMILY_IPV6,
+        Layout {
+            l3_offset,
+            l3_header_len: Ipv6Hdr::LEN,
+            l4_offset,
+            ip_end: l4_offset + l4_len,
+            frame_len,
         },
-        l3_offset,
-        l3_header_len: Ipv6Hdr::LEN,
-        l4_offset,
-        ip_end: l4_offset + l4_len,
-        tcp_flags: 0,
-        quote: IcmpError {
-            inner_l3_offset: 0,
-            inner_l4_offset: 0,
-        },
-        is_icmp_error: false,
-        frame_len: frame_len as u64,
-    };
+    );
     match ip.next_hdr {
         PROTO_TCP | PROTO_UDP => transport(ctx, packet, l4_len),
         // NDP and echo are ICMPv6 too: everything but errors passes here.
