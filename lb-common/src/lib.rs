@@ -205,13 +205,6 @@ mod pod {
     unsafe impl aya::Pod for super::GlobalCounters {}
 }
 
-/// Builds the 16-byte address field used by every key from an IPv6
-/// address in network byte order (the identity, for symmetry).
-#[inline(always)]
-pub const fn ipv6_addr_bytes(octets: [u8; 16]) -> [u8; 16] {
-    octets
-}
-
 /// Builds the 16-byte address field used by every key from an IPv4 address
 /// in network byte order.
 #[inline(always)]

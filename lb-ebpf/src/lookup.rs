@@ -172,7 +172,7 @@ fn timeout(settings: &LbSettings, proto: u8, tcp_state: u8) -> u64 {
 
 /// Pushes a live entry's expiry forward (or shortens it on FIN/RST).
 #[inline(always)]
-pub fn refresh(entry: *mut ConnEntry, packet: &Packet, settings: &LbSettings, now: u64) {
+fn refresh(entry: *mut ConnEntry, packet: &Packet, settings: &LbSettings, now: u64) {
     // SAFETY: `entry` comes from a map lookup; concurrent writers on other
     // CPUs can only store another valid expiry or state.
     unsafe {
