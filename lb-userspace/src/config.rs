@@ -916,7 +916,7 @@ impl Validator<'_> {
             },
             None => None,
         };
-        let default_ports = crate::programmer::Tunables::default().snat_ports;
+        let default_ports = crate::dataplane::programmer::Tunables::default().snat_ports;
         let snat_port_range = match &raw.snat_port_range {
             Some(range) => {
                 let [min, max] = *range.get_ref();

@@ -4,9 +4,12 @@ use anyhow::{bail, Context};
 use aya::programs::XdpMode;
 use lbd::{
     config::{Config, ForwardingMode, HostEnvironment, XdpModeChoice},
-    dataplane::{self, Dataplane, LbMaps, MapSizes},
-    neighbour::{self, InterfaceInfo},
-    programmer::{Programmer, Tunables},
+    dataplane::{
+        self,
+        neighbour::{self, InterfaceInfo},
+        programmer::{Programmer, Tunables},
+        Dataplane, LbMaps, MapSizes,
+    },
     status::{snapshot_path, StateFile, RUN_DIR},
 };
 use nix::fcntl::{Flock, FlockArg};
@@ -395,8 +398,8 @@ fn start_collector(pins: &Path, every: Duration) -> anyhow::Result<()> {
         .name("flow-collector".into())
         .spawn(move || loop {
             std::thread::sleep(every);
-            let now_ns = lbd::conntrack::monotonic_now_ns();
-            match lbd::conntrack::collect(&mut conntrack, &mut reverse, now_ns) {
+            let now_ns = lbd::dataplane::conntrack::monotonic_now_ns();
+            match lbd::dataplane::conntrack::collect(&mut conntrack, &mut reverse, now_ns) {
                 Ok(c) if c.flows + c.replies > 0 => {
                     tracing::debug!(
                         flows = c.flows,
@@ -564,7 +567,7 @@ fn apply(
 ) -> anyhow::Result<bool> {
     let now = Instant::now();
     sync_reply_lookup(maps, config)?;
-    let plan = lbd::desired::plan(config, &health.facts, now);
+    let plan = lbd::dataplane::desired::plan(config, &health.facts, now);
     programmer.apply(maps, &plan.services)?;
     health.note_plan(&plan);
     state.snapshot = programmer.snapshot().clone();

@@ -1,7 +1,10 @@
 //! `lbd flows`: the connection table, one line per flow (what `ipvsadm
 //! -Lnc` shows for IPVS): client, VIP, backend, TCP state, time left and,
 //! for fullnat, the source port the flow was given.
-use crate::{conntrack::monotonic_now_ns, programmer::address_from_map, status::StatusError};
+use crate::{
+    dataplane::{conntrack::monotonic_now_ns, programmer::address_from_map},
+    status::StatusError,
+};
 use lb_common::{ConnEntry, FlowKey, PROTO_TCP, PROTO_UDP, TCP_STATE_CLOSING};
 use serde::{Deserialize, Serialize};
 use std::{fmt::Write as _, net::SocketAddr};

@@ -4,7 +4,7 @@
 //! reads. Every transition is logged once, with its cause.
 use lbd::{
     config::Config,
-    desired::{BackendKey, Facts, Plan},
+    dataplane::desired::{BackendKey, Facts, Plan},
     health::{
         checks,
         state::{AdminState, BackendHealth, CheckResult},

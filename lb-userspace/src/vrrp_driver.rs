@@ -8,7 +8,7 @@ use aya::maps::{Array, MapData};
 use futures::TryStreamExt;
 use lb_common::LbSettings;
 use lbd::{
-    neighbour::{self, InterfaceInfo},
+    dataplane::neighbour::{self, InterfaceInfo},
     vrrp::{
         config::VrrpConfig,
         machine::{Action, InstanceConfig, Machine, State},
@@ -778,7 +778,7 @@ async fn run_script(script: &str, timeout: Duration) -> Observation {
 }
 
 async fn link_state(handle: &rtnetlink::Handle, name: &str) -> Observation {
-    match lbd::neighbour::link_by_name(handle, name).await {
+    match lbd::dataplane::neighbour::link_by_name(handle, name).await {
         Ok(Some(link))
             if link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp) =>

@@ -1,7 +1,7 @@
 //! Health checks, administrative states and live reload, end to end in
 //! namespaces. Needs root.
 use lb_tests::topology::{lbd_binary, DsrLab, HTTP_PORT, VIP};
-use lbd::{programmer::BackendState, status::StatusReport};
+use lbd::{dataplane::BackendState, status::StatusReport};
 use std::{
     path::Path,
     process::Command,
