@@ -2,7 +2,7 @@
 //! line, one JSON reply per line. `lbd backend` and `lbd reload` are its
 //! clients; the daemon's loop answers.
 use anyhow::Context;
-use lbd::{health::state::AdminState, status::RUN_DIR};
+use lbd::{cli::status::RUN_DIR, health::state::AdminState};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokio::{

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use aya::programs::XdpMode;
 use lbd::{
+    cli::status::{snapshot_path, StateFile, RUN_DIR},
     config::{Config, ForwardingMode, HostEnvironment, XdpModeChoice},
     dataplane::{
         self,
@@ -10,7 +11,6 @@ use lbd::{
         programmer::{Programmer, Tunables},
         Dataplane, LbMaps, MapSizes,
     },
-    status::{snapshot_path, StateFile, RUN_DIR},
 };
 use nix::fcntl::{Flock, FlockArg};
 use std::{

@@ -3,13 +3,13 @@
 //! through rise/fall, administrative states, and the facts the planner
 //! reads. Every transition is logged once, with its cause.
 use lbd::{
+    cli::status::BackendHealthStatus,
     config::Config,
     dataplane::desired::{BackendKey, Facts, Plan},
     health::{
         checks,
         state::{AdminState, BackendHealth, CheckResult},
     },
-    status::BackendHealthStatus,
 };
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::{sync::mpsc, task::JoinHandle};

@@ -196,8 +196,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match control::call(&instance, &control::Request::Stop) {
                 Ok(reply) => {
                     // Wait for the daemon to let go of the instance.
-                    let lock =
-                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
+                    let lock = std::path::Path::new(lbd::cli::status::RUN_DIR)
+                        .join(format!("{instance}.lock"));
                     for _ in 0..100 {
                         if daemon::try_lock(&lock)? {
                             break;
@@ -207,8 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report(reply)
                 }
                 Err(_) => {
-                    let lock =
-                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
+                    let lock = std::path::Path::new(lbd::cli::status::RUN_DIR)
+                        .join(format!("{instance}.lock"));
                     if lock.exists() && !daemon::try_lock(&lock)? {
                         bail!(
                             "instance {instance} is running but its control socket does not answer"
@@ -219,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         bail!("instance {instance} is not running and left nothing behind");
                     }
                     daemon::remove_pins(&pins);
-                    let _ = std::fs::remove_file(lbd::status::snapshot_path(&instance));
+                    let _ = std::fs::remove_file(lbd::cli::status::snapshot_path(&instance));
                     println!(
                         "{instance}: removed the data plane a previous lbd left (pins under {})",
                         pins.display()
@@ -238,21 +238,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => {
             let instance = target.name()?;
-            let flows = lbd::flows::collect(&instance, limit)?;
+            let flows = lbd::cli::flows::collect(&instance, limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&flows)?);
             } else {
-                print!("{}", lbd::flows::render(&flows));
+                print!("{}", lbd::cli::flows::render(&flows));
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { target, json } => {
             let instance = target.name()?;
-            let report = lbd::status::collect(&instance)?;
+            let report = lbd::cli::status::collect(&instance)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", lbd::status::render_table(&report));
+                print!("{}", lbd::cli::status::render_table(&report));
             }
             Ok(ExitCode::SUCCESS)
         }

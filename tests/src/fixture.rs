@@ -264,7 +264,7 @@ impl Harness {
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
-    lbd::status::format_mac(mac)
+    lbd::cli::format_mac(mac)
 }
 
 fn interface_index(netns: &Netns) -> anyhow::Result<u32> {

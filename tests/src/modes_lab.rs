@@ -18,7 +18,7 @@ use crate::{
     topology::{PassProgram, TempDir},
 };
 use anyhow::{bail, Context};
-use lbd::status::StatusReport;
+use lbd::cli::StatusReport;
 use std::{
     io::{BufRead, BufReader, ErrorKind, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},

@@ -15,7 +15,7 @@ use crate::{
     traffic::{self, HeldConnection},
 };
 use anyhow::{bail, Context};
-use lbd::status::StatusReport;
+use lbd::cli::StatusReport;
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},

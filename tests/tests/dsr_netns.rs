@@ -10,7 +10,7 @@ use lb_tests::{
     },
     traffic::{self},
 };
-use lbd::status::StatusReport;
+use lbd::cli::StatusReport;
 use std::{collections::BTreeMap, process::Command, time::Duration};
 
 const RING: u32 = 65_537;
@@ -30,7 +30,7 @@ fn predicted(source_port: u16, port: u16, proto: u8, backends: usize) -> String 
     ))
 }
 
-fn service(report: &StatusReport, port: u16) -> &lbd::status::ServiceStatus {
+fn service(report: &StatusReport, port: u16) -> &lbd::cli::ServiceStatus {
     report
         .services
         .iter()

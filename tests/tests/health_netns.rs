@@ -1,7 +1,7 @@
 //! Health checks, administrative states and live reload, end to end in
 //! namespaces. Needs root.
 use lb_tests::topology::{lbd_binary, DsrLab, HTTP_PORT, VIP};
-use lbd::{dataplane::BackendState, status::StatusReport};
+use lbd::{cli::StatusReport, dataplane::BackendState};
 use std::{
     path::Path,
     process::Command,
@@ -36,7 +36,7 @@ fn backend_of<'r>(
     report: &'r StatusReport,
     service: &str,
     name: &str,
-) -> &'r lbd::status::BackendStatus {
+) -> &'r lbd::cli::BackendStatus {
     let svc = report
         .services
         .iter()

@@ -157,7 +157,7 @@ fn fullnat_backends_without_a_route_to_the_client_still_answer() {
         &lab.instance,
     ]))
     .unwrap();
-    let flows: Vec<lbd::flows::FlowStatus> = serde_json::from_str(&out).unwrap();
+    let flows: Vec<lbd::cli::FlowStatus> = serde_json::from_str(&out).unwrap();
     let flow = flows
         .iter()
         .find(|f| f.client == SocketAddr::new(CLIENT4.into(), 40000) && f.protocol == "tcp")
@@ -264,7 +264,7 @@ fn vrrp_state(instance: &str) -> Option<lb_tests::ha::State> {
         .args(["status", "--json", "--instance", instance])
         .output()
         .ok()?;
-    let report: lbd::status::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
+    let report: lbd::cli::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
     report.vrrp.first().map(|v| v.state)
 }
 

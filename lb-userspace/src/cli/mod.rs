@@ -1,0 +1,7 @@
+//! The readers behind `lbd status` and `lbd flows`: they open the pinned
+//! maps and the state file of a running instance and render them.
+pub mod flows;
+pub mod status;
+
+pub use flows::FlowStatus;
+pub use status::{format_mac, BackendStatus, ServiceStatus, StatusReport};
