@@ -1,7 +1,6 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
 mod control;
 mod daemon;
-mod health_driver;
 mod vrrp_driver;
 
 use anyhow::{bail, Context};

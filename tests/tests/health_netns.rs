@@ -215,7 +215,7 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
     );
     assert_eq!(
         backend_of(&report, "web", "b2").admin,
-        Some(lbd::health::state::AdminState::Drain)
+        Some(lbd::health::AdminState::Drain)
     );
     for connection in &mut held {
         assert_eq!(

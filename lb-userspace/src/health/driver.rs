@@ -2,7 +2,7 @@
 //! spread over the interval, so checks never arrive in one burst), results
 //! through rise/fall, administrative states, and the facts the planner
 //! reads. Every transition is logged once, with its cause.
-use lbd::{
+use crate::{
     cli::status::BackendHealthStatus,
     config::Config,
     dataplane::desired::{BackendKey, Facts, Plan},

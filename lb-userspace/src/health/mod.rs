@@ -1,0 +1,8 @@
+//! Backend health: check configuration, hysteresis, the checks, and the
+//! driver that runs them.
+pub mod checks;
+pub mod config;
+pub mod driver;
+pub mod state;
+
+pub use state::AdminState;
