@@ -24,8 +24,8 @@ use std::{
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::{control, vrrp_driver::VrrpDriver};
-use lbd::health::driver::HealthDriver;
+use crate::control;
+use lbd::{health::driver::HealthDriver, vrrp::driver::VrrpDriver};
 
 /// How often resolved backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);

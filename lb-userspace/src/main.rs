@@ -1,7 +1,6 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
 mod control;
 mod daemon;
-mod vrrp_driver;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! VRRP, wire-compatible with keepalived: the wire format and a sans-IO
-//! state machine; sockets and timers live in the daemon's driver.
+//! state machine; sockets and timers live in the driver beside them.
 pub mod config;
+pub mod driver;
 pub mod machine;
 pub mod packet;
 pub mod tracking;
@@ -27,4 +28,5 @@ pub mod status {
         pub counters: Counters,
     }
 }
+pub use machine::State;
 pub use status::VrrpStatus;

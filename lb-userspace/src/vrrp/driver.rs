@@ -3,11 +3,7 @@
 //! (gratuitous ARP), flips the data plane's forwarding switch, runs the
 //! tracked checks and the notify hooks. Timers are the machines' deadlines,
 //! driven by the daemon's loop.
-use anyhow::Context;
-use aya::maps::{Array, MapData};
-use futures::TryStreamExt;
-use lb_common::LbSettings;
-use lbd::{
+use crate::{
     dataplane::neighbour::{self, InterfaceInfo},
     vrrp::{
         config::VrrpConfig,
@@ -17,6 +13,10 @@ use lbd::{
         VrrpStatus,
     },
 };
+use anyhow::Context;
+use aya::maps::{Array, MapData};
+use futures::TryStreamExt;
+use lb_common::LbSettings;
 use rtnetlink::packet_route::{address::AddressAttribute, link::LinkFlags};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::{
@@ -370,7 +370,7 @@ impl VrrpDriver {
         }
     }
 
-    fn send(&self, index: usize, advert: &lbd::vrrp::packet::Advertisement) {
+    fn send(&self, index: usize, advert: &crate::vrrp::packet::Advertisement) {
         let instance = &self.instances[index];
         let destinations: Vec<IpAddr> =
             match (instance.config.unicast_peer.is_empty(), instance.local) {
@@ -778,7 +778,7 @@ async fn run_script(script: &str, timeout: Duration) -> Observation {
 }
 
 async fn link_state(handle: &rtnetlink::Handle, name: &str) -> Observation {
-    match lbd::dataplane::neighbour::link_by_name(handle, name).await {
+    match crate::dataplane::neighbour::link_by_name(handle, name).await {
         Ok(Some(link))
             if link.header.flags.contains(LinkFlags::Up)
                 && link.header.flags.contains(LinkFlags::LowerUp) =>
