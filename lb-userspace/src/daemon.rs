@@ -24,8 +24,7 @@ use std::{
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
-use crate::control;
-use lbd::{health::driver::HealthDriver, vrrp::driver::VrrpDriver};
+use lbd::{control, health::driver::HealthDriver, vrrp::driver::VrrpDriver};
 
 /// How often resolved backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);

@@ -1,6 +1,7 @@
 //! `lbd`: the control plane of the XDP load balancer.
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataplane;
 pub mod health;
 pub mod vrrp;

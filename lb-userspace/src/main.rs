@@ -1,10 +1,12 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
-mod control;
 mod daemon;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use lbd::config::{Config, HostEnvironment};
+use lbd::{
+    config::{Config, HostEnvironment},
+    control,
+};
 use std::{path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]

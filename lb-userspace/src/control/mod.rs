@@ -1,8 +1,8 @@
 //! The control socket, `/run/lbd/<instance>.sock`: one JSON request per
 //! line, one JSON reply per line. `lbd backend` and `lbd reload` are its
 //! clients; the daemon's loop answers.
+use crate::{cli::status::RUN_DIR, health::state::AdminState};
 use anyhow::Context;
-use lbd::{cli::status::RUN_DIR, health::state::AdminState};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokio::{
