@@ -3,11 +3,9 @@
 //! Pure, so every rule is unit-tested.
 use super::programmer::{BackendState, DesiredBackend, DesiredService};
 use crate::{
+    config::health::AllDown,
     config::Config,
-    health::{
-        config::AllDown,
-        state::{slow_start_weight, AdminState, BackendHealth},
-    },
+    health::state::{slow_start_weight, AdminState, BackendHealth},
 };
 use std::{
     collections::HashMap,

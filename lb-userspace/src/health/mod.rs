@@ -1,7 +1,6 @@
 //! Backend health: check configuration, hysteresis, the checks, and the
 //! driver that runs them.
 pub mod checks;
-pub mod config;
 pub mod driver;
 pub mod state;
 

@@ -4,9 +4,9 @@
 //! tracked checks and the notify hooks. Timers are the machines' deadlines,
 //! driven by the daemon's loop.
 use crate::{
+    config::vrrp::VrrpConfig,
     dataplane::neighbour::{self, InterfaceInfo},
     vrrp::{
-        config::VrrpConfig,
         machine::{Action, InstanceConfig, Machine, State},
         packet::{password_bytes, IPPROTO_VRRP, VRRP_TTL},
         tracking::{priority_effect, Observation, Tracked},

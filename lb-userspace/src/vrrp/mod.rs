@@ -1,6 +1,5 @@
 //! VRRP, wire-compatible with keepalived: the wire format and a sans-IO
 //! state machine; sockets and timers live in the driver beside them.
-pub mod config;
 pub mod driver;
 pub mod machine;
 pub mod packet;

@@ -10,13 +10,14 @@ use std::{
 };
 use toml::Spanned;
 
-use crate::health::config::{AllDown, HealthCheck, RawHealthCheck};
-use crate::vrrp::{
-    config::{
-        GarpConfig, RawTrack, RawVrrp, RawVrrpScript, TrackFile, TrackNamed, TrackScript,
-        VrrpConfig, VrrpScript, MAX_WEIGHT,
-    },
-    packet::Version,
+pub mod health;
+pub mod vrrp;
+
+use crate::vrrp::packet::Version;
+use health::{AllDown, HealthCheck, RawHealthCheck};
+use vrrp::{
+    GarpConfig, RawTrack, RawVrrp, RawVrrpScript, TrackFile, TrackNamed, TrackScript, VrrpConfig,
+    VrrpScript, MAX_WEIGHT,
 };
 
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
@@ -1130,5 +1131,4 @@ fn is_prime(n: u32) -> bool {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

@@ -1,6 +1,6 @@
 //! `[[vrrp]]` and `[[vrrp_script]]`: keepalived's `vrrp_instance` and
 //! `vrrp_script`, in TOML. Validated by the main config validator.
-use super::packet::Version;
+use crate::vrrp::packet::Version;
 use serde::Deserialize;
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 use toml::Spanned;
