@@ -1,5 +1,7 @@
 use super::*;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+use vrrp::Version;
 
 struct FakeHost;
 impl Environment for FakeHost {

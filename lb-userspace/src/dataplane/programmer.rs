@@ -55,7 +55,7 @@ impl Default for Tunables {
         Tunables {
             snat_v4: None,
             snat_v6: None,
-            snat_ports: (1024, 32767),
+            snat_ports: crate::config::DEFAULT_SNAT_PORTS,
             tcp_timeout: Duration::from_secs(900),
             tcp_fin_timeout: Duration::from_secs(120),
             udp_timeout: Duration::from_secs(300),
