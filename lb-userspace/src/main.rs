@@ -1,11 +1,10 @@
 //! `lbd`: the load-balancer daemon and its command-line tools.
-mod daemon;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use lbd::{
     config::{Config, HostEnvironment},
-    control,
+    control, daemon,
 };
 use std::{path::PathBuf, process::ExitCode};
 

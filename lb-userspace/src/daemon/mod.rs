@@ -1,17 +1,20 @@
 //! The thin driver of `lbd run`: owns the sockets, signals and timers, and
 //! hands everything else to the library.
-use anyhow::{bail, Context};
-use aya::programs::XdpMode;
-use lbd::{
+use crate::{
     cli::status::{snapshot_path, StateFile, RUN_DIR},
     config::{Config, ForwardingMode, HostEnvironment, XdpModeChoice},
+    control,
     dataplane::{
         self,
         neighbour::{self, InterfaceInfo},
         programmer::{Programmer, Tunables},
         Dataplane, LbMaps, MapSizes,
     },
+    health::driver::HealthDriver,
+    vrrp::driver::VrrpDriver,
 };
+use anyhow::{bail, Context};
+use aya::programs::XdpMode;
 use nix::fcntl::{Flock, FlockArg};
 use std::{
     collections::HashMap,
@@ -23,8 +26,6 @@ use std::{
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
-
-use lbd::{control, health::driver::HealthDriver, vrrp::driver::VrrpDriver};
 
 /// How often resolved backend MACs are checked again.
 const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
@@ -279,7 +280,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 /// status` shows transitions without waiting for the periodic refresh.
 fn publish_transitions(
     driver: &VrrpDriver,
-    before: &[lbd::vrrp::machine::State],
+    before: &[crate::vrrp::machine::State],
     state: &mut StateFile,
     instance: &str,
 ) {
@@ -398,8 +399,8 @@ fn start_collector(pins: &Path, every: Duration) -> anyhow::Result<()> {
         .name("flow-collector".into())
         .spawn(move || loop {
             std::thread::sleep(every);
-            let now_ns = lbd::dataplane::conntrack::monotonic_now_ns();
-            match lbd::dataplane::conntrack::collect(&mut conntrack, &mut reverse, now_ns) {
+            let now_ns = crate::dataplane::conntrack::monotonic_now_ns();
+            match crate::dataplane::conntrack::collect(&mut conntrack, &mut reverse, now_ns) {
                 Ok(c) if c.flows + c.replies > 0 => {
                     tracing::debug!(
                         flows = c.flows,
@@ -567,7 +568,7 @@ fn apply(
 ) -> anyhow::Result<bool> {
     let now = Instant::now();
     sync_reply_lookup(maps, config)?;
-    let plan = lbd::dataplane::desired::plan(config, &health.facts, now);
+    let plan = crate::dataplane::desired::plan(config, &health.facts, now);
     programmer.apply(maps, &plan.services)?;
     health.note_plan(&plan);
     state.snapshot = programmer.snapshot().clone();
