@@ -9,6 +9,8 @@ pub mod loader;
 pub mod maglev;
 pub mod neighbour;
 pub mod programmer;
+pub mod resolver;
+pub mod settings;
 
 pub use conntrack::{collect, monotonic_now_ns};
 pub use loader::{
