@@ -3,6 +3,8 @@
 pub mod driver;
 pub mod machine;
 pub mod packet;
+mod sockets;
+mod trackers;
 pub mod tracking;
 pub mod status {
     //! What `lbd status` shows per VRRP instance.
