@@ -56,31 +56,25 @@ fn exercise(lab: &ModesLab, expect_source: impl Fn(IpAddr, u16, &SocketAddr) -> 
                     lab.lbd_log()
                 )
             });
-            assert_eq!(
-                name,
-                predicted(lab.mode, vip, source_port, 80, lb_common::PROTO_TCP),
-                "{:?} TCP {vip} from port {source_port}",
-                lab.mode
-            );
-            assert!(
-                expect_source(vip, source_port, &peer),
-                "{:?} TCP {vip} from port {source_port}: backend saw {peer}",
-                lab.mode
-            );
+            // The predicted backend answered, and saw the expected source.
+            let check = |transport: &str, port: u16, proto: u8, name: String, peer: SocketAddr| {
+                assert_eq!(
+                    name,
+                    predicted(lab.mode, vip, source_port, port, proto),
+                    "{:?} {transport} {vip} from port {source_port}",
+                    lab.mode
+                );
+                assert!(
+                    expect_source(vip, source_port, &peer),
+                    "{:?} {transport} {vip} from port {source_port}: backend saw {peer}",
+                    lab.mode
+                );
+            };
+            check("TCP", 80, lb_common::PROTO_TCP, name, peer);
             let (name, peer) = lab
                 .udp_ask(vip, source_port)
                 .unwrap_or_else(|e| panic!("{:?} UDP {vip} from {source_port}: {e:#}", lab.mode));
-            assert_eq!(
-                name,
-                predicted(lab.mode, vip, source_port, 53, lb_common::PROTO_UDP),
-                "{:?} UDP {vip} from port {source_port}",
-                lab.mode
-            );
-            assert!(
-                expect_source(vip, source_port, &peer),
-                "{:?} UDP {vip} from port {source_port}: backend saw {peer}",
-                lab.mode
-            );
+            check("UDP", 53, lb_common::PROTO_UDP, name, peer);
         }
     }
 }
