@@ -2,8 +2,8 @@
 //! raw sockets (opened in `sockets`), adds and removes the VIPs
 //! (rtnetlink), announces them (gratuitous ARP), flips the data plane's
 //! forwarding switch, starts the tracked checks (`trackers`) and runs the
-//! notify hooks. Timers are the machines' deadlines, driven by the
-//! daemon's loop.
+//! notify hooks. Timers are the machines' deadlines, driven by the loop
+//! of the VRRP thread (`thread`), which nothing else runs on.
 use super::{
     machine::{Action, InstanceConfig, Machine, State},
     packet::password_bytes,
@@ -132,7 +132,7 @@ impl VrrpDriver {
             driver.tasks.push(tokio::spawn(read_packets(
                 index,
                 receiver,
-                local,
+                local.is_ipv4(),
                 events.clone(),
             )));
             let sender = open_sender(interface, local).context("VRRP send socket")?;

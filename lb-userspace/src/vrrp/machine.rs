@@ -2,7 +2,7 @@
 //! IO: it takes received packets, tracking changes and `now`, and returns
 //! actions and its next deadline. The driver owns sockets, netlink and
 //! timers, so this is tested with a virtual clock.
-use super::packet::{self, Advertisement, RejectReason, Version, VRRP_TTL};
+use super::packet::{self, Advertisement, RejectReason, Version, VrrpPacket, VRRP_TTL};
 use std::{
     collections::BTreeMap,
     net::IpAddr,
@@ -61,7 +61,10 @@ pub struct Counters {
     pub adverts_received: u64,
     /// Adverts for another VRID on the same group (not errors).
     pub other_vrid: u64,
-    /// Accepted adverts whose address list differs from ours.
+    /// Adverts that passed every other check but carry another address
+    /// list than ours: ignored, as keepalived ignores them ("bogus VRRP
+    /// packet", its `addr_list_err`), so a misconfigured or forged peer
+    /// that knows the password cannot take the VIP.
     pub address_mismatch: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
 }
@@ -221,7 +224,8 @@ impl Machine {
         }
     }
 
-    /// `Ok(None)`: valid, but for another VRID.
+    /// `Ok(None)`: not for us (another VRID), or ignored and counted
+    /// (another address list).
     fn check(
         &mut self,
         source: IpAddr,
@@ -232,14 +236,27 @@ impl Machine {
         if ttl != VRRP_TTL {
             return Err(RejectReason::Ttl);
         }
-        let advert = packet::parse(bytes, source, destination)?;
-        if advert.vrid != self.config.vrid {
+        if source == self.config.local_address {
+            // We never hear our own adverts (no multicast loop, raw
+            // sockets see no outgoing packets): this one is forged.
+            return Err(RejectReason::OwnAddress);
+        }
+        // VRID and version from the fixed header, before the checksum:
+        // the two versions compute it differently, so a packet of the
+        // other version must be counted as such, not as a bad checksum.
+        let header = VrrpPacket::new_checked(bytes)?;
+        if header.vrid() != self.config.vrid {
             self.counters.other_vrid += 1;
             return Ok(None);
         }
-        if advert.version != self.config.version {
+        let version = match self.config.version {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        };
+        if header.version() != version {
             return Err(RejectReason::Version);
         }
+        let advert = packet::parse(bytes, source, destination)?;
         if advert
             .addresses
             .iter()
@@ -257,14 +274,15 @@ impl Machine {
         } else if advert.interval_cs == 0 {
             return Err(RejectReason::Interval);
         }
-        self.counters.adverts_received += 1;
         let mut ours = self.config.addresses.clone();
         let mut theirs = advert.addresses.clone();
         ours.sort();
         theirs.sort();
         if ours != theirs {
             self.counters.address_mismatch += 1;
+            return Ok(None);
         }
+        self.counters.adverts_received += 1;
         Ok(Some(advert))
     }
 

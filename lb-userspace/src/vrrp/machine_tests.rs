@@ -445,6 +445,7 @@ fn invalid_adverts_are_counted_by_reason_and_change_nothing() {
         "nothing above touched the timer"
     );
 
+    // The right password but another address list: ignored, counted.
     received(
         &mut machine,
         &Advertisement {
@@ -453,13 +454,87 @@ fn invalid_adverts_are_counted_by_reason_and_change_nothing() {
         },
         255,
     );
-    assert_eq!(machine.counters().adverts_received, 1);
     assert_eq!(machine.counters().address_mismatch, 1);
+    assert_eq!(machine.counters().adverts_received, 0);
+    assert_eq!(machine.next_deadline(), deadline, "ignored");
+
+    // Our own address as source: forged, counted.
+    let bytes = good.emit(addr(1), GROUP);
+    machine.handle_packet(now, addr(1), GROUP, 255, &bytes);
+    assert_eq!(rejected(&machine, RejectReason::OwnAddress), 1);
+    assert_eq!(machine.next_deadline(), deadline, "ignored");
+
+    received(&mut machine, &good, 255);
+    assert_eq!(machine.counters().adverts_received, 1);
     assert_ne!(
         machine.next_deadline(),
         deadline,
         "a valid advert restarts the timer"
     );
+}
+
+/// A VRRPv3 packet reaching a v2 instance is a version mismatch whatever
+/// its checksum: v3 sums a pseudo-header that v2 does not have, so checked
+/// as v2 (or by an implementation that leaves the pseudo-header out) it
+/// would look like a bad checksum.
+#[test]
+fn the_other_version_is_counted_as_version_not_checksum() {
+    let mut v2 = config(1, 100);
+    v2.version = Version::V2;
+    v2.password = Some(password_bytes("1111"));
+    let now = Instant::now();
+    let mut machine = Machine::new(v2, now);
+    machine.start(now);
+    let v3 = Advertisement {
+        version: Version::V3,
+        vrid: 51,
+        priority: 200,
+        interval_cs: 100,
+        password: None,
+        addresses: vec![VIP],
+    };
+    // Checksummed without the pseudo-header (as if to another address).
+    let bytes = v3.emit(addr(2), addr(99));
+    machine.handle_packet(now, addr(2), GROUP, 255, &bytes);
+    assert_eq!(rejected(&machine, RejectReason::Version), 1);
+    assert_eq!(rejected(&machine, RejectReason::Checksum), 0);
+
+    // And the other way round: v2 to a v3 instance.
+    let mut machine = Machine::new(config(1, 100), now);
+    machine.start(now);
+    let v2_advert = Advertisement {
+        version: Version::V2,
+        password: Some(password_bytes("1111")),
+        ..v3
+    };
+    received(&mut machine, &v2_advert, 255);
+    assert_eq!(rejected(&machine, RejectReason::Version), 1);
+    assert_eq!(machine.state(), State::Backup);
+}
+
+/// A master that hears a higher priority with the right credentials but
+/// another address list keeps the VIP (keepalived: "bogus VRRP packet").
+#[test]
+fn a_higher_priority_advert_for_other_addresses_does_not_take_the_vip() {
+    let now = Instant::now();
+    let mut machine = Machine::new(config(1, 100), now);
+    machine.start(now);
+    let later = now + machine.master_down_interval();
+    machine.handle_timeout(later);
+    assert_eq!(machine.state(), State::Master);
+    let rogue = Advertisement {
+        version: Version::V3,
+        vrid: 51,
+        priority: 254,
+        interval_cs: 100,
+        password: None,
+        addresses: vec![addr(77)],
+    };
+    let bytes = rogue.emit(addr(2), GROUP);
+    let actions = machine.handle_packet(later, addr(2), GROUP, 255, &bytes);
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(machine.state(), State::Master);
+    assert_eq!(machine.counters().address_mismatch, 1);
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub enum RejectReason {
     Interval,
     #[error("address count is zero or the list has the wrong address family")]
     AddressList,
+    #[error("sent from our own address (forged)")]
+    OwnAddress,
 }
 
 /// A parsed advertisement.

@@ -128,7 +128,7 @@ pub(super) fn send_neighbour_advertisements(
 pub(super) async fn read_packets(
     instance: usize,
     socket: AsyncFd<Socket>,
-    local: IpAddr,
+    ipv4: bool,
     events: mpsc::Sender<Event>,
 ) {
     let mut buffer = vec![0u8; 65_536];
@@ -137,7 +137,7 @@ pub(super) async fn read_packets(
             return;
         };
         let received = guard.try_io(|inner| {
-            if local.is_ipv4() {
+            if ipv4 {
                 receive_v4(inner.get_ref(), &mut buffer)
             } else {
                 receive_v6(inner.get_ref(), &mut buffer)
@@ -146,9 +146,6 @@ pub(super) async fn read_packets(
         let Ok(Ok(Some((source, destination, ttl, range)))) = received else {
             continue;
         };
-        if source == local {
-            continue; // our own advert (unicast to ourselves or looped)
-        }
         let bytes = buffer[range].to_vec();
         let event = Event::Packet {
             instance,
