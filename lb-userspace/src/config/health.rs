@@ -164,7 +164,7 @@ impl Validator<'_> {
                     let line = raw
                         .kind
                         .as_ref()
-                        .map_or(0, |k| self.line_of(k.span().start));
+                        .map_or(1, |k| self.line_of(k.span().start));
                     self.error_at(
                         line,
                         format!("{field}.command"),
@@ -201,16 +201,18 @@ impl Validator<'_> {
             interval.as_secs_f64().min(1.0),
             (0.01, 3600.0),
         );
-        let mut count = |value: &Option<Spanned<u32>>, name: &str, default: u32| match value {
-            Some(c) if *c.get_ref() == 0 => {
-                self.error(c, format!("{field}.{name}"), "must be at least 1");
-                default
-            }
-            Some(c) => *c.get_ref(),
-            None => default,
-        };
-        let rise = count(&raw.rise, "rise", 2);
-        let fall = count(&raw.fall, "fall", 3);
+        let rise = self.bounded(
+            &raw.rise,
+            &format!("{field}.rise"),
+            2,
+            super::vrrp::COUNT_RANGE,
+        );
+        let fall = self.bounded(
+            &raw.fall,
+            &format!("{field}.fall"),
+            3,
+            super::vrrp::COUNT_RANGE,
+        );
         let address = raw
             .address
             .as_ref()

@@ -4,6 +4,7 @@ use super::{validate::Validator, Environment};
 use serde::Deserialize;
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    ops::RangeInclusive,
     time::Duration,
 };
 use toml::Spanned;
@@ -11,7 +12,17 @@ use toml::Spanned;
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_BACKENDS: u32 = 1024;
 pub const DEFAULT_CONNTRACK_ENTRIES: u32 = 262_144;
-const MAX_RING_SIZE: u32 = 1 << 24;
+/// The largest prime below 2^24.
+const MAX_RING_SIZE: u32 = 16_777_213;
+/// The ranges of the map sizes: enough for any fleet, small enough that
+/// the kernel can create the map (a larger hash table fails with E2BIG,
+/// naming the map instead of the setting). What they cost in memory is
+/// checked against the machine separately ([`MapSizeSettings::map_memory`]).
+pub const MAX_SERVICES_RANGE: RangeInclusive<u32> = 1..=65_536;
+pub const MAX_BACKENDS_RANGE: RangeInclusive<u32> = 1..=1_048_576;
+pub const CONNTRACK_ENTRIES_RANGE: RangeInclusive<u32> = 1..=67_108_864;
+/// Every service's two Maglev halves together (the array `lb_maglev`).
+pub const MAX_MAGLEV_SLOTS: u64 = 1 << 28;
 /// `fullnat` source ports: below Linux's default ephemeral range.
 pub const DEFAULT_SNAT_PORTS: (u16, u16) = (1024, 32767);
 
@@ -67,6 +78,7 @@ impl Validator<'_> {
     pub(super) fn validate_instance(
         &mut self,
         raw: RawInstance,
+        section_line: usize,
         env: &dyn Environment,
     ) -> InstanceConfig {
         let name = raw.name.get_ref().clone();
@@ -90,6 +102,7 @@ impl Validator<'_> {
                 format!("unknown interface \"{interface}\" (not found in this network namespace)"),
             );
         }
+        let errors_before_sizes = self.errors.len();
         let maglev_table_size = raw
             .maglev_table_size
             .as_ref()
@@ -107,28 +120,73 @@ impl Validator<'_> {
                 );
             }
         }
-        let mut positive = |value: &Option<Spanned<u32>>, field: &str, default: u32| match value {
-            Some(v) if *v.get_ref() == 0 => {
-                self.error(v, format!("instance.{field}"), "must be greater than 0");
-                default
-            }
-            Some(v) => *v.get_ref(),
-            None => default,
-        };
-        let max_services = positive(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES);
-        let max_backends = positive(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS);
-        let conntrack_entries = positive(
-            &raw.conntrack_entries,
-            "conntrack_entries",
-            DEFAULT_CONNTRACK_ENTRIES,
+        let max_services = self.bounded(
+            &raw.max_services,
+            "instance.max_services",
+            DEFAULT_MAX_SERVICES,
+            MAX_SERVICES_RANGE,
         );
-        let maglev_entries = u64::from(max_services) * 2 * u64::from(maglev_table_size);
-        if maglev_entries > u64::from(u32::MAX) {
+        let max_backends = self.bounded(
+            &raw.max_backends,
+            "instance.max_backends",
+            DEFAULT_MAX_BACKENDS,
+            MAX_BACKENDS_RANGE,
+        );
+        let conntrack_entries = self.bounded(
+            &raw.conntrack_entries,
+            "instance.conntrack_entries",
+            DEFAULT_CONNTRACK_ENTRIES,
+            CONNTRACK_ENTRIES_RANGE,
+        );
+        let maglev_slots = u64::from(max_services) * 2 * u64::from(maglev_table_size);
+        if maglev_slots > MAX_MAGLEV_SLOTS {
+            let at = raw
+                .max_services
+                .as_ref()
+                .or(raw.maglev_table_size.as_ref())
+                .map_or(1, |v| self.line_of(v.span().start));
             self.error_at(
-                1,
+                at,
                 "instance.max_services",
-                "max_services * 2 * maglev_table_size exceeds the size of a BPF array",
+                format!(
+                    "max_services × 2 × maglev_table_size = {maglev_slots} Maglev slots, more than {MAX_MAGLEV_SLOTS}: lower max_services or maglev_table_size"
+                ),
             );
+        }
+        let sizes = MapSizeSettings {
+            maglev_table_size,
+            max_services,
+            max_backends,
+            conntrack_entries,
+        };
+        // Estimated only from sizes that are in range.
+        let machine = env
+            .machine()
+            .filter(|_| self.errors.len() == errors_before_sizes);
+        if let Some(machine) = machine {
+            let need = sizes.map_memory(machine.cpus);
+            if need > machine.memory_bytes / 2 {
+                let at = [
+                    &raw.conntrack_entries,
+                    &raw.max_backends,
+                    &raw.max_services,
+                    &raw.maglev_table_size,
+                ]
+                .into_iter()
+                .flatten()
+                .map(|v| self.line_of(v.span().start))
+                .min()
+                .unwrap_or(section_line);
+                self.error_at(
+                    at,
+                    "instance",
+                    format!(
+                        "the maps would take about {} MiB of kernel memory (conntrack_entries {conntrack_entries}, max_backends {max_backends}, max_services {max_services}, maglev_table_size {maglev_table_size}), more than half of this machine's {} MiB",
+                        need >> 20,
+                        machine.memory_bytes >> 20
+                    ),
+                );
+            }
         }
         let tcp_timeout = self.seconds(
             &raw.tcp_timeout,
@@ -202,6 +260,50 @@ impl Validator<'_> {
             snat_ipv6,
             snat_port_range,
         }
+    }
+}
+
+/// The settings that size the maps.
+#[derive(Debug, Clone, Copy)]
+pub struct MapSizeSettings {
+    pub maglev_table_size: u32,
+    pub max_services: u32,
+    pub max_backends: u32,
+    pub conntrack_entries: u32,
+}
+
+impl MapSizeSettings {
+    /// An estimate of the kernel memory the maps take, in bytes, with
+    /// `cpus` possible CPUs (a per-CPU map holds a value per CPU). Hash
+    /// tables preallocate every element (the kernel's 40-byte element
+    /// header, key and value each rounded up to 8 bytes) plus a 16-byte
+    /// bucket per power-of-two slot; arrays round each value up to 8.
+    pub fn map_memory(&self, cpus: u64) -> u64 {
+        use lb_common::{BackendInfo, ConnEntry, FlowKey, ReverseEntry, ServiceInfo, ServiceKey};
+        use std::mem::size_of;
+        let round8 = |n: usize| (n as u64).div_ceil(8) * 8;
+        let hash = |entries: u32, key: usize, value: usize| {
+            u64::from(entries) * (40 + round8(key) + round8(value))
+                + u64::from(entries).next_power_of_two() * 16
+        };
+        let array = |entries: u64, value: usize| entries * round8(value);
+        let counters = round8(size_of::<lb_common::TrafficCounters>()) * cpus;
+        let maglev = u64::from(self.max_services) * 2 * u64::from(self.maglev_table_size);
+        hash(
+            self.conntrack_entries,
+            size_of::<FlowKey>(),
+            size_of::<ConnEntry>(),
+        ) + hash(
+            self.conntrack_entries,
+            size_of::<FlowKey>(),
+            size_of::<ReverseEntry>(),
+        ) + hash(
+            self.max_services,
+            size_of::<ServiceKey>(),
+            size_of::<ServiceInfo>(),
+        ) + array(maglev, size_of::<u32>())
+            + array(u64::from(self.max_backends), size_of::<BackendInfo>())
+            + (u64::from(self.max_backends) + u64::from(self.max_services)) * counters
     }
 }
 

@@ -15,8 +15,8 @@ mod validate;
 pub mod vrrp;
 
 pub use instance::{
-    InstanceConfig, XdpModeChoice, DEFAULT_CONNTRACK_ENTRIES, DEFAULT_MAX_BACKENDS,
-    DEFAULT_MAX_SERVICES, DEFAULT_SNAT_PORTS,
+    InstanceConfig, MapSizeSettings, XdpModeChoice, DEFAULT_CONNTRACK_ENTRIES,
+    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_SERVICES, DEFAULT_SNAT_PORTS,
 };
 pub use service::{BackendConfig, ForwardingMode, Protocol, ServiceConfig};
 use validate::{RawConfig, Validator};
@@ -71,6 +71,16 @@ impl fmt::Display for ConfigErrors {
 /// What validation needs to know about the machine it runs on.
 pub trait Environment {
     fn interface_exists(&self, name: &str) -> bool;
+    /// Its memory and CPUs, to check what the maps would take; `None`
+    /// when unknown (the estimate is then not checked).
+    fn machine(&self) -> Option<Machine>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machine {
+    pub memory_bytes: u64,
+    /// Possible CPUs: a per-CPU map allocates a value for each.
+    pub cpus: u64,
 }
 
 /// The machine as seen from the current network namespace.
@@ -80,6 +90,47 @@ impl Environment for HostEnvironment {
     fn interface_exists(&self, name: &str) -> bool {
         nix::net::if_::if_nametoindex(name).is_ok()
     }
+
+    fn machine(&self) -> Option<Machine> {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|text| possible_cpus(&text))
+            .or_else(|| {
+                std::thread::available_parallelism()
+                    .ok()
+                    .map(|n| n.get() as u64)
+            })?;
+        Some(Machine {
+            memory_bytes: kib * 1024,
+            cpus,
+        })
+    }
+}
+
+/// The number of CPUs in a kernel CPU list such as "0-3,6".
+fn possible_cpus(list: &str) -> Option<u64> {
+    list.trim().split(',').try_fold(0u64, |total, part| {
+        let count = match part.split_once('-') {
+            Some((low, high)) => {
+                let (low, high): (u64, u64) = (low.parse().ok()?, high.parse().ok()?);
+                high.checked_sub(low)? + 1
+            }
+            None => {
+                part.parse::<u64>().ok()?;
+                1
+            }
+        };
+        total.checked_add(count)
+    })
 }
 
 impl Config {
@@ -102,7 +153,7 @@ impl Config {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
-                let line = e.span().map_or(0, |s| v.line_of(s.start));
+                let line = e.span().map_or(1, |s| v.line_of(s.start));
                 let message = e.message().to_owned();
                 v.error_at(line, "syntax", message);
                 return Err(ConfigErrors(v.errors));
@@ -118,5 +169,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod range_tests;
 #[cfg(test)]
 mod tests;

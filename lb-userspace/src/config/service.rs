@@ -203,7 +203,7 @@ impl Validator<'_> {
         for (_, field, service, lines) in services {
             for (i, backend) in service.backends.iter().enumerate() {
                 if vips.contains(&backend.address) {
-                    let line = lines.get(i).copied().unwrap_or(0);
+                    let line = lines.get(i).copied().unwrap_or(1);
                     self.error_at(
                         line,
                         format!("{field}.backend[{i}].address"),

@@ -3,14 +3,20 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vrrp::Version;
 
-struct FakeHost;
+pub(super) struct FakeHost;
 impl Environment for FakeHost {
     fn interface_exists(&self, name: &str) -> bool {
         name == "eth0"
     }
+    fn machine(&self) -> Option<Machine> {
+        Some(Machine {
+            memory_bytes: 8 << 30,
+            cpus: 2,
+        })
+    }
 }
 
-const GOOD: &str = r#"[instance]
+pub(super) const GOOD: &str = r#"[instance]
 name = "lb1"
 interface = "eth0"
 
@@ -27,7 +33,7 @@ weight = 2
 address = "198.18.0.12"
 "#;
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match Config::parse(text, Path::new("lb.toml"), &FakeHost) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
@@ -35,7 +41,7 @@ fn errors(text: &str) -> Vec<String> {
 }
 
 /// The one error `text` has; panics if there are more or none.
-fn error(text: &str) -> String {
+pub(super) fn error(text: &str) -> String {
     let all = errors(text);
     assert_eq!(all.len(), 1, "{all:#?}");
     all.into_iter().next().expect("one error")
@@ -145,7 +151,7 @@ fn maglev_size_must_be_prime() {
     );
     assert_eq!(
         error(&text),
-        "lb.toml:4: instance.maglev_table_size: 65536 must be a prime between 7 and 16777216 (Maglev needs a prime table size)"
+        "lb.toml:4: instance.maglev_table_size: 65536 must be a prime between 7 and 16777213 (Maglev needs a prime table size)"
     );
 }
 
@@ -157,7 +163,7 @@ fn zero_sizes_are_rejected() {
     );
     assert_eq!(
         error(&text),
-        "lb.toml:4: instance.conntrack_entries: must be greater than 0"
+        "lb.toml:4: instance.conntrack_entries: 0 is outside 1..=67108864"
     );
 }
 
@@ -406,7 +412,7 @@ track_script = [{ name = "chk", weight = -60 }]
 track_interface = [{ name = "eth0" }]
 "#;
 
-fn with_vrrp(extra: &str) -> String {
+pub(super) fn with_vrrp(extra: &str) -> String {
     format!("{GOOD}{VRRP}{extra}")
 }
 
@@ -492,7 +498,7 @@ fn vrrp_vrid_used_twice() {
     let second = "\n[[vrrp]]\nname = \"VI_2\"\nvrid = 51\nvirtual_ipaddress = [\"198.18.0.101\"]\n";
     assert_eq!(
         error(&with_vrrp(second)),
-        "lb.toml:1: vrrp[1]: vrid 51 is used twice on eth0"
+        "lb.toml:33: vrrp[1]: vrid 51 is used twice on eth0"
     );
 }
 
@@ -564,6 +570,6 @@ fn bad_health_check_fields() {
     );
     assert_eq!(
         errors(&with("fall = 0"))[0],
-        "lb.toml:11: service[0].backend[0].health_check.fall: must be at least 1"
+        "lb.toml:11: service[0].backend[0].health_check.fall: 0 is outside 1..=1000"
     );
 }

@@ -24,27 +24,29 @@ pub(super) struct RawConfig {
 }
 
 pub(crate) struct Validator<'a> {
-    text: &'a str,
+    /// Where each line starts, computed once: finding an item's line is
+    /// a binary search, so validation stays linear in the file's size
+    /// (scanning from the start per item made 50,000 backends take 18 s).
+    line_starts: Vec<usize>,
     file: &'a Path,
     pub(super) errors: Vec<ConfigError>,
 }
 
 impl<'a> Validator<'a> {
     pub(super) fn new(text: &'a str, file: &'a Path) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
         Validator {
-            text,
+            line_starts,
             file,
             errors: Vec::new(),
         }
     }
 
+    /// The 1-based line of byte `offset`.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.line_starts.partition_point(|&start| start <= offset)
     }
 
     pub(crate) fn error_at(
@@ -72,7 +74,8 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn validate(&mut self, raw: RawConfig, env: &dyn Environment) -> Config {
-        let instance = self.validate_instance(raw.instance.into_inner(), env);
+        let section_line = self.line_of(raw.instance.span().start);
+        let instance = self.validate_instance(raw.instance.into_inner(), section_line, env);
         let services = self.validate_services(raw.services, &instance);
         let vrrp = self.validate_vrrp_sections(raw.vrrp_script, raw.vrrp, &instance, env);
         Config {
@@ -106,6 +109,34 @@ impl<'a> Validator<'a> {
                     ),
                 );
                 Duration::from_secs_f64(default)
+            }
+        }
+    }
+
+    /// An optional whole number that must lie in `range` (its default
+    /// when absent or out of range, which is reported).
+    pub(crate) fn bounded(
+        &mut self,
+        value: &Option<Spanned<u32>>,
+        field: &str,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+    ) -> u32 {
+        match value {
+            None => default,
+            Some(v) if range.contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.error(
+                    v,
+                    field,
+                    format!(
+                        "{} is outside {}..={}",
+                        v.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
             }
         }
     }

@@ -134,6 +134,11 @@ pub(crate) struct RawVrrp {
 
 /// keepalived's limits for `weight`.
 pub(crate) const MAX_WEIGHT: i32 = 254;
+/// Gratuitous ARPs (or NAs) per VIP in one burst: keepalived's default is
+/// 5; more than 255 floods the segment without helping anyone.
+pub const GARP_REPEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=255;
+/// `rise` and `fall` of scripts and health checks.
+pub const COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
 impl Validator<'_> {
     /// The `[[vrrp_script]]`s, then every `[[vrrp]]` instance (which may
@@ -150,6 +155,7 @@ impl Validator<'_> {
         let mut seen_vrrp = HashSet::new();
         for (index, raw_vrrp) in raw_instances.into_iter().enumerate() {
             let raw_vrrp = raw_vrrp.into_inner();
+            let line = self.line_of(raw_vrrp.name.span().start);
             let field = format!("vrrp[{index}]");
             if let Some(v) = self.validate_vrrp(&field, raw_vrrp, instance, &scripts, env) {
                 if !seen_vrrp.insert((
@@ -158,12 +164,12 @@ impl Validator<'_> {
                     v.virtual_ipaddress[0].is_ipv4(),
                 )) {
                     self.error_at(
-                        1,
+                        line,
                         field,
                         format!("vrid {} is used twice on {}", v.vrid, v.interface),
                     );
                 } else if vrrp.iter().any(|o: &VrrpConfig| o.name == v.name) {
-                    self.error_at(1, field, format!("duplicate vrrp name \"{}\"", v.name));
+                    self.error_at(line, field, format!("duplicate vrrp name \"{}\"", v.name));
                 } else {
                     vrrp.push(v);
                 }
@@ -174,7 +180,8 @@ impl Validator<'_> {
 
     fn weight(&mut self, value: &Option<Spanned<i32>>, field: &str) -> Option<i32> {
         let v = value.as_ref()?;
-        if v.get_ref().abs() > MAX_WEIGHT {
+        // A range test, not abs(): abs(i32::MIN) overflows.
+        if !(-MAX_WEIGHT..=MAX_WEIGHT).contains(v.get_ref()) {
             self.error(
                 v,
                 field,
@@ -217,16 +224,8 @@ impl Validator<'_> {
                 interval.as_secs_f64(),
                 (0.01, 3600.0),
             );
-            let mut count = |v: &Option<Spanned<u32>>, name: &str| match v {
-                Some(c) if *c.get_ref() == 0 => {
-                    self.error(c, format!("{field}.{name}"), "must be at least 1");
-                    1
-                }
-                Some(c) => *c.get_ref(),
-                None => 1,
-            };
-            let rise = count(&raw.rise, "rise");
-            let fall = count(&raw.fall, "fall");
+            let rise = self.bounded(&raw.rise, &format!("{field}.rise"), 1, COUNT_RANGE);
+            let fall = self.bounded(&raw.fall, &format!("{field}.fall"), 1, COUNT_RANGE);
             let weight = self
                 .weight(&raw.weight, &format!("{field}.weight"))
                 .unwrap_or(0);
@@ -456,7 +455,12 @@ impl Validator<'_> {
             0.0,
             (0.0, 86400.0),
         );
-        let repeat = raw.garp_master_repeat.as_ref().map_or(5, |r| *r.get_ref());
+        let repeat = self.bounded(
+            &raw.garp_master_repeat,
+            &format!("{field}.garp_master_repeat"),
+            5,
+            GARP_REPEAT_RANGE,
+        );
         if self.errors.len() > before {
             return None;
         }

@@ -363,7 +363,9 @@ impl Machine {
         self.effective_priority = if self.config.priority == 255 {
             255
         } else {
-            (i32::from(self.config.priority) + adjustment).clamp(1, 254) as u8
+            i32::from(self.config.priority)
+                .saturating_add(adjustment)
+                .clamp(1, 254) as u8
         };
         let was_fault = self.fault;
         self.fault = fault;

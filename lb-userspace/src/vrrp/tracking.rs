@@ -108,7 +108,7 @@ impl Tracked {
 pub fn priority_effect(tracked: &[Tracked]) -> (i32, bool) {
     tracked.iter().fold((0, false), |(sum, fault), t| {
         let (adjust, f) = t.effect();
-        (sum + adjust, fault || f)
+        (sum.saturating_add(adjust), fault || f)
     })
 }
 
