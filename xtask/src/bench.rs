@@ -49,6 +49,7 @@ struct Row {
 
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let mut rows: Vec<Row> = Vec::new();
+    config_check(lbd, &mut rows)?;
     println!("bench: XDP per-packet cost (BPF_PROG_TEST_RUN)");
     xdp_costs(&mut rows)?;
     println!("bench: building the lab");
@@ -858,4 +859,70 @@ fn render(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+/// `lbd check` of large files (validation must stay linear in the file's
+/// size): 50,000 backends of one service, and 10,000 services of 5
+/// backends. Median of 3 runs of the release binary, process start
+/// included.
+fn config_check(lbd: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    println!("bench: lbd check of large configurations");
+    let backend = |i: u32| std::net::Ipv4Addr::from(0xc613_0000 + i);
+    let head = "[instance]\nname = \"bench\"\ninterface = \"lo\"\nmax_services = 10000\nmax_backends = 65536\nconntrack_entries = 1024\nmaglev_table_size = 251\n";
+    let mut one = format!(
+        "{head}[[service]]\nname = \"s\"\nvip = \"198.18.0.100\"\nport = 80\nprotocol = \"tcp\"\n"
+    );
+    for i in 0..50_000 {
+        let _ = write!(one, "[[service.backend]]\naddress = \"{}\"\n", backend(i));
+    }
+    let mut many = head.to_owned();
+    for s in 0..10_000u32 {
+        let vip = std::net::Ipv4Addr::from(0xc612_0000 + 256 + s);
+        let _ = write!(
+            many,
+            "[[service]]\nname = \"s{s}\"\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\n"
+        );
+        for b in 0..5 {
+            let _ = write!(
+                many,
+                "[[service.backend]]\naddress = \"{}\"\n",
+                backend(s * 5 + b)
+            );
+        }
+    }
+    for (what, text) in [
+        ("50,000 backends", one),
+        ("10,000 services x 5 backends", many),
+    ] {
+        let file =
+            std::env::temp_dir().join(format!("lbd-bench-check-{}.toml", std::process::id()));
+        std::fs::write(&file, text)?;
+        let mut runs = Vec::new();
+        for _ in 0..RUNS {
+            let start = std::time::Instant::now();
+            let out = Command::new(lbd)
+                .arg("check")
+                .arg("-c")
+                .arg(&file)
+                .output()?;
+            runs.push(start.elapsed().as_secs_f64() * 1000.0);
+            if !out.status.success() {
+                bail!(
+                    "lbd check ({what}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+        runs.sort_by(f64::total_cmp);
+        rows.push(Row {
+            what: format!("lbd check, {what}"),
+            path: "lbd".into(),
+            value: runs[RUNS / 2],
+            unit: "ms",
+            baseline: None,
+            range: Some((runs[0], runs[RUNS - 1])),
+        });
+    }
+    Ok(())
 }
