@@ -1,7 +1,12 @@
 //! The daemon's side of the control socket: each request line goes to the
-//! daemon's loop, whose answer goes back as one line.
+//! daemon's loop, whose answer goes back as one line. At most
+//! [`MAX_CONNECTIONS`] clients at a time (one more is told so and
+//! closed), and an accept that fails (no descriptor left) waits before
+//! the next, so neither a crowd of clients nor a shortage of descriptors
+//! can exhaust the daemon or spin it.
 use super::{socket_path, Call, Reply, Request};
 use anyhow::Context;
+use std::{sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::UnixListener,
@@ -10,6 +15,12 @@ use tokio::{
 };
 use tracing::warn;
 
+/// Control connections served at once (HAProxy's stats socket has a
+/// `maxconn` of 10 by default).
+pub const MAX_CONNECTIONS: usize = 16;
+/// Pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Listens on the instance's socket; each request goes to `calls`.
 pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHandle<()>> {
     let path = socket_path(instance);
@@ -17,13 +28,33 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
     let _ = std::fs::remove_file(&path);
     let listener =
         UnixListener::bind(&path).with_context(|| format!("control socket {}", path.display()))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
+        let mut failing = false;
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    failing = false;
+                    stream
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(
+                            "control socket: accept failed, retrying every {ACCEPT_BACKOFF:?}: {e}"
+                        );
+                    }
+                    failing = true;
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tokio::spawn(refuse(stream));
                 continue;
             };
             let calls = calls.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let (read, mut write) = stream.into_split();
                 let mut lines = BufReader::new(read).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -55,4 +86,17 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
             });
         }
     }))
+}
+
+/// Tells a client over the limit why it is turned away, and closes.
+async fn refuse(mut stream: tokio::net::UnixStream) {
+    let reply = Reply {
+        ok: false,
+        message: format!("busy: {MAX_CONNECTIONS} control connections already open"),
+    };
+    if let Ok(mut text) = serde_json::to_string(&reply) {
+        text.push('\n');
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), stream.write_all(text.as_bytes())).await;
+    }
 }

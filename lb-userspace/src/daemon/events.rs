@@ -1,32 +1,21 @@
 //! The running daemon's state and its answer to each event source: a
-//! signal, a health result, a control request, a VRRP packet or timer,
-//! fresh neighbour MACs, the one-second tick. Every change to what should
+//! signal, a health result, a control request, a VRRP transition (VRRP
+//! itself runs on its own thread), fresh neighbour MACs, the one-second
+//! tick. Every change to what should
 //! be forwarded ends in [`Running::apply`].
 use crate::{
     cli::status::StateFile,
     config::{Config, HostEnvironment},
     control::{Reply, Request},
     dataplane::{
-        desired,
-        neighbour::InterfaceInfo,
-        programmer::Programmer,
-        resolver::{backend_addresses, resolve},
-        settings::sync_reply_lookup,
-        LbMaps,
+        desired, neighbour::InterfaceInfo, programmer::Programmer, resolver::backend_addresses,
+        settings::sync_reply_lookup, LbMaps,
     },
     health::{driver::HealthDriver, state::CheckResult},
-    vrrp::{
-        driver::{Event as VrrpEvent, VrrpDriver},
-        State as VrrpState,
-    },
+    vrrp::thread::VrrpThread,
 };
 use anyhow::bail;
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, time::Instant};
 use tokio::sync::{oneshot, watch};
 use tracing::{error, info, warn};
 
@@ -41,7 +30,6 @@ pub(super) struct Running {
     pub(super) instance: String,
     pub(super) config_path: PathBuf,
     pub(super) config: Config,
-    pub(super) handle: rtnetlink::Handle,
     pub(super) interface: InterfaceInfo,
     pub(super) programmer: Programmer,
     pub(super) maps: LbMaps,
@@ -51,7 +39,7 @@ pub(super) struct Running {
     pub(super) ramping: bool,
     /// The backends the neighbour refresh keeps resolved.
     pub(super) wanted: watch::Sender<Vec<IpAddr>>,
-    pub(super) vrrp: Option<VrrpDriver>,
+    pub(super) vrrp: Option<VrrpThread>,
 }
 
 impl Running {
@@ -95,10 +83,9 @@ impl Running {
             bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
         }
         self.config = new;
-        let addresses = backend_addresses(&self.config);
-        let _ = self.wanted.send(addresses.clone());
-        let fresh = resolve(&self.handle, &self.interface, &addresses).await;
-        self.health.facts.macs.extend(fresh);
+        // New backends are resolved beside the loop (an ARP wait must not
+        // hold up the loop); they get their slots when their MACs arrive.
+        let _ = self.wanted.send(backend_addresses(&self.config));
         self.health.configure(&self.config, Instant::now());
         Ok(())
     }
@@ -186,41 +173,11 @@ impl Running {
         Next::Continue
     }
 
-    /// When the VRRP driver wants to run next (an hour away without VRRP).
-    pub(super) fn vrrp_deadline(&self) -> tokio::time::Instant {
-        self.vrrp
-            .as_ref()
-            .and_then(VrrpDriver::next_deadline)
-            .map_or_else(
-                || tokio::time::Instant::now() + Duration::from_secs(3600),
-                tokio::time::Instant::from_std,
-            )
-    }
-
-    pub(super) async fn on_vrrp_event(&mut self, event: VrrpEvent) {
-        if let Some(driver) = self.vrrp.as_mut() {
-            let before = driver.states();
-            driver.handle_event(event).await;
-            self.publish_transitions(&before);
-        }
-    }
-
-    pub(super) async fn on_vrrp_timeouts(&mut self) {
-        if let Some(driver) = self.vrrp.as_mut() {
-            let before = driver.states();
-            driver.handle_timeouts().await;
-            self.publish_transitions(&before);
-        }
-    }
-
-    /// Writes the state file at once when a VRRP state changed, so `lbd
-    /// status` shows transitions without waiting for the periodic refresh.
-    fn publish_transitions(&mut self, before: &[VrrpState]) {
-        let Some(driver) = &self.vrrp else {
-            return;
-        };
-        if driver.states() != before {
-            self.state.vrrp = driver.status();
+    /// A VRRP state changed: the state file shows it at once, without
+    /// waiting for the periodic refresh.
+    pub(super) fn on_vrrp_transition(&mut self) {
+        if let Some(thread) = &self.vrrp {
+            self.state.vrrp = thread.status();
             if let Err(e) = self.state.write(&self.instance) {
                 warn!("writing the state file: {e}");
             }
@@ -238,8 +195,8 @@ impl Running {
         if self.ramping {
             self.apply_logged("applying slow-start weights");
         }
-        if let Some(driver) = &self.vrrp {
-            self.state.vrrp = driver.status();
+        if let Some(thread) = &self.vrrp {
+            self.state.vrrp = thread.status();
         }
         self.state.health = self.health.status(Instant::now());
         if let Err(e) = self.state.write(&self.instance) {

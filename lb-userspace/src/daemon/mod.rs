@@ -3,6 +3,7 @@
 //! program, attach, start the drivers); then one loop hands each event
 //! source to its handler in `events`.
 mod events;
+mod limits;
 mod lock;
 
 pub use lock::{remove_pins, try_lock};
@@ -19,7 +20,7 @@ use crate::{
         Dataplane, LbMaps, MapSizes,
     },
     health::driver::HealthDriver,
-    vrrp::driver::VrrpDriver,
+    vrrp::thread::VrrpThread,
 };
 use anyhow::Context;
 use aya::programs::{links::FdLink, XdpMode};
@@ -45,7 +46,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let instance = config.instance.name.clone();
     let _lock = lock_instance(&instance)?;
 
-    // Adopt the data plane a previous lbd left, or create it.
+    // Open files: raise the soft limit to the hard one.
+    limits::raise_nofile();
+
+    // Adopt the data plane a previous lbd left, or create it. From here
+    // on an adopted data plane is kept whatever fails: it forwards.
     let (mut dataplane, mut maps, mut pins_guard, adopted) = adopt_or_create(&config)?;
     let pins = pins_guard.dir.clone();
 
@@ -73,7 +78,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         instance: instance.clone(),
         config_path,
         config,
-        handle,
         interface,
         programmer,
         maps,
@@ -89,17 +93,23 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     daemon.apply()?;
 
     // Attach only once the maps are full, so the first packets already
-    // find their services.
+    // find their services. The link is pinned at once: a control plane
+    // that crashes (SIGKILL, a panic) leaves the data plane forwarding for
+    // the next lbd to adopt.
     let link_pin = pins.join(dataplane::LINK_PIN);
-    let (link, mode) = if link_pin.exists() {
+    let (_link, mode) = if link_pin.exists() {
         // The previous lbd left its program attached: swap ours in.
         (dataplane.replace_pinned(&link_pin)?, "adopted")
     } else {
-        attach(
+        let (link, mode) = attach(
             &mut dataplane,
             &daemon.config.instance.interface,
             daemon.config.instance.xdp_mode,
-        )?
+        )?;
+        let pinned = link
+            .pin(&link_pin)
+            .map_err(|e| anyhow::anyhow!("pinning the XDP link: {e}"))?;
+        (FdLink::from(pinned), mode)
     };
     daemon.state.xdp_mode = Some(mode.into());
     daemon.state.write(&instance)?;
@@ -110,66 +120,66 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     // the loop, which must stay free for VRRP's timers.
     let (macs_tx, mut macs_rx) = tokio::sync::mpsc::channel(4);
     let neighbours = tokio::spawn(refresh_neighbours(
-        daemon.handle.clone(),
+        handle.clone(),
         daemon.interface.clone(),
         wanted_rx,
         daemon.health.facts.macs.clone(),
         macs_tx,
     ));
-    let (vrrp_tx, mut vrrp_rx) = tokio::sync::mpsc::channel(1024);
+    // VRRP runs on a thread of its own; we only hear of its transitions.
+    let (_no_vrrp, mut vrrp_changes) = tokio::sync::watch::channel(0u64);
     if !daemon.config.vrrp.is_empty() {
-        let pin = pins.join(lb_common::map_names::SETTINGS);
-        let driver = VrrpDriver::start(
-            &daemon.config.vrrp,
-            &daemon.interface,
-            daemon.handle.clone(),
-            &pin,
-            vrrp_tx,
+        let (thread, changes) = VrrpThread::start(
+            daemon.config.vrrp.clone(),
+            daemon.interface.clone(),
+            pins.join(lb_common::map_names::SETTINGS),
         )
         .await?;
-        daemon.vrrp = Some(driver);
+        daemon.vrrp = Some(thread);
+        vrrp_changes = changes;
     }
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
     let control_task = control::serve(&instance, control_tx)?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     conntrack::start_collector(&pins, conntrack::collection_interval(&tunables))?;
+    // Running: from now on only a teardown that was asked for (SIGINT,
+    // `lbd stop`) removes the data plane.
+    pins_guard.keep = true;
 
     loop {
-        let vrrp_deadline = daemon.vrrp_deadline();
         tokio::select! {
             // A service manager's stop (or restart): keep the data plane.
-            _ = sigterm.recv() => { pins_guard.keep = true; break }
-            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => { pins_guard.keep = false; break }
             _ = sighup.recv() => daemon.on_hangup().await,
             Some((key, result)) = health_rx.recv() => daemon.on_health(key, result),
             Some((request, reply)) = control_rx.recv() => {
                 if daemon.on_control(request, reply).await == Next::Stop {
+                    pins_guard.keep = false;
                     break;
                 }
             }
-            Some(event) = vrrp_rx.recv() => daemon.on_vrrp_event(event).await,
-            _ = tokio::time::sleep_until(vrrp_deadline) => daemon.on_vrrp_timeouts().await,
+            Ok(()) = vrrp_changes.changed() => daemon.on_vrrp_transition(),
             Some(fresh) = macs_rx.recv() => daemon.on_neighbours(fresh),
             _ = tick.tick() => daemon.on_tick(),
         }
     }
 
     info!(instance, "stopping");
-    if let Some(driver) = daemon.vrrp.as_mut() {
-        driver.shutdown().await;
+    if let Some(thread) = daemon.vrrp.take() {
+        thread.shutdown().await;
     }
     neighbours.abort();
     control_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&instance));
     if pins_guard.keep {
         // Pinned, the link keeps the program attached after we exit.
-        link.pin(pins.join(dataplane::LINK_PIN))
-            .map_err(|e| anyhow::anyhow!("pinning the XDP link: {e}"))?;
         daemon.state.pid = 0;
         daemon.state.write(&instance)?;
         info!(instance, "stopped; the data plane keeps forwarding until the next lbd adopts it (lbd stop tears it down)");
     } else {
-        drop(link);
+        // The guard removes the pins, the link's too: with our handle
+        // gone the program is detached.
         info!(instance, "detaching and unpinning");
     }
     Ok(())
@@ -180,7 +190,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 /// stopped (SIGTERM keeps the data plane for us) or died. They are
 /// re-adopted when their layout is this build's and the sizes are the
 /// configured ones. Returns the guard that removes the pins unless told
-/// to keep them, and whether they were adopted.
+/// to keep them (an adopted data plane is kept until a teardown is asked
+/// for: a start that fails after this point must not stop forwarding),
+/// and whether they were adopted.
 fn adopt_or_create(config: &Config) -> anyhow::Result<(Dataplane, LbMaps, PinsGuard, bool)> {
     dataplane::ensure_bpffs()?;
     let pins = dataplane::pin_dir(&config.instance.name);
@@ -203,7 +215,7 @@ fn adopt_or_create(config: &Config) -> anyhow::Result<(Dataplane, LbMaps, PinsGu
     let guard = PinsGuard {
         dir: pins.clone(),
         snapshot: snapshot_path(&config.instance.name),
-        keep: false,
+        keep: adopt,
     };
     let maps = dataplane.take_maps(None)?;
     if adopt {

@@ -151,8 +151,8 @@ impl Dataplane {
     }
 
     /// Puts the main program into an XDP link a previous lbd pinned at
-    /// `path`, atomically (no moment without a program), and unpins it: the
-    /// link is ours now, detached if we die.
+    /// `path`, atomically (no moment without a program). The link stays
+    /// pinned: only a teardown that was asked for removes it.
     pub fn replace_pinned(&mut self, path: &Path) -> Result<FdLink, DataplaneError> {
         let pinned = aya::programs::links::PinnedLink::from_pin(path).map_err(|e| {
             DataplaneError::Io(std::io::Error::other(format!(
@@ -175,7 +175,6 @@ impl Dataplane {
                 name: MAIN_PROGRAM,
                 source,
             })?;
-        std::fs::remove_file(path)?;
         FdLink::try_from(link).map_err(|e| DataplaneError::Io(std::io::Error::other(e.to_string())))
     }
 

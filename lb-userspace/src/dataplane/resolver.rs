@@ -15,19 +15,23 @@ const NEIGHBOUR_REFRESH: Duration = Duration::from_secs(30);
 /// How long to wait for ARP replies in one round.
 const ARP_WAIT: Duration = Duration::from_millis(500);
 
-/// Re-resolves the backends' MACs: every second while some are unknown,
-/// every [`NEIGHBOUR_REFRESH`] otherwise; sends the map when it changes.
+/// Re-resolves the backends' MACs: at once when the wanted set changes (a
+/// reload), every second while some are unknown, every
+/// [`NEIGHBOUR_REFRESH`] otherwise; sends the map when it changes.
 pub async fn refresh_neighbours(
     handle: rtnetlink::Handle,
     interface: InterfaceInfo,
-    wanted: tokio::sync::watch::Receiver<Vec<IpAddr>>,
+    mut wanted: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     mut known: HashMap<IpAddr, [u8; 6]>,
     changes: tokio::sync::mpsc::Sender<HashMap<IpAddr, [u8; 6]>>,
 ) {
     let mut last_full = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let targets = wanted.borrow().clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            changed = wanted.changed() => if changed.is_err() { return },
+        }
+        let targets = wanted.borrow_and_update().clone();
         let unresolved = targets.iter().any(|a| !known.contains_key(a));
         if !unresolved && last_full.elapsed() < NEIGHBOUR_REFRESH {
             continue;

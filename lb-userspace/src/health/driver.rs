@@ -1,7 +1,9 @@
 //! The health-check driver: one task per checked backend (start offsets
 //! spread over the interval, so checks never arrive in one burst), results
 //! through rise/fall, administrative states, and the facts the planner
-//! reads. Every transition is logged once, with its cause.
+//! reads. Every transition is logged once, with its cause. A check that
+//! could not run for a local reason (no file descriptor left, no memory)
+//! is logged and changes nothing: the backend keeps its last state.
 use crate::{
     cli::status::BackendHealthStatus,
     config::Config,
@@ -13,7 +15,7 @@ use crate::{
 };
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub type HealthEvent = (BackendKey, CheckResult);
 
@@ -78,9 +80,25 @@ impl HealthDriver {
                         tokio::time::sleep(offset).await;
                         let mut tick = tokio::time::interval(check.interval);
                         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        let mut local_failure = false;
                         loop {
                             tick.tick().await;
-                            let result = checks::run(&check, key.1.ip(), key.1.port()).await;
+                            let result = match checks::run(&check, key.1.ip(), key.1.port()).await
+                            {
+                                Ok(result) => result,
+                                Err(e) => {
+                                    if !local_failure {
+                                        error!(service = %key.0, backend = %key.1,
+                                            "health check could not run here ({e}): the backend keeps its state until checks run again");
+                                    }
+                                    local_failure = true;
+                                    continue;
+                                }
+                            };
+                            if local_failure {
+                                info!(service = %key.0, backend = %key.1, "health checks run again");
+                                local_failure = false;
+                            }
                             if events.send((key.clone(), result)).await.is_err() {
                                 return;
                             }

@@ -1,9 +1,11 @@
 //! VRRP, wire-compatible with keepalived: the wire format and a sans-IO
-//! state machine; sockets and timers live in the driver beside them.
+//! state machine; sockets and timers live in the driver beside them, which
+//! runs on a thread of its own (`thread`).
 pub mod driver;
 pub mod machine;
 pub mod packet;
 mod sockets;
+pub mod thread;
 mod trackers;
 pub mod tracking;
 pub mod status {

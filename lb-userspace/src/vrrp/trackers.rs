@@ -56,7 +56,12 @@ pub(super) fn start(
             POLL_TRACKED,
             move || {
                 let name = name.clone();
-                async move { process_running(&name) }
+                // A scan of /proc takes milliseconds: off the VRRP thread.
+                async move {
+                    tokio::task::spawn_blocking(move || process_running(&name))
+                        .await
+                        .unwrap_or(Observation::Down)
+                }
             },
         );
     }
