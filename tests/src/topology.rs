@@ -290,8 +290,27 @@ impl DsrLab {
 
     /// Starts `lbd run` on `node` without waiting.
     pub fn spawn_lbd(&mut self, node: usize, lbd: &Path) -> anyhow::Result<()> {
+        self.spawn_lbd_via(node, lbd, &[])
+    }
+
+    /// Starts `lbd run` on `node` through `wrapper` (a command that execs
+    /// its arguments, such as `prlimit --nofile=64:256 --`), so the
+    /// process keeps the PID the guard stops.
+    pub fn spawn_lbd_via(
+        &mut self,
+        node: usize,
+        lbd: &Path,
+        wrapper: &[&str],
+    ) -> anyhow::Result<()> {
         let lb = &self.lbs[node];
-        let mut command = Command::new(lbd);
+        let mut command = match wrapper.split_first() {
+            None => Command::new(lbd),
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(lbd);
+                command
+            }
+        };
         command
             .args(["run", "-c"])
             .arg(self.config_path_of(node))

@@ -325,8 +325,10 @@ fn lbd_check_names_file_line_and_field() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("configuration valid (1 services)"));
 }
 
+/// A crashed control plane (SIGKILL) leaves the data plane forwarding:
+/// the XDP link is pinned from the start. The next lbd adopts it.
 #[test]
-fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
+fn sigkill_keeps_forwarding_and_a_restart_adopts_the_data_plane() {
     let lbd = lbd_binary();
     let mut lab = DsrLab::build(2).unwrap();
     lab.write_config(&lab.config(2)).unwrap();
@@ -338,20 +340,25 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     )
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    // The XDP attachment is a bpf_link owned by the process: it goes with it.
-    while xdp_attached(&lab) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "program still attached after SIGKILL"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(std::time::Instant::now() < deadline, "lbd survived SIGKILL");
+        std::thread::sleep(Duration::from_millis(20));
     }
     let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
-    assert!(pins.exists(), "SIGKILL leaves the pins behind");
-    lab.stop_lbd();
-    // A new lbd takes the lock, replaces the stale pins and forwards.
-    lab.start_lbd(&lbd).unwrap();
+    assert!(pins.join("lb_link").exists(), "the link is pinned");
+    assert!(xdp_attached(&lab), "still attached after SIGKILL");
     let answers = lab.tcp_names(24_000..24_050).unwrap();
+    for (port, name) in &answers {
+        assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 2));
+    }
+    lab.stop_lbd();
+    // A new lbd takes the lock and adopts the pins and the link.
+    lab.start_lbd(&lbd).unwrap();
+    let answers = lab.tcp_names(24_100..24_150).unwrap();
     for (port, name) in &answers {
         assert_eq!(*name, predicted(*port, TCP_PORT, PROTO_TCP, 2));
     }
