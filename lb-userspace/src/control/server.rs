@@ -3,16 +3,12 @@
 //! [`MAX_CONNECTIONS`] clients at a time (one more is told so and
 //! closed), and an accept that fails (no descriptor left) waits before
 //! the next, so neither a crowd of clients nor a shortage of descriptors
-//! can exhaust the daemon or spin it.
-use super::{socket_path, Call, Reply, Request};
+//! can exhaust the daemon or spin it. Each connection is served by
+//! `connection` (bounded request lines). The socket is root's (0600).
+use super::{connection::serve_connection, socket_path, Call, Reply};
 use anyhow::Context;
 use std::{sync::Arc, time::Duration};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::UnixListener,
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use tokio::{io::AsyncWriteExt, net::UnixListener, sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
 /// Control connections served at once (HAProxy's stats socket has a
@@ -26,8 +22,7 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
     let path = socket_path(instance);
     // We hold the instance lock: a socket file here is a dead daemon's.
     let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("control socket {}", path.display()))?;
+    let listener = bind_private(&path)?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     Ok(tokio::spawn(async move {
         let mut failing = false;
@@ -55,37 +50,25 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
             let calls = calls.clone();
             tokio::spawn(async move {
                 let _slot = slot;
-                let (read, mut write) = stream.into_split();
-                let mut lines = BufReader::new(read).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let reply = match serde_json::from_str::<Request>(&line) {
-                        Err(e) => Reply {
-                            ok: false,
-                            message: format!("bad request: {e}"),
-                        },
-                        Ok(request) => {
-                            let (tx, rx) = oneshot::channel();
-                            if calls.send((request, tx)).await.is_err() {
-                                return;
-                            }
-                            rx.await.unwrap_or(Reply {
-                                ok: false,
-                                message: "daemon stopping".into(),
-                            })
-                        }
-                    };
-                    let Ok(mut text) = serde_json::to_string(&reply) else {
-                        return;
-                    };
-                    text.push('\n');
-                    if write.write_all(text.as_bytes()).await.is_err() {
-                        warn!("control client went away");
-                        return;
-                    }
-                }
+                let (read, write) = stream.into_split();
+                serve_connection(read, write, calls).await;
             });
         }
     }))
+}
+
+/// Binds the socket root-only (0600: connecting needs write permission),
+/// whatever the umask: it is created under umask 077, so it is never
+/// reachable by others, not even between bind and chmod.
+fn bind_private(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.with_context(|| format!("control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    Ok(listener)
 }
 
 /// Tells a client over the limit why it is turned away, and closes.

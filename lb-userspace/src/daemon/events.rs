@@ -6,7 +6,7 @@
 use crate::{
     cli::status::StateFile,
     config::{Config, HostEnvironment},
-    control::{Reply, Request},
+    control::{Reply, Request, StateNotWritten},
     dataplane::{
         desired, neighbour::InterfaceInfo, programmer::Programmer, resolver::backend_addresses,
         settings::sync_reply_lookup, LbMaps,
@@ -54,8 +54,9 @@ impl Running {
         self.health.note_plan(&plan);
         self.state.snapshot = self.programmer.snapshot().clone();
         self.state.health = self.health.status(now);
-        self.state.write(&self.instance)?;
         self.ramping = plan.ramping;
+        // The maps are programmed: a failed write does not undo that.
+        self.state.write(&self.instance).map_err(StateNotWritten)?;
         Ok(())
     }
 
@@ -127,16 +128,10 @@ impl Running {
                 .set_admin(&service, &backend, admin, Instant::now())
             {
                 Err(message) => Reply { ok: false, message },
-                Ok(()) => match self.apply() {
-                    Ok(()) => Reply {
-                        ok: true,
-                        message: format!("{service} {backend}: {admin:?}").to_lowercase(),
-                    },
-                    Err(e) => Reply {
-                        ok: false,
-                        message: format!("{e:#}"),
-                    },
-                },
+                Ok(()) => Reply::after_apply(
+                    format!("{service} {backend}: {admin:?}").to_lowercase(),
+                    self.apply(),
+                ),
             },
             Request::Stop => {
                 let _ = reply.send(Reply {
@@ -153,10 +148,10 @@ impl Running {
                         message: format!("reload refused, configuration unchanged: {e:#}"),
                     }
                 }
-                Err(Reloaded::NotApplied(e)) => Reply {
-                    ok: false,
-                    message: format!("{e:#}"),
-                },
+                Err(Reloaded::NotApplied(e)) => Reply::after_apply(
+                    format!("reloaded: {} services", self.config.services.len()),
+                    Err(e),
+                ),
                 Ok(()) => {
                     info!(
                         services = self.config.services.len(),
