@@ -247,6 +247,99 @@ fn holding_hundreds_of_control_connections_takes_no_backend_down() {
     }
 }
 
+/// Issue 10 item 2, the shortage itself. A running lbd's open-file limit
+/// is lowered (soft and hard) to what it uses plus 8, and a client holds
+/// control connections until none is left: health checks fail with
+/// EMFILE. That is this machine's shortage, not the backends': they stay
+/// up and keep their slots, lbd says why, does not spin on accept, and
+/// once the connections close it checks again and answers.
+#[test]
+fn a_descriptor_shortage_holds_every_backend_in_its_last_state() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(2).unwrap();
+    let check =
+        "health_check = { kind = \"tcp\", interval = 0.1, timeout = 0.5, rise = 1, fall = 1 }";
+    let config =
+        lab.config(2)
+            .replacen("mode = \"dsr\"\n", &format!("mode = \"dsr\"\n{check}\n"), 1);
+    lab.write_config(&config).unwrap();
+    lab.start_lbd(&lbd).unwrap();
+    let pid = lab.lbd_pid().unwrap();
+    let in_use = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = format!("--nofile={}:{}", in_use + 8, in_use + 8);
+    let (ok, out) = {
+        let out = Command::new("prlimit")
+            .args(["--pid", &pid.to_string(), &limit])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{out}");
+
+    let socket = format!("/run/lbd/{}.sock", lab.instance);
+    let held: Vec<UnixStream> = (0..16)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab.lbd_log().contains("could not run here") {
+        assert!(
+            Instant::now() < deadline,
+            "no check ran out of descriptors; log:\n{}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu_before = cpu_time(pid);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu = cpu_time(pid) - cpu_before;
+    assert!(
+        cpu < Duration::from_millis(750),
+        "lbd used {cpu:?} of CPU in 1.5 s"
+    );
+    let log = lab.lbd_log();
+    assert!(!log.contains("backend is DOWN"), "{log}");
+    let report = lab.status(&lbd).unwrap();
+    for service in &report.services {
+        for backend in &service.backends {
+            assert!(backend.slots.unwrap_or(0) > 0, "{backend:?}");
+        }
+    }
+    assert_forwarding(&lab, 29_000..29_020);
+
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !lab.lbd_log().contains("health checks run again") {
+        assert!(Instant::now() < deadline, "{}", lab.lbd_log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let backend = lab.backends[0].addr.to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (ok, out) = lbd_cli(
+            &lbd,
+            &[
+                "backend",
+                "--instance",
+                &lab.instance,
+                "web",
+                &backend,
+                "drain",
+            ],
+        );
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!lab.lbd_log().contains("backend is DOWN"));
+}
+
 /// Issue 10 item 3. SIGTERM keeps the data plane; the next lbd adopts it
 /// and then fails to start (its control socket's path is taken by a
 /// directory). Forwarding goes on: only `lbd stop` or SIGINT tears down.
