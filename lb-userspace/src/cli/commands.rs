@@ -2,7 +2,11 @@
 //! `run` (into the daemon), `backend`, `stop`, `reload` (over the control
 //! socket), `flows` and `status` (readers of the pinned maps).
 use crate::{
-    cli::{flows, status},
+    cli::{
+        flows,
+        liveness::{self, Liveness},
+        status,
+    },
     config::{Config, HostEnvironment},
     control, daemon, dataplane,
     health::AdminState,
@@ -75,36 +79,56 @@ pub fn backend(
 }
 
 /// `lbd stop`: asks the daemon to stop and tear down; without a daemon,
-/// removes what a stopped or crashed one left.
+/// removes what a stopped or crashed one left. Every failure is an error
+/// (non-zero exit): a socket we may not use, a daemon that does not let
+/// go, a pin that cannot be removed.
 pub fn stop(instance: &str) -> anyhow::Result<ExitCode> {
-    let lock = Path::new(status::RUN_DIR).join(format!("{instance}.lock"));
     match control::call(instance, &control::Request::Stop) {
         Ok(reply) => {
+            if !reply.ok {
+                return report(reply);
+            }
             // Wait for the daemon to let go of the instance.
             for _ in 0..100 {
-                if daemon::try_lock(&lock)? {
-                    break;
+                if liveness::liveness(instance)? == Liveness::Stopped {
+                    return report(reply);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            report(reply)
+            bail!("instance {instance} accepted the stop but still runs after 10 s")
         }
-        Err(_) => {
-            if lock.exists() && !daemon::try_lock(&lock)? {
-                bail!("instance {instance} is running but its control socket does not answer");
+        Err(control::CallError::NotRunning { .. }) => {
+            if let Liveness::Running { pid } = liveness::liveness(instance)? {
+                bail!("instance {instance} is running (pid {pid}) but its control socket does not answer");
             }
             let pins = dataplane::pin_dir(instance);
-            if !pins.exists() {
-                bail!("instance {instance} is not running and left nothing behind");
+            match std::fs::metadata(&pins) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    bail!("instance {instance} is not running and left nothing behind")
+                }
+                Err(e) => return Err(e).with_context(|| format!("{}", pins.display())),
+                Ok(_) => {}
             }
-            daemon::remove_pins(&pins);
-            let _ = std::fs::remove_file(status::snapshot_path(instance));
+            daemon::try_remove_pins(&pins).with_context(|| {
+                format!(
+                    "removing the data plane of instance {instance} (pins under {})",
+                    pins.display()
+                )
+            })?;
+            let snapshot = status::snapshot_path(instance);
+            match std::fs::remove_file(&snapshot) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", snapshot.display()));
+                }
+                _ => {}
+            }
             println!(
                 "{instance}: removed the data plane a previous lbd left (pins under {})",
                 pins.display()
             );
             Ok(ExitCode::SUCCESS)
         }
+        Err(e) => Err(e.into()),
     }
 }
 

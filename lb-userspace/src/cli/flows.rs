@@ -25,15 +25,17 @@ pub struct FlowStatus {
     pub snat_port: Option<u16>,
 }
 
-/// Reads the connection table of `instance` (at most `limit` flows).
+/// Reads the connection table of `instance` (at most `limit` flows),
+/// each flow once. The kernel's walk of a hash map starts over from its
+/// first bucket when the entry it stood on was deleted meanwhile (by the
+/// collector, by LRU eviction), so under churn the same entries come
+/// back: rows are de-duplicated by key, and the walk is bounded.
 pub fn collect(instance: &str, limit: usize) -> Result<Vec<FlowStatus>, StatusError> {
     let maps = super::status::open_maps(instance)?;
     let now = monotonic_now_ns();
+    let entries = maps.conntrack.iter().filter_map(Result::ok);
     let mut flows = Vec::new();
-    for entry in maps.conntrack.iter().take(limit) {
-        let Ok((key, conn)) = entry else {
-            continue; // deleted while we walked the table
-        };
+    for (key, conn) in unique_entries(entries, limit) {
         let backend = maps
             .backends
             .get(&conn.backend_id, 0)
@@ -44,6 +46,26 @@ pub fn collect(instance: &str, limit: usize) -> Result<Vec<FlowStatus>, StatusEr
     }
     flows.sort_by_key(|f| (f.vip, f.client));
     Ok(flows)
+}
+
+/// The first `limit` distinct keys of a walk (the first value seen for
+/// each), looking at no more than `walk_budget(limit)` entries.
+fn unique_entries(
+    entries: impl Iterator<Item = (FlowKey, ConnEntry)>,
+    limit: usize,
+) -> Vec<(FlowKey, ConnEntry)> {
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .take(walk_budget(limit))
+        .filter(|(key, _)| seen.insert(*key))
+        .take(limit)
+        .collect()
+}
+
+/// A walk that keeps starting over never ends by itself: it stops after
+/// this many entries (about a second of system calls at the default limit).
+fn walk_budget(limit: usize) -> usize {
+    limit.saturating_mul(8).max(1 << 20)
 }
 
 fn describe(key: &FlowKey, conn: &ConnEntry, backend: Option<SocketAddr>, now: u64) -> FlowStatus {
@@ -93,6 +115,36 @@ pub fn render(flows: &[FlowStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(port: u16) -> FlowKey {
+        FlowKey {
+            src_port: port,
+            dst_port: 80,
+            proto: PROTO_TCP,
+            family: lb_common::FAMILY_IPV4,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn a_walk_that_starts_over_gives_each_flow_once() {
+        // What a churning table gives: 1, 2, 3, then from the start again.
+        let walk = [1, 2, 3, 1, 2, 3, 4, 2, 5]
+            .into_iter()
+            .map(|p| (key(p), ConnEntry::default()));
+        let ports: Vec<u16> = unique_entries(walk.clone(), 100)
+            .iter()
+            .map(|(k, _)| k.src_port)
+            .collect();
+        assert_eq!(ports, [1, 2, 3, 4, 5]);
+        assert_eq!(unique_entries(walk, 2).len(), 2, "the limit counts flows");
+        let endless = std::iter::repeat((key(7), ConnEntry::default()));
+        assert_eq!(
+            unique_entries(endless, 10).len(),
+            1,
+            "a walk that never ends is cut"
+        );
+    }
 
     #[test]
     fn an_entry_reads_as_a_flow() {

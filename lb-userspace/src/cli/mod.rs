@@ -3,6 +3,7 @@
 //! and the state file of a running instance and render them.
 pub mod commands;
 pub mod flows;
+pub mod liveness;
 pub mod status;
 
 pub use flows::FlowStatus;

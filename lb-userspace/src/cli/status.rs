@@ -44,12 +44,31 @@ pub struct BackendHealthStatus {
 }
 
 impl StateFile {
-    /// Replaces the file atomically (write, then rename).
+    /// Replaces the file atomically (write, then rename). Its mode is
+    /// 0644 whatever the umask: anyone may read the status, only root
+    /// writes it.
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = snapshot_path(instance);
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
+        drop(file);
         std::fs::rename(&tmp, &path)
+    }
+
+    /// When the file was last written.
+    pub fn written_at(instance: &str) -> Option<std::time::SystemTime> {
+        std::fs::metadata(snapshot_path(instance))
+            .ok()?
+            .modified()
+            .ok()
     }
 
     pub fn read(instance: &str) -> Option<StateFile> {
@@ -66,6 +85,8 @@ pub enum StatusError {
         dir: PathBuf,
         source: Box<DataplaneError>,
     },
+    #[error("is the daemon running? {0:#}")]
+    Liveness(anyhow::Error),
     #[error("reading map {name}: {source}")]
     Map {
         name: &'static str,
@@ -76,7 +97,19 @@ pub enum StatusError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatusReport {
     pub instance: String,
-    /// The daemon that wrote the state file, and how it attached.
+    /// Whether a daemon runs (holds the instance lock). When not, the
+    /// maps are a kept data plane and the state file's contents (VRRP
+    /// states, health) are the last ones written.
+    #[serde(default)]
+    pub running: bool,
+    /// When the state file was last written ("2026-12-02 08:30:13 UTC").
+    #[serde(default)]
+    pub state_written: Option<String>,
+    /// Whether the XDP link is pinned (the program stays attached without
+    /// a daemon).
+    #[serde(default)]
+    pub link_pinned: bool,
+    /// The running daemon (the lock's holder); `None` when not running.
     pub pid: Option<u32>,
     pub xdp_mode: Option<String>,
     /// VRRP instances (empty without VRRP).
@@ -142,6 +175,11 @@ pub fn open_maps(instance: &str) -> Result<LbMaps, StatusError> {
 
 pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     let maps = open_maps(instance)?;
+    let running = match crate::cli::liveness::liveness(instance) {
+        Ok(crate::cli::liveness::Liveness::Running { pid }) => Some(pid),
+        Ok(crate::cli::liveness::Liveness::Stopped) => None,
+        Err(source) => return Err(StatusError::Liveness(source)),
+    };
     let state = StateFile::read(instance);
     let snapshot = state
         .as_ref()
@@ -256,7 +294,10 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
 
     Ok(StatusReport {
         instance: instance.to_owned(),
-        pid: state.as_ref().map(|s| s.pid),
+        running: running.is_some(),
+        state_written: StateFile::written_at(instance).map(utc),
+        link_pinned: pin_dir(instance).join(crate::dataplane::LINK_PIN).exists(),
+        pid: running,
         xdp_mode: state.as_ref().and_then(|s| s.xdp_mode.clone()),
         vrrp: state.map(|s| s.vrrp).unwrap_or_default(),
         flows,
@@ -299,9 +340,51 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .join(":")
 }
 
+/// "2026-12-02 08:30:13 UTC".
+fn utc(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The first line when no daemon runs: what is left and how old the
+/// rest of the report is.
+fn not_running(report: &StatusReport) -> String {
+    let kept = if report.link_pinned {
+        "data plane kept: the XDP program stays attached and forwards"
+    } else {
+        "maps kept, XDP program detached"
+    };
+    format!(
+        "instance {}: not running ({kept}; last state from {})",
+        report.instance,
+        report.state_written.as_deref().unwrap_or("no state file")
+    )
+}
+
 /// The human-readable form.
 pub fn render_table(report: &StatusReport) -> String {
     let mut out = String::new();
+    if !report.running {
+        let _ = writeln!(out, "{}", not_running(report));
+    }
     let _ = writeln!(
         out,
         "instance {}  pid {}  xdp {}  (flows in connection table: {}, nat reply entries: {})",
@@ -347,14 +430,17 @@ pub fn render_table(report: &StatusReport) -> String {
     }
     for v in &report.vrrp {
         let _ = writeln!(out);
+        let state = if report.running {
+            format!("{:?} for {:.0} s", v.state, v.seconds_in_state)
+        } else {
+            format!("last known {:?} (lbd not running)", v.state)
+        };
         let _ = writeln!(
             out,
-            "vrrp {} (vrid {}, {:?}): {:?} for {:.0} s, priority {} (configured {}), master {}",
+            "vrrp {} (vrid {}, {:?}): {state}, priority {} (configured {}), master {}",
             v.name,
             v.vrid,
             v.version,
-            v.state,
-            v.seconds_in_state,
             v.effective_priority,
             v.priority,
             v.master.map_or("unknown".into(), |m| m.to_string()),
@@ -394,4 +480,69 @@ pub fn render_table(report: &StatusReport) -> String {
         let _ = writeln!(out, "{name:<24} {value:>12}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let at = |secs| utc(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(1_796_199_013), "2026-12-02 08:10:13 UTC");
+        assert_eq!(at(951_782_400 + 86_399), "2000-02-29 23:59:59 UTC");
+    }
+
+    fn report(running: bool) -> StatusReport {
+        StatusReport {
+            instance: "lb1".into(),
+            running,
+            state_written: Some("2026-12-02 08:10:13 UTC".into()),
+            link_pinned: true,
+            pid: running.then_some(4242),
+            xdp_mode: Some("native".into()),
+            vrrp: vec![crate::vrrp::VrrpStatus {
+                name: "VI_1".into(),
+                vrid: 51,
+                version: crate::vrrp::packet::Version::V3,
+                state: crate::vrrp::State::Master,
+                priority: 200,
+                effective_priority: 200,
+                master: None,
+                local_address: "198.18.0.1".parse().unwrap(),
+                seconds_in_state: 12.0,
+                last_transition: "timer".into(),
+                counters: Default::default(),
+            }],
+            flows: 0,
+            nat_replies: 0,
+            global: vec![],
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn a_dead_daemon_is_shown_as_not_running_with_its_last_state() {
+        let table = render_table(&report(false));
+        assert!(
+            table.starts_with("instance lb1: not running (data plane kept: the XDP program stays attached and forwards; last state from 2026-12-02 08:10:13 UTC)\n"),
+            "{table}"
+        );
+        assert!(table.contains("pid -"), "{table}");
+        assert!(
+            table.contains("VI_1 (vrid 51, V3): last known Master (lbd not running)"),
+            "{table}"
+        );
+        let mut detached = report(false);
+        detached.link_pinned = false;
+        assert!(render_table(&detached).contains("not running (maps kept, XDP program detached;"));
+        let live = render_table(&report(true));
+        assert!(!live.contains("not running"), "{live}");
+        assert!(
+            live.contains("pid 4242") && live.contains(": Master for 12 s"),
+            "{live}"
+        );
+    }
 }

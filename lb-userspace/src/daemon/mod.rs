@@ -6,7 +6,7 @@ mod events;
 mod limits;
 mod lock;
 
-pub use lock::{remove_pins, try_lock};
+pub use lock::{remove_pins, try_remove_pins};
 
 use crate::{
     cli::status::{snapshot_path, StateFile},
@@ -111,6 +111,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("pinning the XDP link: {e}"))?;
         (FdLink::from(pinned), mode)
     };
+    lock::restrict_pins(&pins)?;
     daemon.state.xdp_mode = Some(mode.into());
     daemon.state.write(&instance)?;
     info!(instance, interface = %daemon.interface.name, services = daemon.config.services.len(), "data plane attached");
@@ -209,7 +210,7 @@ fn adopt_or_create(config: &Config) -> anyhow::Result<(Dataplane, LbMaps, PinsGu
     if !adopt && pins.exists() {
         remove_pins(&pins);
     }
-    std::fs::create_dir_all(&pins).with_context(|| format!("creating {}", pins.display()))?;
+    lock::create_pin_dir(&pins)?;
     let mut dataplane =
         Dataplane::load_with_pins(dataplane::embedded_object()?, &sizes, Some(&pins))?;
     let guard = PinsGuard {
