@@ -33,9 +33,10 @@ pub struct FlowStatus {
 pub fn collect(instance: &str, limit: usize) -> Result<Vec<FlowStatus>, StatusError> {
     let maps = super::status::open_maps(instance)?;
     let now = monotonic_now_ns();
+    let capacity = table_capacity(instance).unwrap_or(crate::config::DEFAULT_CONNTRACK_ENTRIES);
     let entries = maps.conntrack.iter().filter_map(Result::ok);
     let mut flows = Vec::new();
-    for (key, conn) in unique_entries(entries, limit) {
+    for (key, conn) in unique_entries(entries, limit, walk_budget(capacity)) {
         let backend = maps
             .backends
             .get(&conn.backend_id, 0)
@@ -49,23 +50,32 @@ pub fn collect(instance: &str, limit: usize) -> Result<Vec<FlowStatus>, StatusEr
 }
 
 /// The first `limit` distinct keys of a walk (the first value seen for
-/// each), looking at no more than `walk_budget(limit)` entries.
+/// each), looking at no more than `budget` entries.
 fn unique_entries(
     entries: impl Iterator<Item = (FlowKey, ConnEntry)>,
     limit: usize,
+    budget: usize,
 ) -> Vec<(FlowKey, ConnEntry)> {
     let mut seen = std::collections::HashSet::new();
     entries
-        .take(walk_budget(limit))
+        .take(budget)
         .filter(|(key, _)| seen.insert(*key))
         .take(limit)
         .collect()
 }
 
 /// A walk that keeps starting over never ends by itself: it stops after
-/// this many entries (about a second of system calls at the default limit).
-fn walk_budget(limit: usize) -> usize {
-    limit.saturating_mul(8).max(1 << 20)
+/// four tables' worth of entries (a busy table may then be listed in
+/// part, each flow still once).
+fn walk_budget(capacity: u32) -> usize {
+    (capacity as usize).saturating_mul(4)
+}
+
+/// The connection table's size, from its pin.
+fn table_capacity(instance: &str) -> Option<u32> {
+    let pin = crate::dataplane::pin_dir(instance).join(lb_common::map_names::CONNTRACK);
+    let data = aya::maps::MapData::from_pin(pin).ok()?;
+    Some(data.info().ok()?.max_entries())
 }
 
 fn describe(key: &FlowKey, conn: &ConnEntry, backend: Option<SocketAddr>, now: u64) -> FlowStatus {
@@ -132,15 +142,19 @@ mod tests {
         let walk = [1, 2, 3, 1, 2, 3, 4, 2, 5]
             .into_iter()
             .map(|p| (key(p), ConnEntry::default()));
-        let ports: Vec<u16> = unique_entries(walk.clone(), 100)
+        let ports: Vec<u16> = unique_entries(walk.clone(), 100, 1000)
             .iter()
             .map(|(k, _)| k.src_port)
             .collect();
         assert_eq!(ports, [1, 2, 3, 4, 5]);
-        assert_eq!(unique_entries(walk, 2).len(), 2, "the limit counts flows");
+        assert_eq!(
+            unique_entries(walk, 2, 1000).len(),
+            2,
+            "the limit counts flows"
+        );
         let endless = std::iter::repeat((key(7), ConnEntry::default()));
         assert_eq!(
-            unique_entries(endless, 10).len(),
+            unique_entries(endless, 10, walk_budget(4096)).len(),
             1,
             "a walk that never ends is cut"
         );

@@ -59,7 +59,7 @@ impl Environment for SmallHost {
 #[test]
 fn map_memory_is_checked_against_the_machine() {
     let path = Path::new("lb.toml");
-    // The defaults need about 140 MiB: fine on 8 GiB, not on 256 MiB.
+    // The defaults need about 130 MiB: fine on 8 GiB, not on 256 MiB.
     let sizes = MapSizeSettings {
         maglev_table_size: 65_537,
         max_services: DEFAULT_MAX_SERVICES,
