@@ -16,7 +16,7 @@ mod stats;
 mod verdict;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };
 use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT, MODE_NAT};
 use lookup::BackendChoice;
@@ -27,6 +27,12 @@ use verdict::Verdict;
 /// Entry point attached to the load-balancer interface.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    // Non-IP frames (ARP above all) leave before anything else is looked
+    // up: every host-bound frame pays this path.
+    if let Err(outcome) = parse::ip_ether_type(&ctx) {
+        stats::count_outcome(outcome);
+        return xdp_action::XDP_PASS;
+    }
     let (action, outcome) = match try_lb_xdp(&ctx) {
         Ok(done) => done,
         Err(outcome) => (verdict::action_for(outcome), outcome),
@@ -90,8 +96,7 @@ fn try_to_client(
     packet: &Packet,
     settings: &LbSettings,
 ) -> Result<(u32, Outcome), Outcome> {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock();
     let Some((reverse, entry)) = lookup::reply_flow(packet, settings, now) else {
         return Err(Outcome::PassNotService);
     };
@@ -143,8 +148,7 @@ fn try_to_backend(
     service: &ServiceInfo,
     settings: &LbSettings,
 ) -> Result<(u32, Outcome), Outcome> {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock();
     let mut choice = lookup::BackendChoice::default();
     lookup::backend(packet, service, settings, now, &mut choice).into_step()?;
     if choice.backend.port == 0 {
@@ -185,6 +189,15 @@ fn try_to_backend(
             Ok((xdp_action::XDP_TX, sent))
         }
     }
+}
+
+/// Now, for flow expiry: `CLOCK_MONOTONIC_COARSE` (the last timer tick,
+/// 1-4 ms resolution), half the cost of the exact clock; `lbd` compares
+/// expiries with `CLOCK_MONOTONIC`, which it trails by at most one tick.
+#[inline(always)]
+fn clock() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The `fullnat` source address of the packet's family.

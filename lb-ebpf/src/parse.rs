@@ -171,12 +171,21 @@ pub fn parse(ctx: &XdpContext, packet: &mut Packet) -> crate::verdict::Verdict {
 
 #[inline(always)]
 fn try_parse(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+    match ip_ether_type(ctx)? {
+        ETHERTYPE_IPV4 => parse_ipv4(ctx, EthHdr::LEN, packet),
+        _ => parse_ipv6(ctx, EthHdr::LEN, packet),
+    }
+}
+
+/// The frame's ethertype when it is IPv4 or IPv6; checked first, before
+/// any map lookup, so that ARP and other non-IP frames leave cheaply.
+#[inline(always)]
+pub fn ip_ether_type(ctx: &XdpContext) -> Result<u16, Outcome> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Outcome::PassTruncatedEth)?;
     // SAFETY: `ptr_at` checked that the header is inside the packet.
     let ether_type = u16::from_be(unsafe { (*eth).ether_type });
     match ether_type {
-        ETHERTYPE_IPV4 => parse_ipv4(ctx, EthHdr::LEN, packet),
-        ETHERTYPE_IPV6 => parse_ipv6(ctx, EthHdr::LEN, packet),
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Ok(ether_type),
         _ => Err(Outcome::PassNotIp),
     }
 }
