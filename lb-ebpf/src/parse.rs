@@ -379,9 +379,15 @@ struct Quoted {
 
 impl Quoted {
     /// Makes `packet` the quoted flow turned around: the error travels
-    /// towards the quoted packet's source.
+    /// towards the quoted packet's source. Only an error addressed to that
+    /// source is one: a VIP (an error about a reply), a client or our
+    /// `fullnat` address (an error about a forwarded packet). Anything else
+    /// quoting a live flow is someone else's packet and passes untouched.
     #[inline(always)]
     fn into_packet(self, ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+        if packet.flow.dst != self.src {
+            return Err(Outcome::PassNotService);
+        }
         let (src_port, dst_port) = quoted_ports(ctx, self.inner_l4_offset)?;
         packet.flow.src = self.dst;
         packet.flow.dst = self.src;

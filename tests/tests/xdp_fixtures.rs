@@ -1,7 +1,7 @@
 //! The XDP program on crafted packets (BPF_PROG_TEST_RUN), fixture-table
 //! style: description, input, expected action, expected output bytes and
 //! the counter that must move. Needs root.
-use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, IpNumber, Ipv4Header, PacketBuilder};
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
 use lb_tests::{fixture::*, predict::maglev_choice};
 use lbd::programmer::Tunables;
@@ -80,6 +80,27 @@ fn edit_ipv4(
     packet
 }
 
+/// "Fragmentation needed" from `src` to `dst`, quoting the first 28 bytes
+/// of a reply VIP:80 -> CLIENT:40000 (the flow of the table's first SYN).
+fn too_big_about_reply(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+        .ipv4(VIP.octets(), CLIENT.octets(), 64)
+        .tcp(80, 40000, 5000, 64240)
+        .ack(1001)
+        .write(&mut reply, b"reply")
+        .expect("valid packet");
+    let mut packet = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut packet, &reply[14..14 + 28])
+        .expect("valid packet");
+    packet
+}
+
 fn fixtures() -> Vec<Fixture> {
     let tcp_syn = tcp(40000, VIP, 80, true);
     let arp = arp_request_for_vip();
@@ -136,6 +157,18 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::Dsr(expected_backend(40000, 80, 6, BACKENDS)),
             input: tcp(40000, VIP, 80, false),
             outcome: Outcome::TxDsr,
+        },
+        Fixture {
+            description: "ICMP error to the VIP about the flow's reply: to its backend",
+            expect: Expect::Dsr(expected_backend(40000, 80, 6, BACKENDS)),
+            input: too_big_about_reply(Ipv4Addr::new(198, 18, 0, 254), VIP),
+            outcome: Outcome::TxIcmpError,
+        },
+        Fixture {
+            description: "ICMP error quoting the live flow, addressed to someone else: passed",
+            expect: Expect::Pass,
+            input: too_big_about_reply(Ipv4Addr::new(198, 18, 9, 9), Ipv4Addr::new(198, 18, 9, 10)),
+            outcome: Outcome::PassNotService,
         },
         Fixture {
             description: "UDP to a service",
