@@ -31,11 +31,11 @@ use std::{
 };
 
 /// Rounds per row; each round times every row of a group once.
-const ROUNDS: usize = 11;
+const ROUNDS: usize = 21;
 /// Runs per batch. A SYN batch stays below 65,536 (the wrapper stamps a
 /// 16-bit counter into the source port) and starts on an empty table.
-const REPEAT: u32 = 200_000;
-const REPEAT_SYN: u32 = 60_000;
+const REPEAT: u32 = 100_000;
+const REPEAT_SYN: u32 = 30_000;
 /// Connection-table size, as in Katran's own configuration.
 const CONNTRACK_ENTRIES: u32 = 262_144;
 const BACKENDS: usize = 3;
@@ -295,18 +295,32 @@ impl Restore {
     }
 }
 
-/// Times every case of one harness for [`ROUNDS`] rounds; returns the
-/// per-round costs (wrapper subtracted) of each case.
-fn time_cases(harness: &mut Harness, cases: &[Case]) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut restore = Restore::load()?;
-    for case in cases {
-        for frame in &case.prime {
+/// One harness (mode and family), its rows and its restore wrapper.
+struct Group {
+    harness: Harness,
+    cases: Vec<Case>,
+    restore: Restore,
+    samples: Vec<Vec<f64>>,
+}
+
+impl Group {
+    fn new(mut harness: Harness, cases: Vec<Case>) -> anyhow::Result<Self> {
+        for frame in cases.iter().flat_map(|c| &c.prime) {
             harness.run(frame)?;
         }
+        Ok(Group {
+            harness,
+            samples: vec![Vec::new(); cases.len()],
+            cases,
+            restore: Restore::load()?,
+        })
     }
-    let mut samples = vec![Vec::new(); cases.len()];
-    for _ in 0..ROUNDS {
-        for (case, samples) in cases.iter().zip(&mut samples) {
+
+    /// Times every row once (one round), wrapper subtracted.
+    fn round(&mut self) -> anyhow::Result<()> {
+        let harness = &mut self.harness;
+        let restore = &mut self.restore;
+        for (case, samples) in self.cases.iter().zip(&mut self.samples) {
             let syn = case.kind == Kind::Syn;
             let repeat = if syn { REPEAT_SYN } else { REPEAT };
             // The source port: after the Ethernet and IP headers.
@@ -324,7 +338,7 @@ fn time_cases(harness: &mut Harness, cases: &[Case]) -> anyhow::Result<Vec<Vec<f
             if syn {
                 clear_flows(harness)?;
                 // The other rows' flows again.
-                for frame in cases.iter().flat_map(|c| &c.prime) {
+                for frame in self.cases.iter().flat_map(|c| &c.prime) {
                     harness.run(frame)?;
                 }
             }
@@ -349,8 +363,8 @@ fn time_cases(harness: &mut Harness, cases: &[Case]) -> anyhow::Result<Vec<Vec<f
             }
             samples.push(took.as_nanos() as f64 - empty.as_nanos() as f64);
         }
+        Ok(())
     }
-    Ok(samples)
 }
 
 /// Runs counted under any outcome (each run counts exactly one).
@@ -381,9 +395,11 @@ fn clear_flows(harness: &mut Harness) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every row, and `lb_xdp`'s size as the kernel loaded it.
+/// Every row, and `lb_xdp`'s size as the kernel loaded it. The rounds go
+/// over every group in turn, so that a burst of load elsewhere on the
+/// machine spreads over all rows instead of landing on a few.
 pub fn measure() -> anyhow::Result<(Vec<XdpRow>, ProgramSize)> {
-    let mut rows = Vec::new();
+    let mut groups = Vec::new();
     let mut size = None;
     for (mode, v6) in [
         (MODE_DSR, false),
@@ -402,9 +418,17 @@ pub fn measure() -> anyhow::Result<(Vec<XdpRow>, ProgramSize)> {
         } else {
             nat_cases(&mut harness, mode, v6)?
         };
-        println!("bench: XDP {} rows", cases.len());
-        let samples = time_cases(&mut harness, &cases)?;
-        for (case, mut values) in cases.into_iter().zip(samples) {
+        groups.push(Group::new(harness, cases)?);
+    }
+    for round in 0..ROUNDS {
+        println!("bench: XDP round {} of {ROUNDS}", round + 1);
+        for group in &mut groups {
+            group.round()?;
+        }
+    }
+    let mut rows = Vec::new();
+    for group in groups {
+        for (case, mut values) in group.cases.into_iter().zip(group.samples) {
             values.sort_by(f64::total_cmp);
             rows.push(XdpRow {
                 name: case.name,
