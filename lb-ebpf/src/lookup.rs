@@ -4,7 +4,7 @@ use crate::{maps, parse::Packet, verdict::Verdict, Job};
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use lb_common::{
     hash::flow_hash, BackendInfo, ConnEntry, FlowKey, LbSettings, Outcome, ReverseEntry,
-    ServiceInfo, ServiceKey, BACKEND_ACTIVE, NO_BACKEND, PROTO_TCP, TCP_STATE_CLOSING,
+    ServiceInfo, ServiceKey, BACKEND_ACTIVE, MODE_DSR, NO_BACKEND, PROTO_TCP, TCP_STATE_CLOSING,
     TCP_STATE_OPEN,
 };
 
@@ -21,9 +21,11 @@ const SNAT_TRIES: u32 = 8;
 const SNAT_STRIDE: u32 = 7_919;
 
 /// The service a packet is addressed to: exact port first, then the
-/// VIP's all-ports service (port 0).
+/// VIP's all-ports service (port 0) when some service has all ports.
 #[inline(always)]
-pub fn service(packet: &Packet) -> Option<ServiceInfo> {
+pub fn service(packet: &Packet, settings: &LbSettings) -> Option<&'static ServiceInfo> {
+    // A reference into the map, not a copy: the stack of the inlined
+    // `dsr` path is tight.
     let mut key = ServiceKey {
         addr: packet.flow.dst,
         port: packet.flow.dst_port,
@@ -31,12 +33,15 @@ pub fn service(packet: &Packet) -> Option<ServiceInfo> {
         family: packet.flow.family,
     };
     if let Some(info) = maps::SERVICES.get_ptr(&key) {
-        // SAFETY: a pointer returned by a map lookup is valid to read.
-        return Some(unsafe { *info });
+        // SAFETY: a map value stays valid for this invocation (RCU).
+        return Some(unsafe { &*info });
+    }
+    if settings.all_ports == 0 {
+        return None;
     }
     key.port = 0;
     // SAFETY: as above.
-    maps::SERVICES.get_ptr(&key).map(|info| unsafe { *info })
+    maps::SERVICES.get_ptr(&key).map(|info| unsafe { &*info })
 }
 
 #[derive(Default)]
@@ -70,6 +75,18 @@ pub fn backend(
     }
 }
 
+/// [`backend`] inlined into its caller: the `dsr` path, whose caller's
+/// frame has room for it, saves the BPF-to-BPF call.
+#[inline(always)]
+pub fn backend_inline(
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+    now: u64,
+) -> Result<BackendChoice, Outcome> {
+    try_backend(packet, service, settings, now)
+}
+
 #[inline(always)]
 fn try_backend(
     packet: &Packet,
@@ -77,7 +94,19 @@ fn try_backend(
     settings: &LbSettings,
     now: u64,
 ) -> Result<BackendChoice, Outcome> {
-    if let Some(entry_ptr) = maps::CONNTRACK.get_ptr_mut(&packet.flow) {
+    // A bare SYN to a `dsr` service starts a flow: it is placed by Maglev
+    // without looking the table up first, as Katran does (a retransmitted
+    // SYN is placed again, on the same backend unless the set changed).
+    // The NAT modes look up: their entry holds the flow's reply state.
+    let new_connection = packet.flow.proto == PROTO_TCP
+        && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && service.mode == MODE_DSR;
+    let existing = if new_connection {
+        None
+    } else {
+        maps::CONNTRACK.get_ptr_mut(&packet.flow)
+    };
+    if let Some(entry_ptr) = existing {
         // SAFETY: a pointer returned by a map lookup is valid to read.
         let entry = unsafe { *entry_ptr };
         if entry.expires_ns > now {

@@ -64,7 +64,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
     let packet = &mut scratch.packet;
     parse::parse(ctx, packet).into_step()?;
     let settings = maps::SETTINGS.get(0).ok_or(Outcome::DropInternal)?;
-    if let Some(service) = lookup::service(packet) {
+    if let Some(service) = lookup::service(packet, settings) {
         if settings.forwarding == 0 {
             return Err(Outcome::PassStandby);
         }
@@ -73,7 +73,10 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
         {
             return Err(Outcome::DropBadIpChecksum);
         }
-        return Ok(to_backend(ctx, packet, &service, settings).into_finished());
+        if service.mode == MODE_DSR {
+            return dsr_to_backend(ctx, packet, service, settings);
+        }
+        return Ok(to_backend(ctx, packet, service, settings).into_finished());
     }
     if settings.reply_lookup == 0 {
         return Err(Outcome::PassNotService);
@@ -189,6 +192,33 @@ fn try_to_backend(
             Ok((xdp_action::XDP_TX, sent))
         }
     }
+}
+
+/// The `dsr` path, inlined (see [`lookup::backend_inline`]).
+#[inline(always)]
+fn dsr_to_backend(
+    ctx: &XdpContext,
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+) -> Result<(u32, Outcome), Outcome> {
+    let mut choice = lookup::backend_inline(packet, service, settings, clock())?;
+    if choice.backend.port == 0 {
+        choice.backend.port = packet.flow.dst_port;
+    }
+    stats::count_traffic(
+        service.id,
+        choice.backend_id,
+        packet.frame_len,
+        choice.new_flow,
+    );
+    let sent = if packet.icmp().is_some() {
+        Outcome::TxIcmpError
+    } else {
+        Outcome::TxDsr
+    };
+    rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac)?;
+    Ok((xdp_action::XDP_TX, sent))
 }
 
 /// Now, for flow expiry: `CLOCK_MONOTONIC_COARSE` (the last timer tick,

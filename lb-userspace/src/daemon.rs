@@ -355,6 +355,7 @@ fn tunables(config: &Config, interface: &InterfaceInfo) -> Tunables {
         tcp_fin_timeout: instance.tcp_fin_timeout,
         udp_timeout: instance.udp_timeout,
         reply_lookup: uses_nat(config),
+        all_ports: config.services.iter().any(|s| s.port == 0),
     };
     for service in config
         .services
@@ -424,6 +425,11 @@ fn uses_nat(config: &Config) -> bool {
 fn sync_reply_lookup(maps: &mut LbMaps, config: &Config) -> anyhow::Result<()> {
     let wanted = u8::from(uses_nat(config));
     let mut settings = maps.settings.get(&0, 0)?;
+    let all_ports = u8::from(config.services.iter().any(|s| s.port == 0));
+    if settings.all_ports != all_ports {
+        settings.all_ports = all_ports;
+        maps.settings.set(0, settings, 0)?;
+    }
     if settings.reply_lookup != wanted {
         if wanted == 1 {
             enable_forwarding(config);

@@ -190,7 +190,15 @@ impl Harness {
         })
     }
 
+    /// Programs `services`, keeping `all_ports` true to them as lbd does.
     pub fn apply(&mut self) -> anyhow::Result<()> {
+        let all_ports = self.services.iter().any(|s| s.port == 0);
+        if all_ports != self.tunables.all_ports {
+            self.tunables.all_ports = all_ports;
+            let mut settings = self.maps.settings.get(&0, 0)?;
+            settings.all_ports = u8::from(all_ports);
+            self.maps.settings.set(0, settings, 0)?;
+        }
         self.programmer.apply(&mut self.maps, &self.services)?;
         Ok(())
     }
