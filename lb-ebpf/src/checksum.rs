@@ -42,8 +42,9 @@ pub fn ipv4_header_is_valid(ctx: &XdpContext, offset: usize, header_len: usize) 
 /// recorded; returns `old << 16 | new`, or -1 if `offset` is outside the
 /// packet. `zero_means_none`: a UDP-over-IPv4 checksum of 0 means "no
 /// checksum" and stays 0, and a computed 0 is sent as 0xffff (RFC 768).
-// Not inlined, and a plain integer result: keeps callers' frames small.
-#[inline(never)]
+// Inlined (a BPF-to-BPF call costs ~11 ns, and its frame is small); a
+// plain integer result all the same.
+#[inline(always)]
 pub fn update_at(delta: u32, ctx: &XdpContext, offset: usize, zero_means_none: bool) -> i64 {
     let Some(old) = read::<2>(ctx, offset) else {
         return -1;
