@@ -18,7 +18,7 @@ mod verdict;
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };
-use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT, MODE_NAT};
+use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT};
 use lookup::BackendChoice;
 use parse::Packet;
 use rewrite::{Endpoint, Rewrite};
@@ -61,8 +61,8 @@ pub struct Job<'a> {
 
 fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
     let scratch = maps::scratch().ok_or(Outcome::DropInternal)?;
-    let packet = &mut scratch.packet;
-    parse::parse(ctx, packet).into_step()?;
+    let maps::Scratch { packet, choice, .. } = scratch;
+    parse::parse(ctx, packet)?;
     let settings = maps::SETTINGS.get(0).ok_or(Outcome::DropInternal)?;
     if let Some(service) = lookup::service(packet, settings) {
         if settings.forwarding == 0 {
@@ -76,7 +76,7 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
         if service.mode == MODE_DSR {
             return dsr_to_backend(ctx, packet, service, settings);
         }
-        return Ok(to_backend(ctx, packet, service, settings).into_finished());
+        return nat_to_backend_path(ctx, packet, service, settings, choice);
     }
     if settings.reply_lookup == 0 {
         return Err(Outcome::PassNotService);
@@ -133,27 +133,21 @@ fn try_to_client(
     send(ctx, packet, sent)
 }
 
-/// The forward direction: a packet (or ICMP error) for a service.
-#[inline(never)]
-fn to_backend(
-    ctx: &XdpContext,
-    packet: &Packet,
-    service: &ServiceInfo,
-    settings: &LbSettings,
-) -> Verdict {
-    Verdict::finished(try_to_backend(ctx, packet, service, settings))
-}
-
+/// The forward direction of `nat`/`fullnat`: a packet (or ICMP error) for
+/// a service. Inlined in `lb_xdp`, so that each stage it calls is one
+/// level deep (the backend choice, the port allocation and the rewrite
+/// each need a frame of their own, which together would not fit on one
+/// call chain); the choice is kept in the scratch map.
 #[inline(always)]
-fn try_to_backend(
+fn nat_to_backend_path(
     ctx: &XdpContext,
     packet: &Packet,
     service: &ServiceInfo,
     settings: &LbSettings,
+    choice: &mut BackendChoice,
 ) -> Result<(u32, Outcome), Outcome> {
     let now = clock();
-    let mut choice = lookup::BackendChoice::default();
-    lookup::backend(packet, service, settings, now, &mut choice).into_step()?;
+    lookup::backend(packet, service, settings, now, choice).into_step()?;
     if choice.backend.port == 0 {
         // An all-ports service: each flow keeps its own port.
         choice.backend.port = packet.flow.dst_port;
@@ -166,32 +160,20 @@ fn try_to_backend(
     );
     let sent = if packet.icmp().is_some() {
         Outcome::TxIcmpError
-    } else if service.mode == MODE_DSR {
-        Outcome::TxDsr
     } else {
         Outcome::TxNat
     };
-    match service.mode {
-        MODE_NAT | MODE_FULLNAT => {
-            let job = Job {
-                ctx,
-                packet,
-                settings,
-                now,
-            };
-            if service.mode == MODE_FULLNAT && choice.snat_port == 0 {
-                // Called from here, not from `nat_to_backend`: the two
-                // frames would not fit on one BPF call chain.
-                fullnat_port(&job, &mut choice).into_step()?;
-            }
-            nat_to_backend(&job, &choice, service.mode).into_step()?;
-            send(ctx, packet, sent)
-        }
-        _ => {
-            rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac)?;
-            Ok((xdp_action::XDP_TX, sent))
-        }
+    let job = Job {
+        ctx,
+        packet,
+        settings,
+        now,
+    };
+    if service.mode == MODE_FULLNAT && choice.snat_port == 0 {
+        fullnat_port(&job, choice).into_step()?;
     }
+    nat_to_backend(&job, choice, service.mode).into_step()?;
+    send(ctx, packet, sent)
 }
 
 /// The `dsr` path, inlined (see [`lookup::backend_inline`]).

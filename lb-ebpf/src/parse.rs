@@ -162,15 +162,9 @@ const TCP_FLAGS_OFFSET: usize = 13;
 /// for balancing; every such packet is passed to the kernel.
 ///
 /// Fills `packet` in place (it lives in a per-CPU scratch map: the BPF
-/// stack is too small to pass it around by value), and is not inlined so
-/// that its temporaries do not add to the callers' stack frames.
-#[inline(never)]
-pub fn parse(ctx: &XdpContext, packet: &mut Packet) -> crate::verdict::Verdict {
-    crate::verdict::Verdict::step(try_parse(ctx, packet))
-}
-
+/// stack is too small to pass it around by value). Inlined in `lb_xdp`.
 #[inline(always)]
-fn try_parse(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+pub fn parse(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
     match ip_ether_type(ctx)? {
         ETHERTYPE_IPV4 => parse_ipv4(ctx, EthHdr::LEN, packet),
         _ => parse_ipv6(ctx, EthHdr::LEN, packet),
