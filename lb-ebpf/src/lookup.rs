@@ -66,25 +66,21 @@ pub fn backend(
     now: u64,
     choice: &mut BackendChoice,
 ) -> Verdict {
-    match try_backend(packet, service, settings, now) {
-        Ok(chosen) => {
-            *choice = chosen;
-            Verdict::step(Ok(()))
-        }
-        Err(outcome) => Verdict::step(Err(outcome)),
-    }
+    Verdict::step(try_backend(packet, service, settings, now, choice))
 }
 
-/// [`backend`] inlined into its caller: the `dsr` path, whose caller's
-/// frame has room for it, saves the BPF-to-BPF call.
+/// [`backend`] inlined into its caller, saving the BPF-to-BPF call. The
+/// choice is written field by field into `choice` (the scratch map for
+/// the NAT paths), so that no copy of it needs the stack.
 #[inline(always)]
 pub fn backend_inline(
     packet: &Packet,
     service: &ServiceInfo,
     settings: &LbSettings,
     now: u64,
-) -> Result<BackendChoice, Outcome> {
-    try_backend(packet, service, settings, now)
+    choice: &mut BackendChoice,
+) -> Result<(), Outcome> {
+    try_backend(packet, service, settings, now, choice)
 }
 
 #[inline(always)]
@@ -93,7 +89,8 @@ fn try_backend(
     service: &ServiceInfo,
     settings: &LbSettings,
     now: u64,
-) -> Result<BackendChoice, Outcome> {
+    choice: &mut BackendChoice,
+) -> Result<(), Outcome> {
     // A bare SYN to a `dsr` service starts a flow: it is placed by Maglev
     // without looking the table up first, as Katran does (a retransmitted
     // SYN is placed again, on the same backend unless the set changed).
@@ -108,18 +105,17 @@ fn try_backend(
     };
     if let Some(entry_ptr) = existing {
         // SAFETY: a pointer returned by a map lookup is valid to read.
-        let entry = unsafe { *entry_ptr };
+        let entry = unsafe { &*entry_ptr };
         if entry.expires_ns > now {
             if let Some(backend) = live_backend(entry.backend_id, entry.generation) {
+                choice.backend_id = entry.backend_id;
+                choice.backend = *backend;
+                choice.new_flow = false;
+                choice.snat_port = entry.snat_port;
                 if packet.icmp().is_none() {
                     refresh(entry_ptr, packet, settings, now);
                 }
-                return Ok(BackendChoice {
-                    backend_id: entry.backend_id,
-                    backend,
-                    new_flow: false,
-                    snat_port: entry.snat_port,
-                });
+                return Ok(());
             }
         }
     }
@@ -138,7 +134,7 @@ fn try_backend(
         return Err(Outcome::DropNoBackend);
     }
     let backend = match maps::BACKENDS.get(backend_id) {
-        Some(backend) if backend.flags & BACKEND_ACTIVE != 0 => *backend,
+        Some(backend) if backend.flags & BACKEND_ACTIVE != 0 => backend,
         _ => return Err(Outcome::DropNoBackend),
     };
     let tcp_state = next_tcp_state(packet, TCP_STATE_OPEN);
@@ -153,19 +149,18 @@ fn try_backend(
     // A full LRU evicts the oldest flow; insertion cannot fail otherwise,
     // and a failure only costs stickiness for this one flow.
     let _ = maps::CONNTRACK.insert(&packet.flow, &entry, 0);
-    Ok(BackendChoice {
-        backend_id,
-        backend,
-        new_flow: true,
-        snat_port: 0,
-    })
+    choice.backend_id = backend_id;
+    choice.backend = *backend;
+    choice.new_flow = true;
+    choice.snat_port = 0;
+    Ok(())
 }
 
 #[inline(always)]
-fn live_backend(backend_id: u32, generation: u32) -> Option<BackendInfo> {
+fn live_backend(backend_id: u32, generation: u32) -> Option<&'static BackendInfo> {
     let backend = maps::BACKENDS.get(backend_id)?;
     if backend.generation == generation && backend.flags & BACKEND_ACTIVE != 0 {
-        Some(*backend)
+        Some(backend)
     } else {
         None
     }

@@ -86,9 +86,9 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
 
 /// The reverse direction of `nat`/`fullnat`: a reply from a backend (or
 /// an ICMP error travelling towards a client).
-// Not inlined: each direction gets its own BPF stack frame, and only one
-// of them is ever on the call chain.
-#[inline(never)]
+// Inlined in `lb_xdp`: its temporaries share the frame with the forward
+// paths' (LLVM overlaps them), and the call is saved.
+#[inline(always)]
 fn to_client(ctx: &XdpContext, packet: &Packet, settings: &LbSettings) -> Verdict {
     Verdict::finished(try_to_client(ctx, packet, settings))
 }
@@ -184,7 +184,8 @@ fn dsr_to_backend(
     service: &ServiceInfo,
     settings: &LbSettings,
 ) -> Result<(u32, Outcome), Outcome> {
-    let mut choice = lookup::backend_inline(packet, service, settings, clock())?;
+    let mut choice = BackendChoice::default();
+    lookup::backend_inline(packet, service, settings, clock(), &mut choice)?;
     if choice.backend.port == 0 {
         choice.backend.port = packet.flow.dst_port;
     }
