@@ -515,3 +515,53 @@ fn a_standby_node_passes_service_traffic_and_counts_it() {
     let (action, _) = harness.run(&syn).unwrap();
     assert_eq!(action, XDP_TX);
 }
+
+#[test]
+fn the_port_0_lookup_is_made_only_while_all_ports_is_set() {
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    let mut all_ports = harness.services[0].clone();
+    all_ports.name = "all".into();
+    all_ports.port = 0;
+    harness.services.push(all_ports);
+    harness.apply().unwrap();
+    let set_flag = |harness: &mut Harness, on: u8| {
+        let mut settings = harness.maps.settings.get(&0, 0).unwrap();
+        assert_eq!(settings.all_ports, 1 - on, "apply() keeps the flag");
+        settings.all_ports = on;
+        harness.maps.settings.set(0, settings, 0).unwrap();
+    };
+    // The same all-ports service, with the flag cleared: not looked up.
+    set_flag(&mut harness, 0);
+    let syn = tcp(49000, VIP, 8443, true);
+    let (action, out) = harness.run(&syn).unwrap();
+    assert_eq!((action, out), (XDP_PASS, syn.clone()));
+    assert_eq!(harness.outcome_count(Outcome::PassNotService).unwrap(), 1);
+    set_flag(&mut harness, 1);
+    let (action, _) = harness.run(&syn).unwrap();
+    assert_eq!(action, XDP_TX);
+}
+
+#[test]
+fn a_bare_syn_is_placed_by_maglev_without_the_connection_table() {
+    // The README's trade-off (issue 11): a dsr SYN does not look up the
+    // connection table. After the backend set changed, an established
+    // flow's ACK keeps its backend, while a (retransmitted) SYN of the same
+    // tuple is placed by the new Maglev table.
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    let (port, original, rehashed) = port_that_moves(BACKENDS, BACKENDS + 1);
+    harness.run(&tcp(port, VIP, 80, true)).unwrap();
+    for service in &mut harness.services {
+        let mut backend = service.backends[0].clone();
+        backend.address.set_ip(backend_ip(BACKENDS).into());
+        backend.mac = Some(backend_mac(BACKENDS));
+        service.backends.push(backend);
+    }
+    harness.apply().unwrap();
+    let (_, out) = harness.run(&tcp(port, VIP, 80, false)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(original)[..], "ACK: the table");
+    let (_, out) = harness.run(&tcp(port, VIP, 80, true)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(rehashed)[..], "SYN: Maglev");
+    // ...and the flow now follows its new entry.
+    let (_, out) = harness.run(&tcp(port, VIP, 80, false)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(rehashed)[..]);
+}
