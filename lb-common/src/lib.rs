@@ -183,7 +183,11 @@ pub struct LbSettings {
     /// Inclusive range of source ports `fullnat` allocates from.
     pub snat_port_min: u16,
     pub snat_port_max: u16,
-    pub _pad2: [u8; 4],
+    /// 1 while some service covers all ports of its VIP (port 0): only
+    /// then does a packet that matches no exact port try port 0 (otherwise
+    /// that second lookup is skipped on every packet not for a service).
+    pub all_ports: u8,
+    pub _pad2: [u8; 3],
     /// Connection-table lifetimes after the last packet, in nanoseconds.
     pub tcp_timeout_ns: u64,
     pub tcp_fin_timeout_ns: u64,

@@ -3,6 +3,7 @@ use crate::parse::{ptr_at, read, write};
 use aya_ebpf::programs::XdpContext;
 pub use lb_common::checksum::Delta;
 
+const IPV4_MIN_HEADER_LEN: usize = 20;
 /// Longest IPv4 header, in 16-bit words (IHL 15 * 4 bytes / 2).
 const MAX_IPV4_HEADER_WORDS: usize = 30;
 
@@ -11,6 +12,17 @@ const MAX_IPV4_HEADER_WORDS: usize = 30;
 /// we must not "fix" it either.
 #[inline(always)]
 pub fn ipv4_header_is_valid(ctx: &XdpContext, offset: usize, header_len: usize) -> bool {
+    if header_len == IPV4_MIN_HEADER_LEN {
+        // The usual header, without options: one bounds check, ten adds.
+        let Some(header) = read::<IPV4_MIN_HEADER_LEN>(ctx, offset) else {
+            return false;
+        };
+        let mut sum: u32 = 0;
+        for i in 0..IPV4_MIN_HEADER_LEN / 2 {
+            sum += u32::from(u16::from_be_bytes([header[2 * i], header[2 * i + 1]]));
+        }
+        return lb_common::checksum::fold(sum) == 0xffff;
+    }
     let words = header_len / 2;
     let mut sum: u32 = 0;
     for i in 0..MAX_IPV4_HEADER_WORDS {
@@ -30,8 +42,9 @@ pub fn ipv4_header_is_valid(ctx: &XdpContext, offset: usize, header_len: usize) 
 /// recorded; returns `old << 16 | new`, or -1 if `offset` is outside the
 /// packet. `zero_means_none`: a UDP-over-IPv4 checksum of 0 means "no
 /// checksum" and stays 0, and a computed 0 is sent as 0xffff (RFC 768).
-// Not inlined, and a plain integer result: keeps callers' frames small.
-#[inline(never)]
+// Inlined (a BPF-to-BPF call costs ~11 ns, and its frame is small); a
+// plain integer result all the same.
+#[inline(always)]
 pub fn update_at(delta: u32, ctx: &XdpContext, offset: usize, zero_means_none: bool) -> i64 {
     let Some(old) = read::<2>(ctx, offset) else {
         return -1;

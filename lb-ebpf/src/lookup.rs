@@ -4,7 +4,7 @@ use crate::{maps, parse::Packet, verdict::Verdict, Job};
 use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
 use lb_common::{
     hash::flow_hash, BackendInfo, ConnEntry, FlowKey, LbSettings, Outcome, ReverseEntry,
-    ServiceInfo, ServiceKey, BACKEND_ACTIVE, NO_BACKEND, PROTO_TCP, TCP_STATE_CLOSING,
+    ServiceInfo, ServiceKey, BACKEND_ACTIVE, MODE_DSR, NO_BACKEND, PROTO_TCP, TCP_STATE_CLOSING,
     TCP_STATE_OPEN,
 };
 
@@ -21,9 +21,11 @@ const SNAT_TRIES: u32 = 8;
 const SNAT_STRIDE: u32 = 7_919;
 
 /// The service a packet is addressed to: exact port first, then the
-/// VIP's all-ports service (port 0).
+/// VIP's all-ports service (port 0) when some service has all ports.
 #[inline(always)]
-pub fn service(packet: &Packet) -> Option<ServiceInfo> {
+pub fn service(packet: &Packet, settings: &LbSettings) -> Option<&'static ServiceInfo> {
+    // A reference into the map, not a copy: the stack of the inlined
+    // `dsr` path is tight.
     let mut key = ServiceKey {
         addr: packet.flow.dst,
         port: packet.flow.dst_port,
@@ -31,12 +33,15 @@ pub fn service(packet: &Packet) -> Option<ServiceInfo> {
         family: packet.flow.family,
     };
     if let Some(info) = maps::SERVICES.get_ptr(&key) {
-        // SAFETY: a pointer returned by a map lookup is valid to read.
-        return Some(unsafe { *info });
+        // SAFETY: a map value stays valid for this invocation (RCU).
+        return Some(unsafe { &*info });
+    }
+    if settings.all_ports == 0 {
+        return None;
     }
     key.port = 0;
     // SAFETY: as above.
-    maps::SERVICES.get_ptr(&key).map(|info| unsafe { *info })
+    maps::SERVICES.get_ptr(&key).map(|info| unsafe { &*info })
 }
 
 #[derive(Default)]
@@ -61,13 +66,21 @@ pub fn backend(
     now: u64,
     choice: &mut BackendChoice,
 ) -> Verdict {
-    match try_backend(packet, service, settings, now) {
-        Ok(chosen) => {
-            *choice = chosen;
-            Verdict::step(Ok(()))
-        }
-        Err(outcome) => Verdict::step(Err(outcome)),
-    }
+    Verdict::step(try_backend(packet, service, settings, now, choice))
+}
+
+/// [`backend`] inlined into its caller, saving the BPF-to-BPF call. The
+/// choice is written field by field into `choice` (the scratch map for
+/// the NAT paths), so that no copy of it needs the stack.
+#[inline(always)]
+pub fn backend_inline(
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+    now: u64,
+    choice: &mut BackendChoice,
+) -> Result<(), Outcome> {
+    try_backend(packet, service, settings, now, choice)
 }
 
 #[inline(always)]
@@ -76,21 +89,33 @@ fn try_backend(
     service: &ServiceInfo,
     settings: &LbSettings,
     now: u64,
-) -> Result<BackendChoice, Outcome> {
-    if let Some(entry_ptr) = maps::CONNTRACK.get_ptr_mut(&packet.flow) {
+    choice: &mut BackendChoice,
+) -> Result<(), Outcome> {
+    // A bare SYN to a `dsr` service starts a flow: it is placed by Maglev
+    // without looking the table up first, as Katran does (a retransmitted
+    // SYN is placed again, on the same backend unless the set changed).
+    // The NAT modes look up: their entry holds the flow's reply state.
+    let new_connection = packet.flow.proto == PROTO_TCP
+        && packet.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && service.mode == MODE_DSR;
+    let existing = if new_connection {
+        None
+    } else {
+        maps::CONNTRACK.get_ptr_mut(&packet.flow)
+    };
+    if let Some(entry_ptr) = existing {
         // SAFETY: a pointer returned by a map lookup is valid to read.
-        let entry = unsafe { *entry_ptr };
+        let entry = unsafe { &*entry_ptr };
         if entry.expires_ns > now {
             if let Some(backend) = live_backend(entry.backend_id, entry.generation) {
+                choice.backend_id = entry.backend_id;
+                choice.backend = *backend;
+                choice.new_flow = false;
+                choice.snat_port = entry.snat_port;
                 if packet.icmp().is_none() {
                     refresh(entry_ptr, packet, settings, now);
                 }
-                return Ok(BackendChoice {
-                    backend_id: entry.backend_id,
-                    backend,
-                    new_flow: false,
-                    snat_port: entry.snat_port,
-                });
+                return Ok(());
             }
         }
     }
@@ -109,7 +134,7 @@ fn try_backend(
         return Err(Outcome::DropNoBackend);
     }
     let backend = match maps::BACKENDS.get(backend_id) {
-        Some(backend) if backend.flags & BACKEND_ACTIVE != 0 => *backend,
+        Some(backend) if backend.flags & BACKEND_ACTIVE != 0 => backend,
         _ => return Err(Outcome::DropNoBackend),
     };
     let tcp_state = next_tcp_state(packet, TCP_STATE_OPEN);
@@ -124,19 +149,18 @@ fn try_backend(
     // A full LRU evicts the oldest flow; insertion cannot fail otherwise,
     // and a failure only costs stickiness for this one flow.
     let _ = maps::CONNTRACK.insert(&packet.flow, &entry, 0);
-    Ok(BackendChoice {
-        backend_id,
-        backend,
-        new_flow: true,
-        snat_port: 0,
-    })
+    choice.backend_id = backend_id;
+    choice.backend = *backend;
+    choice.new_flow = true;
+    choice.snat_port = 0;
+    Ok(())
 }
 
 #[inline(always)]
-fn live_backend(backend_id: u32, generation: u32) -> Option<BackendInfo> {
+fn live_backend(backend_id: u32, generation: u32) -> Option<&'static BackendInfo> {
     let backend = maps::BACKENDS.get(backend_id)?;
     if backend.generation == generation && backend.flags & BACKEND_ACTIVE != 0 {
-        Some(*backend)
+        Some(backend)
     } else {
         None
     }

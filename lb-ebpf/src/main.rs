@@ -16,9 +16,9 @@ mod stats;
 mod verdict;
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, macros::xdp, programs::XdpContext,
 };
-use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT, MODE_NAT};
+use lb_common::{LbSettings, Outcome, ServiceInfo, FAMILY_IPV4, MODE_DSR, MODE_FULLNAT};
 use lookup::BackendChoice;
 use parse::Packet;
 use rewrite::{Endpoint, Rewrite};
@@ -27,6 +27,12 @@ use verdict::Verdict;
 /// Entry point attached to the load-balancer interface.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    // Non-IP frames (ARP above all) leave before anything else is looked
+    // up: every host-bound frame pays this path.
+    if let Err(outcome) = parse::ip_ether_type(&ctx) {
+        stats::count_outcome(outcome);
+        return xdp_action::XDP_PASS;
+    }
     let (action, outcome) = match try_lb_xdp(&ctx) {
         Ok(done) => done,
         Err(outcome) => (verdict::action_for(outcome), outcome),
@@ -55,10 +61,10 @@ pub struct Job<'a> {
 
 fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
     let scratch = maps::scratch().ok_or(Outcome::DropInternal)?;
-    let packet = &mut scratch.packet;
-    parse::parse(ctx, packet).into_step()?;
+    let maps::Scratch { packet, choice, .. } = scratch;
+    parse::parse(ctx, packet)?;
     let settings = maps::SETTINGS.get(0).ok_or(Outcome::DropInternal)?;
-    if let Some(service) = lookup::service(packet) {
+    if let Some(service) = lookup::service(packet, settings) {
         if settings.forwarding == 0 {
             return Err(Outcome::PassStandby);
         }
@@ -67,7 +73,10 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
         {
             return Err(Outcome::DropBadIpChecksum);
         }
-        return Ok(to_backend(ctx, packet, &service, settings).into_finished());
+        if service.mode == MODE_DSR {
+            return dsr_to_backend(ctx, packet, service, settings);
+        }
+        return nat_to_backend_path(ctx, packet, service, settings, choice);
     }
     if settings.reply_lookup == 0 {
         return Err(Outcome::PassNotService);
@@ -77,9 +86,9 @@ fn try_lb_xdp(ctx: &XdpContext) -> Result<(u32, Outcome), Outcome> {
 
 /// The reverse direction of `nat`/`fullnat`: a reply from a backend (or
 /// an ICMP error travelling towards a client).
-// Not inlined: each direction gets its own BPF stack frame, and only one
-// of them is ever on the call chain.
-#[inline(never)]
+// Inlined in `lb_xdp`: its temporaries share the frame with the forward
+// paths' (LLVM overlaps them), and the call is saved.
+#[inline(always)]
 fn to_client(ctx: &XdpContext, packet: &Packet, settings: &LbSettings) -> Verdict {
     Verdict::finished(try_to_client(ctx, packet, settings))
 }
@@ -90,8 +99,7 @@ fn try_to_client(
     packet: &Packet,
     settings: &LbSettings,
 ) -> Result<(u32, Outcome), Outcome> {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock();
     let Some((reverse, entry)) = lookup::reply_flow(packet, settings, now) else {
         return Err(Outcome::PassNotService);
     };
@@ -125,28 +133,21 @@ fn try_to_client(
     send(ctx, packet, sent)
 }
 
-/// The forward direction: a packet (or ICMP error) for a service.
-#[inline(never)]
-fn to_backend(
-    ctx: &XdpContext,
-    packet: &Packet,
-    service: &ServiceInfo,
-    settings: &LbSettings,
-) -> Verdict {
-    Verdict::finished(try_to_backend(ctx, packet, service, settings))
-}
-
+/// The forward direction of `nat`/`fullnat`: a packet (or ICMP error) for
+/// a service. Inlined in `lb_xdp`, so that each stage it calls is one
+/// level deep (the backend choice, the port allocation and the rewrite
+/// each need a frame of their own, which together would not fit on one
+/// call chain); the choice is kept in the scratch map.
 #[inline(always)]
-fn try_to_backend(
+fn nat_to_backend_path(
     ctx: &XdpContext,
     packet: &Packet,
     service: &ServiceInfo,
     settings: &LbSettings,
+    choice: &mut BackendChoice,
 ) -> Result<(u32, Outcome), Outcome> {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let mut choice = lookup::BackendChoice::default();
-    lookup::backend(packet, service, settings, now, &mut choice).into_step()?;
+    let now = clock();
+    lookup::backend(packet, service, settings, now, choice).into_step()?;
     if choice.backend.port == 0 {
         // An all-ports service: each flow keeps its own port.
         choice.backend.port = packet.flow.dst_port;
@@ -159,32 +160,57 @@ fn try_to_backend(
     );
     let sent = if packet.icmp().is_some() {
         Outcome::TxIcmpError
-    } else if service.mode == MODE_DSR {
-        Outcome::TxDsr
     } else {
         Outcome::TxNat
     };
-    match service.mode {
-        MODE_NAT | MODE_FULLNAT => {
-            let job = Job {
-                ctx,
-                packet,
-                settings,
-                now,
-            };
-            if service.mode == MODE_FULLNAT && choice.snat_port == 0 {
-                // Called from here, not from `nat_to_backend`: the two
-                // frames would not fit on one BPF call chain.
-                fullnat_port(&job, &mut choice).into_step()?;
-            }
-            nat_to_backend(&job, &choice, service.mode).into_step()?;
-            send(ctx, packet, sent)
-        }
-        _ => {
-            rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac)?;
-            Ok((xdp_action::XDP_TX, sent))
-        }
+    let job = Job {
+        ctx,
+        packet,
+        settings,
+        now,
+    };
+    if service.mode == MODE_FULLNAT && choice.snat_port == 0 {
+        fullnat_port(&job, choice).into_step()?;
     }
+    nat_to_backend(&job, choice, service.mode).into_step()?;
+    send(ctx, packet, sent)
+}
+
+/// The `dsr` path, inlined (see [`lookup::backend_inline`]).
+#[inline(always)]
+fn dsr_to_backend(
+    ctx: &XdpContext,
+    packet: &Packet,
+    service: &ServiceInfo,
+    settings: &LbSettings,
+) -> Result<(u32, Outcome), Outcome> {
+    let mut choice = BackendChoice::default();
+    lookup::backend_inline(packet, service, settings, clock(), &mut choice)?;
+    if choice.backend.port == 0 {
+        choice.backend.port = packet.flow.dst_port;
+    }
+    stats::count_traffic(
+        service.id,
+        choice.backend_id,
+        packet.frame_len,
+        choice.new_flow,
+    );
+    let sent = if packet.icmp().is_some() {
+        Outcome::TxIcmpError
+    } else {
+        Outcome::TxDsr
+    };
+    rewrite::l2_dsr(ctx, &choice.backend, settings.if_mac)?;
+    Ok((xdp_action::XDP_TX, sent))
+}
+
+/// Now, for flow expiry: `CLOCK_MONOTONIC_COARSE` (the last timer tick,
+/// 1-4 ms resolution), half the cost of the exact clock; `lbd` compares
+/// expiries with `CLOCK_MONOTONIC`, which it trails by at most one tick.
+#[inline(always)]
+fn clock() -> u64 {
+    // SAFETY: plain helper call.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }
 
 /// The `fullnat` source address of the packet's family.

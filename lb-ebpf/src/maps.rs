@@ -45,6 +45,8 @@ pub static SCRATCH: PerCpuArray<Scratch, 1> = PerCpuArray::new();
 
 pub struct Scratch {
     pub packet: crate::parse::Packet,
+    /// The backend chosen for a `nat`/`fullnat` packet.
+    pub choice: crate::lookup::BackendChoice,
     /// Key and value of a `lb_nat_reverse` update.
     pub reverse_key: FlowKey,
     pub reverse: ReverseEntry,

@@ -162,21 +162,24 @@ const TCP_FLAGS_OFFSET: usize = 13;
 /// for balancing; every such packet is passed to the kernel.
 ///
 /// Fills `packet` in place (it lives in a per-CPU scratch map: the BPF
-/// stack is too small to pass it around by value), and is not inlined so
-/// that its temporaries do not add to the callers' stack frames.
-#[inline(never)]
-pub fn parse(ctx: &XdpContext, packet: &mut Packet) -> crate::verdict::Verdict {
-    crate::verdict::Verdict::step(try_parse(ctx, packet))
+/// stack is too small to pass it around by value). Inlined in `lb_xdp`.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+    match ip_ether_type(ctx)? {
+        ETHERTYPE_IPV4 => parse_ipv4(ctx, EthHdr::LEN, packet),
+        _ => parse_ipv6(ctx, EthHdr::LEN, packet),
+    }
 }
 
+/// The frame's ethertype when it is IPv4 or IPv6; checked first, before
+/// any map lookup, so that ARP and other non-IP frames leave cheaply.
 #[inline(always)]
-fn try_parse(ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+pub fn ip_ether_type(ctx: &XdpContext) -> Result<u16, Outcome> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Outcome::PassTruncatedEth)?;
     // SAFETY: `ptr_at` checked that the header is inside the packet.
     let ether_type = u16::from_be(unsafe { (*eth).ether_type });
     match ether_type {
-        ETHERTYPE_IPV4 => parse_ipv4(ctx, EthHdr::LEN, packet),
-        ETHERTYPE_IPV6 => parse_ipv6(ctx, EthHdr::LEN, packet),
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => Ok(ether_type),
         _ => Err(Outcome::PassNotIp),
     }
 }
@@ -370,9 +373,15 @@ struct Quoted {
 
 impl Quoted {
     /// Makes `packet` the quoted flow turned around: the error travels
-    /// towards the quoted packet's source.
+    /// towards the quoted packet's source. Only an error addressed to that
+    /// source is one: a VIP (an error about a reply), a client or our
+    /// `fullnat` address (an error about a forwarded packet). Anything else
+    /// quoting a live flow is someone else's packet and passes untouched.
     #[inline(always)]
     fn into_packet(self, ctx: &XdpContext, packet: &mut Packet) -> Result<(), Outcome> {
+        if packet.flow.dst != self.src {
+            return Err(Outcome::PassNotService);
+        }
         let (src_port, dst_port) = quoted_ports(ctx, self.inner_l4_offset)?;
         packet.flow.src = self.dst;
         packet.flow.dst = self.src;

@@ -75,7 +75,8 @@ fn replace_addr(ctx: &XdpContext, offset: usize, ipv4: bool, new: &[u8; 16]) -> 
 }
 
 /// Replaces the port at `offset`; returns the checksum delta, or -1.
-#[inline(never)]
+/// Inlined: its frame is small, and a BPF-to-BPF call costs ~11 ns.
+#[inline(always)]
 fn replace_port(ctx: &XdpContext, offset: usize, port: u16) -> i64 {
     let Some(old) = read::<2>(ctx, offset) else {
         return -1;

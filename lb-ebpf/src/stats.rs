@@ -4,9 +4,17 @@ use lb_common::Outcome;
 
 #[inline(always)]
 pub fn count_outcome(outcome: Outcome) {
+    // `GlobalCounters` is `#[repr(C)]`, one u64 per outcome in declaration
+    // order: index it, rather than match over every field (BPF has no
+    // jump tables, so a match is a chain of compares).
+    let index = outcome as usize;
+    if index >= Outcome::COUNT {
+        return;
+    }
     if let Some(counters) = maps::GLOBAL_STATS.get_ptr_mut(0) {
-        // SAFETY: per-CPU value, only this CPU writes it.
-        unsafe { *(*counters).counter_mut(outcome) += 1 };
+        // SAFETY: per-CPU value, only this CPU writes it; `index` is below
+        // the number of u64 fields.
+        unsafe { *(counters as *mut u64).add(index) += 1 };
     }
 }
 

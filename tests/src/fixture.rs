@@ -126,13 +126,24 @@ impl Harness {
     /// the backends listen on other ports (8080, 5353), so that port
     /// translation shows in every fixture.
     pub fn with_mode(mode: u8, v6: bool, backends: usize) -> anyhow::Result<Self> {
+        Self::with_conntrack(mode, v6, backends, 1024)
+    }
+
+    /// As [`Harness::with_mode`] with a connection table (and reply table)
+    /// of `conntrack_entries`.
+    pub fn with_conntrack(
+        mode: u8,
+        v6: bool,
+        backends: usize,
+        conntrack_entries: u32,
+    ) -> anyhow::Result<Self> {
         let netns = fixture_namespace()?;
         let ifindex = interface_index(&netns)?;
         let sizes = MapSizes {
             max_services: 8,
             max_backends: 64,
             ring_size: RING,
-            conntrack_entries: 1024,
+            conntrack_entries,
         };
         let mut dataplane = Dataplane::load(lbd::dataplane::embedded_object()?, &sizes)?;
         let mut maps = dataplane.take_maps(None)?;
@@ -178,7 +189,15 @@ impl Harness {
         })
     }
 
+    /// Programs `services`, keeping `all_ports` true to them as lbd does.
     pub fn apply(&mut self) -> anyhow::Result<()> {
+        let all_ports = self.services.iter().any(|s| s.port == 0);
+        if all_ports != self.tunables.all_ports {
+            self.tunables.all_ports = all_ports;
+            let mut settings = self.maps.settings.get(&0, 0)?;
+            settings.all_ports = u8::from(all_ports);
+            self.maps.settings.set(0, settings, 0)?;
+        }
         self.programmer.apply(&mut self.maps, &self.services)?;
         Ok(())
     }
@@ -230,6 +249,30 @@ impl Harness {
             })?;
             out.truncate(result.data_size_out as usize);
             Ok((result.return_value, out, result.duration))
+        })?
+    }
+
+    /// Runs any XDP `program` (e.g. the benchmark's restore wrapper, which
+    /// tail-calls this harness's program) `repeat` times on `packet` in the
+    /// fixture namespace, as [`Harness::run`] does: (last action, mean time
+    /// per run).
+    pub fn time_program(
+        &self,
+        program: &aya::programs::Xdp,
+        packet: &[u8],
+        repeat: u32,
+    ) -> anyhow::Result<(u32, Duration)> {
+        let ifindex_context = self.context(packet);
+        self.netns.run_in(|| {
+            let mut out = vec![0u8; packet.len() + 256];
+            let result = program.test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ifindex_context),
+                repeat,
+                ..TestRunOptions::default()
+            })?;
+            Ok((result.return_value, result.duration))
         })?
     }
 

@@ -390,6 +390,38 @@ fn translate_both_directions(case: &Case, l4_out: L4, l4_back: L4) {
         ),
         Outcome::TxIcmpError,
     );
+
+    // 5. The same errors addressed to neither a VIP, nor the balancer, nor
+    //    the flow's client (issue 10, defect 5): someone else's packets,
+    //    passed untouched.
+    let (stranger, other): (IpAddr, IpAddr) = if case.v6 {
+        (
+            "fd00::9:9".parse().expect("address"),
+            "fd00::9:10".parse().expect("address"),
+        )
+    } else {
+        (
+            "198.18.9.9".parse().expect("address"),
+            "198.18.9.10".parse().expect("address"),
+        )
+    };
+    for (what, quoted) in [
+        (
+            "about a reply",
+            quote_bytes(&reply_as_sent, case.v6, l4_bytes),
+        ),
+        ("about a forwarded packet", quote(&forwarded, case.v6)),
+    ] {
+        let input = too_big(to_lb, stranger, other, &quoted);
+        run_expect(
+            &mut harness,
+            &format!("{name}: error {what} to a stranger"),
+            &input,
+            XDP_PASS,
+            &input,
+            Outcome::PassNotService,
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The XDP program on crafted packets (BPF_PROG_TEST_RUN), fixture-table
 //! style: description, input, expected action, expected output bytes and
 //! the counter that must move. Needs root.
-use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use etherparse::{icmpv4::DestUnreachableHeader, Icmpv4Type, IpNumber, Ipv4Header, PacketBuilder};
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
 use lb_tests::{fixture::*, predict::maglev_choice};
 use lbd::dataplane::Tunables;
@@ -80,6 +80,27 @@ fn edit_ipv4(
     packet
 }
 
+/// "Fragmentation needed" from `src` to `dst`, quoting the first 28 bytes
+/// of a reply VIP:80 -> CLIENT:40000 (the flow of the table's first SYN).
+fn too_big_about_reply(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+        .ipv4(VIP.octets(), CLIENT.octets(), 64)
+        .tcp(80, 40000, 5000, 64240)
+        .ack(1001)
+        .write(&mut reply, b"reply")
+        .expect("valid packet");
+    let mut packet = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+        ))
+        .write(&mut packet, &reply[14..14 + 28])
+        .expect("valid packet");
+    packet
+}
+
 fn fixtures() -> Vec<Fixture> {
     let tcp_syn = tcp(40000, VIP, 80, true);
     let arp = arp_request_for_vip();
@@ -136,6 +157,18 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::Dsr(expected_backend(40000, 80, 6, BACKENDS)),
             input: tcp(40000, VIP, 80, false),
             outcome: Outcome::TxDsr,
+        },
+        Fixture {
+            description: "ICMP error to the VIP about the flow's reply: to its backend",
+            expect: Expect::Dsr(expected_backend(40000, 80, 6, BACKENDS)),
+            input: too_big_about_reply(Ipv4Addr::new(198, 18, 0, 254), VIP),
+            outcome: Outcome::TxIcmpError,
+        },
+        Fixture {
+            description: "ICMP error quoting the live flow, addressed to someone else: passed",
+            expect: Expect::Pass,
+            input: too_big_about_reply(Ipv4Addr::new(198, 18, 9, 9), Ipv4Addr::new(198, 18, 9, 10)),
+            outcome: Outcome::PassNotService,
         },
         Fixture {
             description: "UDP to a service",
@@ -481,4 +514,54 @@ fn a_standby_node_passes_service_traffic_and_counts_it() {
         .unwrap();
     let (action, _) = harness.run(&syn).unwrap();
     assert_eq!(action, XDP_TX);
+}
+
+#[test]
+fn the_port_0_lookup_is_made_only_while_all_ports_is_set() {
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    let mut all_ports = harness.services[0].clone();
+    all_ports.name = "all".into();
+    all_ports.port = 0;
+    harness.services.push(all_ports);
+    harness.apply().unwrap();
+    let set_flag = |harness: &mut Harness, on: u8| {
+        let mut settings = harness.maps.settings.get(&0, 0).unwrap();
+        assert_eq!(settings.all_ports, 1 - on, "apply() keeps the flag");
+        settings.all_ports = on;
+        harness.maps.settings.set(0, settings, 0).unwrap();
+    };
+    // The same all-ports service, with the flag cleared: not looked up.
+    set_flag(&mut harness, 0);
+    let syn = tcp(49000, VIP, 8443, true);
+    let (action, out) = harness.run(&syn).unwrap();
+    assert_eq!((action, out), (XDP_PASS, syn.clone()));
+    assert_eq!(harness.outcome_count(Outcome::PassNotService).unwrap(), 1);
+    set_flag(&mut harness, 1);
+    let (action, _) = harness.run(&syn).unwrap();
+    assert_eq!(action, XDP_TX);
+}
+
+#[test]
+fn a_bare_syn_is_placed_by_maglev_without_the_connection_table() {
+    // The README's trade-off (issue 11): a dsr SYN does not look up the
+    // connection table. After the backend set changed, an established
+    // flow's ACK keeps its backend, while a (retransmitted) SYN of the same
+    // tuple is placed by the new Maglev table.
+    let mut harness = Harness::new(BACKENDS).unwrap();
+    let (port, original, rehashed) = port_that_moves(BACKENDS, BACKENDS + 1);
+    harness.run(&tcp(port, VIP, 80, true)).unwrap();
+    for service in &mut harness.services {
+        let mut backend = service.backends[0].clone();
+        backend.address.set_ip(backend_ip(BACKENDS).into());
+        backend.mac = Some(backend_mac(BACKENDS));
+        service.backends.push(backend);
+    }
+    harness.apply().unwrap();
+    let (_, out) = harness.run(&tcp(port, VIP, 80, false)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(original)[..], "ACK: the table");
+    let (_, out) = harness.run(&tcp(port, VIP, 80, true)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(rehashed)[..], "SYN: Maglev");
+    // ...and the flow now follows its new entry.
+    let (_, out) = harness.run(&tcp(port, VIP, 80, false)).unwrap();
+    assert_eq!(&out[..6], &backend_mac(rehashed)[..]);
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
+mod bench_xdp;
 mod lab;
 mod setup;
 
@@ -29,7 +30,12 @@ enum Task {
     /// Measure: XDP per-packet cost, throughput and latency through lbd vs
     /// direct, HAProxy and nftables, lbd's memory, VRRP failover. Writes
     /// bench/RESULTS.md. Not part of the tests.
-    Bench,
+    Bench {
+        /// `xdp`: only the XDP per-packet costs (printed and written to
+        /// bench/xdp-latest.md, not to RESULTS.md).
+        #[arg(long, value_parser = ["xdp"])]
+        only: Option<String>,
+    },
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -50,9 +56,12 @@ fn main() -> anyhow::Result<()> {
             build_ebpf()
         }
         Task::Test => test(),
-        Task::Bench => {
+        Task::Bench { only } => {
             setup::ensure()?;
             build_ebpf()?;
+            if only.is_some() {
+                return bench::run_xdp_only();
+            }
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench::run(&workspace_root().join("target/release/lbd"))
         }

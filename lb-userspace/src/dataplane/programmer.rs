@@ -46,6 +46,8 @@ pub struct Tunables {
     pub udp_timeout: Duration,
     /// Some service is `nat` or `fullnat` (see `LbSettings::reply_lookup`).
     pub reply_lookup: bool,
+    /// Some service covers all ports (see `LbSettings::all_ports`).
+    pub all_ports: bool,
 }
 
 impl Default for Tunables {
@@ -60,6 +62,7 @@ impl Default for Tunables {
             tcp_fin_timeout: Duration::from_secs(120),
             udp_timeout: Duration::from_secs(300),
             reply_lookup: false,
+            all_ports: false,
         }
     }
 }
@@ -78,7 +81,8 @@ impl Tunables {
             snat_v6: self.snat_v6.map_or([0; 16], |a| a.octets()),
             snat_port_min: self.snat_ports.0,
             snat_port_max: self.snat_ports.1,
-            _pad2: [0; 4],
+            all_ports: u8::from(self.all_ports),
+            _pad2: [0; 3],
             tcp_timeout_ns: nanos(self.tcp_timeout),
             tcp_fin_timeout_ns: nanos(self.tcp_fin_timeout),
             udp_timeout_ns: nanos(self.udp_timeout),

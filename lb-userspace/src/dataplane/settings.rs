@@ -3,8 +3,14 @@
 //! for the NAT modes.
 use super::{neighbour::InterfaceInfo, programmer::Tunables, LbMaps};
 use crate::config::{Config, ForwardingMode};
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Mutex};
 use tracing::{info, warn};
+
+/// `lb_settings` is one map value written field-wise by two threads: the
+/// VRRP thread (`forwarding`) and the daemon's loop (`reply_lookup`,
+/// `all_ports`, on reload). Each read-modify-write holds this lock, so
+/// neither can write back a stale copy of the other's field.
+pub static SETTINGS_WRITE: Mutex<()> = Mutex::new(());
 
 /// The data-path knobs: timeouts and `fullnat` source addresses (the
 /// configured ones, else the interface's first address of each family).
@@ -19,6 +25,7 @@ pub fn tunables(config: &Config, interface: &InterfaceInfo) -> Tunables {
         tcp_fin_timeout: instance.tcp_fin_timeout,
         udp_timeout: instance.udp_timeout,
         reply_lookup: uses_nat(config),
+        all_ports: config.services.iter().any(|s| s.port == 0),
     };
     for service in config
         .services
@@ -53,7 +60,16 @@ pub fn uses_nat(config: &Config) -> bool {
 /// modes. Read-modify-write, as the VRRP driver owns `forwarding`.
 pub fn sync_reply_lookup(maps: &mut LbMaps, config: &Config) -> anyhow::Result<()> {
     let wanted = u8::from(uses_nat(config));
+    let _guard = SETTINGS_WRITE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut settings = maps.settings.get(&0, 0)?;
+    // The XDP program looks up (VIP, port 0) only while this is set.
+    let all_ports = u8::from(config.services.iter().any(|s| s.port == 0));
+    if settings.all_ports != all_ports {
+        settings.all_ports = all_ports;
+        maps.settings.set(0, settings, 0)?;
+    }
     if settings.reply_lookup != wanted {
         if wanted == 1 {
             enable_forwarding(config);

@@ -366,10 +366,16 @@ impl VrrpDriver {
         if self.forwarding == on {
             return Ok(());
         }
-        // Read-modify-write: the other fields are the configuration's.
-        let mut settings: LbSettings = self.settings.get(&0, 0)?;
-        settings.forwarding = u8::from(on);
-        self.settings.set(0, settings, 0)?;
+        // Read-modify-write: the other fields are the configuration's,
+        // which the daemon's loop may be updating (reload) at this moment.
+        {
+            let _guard = crate::dataplane::settings::SETTINGS_WRITE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut settings: LbSettings = self.settings.get(&0, 0)?;
+            settings.forwarding = u8::from(on);
+            self.settings.set(0, settings, 0)?;
+        }
         self.forwarding = on;
         info!(forwarding = on, "data plane switched");
         Ok(())
