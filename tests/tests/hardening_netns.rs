@@ -103,6 +103,12 @@ fn under_umask_000_the_files_are_root_only_and_nobody_is_refused_truthfully() {
     assert!(!ok, "nobody's lbd stop must fail: {out}{err}");
     assert!(err.contains("Permission denied"), "{err}");
     assert!(!out.contains("removed"), "{out}");
+    let (ok, _, err) = lbd_as(&lbd, true, &["status", "--instance", &instance]);
+    assert!(!ok, "nobody cannot read the maps");
+    assert!(
+        err.contains("cannot open the maps") && !err.contains("not running"),
+        "{err}"
+    );
     let report = status(&lbd, &instance);
     assert!(report.running, "the daemon still runs");
     assert!(report

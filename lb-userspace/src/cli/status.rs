@@ -85,6 +85,11 @@ pub enum StatusError {
         dir: PathBuf,
         source: Box<DataplaneError>,
     },
+    #[error("cannot open the maps pinned at {dir} (they are root's): {source}")]
+    Unreadable {
+        dir: PathBuf,
+        source: Box<DataplaneError>,
+    },
     #[error("is the daemon running? {0:#}")]
     Liveness(anyhow::Error),
     #[error("reading map {name}: {source}")]
@@ -166,10 +171,17 @@ pub struct BackendStatus {
 /// The pinned maps of `instance`, or why they cannot be opened.
 pub fn open_maps(instance: &str) -> Result<LbMaps, StatusError> {
     let dir = pin_dir(instance);
-    LbMaps::from_pins(&dir).map_err(|source| StatusError::NotRunning {
-        instance: instance.to_owned(),
-        dir,
-        source: Box::new(source),
+    LbMaps::from_pins(&dir).map_err(|source| match std::fs::metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusError::NotRunning {
+            instance: instance.to_owned(),
+            dir,
+            source: Box::new(source),
+        },
+        // Pinned but not ours to open (not root): say so, not "not running".
+        _ => StatusError::Unreadable {
+            dir,
+            source: Box::new(source),
+        },
     })
 }
 
