@@ -192,7 +192,10 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
         Ok(crate::cli::liveness::Liveness::Stopped) => None,
         Err(source) => return Err(StatusError::Liveness(source)),
     };
-    let state = StateFile::read(instance);
+    // While a daemon runs, only the state it wrote counts: a new daemon
+    // that has not written yet must not be shown (or awaited) with its
+    // predecessor's attachment, names and VRRP states.
+    let state = StateFile::read(instance).filter(|s| running.is_none_or(|pid| s.pid == pid));
     let snapshot = state
         .as_ref()
         .map(|s| s.snapshot.clone())
