@@ -5,6 +5,7 @@ pub mod dataplane;
 pub mod desired;
 pub mod flows;
 pub mod health;
+pub mod log;
 pub mod maglev;
 pub mod neighbour;
 pub mod programmer;

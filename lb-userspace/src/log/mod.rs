@@ -1,0 +1,12 @@
+//! Access and event logging in HAProxy's formats, to syslog.
+//!
+//! Sans-IO core: `record` (what happened), `format` (HAProxy's `httplog`,
+//! `tcplog`, `clf` and a JSON line) and `syslog` (RFC 3164 / 5424 framing,
+//! facilities and levels). The driver, `sink`, sends framed lines to UDP or
+//! unix-datagram targets from its own thread, so logging never blocks the
+//! proxy; lines that do not fit its queue are dropped and counted.
+pub mod record;
+
+pub use record::{
+    AccessRecord, Concurrency, RecordMode, SessionPhase, TerminationCause, TerminationState, Timers,
+};
