@@ -9,5 +9,6 @@ pub mod log;
 pub mod maglev;
 pub mod neighbour;
 pub mod programmer;
+pub mod proxy;
 pub mod status;
 pub mod vrrp;

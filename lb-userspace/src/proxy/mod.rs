@@ -1,0 +1,10 @@
+//! The L7/TCP proxy (issue 12): HAProxy's frontends, backends and servers
+//! inside lbd.
+//!
+//! Sans-IO core (config compile, ACLs, rules, balance, snapshot, route) and
+//! the I/O drivers side by side: `listener` (binds, maxconn), `http` (hyper
+//! per connection, the request phases, the upstream pool), `tcp` (byte
+//! relay), `runtime` (the proxy's own tokio runtime, start/apply/stop) and
+//! `stats` (the counters `lbd status` shows).
+pub mod listener;
+pub mod stats;
