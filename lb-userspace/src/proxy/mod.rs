@@ -8,3 +8,10 @@
 //! `stats` (the counters `lbd status` shows).
 pub mod listener;
 pub mod stats;
+// Sans-IO core (Helper CORE).
+pub mod acl;
+pub mod balance;
+pub mod config;
+pub mod route;
+pub mod rules;
+pub mod snapshot;
