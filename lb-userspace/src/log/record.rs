@@ -16,7 +16,8 @@ pub enum RecordMode {
     Tcp,
 }
 
-/// HAProxy's timers (§8.4), each `None` when the event was not reached.
+/// HAProxy's timers (§8.4); the optional ones are `None` when the event was
+/// not reached, which HAProxy prints as `-1`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timers {
     /// `Th`: accept to end of the handshake (TLS; zero for plain TCP).
@@ -32,10 +33,11 @@ pub struct Timers {
     /// `Tr`: server response time: request sent to complete response headers.
     pub response: Option<Duration>,
     /// `Ta`: request active time, from the request's first byte (after `Th`
-    /// and `Ti`) to the last byte of the response.
-    pub active: Option<Duration>,
+    /// and `Ti`) to the last byte of the response. Always known.
+    pub active: Duration,
     /// `Tt`: total session time, accept to close (tcplog's last timer).
-    pub total: Option<Duration>,
+    /// Always known.
+    pub total: Duration,
 }
 
 /// First character of HAProxy's termination state: why the session ended.
