@@ -200,8 +200,8 @@ pub fn clf(r: &AccessRecord) -> String {
         r.client.port().to_string(),
         format!("{:03}", millis_of_second(r.accept_date)),
         quoted(&frontend_name(r)),
-        quoted(&backend_name(r)),
-        quoted(&server_name(r)),
+        quoted(backend_name(r)),
+        quoted(server_name(r)),
         ms_or_minus_one(t.request),
         ms_or_minus_one(t.queue),
         ms_or_minus_one(t.connect),
@@ -438,7 +438,7 @@ fn escape_header(value: &str) -> String {
 fn escape(text: &str, special: impl Fn(u8) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     for &byte in text.as_bytes() {
-        if byte < 0x20 || byte >= 0x7f || special(byte) {
+        if !(0x20..0x7f).contains(&byte) || special(byte) {
             let _ = write!(out, "#{byte:02X}");
         } else {
             out.push(char::from(byte));
