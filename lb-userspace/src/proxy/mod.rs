@@ -6,8 +6,13 @@
 //! per connection, the request phases, the upstream pool), `tcp` (byte
 //! relay), `runtime` (the proxy's own tokio runtime, start/apply/stop) and
 //! `stats` (the counters `lbd status` shows).
+pub mod http;
 pub mod listener;
+pub mod relay;
+pub mod runtime;
 pub mod stats;
+pub mod status;
+pub mod tcp;
 // Sans-IO core (Helper CORE).
 pub mod acl;
 pub mod balance;
