@@ -75,13 +75,14 @@ pub struct TargetConfig {
 }
 
 impl TargetConfig {
-    /// A target with lbd's defaults: facility local0, RFC 3164, every level,
-    /// 1024-byte datagrams.
+    /// A target with lbd's defaults: facility local0, RFC 3164 over UDP and
+    /// `local` framing on unix sockets, every level, 1024-byte datagrams.
     pub fn new(addr: TargetAddr) -> Self {
+        let framing = Framing::default_for_unix_socket(matches!(addr, TargetAddr::Unix(_)));
         TargetConfig {
             addr,
             facility: Facility::LOCAL0,
-            framing: Framing::Rfc3164,
+            framing,
             level: Severity::Debug,
             max_len: DEFAULT_MAX_LEN,
         }

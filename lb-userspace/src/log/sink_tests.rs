@@ -97,7 +97,10 @@ fn lines_reach_a_unix_datagram_socket_framed_and_filtered_by_level() {
     let (notices, notices_addr) = receiver(&dir, "notice.sock");
     let logger = Logger::start(
         &[
-            target(everything_addr, "local2", Severity::Debug),
+            TargetConfig {
+                framing: Framing::Rfc3164,
+                ..target(everything_addr, "local2", Severity::Debug)
+            },
             TargetConfig {
                 framing: Framing::Rfc5424,
                 ..target(notices_addr, "local2", Severity::Notice)

@@ -1,7 +1,10 @@
 //! Syslog framing (RFC 3164 and RFC 5424), facilities and levels, as HAProxy
 //! sends them: one datagram per message, ending in a line feed.
 //!
-//! - RFC 3164 (HAProxy's default): `<PRI>Mmm dd hh:mm:ss hostname tag[pid]: msg`
+//! - RFC 3164: `<PRI>Mmm dd hh:mm:ss hostname tag[pid]: msg`
+//! - local (HAProxy 2.6's default, RFC 3164 without the hostname, what a
+//!   local `/dev/log` reader such as rsyslog's imuxsock expects):
+//!   `<PRI>Mmm dd hh:mm:ss tag[pid]: msg`
 //! - RFC 5424: `<PRI>1 2026-12-02T07:40:00.123456+00:00 hostname tag pid - - msg`
 use std::fmt;
 use std::str::FromStr;
@@ -47,7 +50,7 @@ pub enum SyslogParseError {
     Facility(String),
     #[error("unknown syslog level {0:?}: expected emerg, alert, crit, err, warning, notice, info or debug")]
     Severity(String),
-    #[error("unknown syslog format {0:?}: expected rfc3164 or rfc5424")]
+    #[error("unknown syslog format {0:?}: expected rfc3164, rfc5424 or local")]
     Framing(String),
 }
 
@@ -128,12 +131,26 @@ impl FromStr for Severity {
     }
 }
 
-/// The syslog header layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The syslog header layout (HAProxy's `log ... format <name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    #[default]
     Rfc3164,
     Rfc5424,
+    /// RFC 3164 without the hostname.
+    Local,
+}
+
+impl Framing {
+    /// RFC 3164 (with the hostname) for network targets, whose receiver
+    /// cannot know the sender's name otherwise; `local` for unix sockets,
+    /// whose readers (imuxsock, journald) do not parse a hostname.
+    pub fn default_for_unix_socket(unix: bool) -> Self {
+        if unix {
+            Framing::Local
+        } else {
+            Framing::Rfc3164
+        }
+    }
 }
 
 impl FromStr for Framing {
@@ -142,6 +159,7 @@ impl FromStr for Framing {
         match s {
             "rfc3164" => Ok(Framing::Rfc3164),
             "rfc5424" => Ok(Framing::Rfc5424),
+            "local" => Ok(Framing::Local),
             other => Err(SyslogParseError::Framing(other.to_string())),
         }
     }
@@ -197,6 +215,12 @@ pub fn frame(
             "<{pri}>{} {} {}[{}]: ",
             at.format("%b %e %H:%M:%S"),
             origin.hostname,
+            origin.tag,
+            origin.pid
+        ),
+        Framing::Local => format!(
+            "<{pri}>{} {}[{}]: ",
+            at.format("%b %e %H:%M:%S"),
             origin.tag,
             origin.pid
         ),
@@ -259,6 +283,7 @@ mod tests {
         }
         assert!("warn".parse::<Severity>().is_err());
         assert_eq!("rfc5424".parse::<Framing>(), Ok(Framing::Rfc5424));
+        assert_eq!("local".parse::<Framing>(), Ok(Framing::Local));
         assert!("rfc3339".parse::<Framing>().is_err());
     }
 
@@ -340,6 +365,24 @@ mod tests {
         );
         let text = String::from_utf8(got).unwrap();
         assert!(text.starts_with("<150>Dec 12 "), "{text}");
+    }
+
+    #[test]
+    fn local_frame_has_no_hostname() {
+        let got = frame(
+            Framing::Local,
+            Facility::LOCAL2,
+            Severity::Info,
+            feb_6(),
+            Zone::utc(),
+            &origin(),
+            "hello",
+            DEFAULT_MAX_LEN,
+        );
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "<150>Feb  6 12:14:14 lbd[4242]: hello\n"
+        );
     }
 
     #[test]
