@@ -303,7 +303,7 @@ impl Condition {
                 continue;
             }
             if let Some(rest) = word.strip_prefix('!') {
-                if negate {
+                if negate || rest.starts_with('!') {
                     return Err("\"!\" twice in a row".into());
                 }
                 negate = true;

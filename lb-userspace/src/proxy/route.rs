@@ -110,3 +110,204 @@ pub fn choose(snapshot: &Snapshot, backend: BackendId, input: &BalanceInput) -> 
         None => Pick::NoServer,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::config::parse_str;
+    use crate::proxy::snapshot::StateRegistry;
+    use hyper::http::Request;
+    use std::{path::Path, sync::Arc};
+
+    const CONFIG: &str = r#"
+[defaults]
+mode = "http"
+[[frontend]]
+name = "main"
+bind = [":80"]
+acl = ["url_static path_beg -i /static /images /javascript /stylesheets",
+       "url_static path_end -i .jpg .gif .png .css .js",
+       "api hdr(host) -i api.example.com"]
+http_request = ["deny if { src 198.18.9.0/24 }",
+                "redirect location /new code 302 if { path /old }",
+                "set-header X-Via lbd"]
+use_backend = ["static if url_static", "api if api !{ method DELETE }"]
+default_backend = "app"
+http_response = ["set-header X-Served-By lbd"]
+[[frontend]]
+name = "nodefault"
+bind = [":81"]
+use_backend = ["api if { path_beg /api }"]
+[[frontend]]
+name = "kube"
+mode = "tcp"
+bind = [":6443"]
+use_backend = ["admin if { src 198.18.7.0/24 }"]
+default_backend = "k8s"
+[[backend]]
+name = "app"
+http_request = ["set-header X-Backend app", "deny deny_status 405 if { method TRACE }"]
+http_response = ["set-header X-Order backend"]
+[[backend]]
+name = "static"
+[[backend]]
+name = "api"
+[[backend]]
+name = "k8s"
+mode = "tcp"
+[[backend]]
+name = "admin"
+mode = "tcp"
+"#;
+
+    fn snapshot() -> Snapshot {
+        let config = parse_str(CONFIG, Path::new("t.toml")).unwrap();
+        StateRegistry::new().build(Arc::new(config))
+    }
+
+    fn conn(src: &str) -> ConnInfo {
+        ConnInfo::plain(
+            format!("{src}:1234").parse().unwrap(),
+            "198.18.0.100:80".parse().unwrap(),
+        )
+    }
+
+    fn request(method: &str, uri: &str, host: &str) -> request::Parts {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host)
+            .body(())
+            .unwrap();
+        request.into_parts().0
+    }
+
+    #[test]
+    fn routes_like_the_seed() {
+        let snap = snapshot();
+        let backend = |name: &str| snap.config.backend_by_name(name).unwrap();
+        let c = conn("198.18.0.1");
+        let cases = [
+            (
+                "GET",
+                "/static/a.css",
+                "www",
+                Decision::UseBackend(backend("static")),
+            ),
+            (
+                "GET",
+                "/logo.PNG",
+                "www",
+                Decision::UseBackend(backend("static")),
+            ),
+            (
+                "GET",
+                "/users",
+                "API.example.com",
+                Decision::UseBackend(backend("api")),
+            ),
+            (
+                "DELETE",
+                "/users",
+                "api.example.com",
+                Decision::UseBackend(backend("app")),
+            ),
+            ("GET", "/", "www", Decision::UseBackend(backend("app"))),
+            (
+                "GET",
+                "/old",
+                "www",
+                Decision::Redirect {
+                    code: 302,
+                    location: "/new".into(),
+                },
+            ),
+            ("TRACE", "/", "www", Decision::Deny { status: 405 }),
+        ];
+        for (method, uri, host, expected) in cases {
+            let mut parts = request(method, uri, host);
+            assert_eq!(
+                route(&snap, 0, &c, &mut parts),
+                expected,
+                "{method} {uri} {host}"
+            );
+        }
+        let mut parts = request("GET", "/", "www");
+        assert_eq!(
+            route(&snap, 0, &conn("198.18.9.4"), &mut parts),
+            Decision::Deny { status: 403 }
+        );
+    }
+
+    #[test]
+    fn frontend_then_backend_rules_edit_the_request() {
+        let snap = snapshot();
+        let mut parts = request("GET", "/", "www");
+        route(&snap, 0, &conn("198.18.0.1"), &mut parts);
+        assert_eq!(parts.headers["x-via"], "lbd");
+        assert_eq!(parts.headers["x-backend"], "app");
+        let mut parts = request("GET", "/static/x", "www");
+        route(&snap, 0, &conn("198.18.0.1"), &mut parts);
+        assert!(
+            !parts.headers.contains_key("x-backend"),
+            "only the chosen backend's rules run"
+        );
+    }
+
+    #[test]
+    fn no_match_without_default_is_no_backend() {
+        let snap = snapshot();
+        let mut parts = request("GET", "/", "www");
+        assert_eq!(
+            route(&snap, 1, &conn("198.18.0.1"), &mut parts),
+            Decision::NoBackend
+        );
+        let mut parts = request("GET", "/api/x", "www");
+        assert_eq!(
+            route(&snap, 1, &conn("198.18.0.1"), &mut parts),
+            Decision::UseBackend(2)
+        );
+        assert_eq!(
+            route(&snap, 99, &conn("198.18.0.1"), &mut parts),
+            Decision::NoBackend
+        );
+    }
+
+    #[test]
+    fn tcp_frontends_route_on_connection_facts() {
+        let snap = snapshot();
+        let k8s = snap.config.backend_by_name("k8s").unwrap();
+        let admin = snap.config.backend_by_name("admin").unwrap();
+        assert_eq!(
+            route_tcp(&snap, 2, &conn("198.18.7.5")),
+            Decision::UseBackend(admin)
+        );
+        assert_eq!(
+            route_tcp(&snap, 2, &conn("198.18.8.5")),
+            Decision::UseBackend(k8s)
+        );
+    }
+
+    #[test]
+    fn response_rules_backend_first_then_frontend() {
+        let snap = snapshot();
+        let mut response = hyper::http::Response::builder()
+            .status(200)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        apply_response(&snap, 0, Some(0), &conn("198.18.0.1"), &mut response);
+        assert_eq!(response.headers["x-served-by"], "lbd");
+        assert_eq!(response.headers["x-order"], "backend");
+    }
+
+    #[test]
+    fn choose_goes_through_the_snapshot() {
+        let snap = snapshot();
+        let input = BalanceInput::new("198.18.0.1".parse().unwrap());
+        // "app" has no servers: 503.
+        assert_eq!(choose(&snap, 0, &input), Pick::NoServer);
+        assert_eq!(choose(&snap, 42, &input), Pick::NoServer);
+    }
+}

@@ -338,3 +338,87 @@ impl std::fmt::Debug for StateRegistry {
         f.write_str("StateRegistry")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::config::parse_str;
+    use std::path::Path;
+
+    fn config(servers: &[(&str, u32)]) -> Arc<ProxyConfig> {
+        let mut text = String::from("[[backend]]\nname = \"b\"\n");
+        for (i, (name, weight)) in servers.iter().enumerate() {
+            text.push_str(&format!(
+                "[[backend.server]]\nname = \"{name}\"\naddress = \"198.18.0.{}:80\"\nweight = {weight}\nmaxconn = 2\n",
+                i + 1
+            ));
+        }
+        Arc::new(parse_str(&text, Path::new("t.toml")).unwrap())
+    }
+
+    #[test]
+    fn state_survives_a_reload_by_name() {
+        let registry = StateRegistry::new();
+        let first = registry.build(config(&[("a", 1), ("b", 1)]));
+        let a = &first.backends[0].servers[0];
+        a.set_admin(AdminState::Drain);
+        a.set_health(false);
+        assert!(a.try_acquire(2));
+        first.backends[0].servers[1].set_weight(7);
+        // b is removed, c is new, a stays (now second).
+        let second = registry.build(config(&[("c", 1), ("a", 1)]));
+        let a2 = &second.backends[0].servers[1];
+        assert!(Arc::ptr_eq(&first.backends[0].servers[0], a2));
+        assert_eq!(a2.admin(), AdminState::Drain);
+        assert!(!a2.is_health_up());
+        assert_eq!(a2.current_conns.load(Ordering::Relaxed), 1);
+        assert!(second.backends[0].servers[0].is_up());
+        assert!(registry.server("b", "b").is_none());
+        assert!(registry.server("b", "a").is_some());
+        // b comes back fresh: its runtime weight was forgotten.
+        let third = registry.build(config(&[("a", 1), ("b", 1)]));
+        assert_eq!(third.backends[0].servers[1].weight(), 1);
+        assert!(Arc::ptr_eq(
+            &third.backends[0].state,
+            &first.backends[0].state
+        ));
+    }
+
+    #[test]
+    fn a_changed_configured_weight_replaces_a_runtime_one() {
+        let registry = StateRegistry::new();
+        let first = registry.build(config(&[("a", 1)]));
+        first.backends[0].servers[0].set_weight(9);
+        let same = registry.build(config(&[("a", 1)]));
+        assert_eq!(same.backends[0].servers[0].weight(), 9);
+        let changed = registry.build(config(&[("a", 4)]));
+        assert_eq!(changed.backends[0].servers[0].weight(), 4);
+    }
+
+    #[test]
+    fn slots_respect_maxconn_and_free_on_drop() {
+        let registry = StateRegistry::new();
+        let snap = registry.build(config(&[("a", 1)]));
+        let backend = &snap.backends[0];
+        let one = ServerSlot::acquire(backend, 0, 2).unwrap();
+        let two = ServerSlot::acquire(backend, 0, 2).unwrap();
+        assert!(ServerSlot::acquire(backend, 0, 2).is_none());
+        assert_eq!(backend.state.current_conns.load(Ordering::Relaxed), 2);
+        assert!(backend.servers[0].is_full(2));
+        drop(one);
+        assert!(!backend.servers[0].is_full(2));
+        assert_eq!(backend.servers[0].max_conns.load(Ordering::Relaxed), 2);
+        assert_eq!(backend.servers[0].total_conns.load(Ordering::Relaxed), 2);
+        drop(two);
+        assert_eq!(backend.state.current_conns.load(Ordering::Relaxed), 0);
+        assert!(ServerSlot::acquire(backend, 5, 2).is_none());
+    }
+
+    #[test]
+    fn disabled_servers_start_in_maintenance() {
+        let text = "[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"a\"\naddress = \"198.18.0.1:80\"\ndisabled = true\n";
+        let snap = StateRegistry::new().build(Arc::new(parse_str(text, Path::new("t")).unwrap()));
+        assert_eq!(snap.backends[0].servers[0].admin(), AdminState::Maint);
+        assert!(!snap.backends[0].servers[0].is_up());
+    }
+}

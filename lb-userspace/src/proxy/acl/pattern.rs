@@ -241,10 +241,8 @@ fn int_ranges(values: &[String]) -> Result<Vec<IntRange>, String> {
         v.parse::<i64>()
             .map_err(|_| format!("\"{v}\" is not an integer"))
     };
-    if let Some(op) = values
-        .first()
-        .filter(|v| v.chars().all(|c| c.is_ascii_alphabetic()))
-    {
+    const OPERATORS: &[&str] = &["eq", "ne", "lt", "le", "gt", "ge"];
+    if let Some(op) = values.first().filter(|v| OPERATORS.contains(&v.as_str())) {
         let [_, value] = values else {
             return Err(format!("operator \"{op}\" needs exactly one value"));
         };
@@ -259,8 +257,8 @@ fn int_ranges(values: &[String]) -> Result<Vec<IntRange>, String> {
             "lt" => vec![range(i64::MIN, v.saturating_sub(1))],
             "le" => vec![range(i64::MIN, v)],
             "gt" => vec![range(v.saturating_add(1), i64::MAX)],
-            "ge" => vec![range(v, i64::MAX)],
-            other => return Err(format!("unknown operator \"{other}\" (eq ne lt le gt ge)")),
+            // "ge", the last of OPERATORS.
+            _ => vec![range(v, i64::MAX)],
         });
     }
     values

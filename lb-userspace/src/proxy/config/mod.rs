@@ -3,9 +3,11 @@
 //! the TOML shapes, `validate` turns them into the types below, which
 //! cannot be invalid: every backend a rule names exists, every regex and
 //! CIDR is compiled, every mode matches.
+mod options;
 mod raw;
 mod sections;
 mod servers;
+mod sides;
 mod timeouts;
 
 #[cfg(test)]
