@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "openssl",
     "haproxy",
     "nginx",
+    "libnginx-mod-http-echo",
+    "rsyslog",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
