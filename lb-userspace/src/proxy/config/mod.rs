@@ -321,6 +321,14 @@ pub enum ExpectMatcher {
 }
 
 impl HttpCheckExpect {
+    /// Whether judging needs the body (string matches) or only the status.
+    pub fn needs_body(&self) -> bool {
+        matches!(
+            self.matcher,
+            ExpectMatcher::String(_) | ExpectMatcher::RString(_)
+        )
+    }
+
     /// Whether a check response passes.
     pub fn accepts(&self, status: u16, body: &[u8]) -> bool {
         let matched = match &self.matcher {
