@@ -189,7 +189,7 @@ impl ServerState {
 }
 
 /// A held connection slot on a server; dropping it frees the slot and wakes
-/// one request queued on the backend.
+/// the requests queued on the backend.
 #[derive(Debug)]
 pub struct ServerSlot {
     server: Arc<ServerState>,
@@ -221,6 +221,10 @@ impl Drop for ServerSlot {
             .backend
             .current_conns
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| c.checked_sub(1));
+        // Every waiter retries: one queued on another (full) server must not
+        // swallow the wake-up of one that can use this slot. The stored
+        // permit covers a waiter about to start waiting.
+        self.backend.slot_freed.notify_waiters();
         self.backend.slot_freed.notify_one();
     }
 }
@@ -420,5 +424,35 @@ mod tests {
         let snap = StateRegistry::new().build(Arc::new(parse_str(text, Path::new("t")).unwrap()));
         assert_eq!(snap.backends[0].servers[0].admin(), AdminState::Maint);
         assert!(!snap.backends[0].servers[0].is_up());
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_wakes_every_waiter() {
+        let registry = StateRegistry::new();
+        let snap = Arc::new(registry.build(config(&[("a", 1), ("b", 1)])));
+        let slot = ServerSlot::acquire(&snap.backends[0], 0, 2).unwrap();
+        let mut waiters = Vec::new();
+        for _ in 0..3 {
+            let snap = Arc::clone(&snap);
+            waiters.push(tokio::spawn(async move {
+                snap.backends[0].state.slot_freed.notified().await;
+            }));
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(slot);
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
+                .await
+                .expect("every waiter woke")
+                .unwrap();
+        }
+        // And one about to wait finds the stored permit.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            snap.backends[0].state.slot_freed.notified(),
+        )
+        .await
+        .expect("a permit was stored");
     }
 }
