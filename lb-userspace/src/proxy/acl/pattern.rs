@@ -138,21 +138,12 @@ impl Pattern {
                     values,
                 },
                 Sample::Bytes(bytes),
-            ) => {
-                let lowered;
-                let sample: &[u8] = if *icase {
-                    lowered = bytes.to_ascii_lowercase();
-                    &lowered
-                } else {
-                    bytes
-                };
-                values.iter().any(|p| text_matches(*kind, sample, p))
-            }
+            ) => values.iter().any(|p| text_matches(*kind, *icase, bytes, p)),
             (Pattern::Text { kind, values, .. }, Sample::Int(i)) => {
                 let text = i.to_string();
                 values
                     .iter()
-                    .any(|p| text_matches(*kind, text.as_bytes(), p))
+                    .any(|p| text_matches(*kind, false, text.as_bytes(), p))
             }
             (Pattern::Reg(regexes), Sample::Bytes(bytes)) => {
                 regexes.iter().any(|r| r.is_match(bytes))
@@ -174,25 +165,33 @@ impl Pattern {
     }
 }
 
-fn text_matches(kind: MatchKind, sample: &[u8], pattern: &[u8]) -> bool {
+/// Compares without allocating; `icase` patterns are stored lowercased
+/// and compared ignoring ASCII case.
+fn text_matches(kind: MatchKind, icase: bool, sample: &[u8], pattern: &[u8]) -> bool {
+    let eq = |a: &[u8]| {
+        if icase {
+            a.eq_ignore_ascii_case(pattern)
+        } else {
+            a == pattern
+        }
+    };
+    let n = pattern.len();
     match kind {
-        MatchKind::Str => sample == pattern,
-        MatchKind::Beg => sample.starts_with(pattern),
-        MatchKind::End => sample.ends_with(pattern),
-        MatchKind::Sub => contains(sample, pattern),
-        MatchKind::Dir => word_match(sample, pattern, |b| b == b'/' || b == b'?'),
-        MatchKind::Dom => word_match(sample, pattern, |b| matches!(b, b'/' | b'?' | b'.' | b':')),
+        MatchKind::Str => eq(sample),
+        MatchKind::Beg => sample.len() >= n && eq(&sample[..n]),
+        MatchKind::End => sample.len() >= n && eq(&sample[sample.len() - n..]),
+        MatchKind::Sub => n == 0 || sample.windows(n).any(eq),
+        MatchKind::Dir => word_match(sample, pattern, icase, |b| b == b'/' || b == b'?'),
+        MatchKind::Dom => word_match(sample, pattern, icase, |b| {
+            matches!(b, b'/' | b'?' | b'.' | b':')
+        }),
         _ => false,
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// HAProxy's `dir`/`dom`: the pattern (without its own leading/trailing
 /// delimiters) appears in the sample bounded by delimiters or the ends.
-fn word_match(sample: &[u8], pattern: &[u8], is_delim: fn(u8) -> bool) -> bool {
+fn word_match(sample: &[u8], pattern: &[u8], icase: bool, is_delim: fn(u8) -> bool) -> bool {
     let start = pattern.iter().position(|&b| !is_delim(b));
     let end = pattern.iter().rposition(|&b| !is_delim(b));
     let (Some(start), Some(end)) = (start, end) else {
@@ -203,8 +202,15 @@ fn word_match(sample: &[u8], pattern: &[u8], is_delim: fn(u8) -> bool) -> bool {
     if word.len() > sample.len() {
         return false;
     }
+    let eq = |a: &[u8]| {
+        if icase {
+            a.eq_ignore_ascii_case(word)
+        } else {
+            a == word
+        }
+    };
     (0..=sample.len() - word.len()).any(|at| {
-        &sample[at..at + word.len()] == word
+        eq(&sample[at..at + word.len()])
             && (at == 0 || is_delim(sample[at - 1]))
             && (at + word.len() == sample.len() || is_delim(sample[at + word.len()]))
     })

@@ -30,21 +30,35 @@ pub(super) struct TableCache {
 }
 
 impl TableCache {
-    fn table_for(&self, config: &Backend, wanted: Vec<(ServerId, u32)>) -> Arc<Table> {
+    /// The table for `candidates` at their current weights; built (and
+    /// allocated) only when they changed since the last build.
+    fn table_for(
+        &self,
+        config: &Backend,
+        runtime: &BackendRuntime,
+        candidates: &[ServerId],
+    ) -> Arc<Table> {
+        let wanted = || {
+            candidates
+                .iter()
+                .map(|&id| (id, runtime.servers[id].weight()))
+        };
+        let current = |table: &Table| table.built_for.iter().copied().eq(wanted());
         if let Some(table) = self.current.load_full() {
-            if table.built_for == wanted {
+            if current(&table) {
                 return table;
             }
         }
         let _guard = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(table) = self.current.load_full() {
-            if table.built_for == wanted {
+            if current(&table) {
                 return table;
             }
         }
+        let built_for: Vec<(ServerId, u32)> = wanted().collect();
         // Identity = server name: keys stay with a server whose address
         // changes, and two nodes with the same config agree.
-        let maglev: Vec<MaglevBackend> = wanted
+        let maglev: Vec<MaglevBackend> = built_for
             .iter()
             .map(|&(id, weight)| MaglevBackend {
                 identity: config.servers[id].name.clone(),
@@ -53,15 +67,12 @@ impl TableCache {
             .collect();
         let slots = build_table(&maglev, TABLE_SIZE)
             .into_iter()
-            .map(|slot| match wanted.get(slot as usize) {
+            .map(|slot| match built_for.get(slot as usize) {
                 Some(&(id, _)) => id as u32,
                 None => lb_common::NO_BACKEND,
             })
             .collect();
-        let table = Arc::new(Table {
-            built_for: wanted,
-            slots,
-        });
+        let table = Arc::new(Table { built_for, slots });
         self.current.store(Some(Arc::clone(&table)));
         table
     }
@@ -74,11 +85,7 @@ fn lookup(
     candidates: &[ServerId],
     hash: u64,
 ) -> Option<ServerId> {
-    let wanted = candidates
-        .iter()
-        .map(|&id| (id, runtime.servers[id].weight()))
-        .collect();
-    let table = balancer.table.table_for(config, wanted);
+    let table = balancer.table.table_for(config, runtime, candidates);
     let slot = *table.slots.get((hash % u64::from(TABLE_SIZE)) as usize)?;
     (slot != lb_common::NO_BACKEND).then_some(slot as ServerId)
 }
