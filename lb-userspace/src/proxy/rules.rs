@@ -224,6 +224,9 @@ fn parse_redirect(words: &[String]) -> Result<Redirect, String> {
     if value.contains("%[") {
         return Err("log-format expressions in redirects are not supported".into());
     }
+    if HeaderValue::from_str(value).is_err() {
+        return Err(format!("\"{value}\" cannot be a Location header value"));
+    }
     let mut redirect = Redirect {
         target,
         code: 302,

@@ -180,6 +180,10 @@ fn bad_rules_are_explained() {
         ("redirect elsewhere /x", "unknown redirect type"),
         ("redirect location /x code 200", "not one of"),
         ("redirect location /x keep-query", "unknown redirect option"),
+        (
+            "redirect location \"/a\x7fb\"",
+            "cannot be a Location header value",
+        ),
         ("set-header X-A", "expected \"set-header <name> <value>\""),
         ("set-header X-A a b", "quote a value"),
         ("set-header X:A a", "not a valid header name"),
