@@ -87,6 +87,27 @@ impl TerminationCause {
             TerminationCause::ServerTimeout => 's',
         }
     }
+
+    /// The cause a log line's character stands for (reading HAProxy logs).
+    pub fn from_char(c: char) -> Option<Self> {
+        use TerminationCause::*;
+        [
+            Normal,
+            ClientAbort,
+            ServerAbort,
+            ProxyAbort,
+            LocalResponse,
+            Resource,
+            Internal,
+            ServerDown,
+            ServerUp,
+            Killed,
+            ClientTimeout,
+            ServerTimeout,
+        ]
+        .into_iter()
+        .find(|cause| cause.as_char() == c)
+    }
 }
 
 /// Second character: where the session was when it ended.
@@ -124,6 +145,13 @@ impl SessionPhase {
             SessionPhase::Tarpit => 'T',
         }
     }
+
+    pub fn from_char(c: char) -> Option<Self> {
+        use SessionPhase::*;
+        [Closed, Request, Queue, Connect, Headers, Data, Last, Tarpit]
+            .into_iter()
+            .find(|phase| phase.as_char() == c)
+    }
 }
 
 /// HAProxy's session state at disconnection (§8.5). `tcplog` prints the
@@ -137,6 +165,14 @@ pub struct TerminationState {
 }
 
 impl TerminationState {
+    /// Reads the first two characters of `%ts` / `%tsc` (`CD`, `sH--`, ...).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut chars = text.chars();
+        let cause = TerminationCause::from_char(chars.next()?)?;
+        let phase = SessionPhase::from_char(chars.next()?)?;
+        Some(TerminationState { cause, phase })
+    }
+
     pub const NORMAL: TerminationState = TerminationState {
         cause: TerminationCause::Normal,
         phase: SessionPhase::Closed,
@@ -263,5 +299,24 @@ impl AccessRecord {
     /// upstream load balancer, pre-connects that were never used.
     pub fn is_null(&self) -> bool {
         self.bytes_from_client == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn termination_states_print_and_parse_back() {
+        for cause in "-CSPLRIDUKcs".chars() {
+            for phase in "-RQCHDLT".chars() {
+                let text: String = [cause, phase, '-', '-'].iter().collect();
+                let state = TerminationState::parse(&text).expect("known state");
+                assert_eq!(state.with_cookies(), text);
+                assert_eq!(state.short(), text[..2]);
+            }
+        }
+        assert_eq!(TerminationState::parse("X-"), None);
+        assert_eq!(TerminationState::parse("-"), None);
     }
 }
