@@ -1,12 +1,7 @@
-//! `lbd`: the load-balancer daemon and its command-line tools.
-mod control;
-mod daemon;
-mod health_driver;
-mod vrrp_driver;
-
-use anyhow::{bail, Context};
+//! `lbd`: the load-balancer daemon and its command-line tools. This file
+//! only parses the command line; each command is one call into the library.
 use clap::{Parser, Subcommand};
-use lbd::config::{Config, HostEnvironment};
+use lbd::{cli::commands, health::AdminState};
 use std::{path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]
@@ -99,7 +94,7 @@ struct InstanceArgs {
 
 impl InstanceArgs {
     fn name(self) -> anyhow::Result<String> {
-        instance_of(self.config, self.instance)
+        commands::instance_of(self.config, self.instance)
     }
 }
 
@@ -130,176 +125,28 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { config, netns } => {
-            if let Some(ns) = &netns {
-                enter_netns(ns)?;
-            }
-            match Config::load(&config, &HostEnvironment) {
-                Ok(parsed) => {
-                    println!(
-                        "{}: configuration valid ({} services)",
-                        config.display(),
-                        parsed.services.len()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-        Command::Run { config, netns } => {
-            // Before any thread exists: every thread the runtime starts
-            // inherits the namespace.
-            if let Some(ns) = &netns {
-                enter_netns(ns)?;
-            }
-            let parsed = match Config::load(&config, &HostEnvironment) {
-                Ok(parsed) => parsed,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(daemon::run(config, parsed))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Check { config, netns } => commands::check(&config, netns.as_deref()),
+        Command::Run { config, netns } => commands::run(config, netns.as_deref()),
         Command::Backend {
             target,
             service,
             backend,
             state,
         } => {
-            let instance = target.name()?;
             let state = match state {
-                AdminArg::Enable => lbd::health::state::AdminState::Enabled,
-                AdminArg::Disable => lbd::health::state::AdminState::Disabled,
-                AdminArg::Drain => lbd::health::state::AdminState::Drain,
+                AdminArg::Enable => AdminState::Enabled,
+                AdminArg::Disable => AdminState::Disabled,
+                AdminArg::Drain => AdminState::Drain,
             };
-            let reply = control::call(
-                &instance,
-                &control::Request::Backend {
-                    service,
-                    backend,
-                    state,
-                },
-            )?;
-            report(reply)
+            commands::backend(&target.name()?, service, backend, state)
         }
-        Command::Stop { target } => {
-            let instance = target.name()?;
-            match control::call(&instance, &control::Request::Stop) {
-                Ok(reply) => {
-                    // Wait for the daemon to let go of the instance.
-                    let lock =
-                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
-                    for _ in 0..100 {
-                        if daemon::try_lock(&lock)? {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                    report(reply)
-                }
-                Err(_) => {
-                    let lock =
-                        std::path::Path::new(lbd::status::RUN_DIR).join(format!("{instance}.lock"));
-                    if lock.exists() && !daemon::try_lock(&lock)? {
-                        bail!(
-                            "instance {instance} is running but its control socket does not answer"
-                        );
-                    }
-                    let pins = lbd::dataplane::pin_dir(&instance);
-                    if !pins.exists() {
-                        bail!("instance {instance} is not running and left nothing behind");
-                    }
-                    daemon::remove_pins(&pins);
-                    let _ = std::fs::remove_file(lbd::status::snapshot_path(&instance));
-                    println!(
-                        "{instance}: removed the data plane a previous lbd left (pins under {})",
-                        pins.display()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-            }
-        }
-        Command::Reload { target } => {
-            let instance = target.name()?;
-            report(control::call(&instance, &control::Request::Reload)?)
-        }
+        Command::Stop { target } => commands::stop(&target.name()?),
+        Command::Reload { target } => commands::reload(&target.name()?),
         Command::Flows {
             target,
             json,
             limit,
-        } => {
-            let instance = target.name()?;
-            let flows = lbd::flows::collect(&instance, limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&flows)?);
-            } else {
-                print!("{}", lbd::flows::render(&flows));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { target, json } => {
-            let instance = target.name()?;
-            let report = lbd::status::collect(&instance)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", lbd::status::render_table(&report));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => commands::flows(&target.name()?, json, limit),
+        Command::Status { target, json } => commands::status(&target.name()?, json),
     }
-}
-
-fn instance_of(config: Option<PathBuf>, instance: Option<String>) -> anyhow::Result<String> {
-    match (config, instance) {
-        (_, Some(name)) => Ok(name),
-        (Some(path), None) => instance_name_from(&path),
-        (None, None) => bail!("name the instance with --instance NAME or -c FILE"),
-    }
-}
-
-fn report(reply: control::Reply) -> anyhow::Result<ExitCode> {
-    if reply.ok {
-        println!("{}", reply.message);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("lbd: {}", reply.message);
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-/// The instance name of a config file, without validating the rest (the
-/// interface may live in a namespace `status` does not enter).
-fn instance_name_from(path: &std::path::Path) -> anyhow::Result<String> {
-    #[derive(serde::Deserialize)]
-    struct Partial {
-        instance: PartialInstance,
-    }
-    #[derive(serde::Deserialize)]
-    struct PartialInstance {
-        name: String,
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let partial: Partial =
-        toml::from_str(&text).with_context(|| format!("{}: no [instance] name", path.display()))?;
-    Ok(partial.instance.name)
-}
-
-fn enter_netns(name: &str) -> anyhow::Result<()> {
-    let path = PathBuf::from("/run/netns").join(name);
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("network namespace {name} ({})", path.display()))?;
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-        .with_context(|| format!("entering network namespace {name}"))?;
-    Ok(())
 }

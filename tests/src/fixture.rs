@@ -6,9 +6,8 @@
 use crate::netns::Netns;
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{GlobalCounters, Outcome, TrafficCounters};
-use lbd::{
-    dataplane::{Dataplane, LbMaps, MapSizes, MAIN_PROGRAM},
-    programmer::{DesiredBackend, DesiredService, Programmer, Tunables},
+use lbd::dataplane::{
+    Dataplane, DesiredBackend, DesiredService, LbMaps, MapSizes, Programmer, Tunables, MAIN_PROGRAM,
 };
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -162,7 +161,7 @@ impl Harness {
                     address: SocketAddr::new(backend(v6, i), if dsr { port } else { nat_port }),
                     weight: 1,
                     mac: Some(backend_mac(i)),
-                    state: lbd::programmer::BackendState::Serving,
+                    state: lbd::dataplane::BackendState::Serving,
                 })
                 .collect(),
         })
@@ -265,7 +264,7 @@ impl Harness {
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
-    lbd::status::format_mac(mac)
+    lbd::cli::format_mac(mac)
 }
 
 fn interface_index(netns: &Netns) -> anyhow::Result<u32> {

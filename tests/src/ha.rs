@@ -1,7 +1,7 @@
 //! Helpers for labs with VRRP: wait for a state, see who holds the VIP,
 //! and time how long until the VIP answers again.
 use crate::topology::{DsrLab, VIP};
-pub use lbd::vrrp::machine::State;
+pub use lbd::vrrp::State;
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpStream},

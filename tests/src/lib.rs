@@ -2,6 +2,7 @@
 //! by the integration tests and by `cargo xtask lab`.
 pub mod fixture;
 pub mod ha;
+pub mod lbd_status;
 pub mod leaks;
 pub mod modes_lab;
 pub mod netns;

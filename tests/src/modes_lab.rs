@@ -13,12 +13,13 @@
 //! 80 / 8080 and UDP 53 (dsr, bound to the VIPs) or 5353, PEER being the
 //! source address and port they saw.
 use crate::{
+    lbd_status::{status_of, wait_until_ready},
     netns::{self, Netns},
     process::ChildGuard,
     topology::{PassProgram, TempDir},
 };
-use anyhow::{bail, Context};
-use lbd::status::StatusReport;
+use anyhow::Context;
+use lbd::cli::StatusReport;
 use std::{
     io::{BufRead, BufReader, ErrorKind, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
@@ -29,7 +30,7 @@ use std::{
         Arc,
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 pub const VIP4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
@@ -306,33 +307,18 @@ impl ModesLab {
 
     fn wait_programmed(&mut self, lbd: &Path, instance: &str, standby: bool) -> anyhow::Result<()> {
         let expected = 4 * self.backends.len();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let guard = if standby {
-                self.standby.as_mut().and_then(|s| s.lbd.as_mut())
-            } else {
-                self.lbd.as_mut()
-            };
-            if let Some(status) = guard.and_then(ChildGuard::try_wait) {
-                bail!("lbd exited ({status}): {}", self.lbd_log());
-            }
-            if let Ok(report) = status_of(lbd, instance) {
-                let backends: Vec<_> = report.services.iter().flat_map(|s| &s.backends).collect();
-                let ready = report.xdp_mode.is_some()
-                    && backends.len() == expected
-                    && backends.iter().all(|b| b.slots.unwrap_or(0) > 0);
-                if ready {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "lbd did not program every backend in time: {}",
-                    self.lbd_log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let guard = if standby {
+            self.standby.as_mut().and_then(|s| s.lbd.as_mut())
+        } else {
+            self.lbd.as_mut()
+        };
+        let result = wait_until_ready(lbd, instance, Duration::from_secs(20), guard, |report| {
+            let backends: Vec<_> = report.services.iter().flat_map(|s| &s.backends).collect();
+            report.xdp_mode.is_some()
+                && backends.len() == expected
+                && backends.iter().all(|b| b.slots.unwrap_or(0) > 0)
+        });
+        result.map_err(|why| why.into_error(&self.lbd_log()))
     }
 
     pub fn status(&self, lbd: &Path) -> anyhow::Result<StatusReport> {
@@ -393,11 +379,6 @@ impl ModesLab {
             parse_answer(&String::from_utf8_lossy(&buffer[..n]))
         })?
     }
-}
-
-fn status_of(lbd: &Path, instance: &str) -> anyhow::Result<StatusReport> {
-    let out = netns::run(Command::new(lbd).args(["status", "--json", "--instance", instance]))?;
-    serde_json::from_str(&out).context("parsing lbd status --json")
 }
 
 /// `lbd run` in `ns` with `config` (written to `workdir`), logging there.

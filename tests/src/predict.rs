@@ -1,10 +1,7 @@
 //! What the data plane will choose, computed in userspace with the same
 //! hash and Maglev table: tests predict every flow's backend exactly.
 use lb_common::{hash::flow_hash, FlowKey};
-use lbd::{
-    maglev::{build_table, MaglevBackend},
-    programmer::map_address,
-};
+use lbd::dataplane::{build_table, map_address, MaglevBackend};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Index into `backends` (all weight 1, each at `port`) that a flow from

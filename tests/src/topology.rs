@@ -9,18 +9,19 @@
 //!   b1..bN 198.18.0.11+┘   VIP 198.18.0.100: on the LB's eth0, on the backends' lo
 //! ```
 use crate::{
+    lbd_status::{status_of, wait_until_ready},
     netns::{self, Netns},
     process::ChildGuard,
     servers::{HttpServer, NameServer},
     traffic::{self, HeldConnection},
 };
-use anyhow::{bail, Context};
-use lbd::status::StatusReport;
+use anyhow::Context;
+use lbd::cli::StatusReport;
 use std::{
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 pub const LB_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -318,37 +319,22 @@ impl DsrLab {
         backends: usize,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(guard) = self.lbs[0].lbd.as_mut() {
-                if let Some(status) = guard.try_wait() {
-                    bail!("lbd exited ({status}): {}", self.lbd_log());
-                }
-            }
-            if let Ok(report) = self.status(lbd) {
-                // From this daemon (not stale pins of a killed one), attached.
-                let ours = report.pid.is_some() && report.pid == self.lbd_pid();
-                let total: usize = report.services.iter().map(|s| s.backends.len()).sum();
-                let ready = ours
-                    && report.xdp_mode.is_some()
-                    && total == backends
-                    && report.services.iter().all(|s| {
-                        s.backends
-                            .iter()
-                            .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
-                    });
-                if ready {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "lbd did not program every backend in time: {}",
-                    self.lbd_log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let instance = self.lbs[0].instance.clone();
+        let pid = self.lbd_pid();
+        let guard = self.lbs[0].lbd.as_mut();
+        let result = wait_until_ready(lbd, &instance, timeout, guard, |report| {
+            // From this daemon (not stale pins of a killed one), attached.
+            let ours = report.pid.is_some() && report.pid == pid;
+            let total: usize = report.services.iter().map(|s| s.backends.len()).sum();
+            ours && report.xdp_mode.is_some()
+                && total == backends
+                && report.services.iter().all(|s| {
+                    s.backends
+                        .iter()
+                        .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
+                })
+        });
+        result.map_err(|why| why.into_error(&self.lbd_log()))
     }
 
     pub fn status(&self, lbd: &Path) -> anyhow::Result<StatusReport> {
@@ -356,9 +342,7 @@ impl DsrLab {
     }
 
     pub fn status_of(&self, node: usize, lbd: &Path) -> anyhow::Result<StatusReport> {
-        let instance = &self.lbs[node].instance;
-        let out = netns::run(Command::new(lbd).args(["status", "--json", "--instance", instance]))?;
-        serde_json::from_str(&out).context("parsing lbd status --json")
+        status_of(lbd, &self.lbs[node].instance)
     }
 
     pub fn lbd_pid(&self) -> Option<u32> {

@@ -10,7 +10,7 @@ use lb_tests::{
     },
     traffic::{self},
 };
-use lbd::status::StatusReport;
+use lbd::cli::StatusReport;
 use std::{collections::BTreeMap, process::Command, time::Duration};
 
 const RING: u32 = 65_537;
@@ -30,12 +30,34 @@ fn predicted(source_port: u16, port: u16, proto: u8, backends: usize) -> String 
     ))
 }
 
-fn service(report: &StatusReport, port: u16) -> &lbd::status::ServiceStatus {
+fn service(report: &StatusReport, port: u16) -> &lbd::cli::ServiceStatus {
     report
         .services
         .iter()
         .find(|s| s.port == port)
         .expect("service in status")
+}
+
+/// Whether an XDP program is attached to the balancer's eth0.
+fn xdp_attached(lab: &DsrLab) -> bool {
+    lab.lb()
+        .ip(&["link", "show", "eth0"])
+        .unwrap()
+        .contains("prog/xdp")
+}
+
+/// `lbd stop --instance`, which must succeed.
+fn lbd_stop(lbd: &std::path::Path, lab: &DsrLab) -> std::process::Output {
+    let stop = Command::new(lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    stop
 }
 
 fn tally(answers: &[(u16, String)]) -> BTreeMap<String, u64> {
@@ -237,29 +259,11 @@ fn a_second_lbd_for_the_same_instance_refuses_and_lbd_stop_tears_down() {
 
     let pins = std::path::Path::new("/sys/fs/bpf").join(&lab.instance);
     assert!(pins.join("lb_services").exists());
-    assert!(lab
-        .lb()
-        .ip(&["link", "show", "eth0"])
-        .unwrap()
-        .contains("prog/xdp"));
-    let stop = Command::new(&lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()
-        .unwrap();
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
+    assert!(xdp_attached(&lab));
+    lbd_stop(&lbd, &lab);
     assert!(lab.stop_lbd(), "lbd exited cleanly after lbd stop");
     assert!(!pins.exists(), "pins removed on exit");
-    assert!(
-        !lab.lb()
-            .ip(&["link", "show", "eth0"])
-            .unwrap()
-            .contains("prog/xdp"),
-        "program detached"
-    );
+    assert!(!xdp_attached(&lab), "program detached");
     let status = Command::new(&lbd)
         .args(["status", "--instance", &lab.instance])
         .output()
@@ -335,12 +339,7 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     // The XDP attachment is a bpf_link owned by the process: it goes with it.
-    while lab
-        .lb()
-        .ip(&["link", "show", "eth0"])
-        .unwrap()
-        .contains("prog/xdp")
-    {
+    while xdp_attached(&lab) {
         assert!(
             std::time::Instant::now() < deadline,
             "program still attached after SIGKILL"
@@ -361,23 +360,11 @@ fn sigkill_detaches_and_a_restart_recovers_stale_pins() {
     // removes what it left, which detaches the program.
     assert!(lab.stop_lbd());
     assert!(pins.join("lb_link").exists());
-    let stop = Command::new(&lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()
-        .unwrap();
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
+    let stop = lbd_stop(&lbd, &lab);
     assert!(String::from_utf8_lossy(&stop.stdout)
         .contains("removed the data plane a previous lbd left"));
     assert!(!pins.exists());
-    assert!(!lab
-        .lb()
-        .ip(&["link", "show", "eth0"])
-        .unwrap()
-        .contains("prog/xdp"));
+    assert!(!xdp_attached(&lab));
 }
 
 #[test]
@@ -407,11 +394,7 @@ fn two_instances_on_one_host_do_not_collide() {
     assert!(first.stop_lbd());
     // Stopping one leaves the other's pins and program in place.
     second.status(&lbd).unwrap();
-    assert!(second
-        .lb()
-        .ip(&["link", "show", "eth0"])
-        .unwrap()
-        .contains("prog/xdp"));
+    assert!(xdp_attached(&second));
     assert!(second.stop_lbd());
 }
 
@@ -426,11 +409,7 @@ fn a_daemon_restart_keeps_forwarding_and_keeps_connections() {
 
     // SIGTERM: lbd exits, the program stays attached and keeps forwarding.
     assert!(lab.stop_lbd());
-    assert!(lab
-        .lb()
-        .ip(&["link", "show", "eth0"])
-        .unwrap()
-        .contains("prog/xdp"));
+    assert!(xdp_attached(&lab));
     for connection in &mut held {
         assert_eq!(
             connection.ask().unwrap(),

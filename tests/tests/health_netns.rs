@@ -1,7 +1,7 @@
 //! Health checks, administrative states and live reload, end to end in
 //! namespaces. Needs root.
 use lb_tests::topology::{lbd_binary, DsrLab, HTTP_PORT, VIP};
-use lbd::{programmer::BackendState, status::StatusReport};
+use lbd::{cli::StatusReport, dataplane::BackendState};
 use std::{
     path::Path,
     process::Command,
@@ -36,7 +36,7 @@ fn backend_of<'r>(
     report: &'r StatusReport,
     service: &str,
     name: &str,
-) -> &'r lbd::status::BackendStatus {
+) -> &'r lbd::cli::BackendStatus {
     let svc = report
         .services
         .iter()
@@ -55,8 +55,9 @@ fn wait_backend(
     service: &str,
     name: &str,
     want: BackendState,
-    limit: Duration,
 ) -> Duration {
+    // Every change here is due within a few check intervals.
+    let limit = Duration::from_secs(3);
     let start = Instant::now();
     loop {
         if let Ok(report) = lab.status(lbd) {
@@ -91,6 +92,14 @@ fn lbd_cli(lbd: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `lbd backend --instance INSTANCE web BACKEND STATE`.
+fn lbd_backend(lbd: &Path, instance: &str, backend: &str, state: &str) -> (bool, String) {
+    lbd_cli(
+        lbd,
+        &["backend", "--instance", instance, "web", backend, state],
+    )
+}
+
 #[test]
 fn a_stopped_backend_leaves_within_fall_intervals_and_returns_after_rise() {
     let lbd = lbd_binary();
@@ -102,14 +111,7 @@ fn a_stopped_backend_leaves_within_fall_intervals_and_returns_after_rise() {
 
     lab.backends[1].stop_server();
     // fall (2) × interval (0.2 s) + one interval = 0.6 s; 100 ms for polling.
-    let left = wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b2",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    let left = wait_backend(&lab, &lbd, "web", "b2", BackendState::Down);
     assert!(left <= Duration::from_millis(700), "took {left:?}");
     assert!(
         lab.lbd_log().contains("backend is DOWN: connect refused"),
@@ -136,14 +138,7 @@ fn a_stopped_backend_leaves_within_fall_intervals_and_returns_after_rise() {
 
     lab.backends[1].start_server().unwrap();
     // rise (2) checks: between one and three intervals after it listens.
-    let back = wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b2",
-        BackendState::Serving,
-        Duration::from_secs(3),
-    );
+    let back = wait_backend(&lab, &lbd, "web", "b2", BackendState::Serving);
     assert!(back <= Duration::from_millis(700), "took {back:?}");
     assert!(lab.lbd_log().contains("backend is UP: ok"));
     assert!(names(&lab, 28_200..28_350).iter().any(|n| n == "b2"));
@@ -157,14 +152,7 @@ fn an_http_check_with_a_wrong_status_marks_the_backend_down() {
     lab.write_config(&config(&lab, check, "")).unwrap();
     lab.start_lbd(&lbd).unwrap();
     lab.backends[0].http.set_status(503);
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b1",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "web", "b1", BackendState::Down);
     assert!(
         lab.lbd_log().contains("backend is DOWN: HTTP 503"),
         "{}",
@@ -175,14 +163,7 @@ fn an_http_check_with_a_wrong_status_marks_the_backend_down() {
         Some(BackendState::Serving)
     );
     lab.backends[0].http.set_status(200);
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b1",
-        BackendState::Serving,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "web", "b1", BackendState::Serving);
 }
 
 #[test]
@@ -196,17 +177,7 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
     assert!(on_b2 > 5, "{on_b2}");
 
     let instance = lab.instance.clone();
-    let (ok, text) = lbd_cli(
-        &lbd,
-        &[
-            "backend",
-            "--instance",
-            &instance,
-            "web",
-            "198.18.0.12",
-            "drain",
-        ],
-    );
+    let (ok, text) = lbd_backend(&lbd, &instance, "198.18.0.12", "drain");
     assert!(ok, "{text}");
     let report = lab.status(&lbd).unwrap();
     assert_eq!(
@@ -215,7 +186,7 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
     );
     assert_eq!(
         backend_of(&report, "web", "b2").admin,
-        Some(lbd::health::state::AdminState::Drain)
+        Some(lbd::health::AdminState::Drain)
     );
     for connection in &mut held {
         assert_eq!(
@@ -229,33 +200,13 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
         "new flows avoid a draining backend"
     );
 
-    let (ok, text) = lbd_cli(
-        &lbd,
-        &[
-            "backend",
-            "--instance",
-            &instance,
-            "web",
-            "198.18.0.99",
-            "drain",
-        ],
-    );
+    let (ok, text) = lbd_backend(&lbd, &instance, "198.18.0.99", "drain");
     assert!(
         !ok && text.contains("no backend 198.18.0.99 in service web"),
         "{text}"
     );
 
-    let (ok, _) = lbd_cli(
-        &lbd,
-        &[
-            "backend",
-            "--instance",
-            &instance,
-            "web",
-            "198.18.0.12:80",
-            "disable",
-        ],
-    );
+    let (ok, _) = lbd_backend(&lbd, &instance, "198.18.0.12:80", "disable");
     assert!(ok);
     assert_eq!(
         backend_of(&lab.status(&lbd).unwrap(), "web", "b2").state,
@@ -268,17 +219,7 @@ fn drain_keeps_established_connections_and_disable_moves_them() {
             "a disabled backend's flow must move"
         );
     }
-    let (ok, _) = lbd_cli(
-        &lbd,
-        &[
-            "backend",
-            "--instance",
-            &instance,
-            "web",
-            "198.18.0.12",
-            "enable",
-        ],
-    );
+    let (ok, _) = lbd_backend(&lbd, &instance, "198.18.0.12", "enable");
     assert!(ok);
     assert!(names(&lab, 29_300..29_450).iter().any(|n| n == "b2"));
 }
@@ -298,22 +239,8 @@ fn every_backend_down_drops_or_fails_open_as_configured() {
     for backend in &mut lab.backends {
         backend.stop_server();
     }
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b1",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b2",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "web", "b1", BackendState::Down);
+    wait_backend(&lab, &lbd, "web", "b2", BackendState::Down);
     let report = lab.status(&lbd).unwrap();
     let web = report.services.iter().find(|s| s.port == 80).unwrap();
     assert_eq!(web.table_size, 0, "drop: an empty table");
@@ -493,14 +420,7 @@ fn https_and_command_checks_follow_their_targets() {
     }
 
     std::fs::remove_file(dir.path.join("up-198.18.0.12")).unwrap();
-    wait_backend(
-        &lab,
-        &lbd,
-        "http",
-        "b2",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "http", "b2", BackendState::Down);
     assert!(
         lab.lbd_log()
             .contains("backend is DOWN: command exit status: 1"),
@@ -509,14 +429,7 @@ fn https_and_command_checks_follow_their_targets() {
     );
 
     tls_servers[0] = None;
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b1",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "web", "b1", BackendState::Down);
 
     // With verification, a self-signed certificate fails the check.
     let verified = config(
@@ -527,14 +440,7 @@ fn https_and_command_checks_follow_their_targets() {
     lab.write_config(&verified).unwrap();
     let (ok, text) = lbd_cli(&lbd, &["reload", "--instance", &lab.instance.clone()]);
     assert!(ok, "{text}");
-    wait_backend(
-        &lab,
-        &lbd,
-        "web",
-        "b2",
-        BackendState::Down,
-        Duration::from_secs(3),
-    );
+    wait_backend(&lab, &lbd, "web", "b2", BackendState::Down);
     let report = lab.status(&lbd).unwrap();
     let cause = backend_of(&report, "web", "b2")
         .last_check

@@ -56,31 +56,25 @@ fn exercise(lab: &ModesLab, expect_source: impl Fn(IpAddr, u16, &SocketAddr) -> 
                     lab.lbd_log()
                 )
             });
-            assert_eq!(
-                name,
-                predicted(lab.mode, vip, source_port, 80, lb_common::PROTO_TCP),
-                "{:?} TCP {vip} from port {source_port}",
-                lab.mode
-            );
-            assert!(
-                expect_source(vip, source_port, &peer),
-                "{:?} TCP {vip} from port {source_port}: backend saw {peer}",
-                lab.mode
-            );
+            // The predicted backend answered, and saw the expected source.
+            let check = |transport: &str, port: u16, proto: u8, name: String, peer: SocketAddr| {
+                assert_eq!(
+                    name,
+                    predicted(lab.mode, vip, source_port, port, proto),
+                    "{:?} {transport} {vip} from port {source_port}",
+                    lab.mode
+                );
+                assert!(
+                    expect_source(vip, source_port, &peer),
+                    "{:?} {transport} {vip} from port {source_port}: backend saw {peer}",
+                    lab.mode
+                );
+            };
+            check("TCP", 80, lb_common::PROTO_TCP, name, peer);
             let (name, peer) = lab
                 .udp_ask(vip, source_port)
                 .unwrap_or_else(|e| panic!("{:?} UDP {vip} from {source_port}: {e:#}", lab.mode));
-            assert_eq!(
-                name,
-                predicted(lab.mode, vip, source_port, 53, lb_common::PROTO_UDP),
-                "{:?} UDP {vip} from port {source_port}",
-                lab.mode
-            );
-            assert!(
-                expect_source(vip, source_port, &peer),
-                "{:?} UDP {vip} from port {source_port}: backend saw {peer}",
-                lab.mode
-            );
+            check("UDP", 53, lb_common::PROTO_UDP, name, peer);
         }
     }
 }
@@ -157,7 +151,7 @@ fn fullnat_backends_without_a_route_to_the_client_still_answer() {
         &lab.instance,
     ]))
     .unwrap();
-    let flows: Vec<lbd::flows::FlowStatus> = serde_json::from_str(&out).unwrap();
+    let flows: Vec<lbd::cli::FlowStatus> = serde_json::from_str(&out).unwrap();
     let flow = flows
         .iter()
         .find(|f| f.client == SocketAddr::new(CLIENT4.into(), 40000) && f.protocol == "tcp")
@@ -264,7 +258,7 @@ fn vrrp_state(instance: &str) -> Option<lb_tests::ha::State> {
         .args(["status", "--json", "--instance", instance])
         .output()
         .ok()?;
-    let report: lbd::status::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
+    let report: lbd::cli::StatusReport = serde_json::from_slice(&out.stdout).ok()?;
     report.vrrp.first().map(|v| v.state)
 }
 

@@ -13,7 +13,7 @@ use lb_tests::{
     fixture::*,
     predict::{flow_key, maglev_choice_for},
 };
-use lbd::programmer::Tunables;
+use lbd::dataplane::Tunables;
 use std::{
     net::{IpAddr, SocketAddr},
     time::Duration,
@@ -499,10 +499,10 @@ fn fullnat_ports_are_never_shared_by_live_flows_and_exhaustion_is_counted() {
     assert!((40000..=40003).contains(&port));
     // ...and lbd's collector removes the dead flows and their reply
     // entries, leaving exactly the live one.
-    let collected = lbd::conntrack::collect(
+    let collected = lbd::dataplane::collect(
         &mut harness.maps.conntrack,
         &mut harness.maps.nat_reverse,
-        lbd::conntrack::monotonic_now_ns(),
+        lbd::dataplane::monotonic_now_ns(),
     )
     .unwrap();
     assert_eq!((collected.flows, collected.replies), (4, 3));
@@ -565,7 +565,7 @@ fn flows_expire_by_udp_idle_time_and_tcp_fin_shortens_them() {
     assert_eq!(closing.tcp_state, lb_common::TCP_STATE_CLOSING);
     let left = closing
         .expires_ns
-        .saturating_sub(lbd::conntrack::monotonic_now_ns());
+        .saturating_sub(lbd::dataplane::monotonic_now_ns());
     assert!(
         left <= 3_000_000_000 && open.expires_ns > closing.expires_ns + 800_000_000_000,
         "FIN: the 900 s lifetime became 3 s (left {left} ns)"

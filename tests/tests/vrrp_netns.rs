@@ -6,7 +6,7 @@ use lb_tests::{
     process::ChildGuard,
     topology::{lbd_binary, DsrLab, VIP},
 };
-use lbd::vrrp::machine::State;
+use lbd::vrrp::State;
 use std::{
     path::Path,
     time::{Duration, Instant},

@@ -4,7 +4,7 @@
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 use lb_common::{ipv4_addr_bytes, FlowKey, Outcome, FAMILY_IPV4};
 use lb_tests::{fixture::*, predict::maglev_choice};
-use lbd::programmer::Tunables;
+use lbd::dataplane::Tunables;
 use std::net::Ipv4Addr;
 
 const BACKENDS: usize = 3;

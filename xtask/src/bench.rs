@@ -497,7 +497,7 @@ fn xdp_costs_nat(rows: &mut Vec<Row>) -> anyhow::Result<()> {
         fixture::{backend, backend_mac, client, lb_addr, vip, NAT_TCP_PORT},
         predict::flow_key,
     };
-    use lbd::programmer::{BackendState, DesiredBackend, DesiredService};
+    use lbd::dataplane::{BackendState, DesiredBackend, DesiredService};
     use std::net::{IpAddr, SocketAddr};
     const REPEAT: u32 = 1_000_000;
     const SINGLE_RUNS: u32 = 20_000;

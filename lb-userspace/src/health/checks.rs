@@ -1,9 +1,7 @@
 //! The checks themselves: TCP connect, HTTP(S) request, command. Each is
 //! bounded by its timeout and reports a short cause for the log.
-use super::{
-    config::{CheckKind, HealthCheck, HttpCheck},
-    state::CheckResult,
-};
+use super::state::CheckResult;
+use crate::config::health::{CheckKind, HealthCheck, HttpCheck};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;

@@ -15,11 +15,7 @@ const V2_AUTH_LEN: usize = 8;
 const AUTH_NONE: u8 = 0;
 const AUTH_SIMPLE: u8 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Version {
-    V2,
-    V3,
-}
+pub use crate::config::vrrp::Version;
 
 /// Why a received packet was not accepted. Each has its own counter.
 #[derive(

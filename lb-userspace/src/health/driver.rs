@@ -2,14 +2,14 @@
 //! spread over the interval, so checks never arrive in one burst), results
 //! through rise/fall, administrative states, and the facts the planner
 //! reads. Every transition is logged once, with its cause.
-use lbd::{
+use crate::{
+    cli::status::BackendHealthStatus,
     config::Config,
-    desired::{BackendKey, Facts, Plan},
+    dataplane::desired::{BackendKey, Facts, Plan},
     health::{
         checks,
         state::{AdminState, BackendHealth, CheckResult},
     },
-    status::BackendHealthStatus,
 };
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::{sync::mpsc, task::JoinHandle};

@@ -1,9 +1,6 @@
 //! `lbd status`: reads an instance's pinned maps (the counters are the
 //! truth) and the daemon's snapshot file (names, weights).
-use crate::{
-    dataplane::{pin_dir, DataplaneError, LbMaps},
-    programmer::Snapshot,
-};
+use crate::dataplane::{pin_dir, programmer::Snapshot, DataplaneError, LbMaps};
 use lb_common::{GlobalCounters, TrafficCounters, BACKEND_ACTIVE, PROTO_TCP, PROTO_UDP};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -121,7 +118,7 @@ pub struct BackendStatus {
     /// Maglev slots owned in the published table.
     pub slots: Option<u32>,
     /// serving, draining or down (what the data plane does with it).
-    pub state: Option<crate::programmer::BackendState>,
+    pub state: Option<crate::dataplane::programmer::BackendState>,
     /// up, down or unchecked.
     pub health: Option<String>,
     pub admin: Option<crate::health::state::AdminState>,
@@ -186,7 +183,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             .backend_stats
             .get(&id, 0)
             .map_err(map_err("lb_backend_stats"))?);
-        let address = crate::programmer::address_from_map(backend.addr, backend.family);
+        let address = crate::dataplane::programmer::address_from_map(backend.addr, backend.family);
         let known_service = snapshot
             .services
             .iter()
@@ -237,7 +234,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
                 .iter()
                 .find(|s| s.id == info.id)
                 .map(|s| s.name.clone()),
-            vip: crate::programmer::address_from_map(key.addr, key.family),
+            vip: crate::dataplane::programmer::address_from_map(key.addr, key.family),
             port: key.port,
             protocol: match key.proto {
                 PROTO_TCP => "tcp".into(),

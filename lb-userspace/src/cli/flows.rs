@@ -1,7 +1,10 @@
 //! `lbd flows`: the connection table, one line per flow (what `ipvsadm
 //! -Lnc` shows for IPVS): client, VIP, backend, TCP state, time left and,
 //! for fullnat, the source port the flow was given.
-use crate::{conntrack::monotonic_now_ns, programmer::address_from_map, status::StatusError};
+use crate::{
+    cli::status::StatusError,
+    dataplane::{conntrack::monotonic_now_ns, programmer::address_from_map},
+};
 use lb_common::{ConnEntry, FlowKey, PROTO_TCP, PROTO_UDP, TCP_STATE_CLOSING};
 use serde::{Deserialize, Serialize};
 use std::{fmt::Write as _, net::SocketAddr};
@@ -24,7 +27,7 @@ pub struct FlowStatus {
 
 /// Reads the connection table of `instance` (at most `limit` flows).
 pub fn collect(instance: &str, limit: usize) -> Result<Vec<FlowStatus>, StatusError> {
-    let maps = crate::status::open_maps(instance)?;
+    let maps = super::status::open_maps(instance)?;
     let now = monotonic_now_ns();
     let mut flows = Vec::new();
     for entry in maps.conntrack.iter().take(limit) {

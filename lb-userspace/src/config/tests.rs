@@ -1,5 +1,7 @@
 use super::*;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+use vrrp::Version;
 
 struct FakeHost;
 impl Environment for FakeHost {
@@ -496,7 +498,7 @@ fn vrrp_vrid_used_twice() {
 
 #[test]
 fn health_checks_merge_service_defaults_with_backend_overrides() {
-    use crate::health::config::CheckKind;
+    use crate::config::health::CheckKind;
     let text = GOOD
         .replace(
             "mode = \"dsr\"",
@@ -505,7 +507,7 @@ fn health_checks_merge_service_defaults_with_backend_overrides() {
         .replace("weight = 2", "weight = 2\nhealth_check = { port = 9000, rise = 5 }\nslow_start = 20");
     let config = Config::parse(&text, Path::new("lb.toml"), &FakeHost).unwrap();
     let web = &config.services[0];
-    assert_eq!(web.on_all_down, crate::health::config::AllDown::FailOpen);
+    assert_eq!(web.on_all_down, crate::config::health::AllDown::FailOpen);
     let first = web.backends[0].health_check.as_ref().unwrap();
     assert_eq!((first.port, first.rise, first.fall), (Some(9000), 5, 4));
     assert_eq!(first.interval, Duration::from_secs(1));

@@ -1,8 +1,10 @@
 //! Collecting dead connection-table entries. The XDP program already
 //! ignores an expired entry (the flow is placed afresh); deleting it here
 //! frees the slot, and frees `fullnat` source ports for good.
+use anyhow::Context;
 use aya::maps::{HashMap, MapData, MapError};
 use lb_common::{ConnEntry, FlowKey, ReverseEntry};
+use std::{path::Path, time::Duration};
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_now_ns() -> u64 {
@@ -70,6 +72,50 @@ pub fn collect(
         }
     }
     Ok(collected)
+}
+
+/// Deletes dead flows on a thread of its own, through its own handles on
+/// the pinned maps: a pass walks the whole table (two syscalls per entry),
+/// which must not delay VRRP's timers in the main loop. It ends with the
+/// process.
+pub fn start_collector(pins: &Path, every: Duration) -> anyhow::Result<()> {
+    use aya::maps::{HashMap as BpfHashMap, Map};
+    let open = |name: &str| -> anyhow::Result<Map> {
+        let data = MapData::from_pin(pins.join(name)).with_context(|| format!("opening {name}"))?;
+        Ok(Map::from_map_data(data)?)
+    };
+    let mut conntrack: BpfHashMap<MapData, lb_common::FlowKey, lb_common::ConnEntry> =
+        BpfHashMap::try_from(open(lb_common::map_names::CONNTRACK)?)?;
+    let mut reverse: BpfHashMap<MapData, lb_common::FlowKey, lb_common::ReverseEntry> =
+        BpfHashMap::try_from(open(lb_common::map_names::NAT_REVERSE)?)?;
+    std::thread::Builder::new()
+        .name("flow-collector".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let now_ns = monotonic_now_ns();
+            match collect(&mut conntrack, &mut reverse, now_ns) {
+                Ok(c) if c.flows + c.replies > 0 => {
+                    tracing::debug!(
+                        flows = c.flows,
+                        replies = c.replies,
+                        "expired connection-table entries removed"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("collecting expired flows: {e}"),
+            }
+        })?;
+    Ok(())
+}
+
+/// How often dead flows are collected: twice per shortest timeout, within
+/// 1..=10 s (each pass walks the whole connection table).
+pub fn collection_interval(tunables: &super::Tunables) -> Duration {
+    let shortest = tunables
+        .udp_timeout
+        .min(tunables.tcp_fin_timeout)
+        .min(tunables.tcp_timeout);
+    (shortest / 2).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ pub fn ensure_bpffs() -> Result<(), DataplaneError> {
     Ok(())
 }
 
-impl crate::programmer::MapWriter for LbMaps {
+impl super::programmer::MapWriter for LbMaps {
     type Error = aya::maps::MapError;
 
     fn set_settings(&mut self, settings: &LbSettings) -> Result<(), Self::Error> {

@@ -1,6 +1,6 @@
 //! `health_check` tables (service defaults, per-backend overrides) and the
 //! service options that go with them, validated by the config validator.
-use crate::config::Validator;
+use super::validate::Validator;
 use serde::Deserialize;
 use std::{net::IpAddr, time::Duration};
 use toml::Spanned;

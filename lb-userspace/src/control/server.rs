@@ -1,10 +1,7 @@
-//! The control socket, `/run/lbd/<instance>.sock`: one JSON request per
-//! line, one JSON reply per line. `lbd backend` and `lbd reload` are its
-//! clients; the daemon's loop answers.
+//! The daemon's side of the control socket: each request line goes to the
+//! daemon's loop, whose answer goes back as one line.
+use super::{socket_path, Call, Reply, Request};
 use anyhow::Context;
-use lbd::{health::state::AdminState, status::RUN_DIR};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::UnixListener,
@@ -12,32 +9,6 @@ use tokio::{
     task::JoinHandle,
 };
 use tracing::warn;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "lowercase")]
-pub enum Request {
-    Backend {
-        service: String,
-        /// "address" or "address:port".
-        backend: String,
-        state: AdminState,
-    },
-    Reload,
-    /// Stop and tear the data plane down (detach, unpin).
-    Stop,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    pub message: String,
-}
-
-pub type Call = (Request, oneshot::Sender<Reply>);
-
-pub fn socket_path(instance: &str) -> PathBuf {
-    Path::new(RUN_DIR).join(format!("{instance}.sock"))
-}
 
 /// Listens on the instance's socket; each request goes to `calls`.
 pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHandle<()>> {
@@ -84,19 +55,4 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
             });
         }
     }))
-}
-
-/// Sends one request to a running instance and returns its reply.
-pub fn call(instance: &str, request: &Request) -> anyhow::Result<Reply> {
-    use std::io::{BufRead, Write};
-    let path = socket_path(instance);
-    let mut stream = std::os::unix::net::UnixStream::connect(&path)
-        .with_context(|| format!("instance {instance} is not running (no {})", path.display()))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let mut line = serde_json::to_string(request)?;
-    line.push('\n');
-    stream.write_all(line.as_bytes())?;
-    let mut reply = String::new();
-    std::io::BufReader::new(stream).read_line(&mut reply)?;
-    serde_json::from_str(&reply).context("reading the daemon's reply")
 }

@@ -1,13 +1,11 @@
 //! What the maps should say, from the configuration and what the daemon
 //! knows: backend MACs, health, administrative states and slow start.
 //! Pure, so every rule is unit-tested.
+use super::programmer::{BackendState, DesiredBackend, DesiredService};
 use crate::{
+    config::health::AllDown,
     config::Config,
-    health::{
-        config::AllDown,
-        state::{slow_start_weight, AdminState, BackendHealth},
-    },
-    programmer::{BackendState, DesiredBackend, DesiredService},
+    health::state::{slow_start_weight, AdminState, BackendHealth},
 };
 use std::{
     collections::HashMap,

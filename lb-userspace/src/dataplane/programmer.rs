@@ -4,7 +4,7 @@
 //! backends are written before a table refers to them, a table is written
 //! into the inactive half and published by one service-map update, and a
 //! backend is deactivated only once no published table refers to it.
-use crate::maglev::{build_table, MaglevBackend};
+use super::maglev::{build_table, MaglevBackend};
 use lb_common::{
     BackendInfo, LbSettings, ServiceInfo, ServiceKey, BACKEND_ACTIVE, FAMILY_IPV4, FAMILY_IPV6,
     MODE_DSR, NO_BACKEND,
@@ -55,7 +55,7 @@ impl Default for Tunables {
         Tunables {
             snat_v4: None,
             snat_v6: None,
-            snat_ports: (1024, 32767),
+            snat_ports: crate::config::DEFAULT_SNAT_PORTS,
             tcp_timeout: Duration::from_secs(900),
             tcp_fin_timeout: Duration::from_secs(120),
             udp_timeout: Duration::from_secs(300),

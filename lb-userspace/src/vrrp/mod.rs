@@ -1,8 +1,10 @@
 //! VRRP, wire-compatible with keepalived: the wire format and a sans-IO
-//! state machine; sockets and timers live in the daemon's driver.
-pub mod config;
+//! state machine; sockets and timers live in the driver beside them.
+pub mod driver;
 pub mod machine;
 pub mod packet;
+mod sockets;
+mod trackers;
 pub mod tracking;
 pub mod status {
     //! What `lbd status` shows per VRRP instance.
@@ -27,4 +29,5 @@ pub mod status {
         pub counters: Counters,
     }
 }
+pub use machine::State;
 pub use status::VrrpStatus;

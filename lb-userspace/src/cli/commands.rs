@@ -1,0 +1,183 @@
+//! What each `lbd` command does once its arguments are parsed: `check`,
+//! `run` (into the daemon), `backend`, `stop`, `reload` (over the control
+//! socket), `flows` and `status` (readers of the pinned maps).
+use crate::{
+    cli::{flows, status},
+    config::{Config, HostEnvironment},
+    control, daemon, dataplane,
+    health::AdminState,
+};
+use anyhow::{bail, Context};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+/// `lbd check`: validates a configuration file, like `haproxy -c`.
+pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
+    if let Some(ns) = netns {
+        enter_netns(ns)?;
+    }
+    match Config::load(config, &HostEnvironment) {
+        Ok(parsed) => {
+            println!(
+                "{}: configuration valid ({} services)",
+                config.display(),
+                parsed.services.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `lbd run`: validates, then runs the daemon until it is stopped.
+pub fn run(config: PathBuf, netns: Option<&str>) -> anyhow::Result<ExitCode> {
+    // Before any thread exists: every thread the runtime starts
+    // inherits the namespace.
+    if let Some(ns) = netns {
+        enter_netns(ns)?;
+    }
+    let parsed = match Config::load(&config, &HostEnvironment) {
+        Ok(parsed) => parsed,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(daemon::run(config, parsed))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd backend`: sets a backend's administrative state.
+pub fn backend(
+    instance: &str,
+    service: String,
+    backend: String,
+    state: AdminState,
+) -> anyhow::Result<ExitCode> {
+    let reply = control::call(
+        instance,
+        &control::Request::Backend {
+            service,
+            backend,
+            state,
+        },
+    )?;
+    report(reply)
+}
+
+/// `lbd stop`: asks the daemon to stop and tear down; without a daemon,
+/// removes what a stopped or crashed one left.
+pub fn stop(instance: &str) -> anyhow::Result<ExitCode> {
+    let lock = Path::new(status::RUN_DIR).join(format!("{instance}.lock"));
+    match control::call(instance, &control::Request::Stop) {
+        Ok(reply) => {
+            // Wait for the daemon to let go of the instance.
+            for _ in 0..100 {
+                if daemon::try_lock(&lock)? {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            report(reply)
+        }
+        Err(_) => {
+            if lock.exists() && !daemon::try_lock(&lock)? {
+                bail!("instance {instance} is running but its control socket does not answer");
+            }
+            let pins = dataplane::pin_dir(instance);
+            if !pins.exists() {
+                bail!("instance {instance} is not running and left nothing behind");
+            }
+            daemon::remove_pins(&pins);
+            let _ = std::fs::remove_file(status::snapshot_path(instance));
+            println!(
+                "{instance}: removed the data plane a previous lbd left (pins under {})",
+                pins.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `lbd reload`: makes the daemon re-read its configuration.
+pub fn reload(instance: &str) -> anyhow::Result<ExitCode> {
+    report(control::call(instance, &control::Request::Reload)?)
+}
+
+/// `lbd flows`: the connection table.
+pub fn flows(instance: &str, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    let flows = flows::collect(instance, limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&flows)?);
+    } else {
+        print!("{}", flows::render(&flows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd status`: services, backends and counters.
+pub fn status(instance: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let report = status::collect(instance)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", status::render_table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running instance named by `--instance`, or by the `[instance]`
+/// name of `-c FILE`.
+pub fn instance_of(config: Option<PathBuf>, instance: Option<String>) -> anyhow::Result<String> {
+    match (config, instance) {
+        (_, Some(name)) => Ok(name),
+        (Some(path), None) => instance_name_from(&path),
+        (None, None) => bail!("name the instance with --instance NAME or -c FILE"),
+    }
+}
+
+fn report(reply: control::Reply) -> anyhow::Result<ExitCode> {
+    if reply.ok {
+        println!("{}", reply.message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("lbd: {}", reply.message);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The instance name of a config file, without validating the rest (the
+/// interface may live in a namespace `status` does not enter).
+fn instance_name_from(path: &std::path::Path) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Partial {
+        instance: PartialInstance,
+    }
+    #[derive(serde::Deserialize)]
+    struct PartialInstance {
+        name: String,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let partial: Partial =
+        toml::from_str(&text).with_context(|| format!("{}: no [instance] name", path.display()))?;
+    Ok(partial.instance.name)
+}
+
+fn enter_netns(name: &str) -> anyhow::Result<()> {
+    let path = PathBuf::from("/run/netns").join(name);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("network namespace {name} ({})", path.display()))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("entering network namespace {name}"))?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! The validator: walks the whole file section by section, collecting
+//! every error with its line (the sections' own checks are in their
+//! files).
+use super::{
+    instance::RawInstance,
+    service::RawService,
+    vrrp::{RawVrrp, RawVrrpScript},
+    Config, ConfigError, Environment,
+};
+use serde::Deserialize;
+use std::{net::IpAddr, path::Path, time::Duration};
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    instance: Spanned<RawInstance>,
+    #[serde(default, rename = "service")]
+    services: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    vrrp_script: Vec<Spanned<RawVrrpScript>>,
+    #[serde(default)]
+    vrrp: Vec<Spanned<RawVrrp>>,
+}
+
+pub(crate) struct Validator<'a> {
+    text: &'a str,
+    file: &'a Path,
+    pub(super) errors: Vec<ConfigError>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(text: &'a str, file: &'a Path) -> Self {
+        Validator {
+            text,
+            file,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    pub(crate) fn error_at(
+        &mut self,
+        line: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(crate) fn error<T>(
+        &mut self,
+        at: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        let line = self.line_of(at.span().start);
+        self.error_at(line, field, message);
+    }
+
+    pub(super) fn validate(&mut self, raw: RawConfig, env: &dyn Environment) -> Config {
+        let instance = self.validate_instance(raw.instance.into_inner(), env);
+        let services = self.validate_services(raw.services, &instance);
+        let vrrp = self.validate_vrrp_sections(raw.vrrp_script, raw.vrrp, &instance, env);
+        Config {
+            instance,
+            services,
+            vrrp,
+        }
+    }
+
+    pub(crate) fn seconds(
+        &mut self,
+        value: &Option<Spanned<f64>>,
+        field: &str,
+        default: f64,
+        range: (f64, f64),
+    ) -> Duration {
+        match value {
+            None => Duration::from_secs_f64(default),
+            Some(v) if *v.get_ref() >= range.0 && *v.get_ref() <= range.1 => {
+                Duration::from_secs_f64(*v.get_ref())
+            }
+            Some(v) => {
+                self.error(
+                    v,
+                    field,
+                    format!(
+                        "{} seconds is outside {}..={}",
+                        v.get_ref(),
+                        range.0,
+                        range.1
+                    ),
+                );
+                Duration::from_secs_f64(default)
+            }
+        }
+    }
+
+    pub(super) fn address(&mut self, value: &Spanned<String>, field: &str) -> Option<IpAddr> {
+        match value.get_ref().parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let text = value.get_ref().clone();
+                self.error(value, field, format!("\"{text}\" is not an IP address"));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The running daemon's state and its answer to each event source: a
+//! signal, a health result, a control request, a VRRP packet or timer,
+//! fresh neighbour MACs, the one-second tick. Every change to what should
+//! be forwarded ends in [`Running::apply`].
+use crate::{
+    cli::status::StateFile,
+    config::{Config, HostEnvironment},
+    control::{Reply, Request},
+    dataplane::{
+        desired,
+        neighbour::InterfaceInfo,
+        programmer::Programmer,
+        resolver::{backend_addresses, resolve},
+        settings::sync_reply_lookup,
+        LbMaps,
+    },
+    health::{driver::HealthDriver, state::CheckResult},
+    vrrp::{
+        driver::{Event as VrrpEvent, VrrpDriver},
+        State as VrrpState,
+    },
+};
+use anyhow::bail;
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+use tokio::sync::{oneshot, watch};
+use tracing::{error, info, warn};
+
+/// What the loop does after a control request.
+#[derive(PartialEq, Eq)]
+pub(super) enum Next {
+    Continue,
+    Stop,
+}
+
+pub(super) struct Running {
+    pub(super) instance: String,
+    pub(super) config_path: PathBuf,
+    pub(super) config: Config,
+    pub(super) handle: rtnetlink::Handle,
+    pub(super) interface: InterfaceInfo,
+    pub(super) programmer: Programmer,
+    pub(super) maps: LbMaps,
+    pub(super) health: HealthDriver,
+    pub(super) state: StateFile,
+    /// Some backend is still in slow start: re-plan every second.
+    pub(super) ramping: bool,
+    /// The backends the neighbour refresh keeps resolved.
+    pub(super) wanted: watch::Sender<Vec<IpAddr>>,
+    pub(super) vrrp: Option<VrrpDriver>,
+}
+
+impl Running {
+    /// Plans from the configuration and what is known (MACs, health, admin
+    /// states, slow start), programs the maps, and refreshes the state
+    /// file. Notes whether some backend is still ramping up.
+    pub(super) fn apply(&mut self) -> anyhow::Result<()> {
+        let now = Instant::now();
+        sync_reply_lookup(&mut self.maps, &self.config)?;
+        let plan = desired::plan(&self.config, &self.health.facts, now);
+        self.programmer.apply(&mut self.maps, &plan.services)?;
+        self.health.note_plan(&plan);
+        self.state.snapshot = self.programmer.snapshot().clone();
+        self.state.health = self.health.status(now);
+        self.state.write(&self.instance)?;
+        self.ramping = plan.ramping;
+        Ok(())
+    }
+
+    /// [`Running::apply`] after an event; a failure is logged with `what`.
+    fn apply_logged(&mut self, what: &str) {
+        if let Err(e) = self.apply() {
+            error!("{what}: {e:#}");
+        }
+    }
+
+    /// Validates the file fully before touching anything; on success the
+    /// new configuration replaces the current one, the health checks
+    /// follow it and the maps are programmed.
+    async fn reload(&mut self) -> Result<(), Reloaded> {
+        self.load_new().await.map_err(Reloaded::Refused)?;
+        self.apply().map_err(Reloaded::NotApplied)
+    }
+
+    async fn load_new(&mut self) -> anyhow::Result<()> {
+        let new = Config::load(&self.config_path, &HostEnvironment)?;
+        if new.instance != self.config.instance {
+            bail!("the [instance] section changed; that needs a restart of lbd");
+        }
+        if new.vrrp != self.config.vrrp {
+            bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
+        }
+        self.config = new;
+        let addresses = backend_addresses(&self.config);
+        let _ = self.wanted.send(addresses.clone());
+        let fresh = resolve(&self.handle, &self.interface, &addresses).await;
+        self.health.facts.macs.extend(fresh);
+        self.health.configure(&self.config, Instant::now());
+        Ok(())
+    }
+
+    /// SIGHUP.
+    pub(super) async fn on_hangup(&mut self) {
+        match self.reload().await {
+            Err(Reloaded::Refused(e)) => {
+                error!("reload refused, configuration unchanged: {e:#}")
+            }
+            Err(Reloaded::NotApplied(e)) => error!("applying reloaded configuration: {e:#}"),
+            Ok(()) => info!(
+                services = self.config.services.len(),
+                "configuration reloaded"
+            ),
+        }
+    }
+
+    pub(super) fn on_health(&mut self, key: desired::BackendKey, result: CheckResult) {
+        if self.health.record(&key, result, Instant::now()) {
+            self.apply_logged("applying a health change");
+        }
+    }
+
+    /// A request on the control socket; `Stop` is answered before the
+    /// loop ends.
+    pub(super) async fn on_control(
+        &mut self,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    ) -> Next {
+        let answer = match request {
+            Request::Backend {
+                service,
+                backend,
+                state: admin,
+            } => match self
+                .health
+                .set_admin(&service, &backend, admin, Instant::now())
+            {
+                Err(message) => Reply { ok: false, message },
+                Ok(()) => match self.apply() {
+                    Ok(()) => Reply {
+                        ok: true,
+                        message: format!("{service} {backend}: {admin:?}").to_lowercase(),
+                    },
+                    Err(e) => Reply {
+                        ok: false,
+                        message: format!("{e:#}"),
+                    },
+                },
+            },
+            Request::Stop => {
+                let _ = reply.send(Reply {
+                    ok: true,
+                    message: format!("{}: stopping, tearing down the data plane", self.instance),
+                });
+                return Next::Stop;
+            }
+            Request::Reload => match self.reload().await {
+                Err(Reloaded::Refused(e)) => {
+                    error!("reload refused, configuration unchanged: {e:#}");
+                    Reply {
+                        ok: false,
+                        message: format!("reload refused, configuration unchanged: {e:#}"),
+                    }
+                }
+                Err(Reloaded::NotApplied(e)) => Reply {
+                    ok: false,
+                    message: format!("{e:#}"),
+                },
+                Ok(()) => {
+                    info!(
+                        services = self.config.services.len(),
+                        "configuration reloaded"
+                    );
+                    Reply {
+                        ok: true,
+                        message: format!("reloaded: {} services", self.config.services.len()),
+                    }
+                }
+            },
+        };
+        let _ = reply.send(answer);
+        Next::Continue
+    }
+
+    /// When the VRRP driver wants to run next (an hour away without VRRP).
+    pub(super) fn vrrp_deadline(&self) -> tokio::time::Instant {
+        self.vrrp
+            .as_ref()
+            .and_then(VrrpDriver::next_deadline)
+            .map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
+            )
+    }
+
+    pub(super) async fn on_vrrp_event(&mut self, event: VrrpEvent) {
+        if let Some(driver) = self.vrrp.as_mut() {
+            let before = driver.states();
+            driver.handle_event(event).await;
+            self.publish_transitions(&before);
+        }
+    }
+
+    pub(super) async fn on_vrrp_timeouts(&mut self) {
+        if let Some(driver) = self.vrrp.as_mut() {
+            let before = driver.states();
+            driver.handle_timeouts().await;
+            self.publish_transitions(&before);
+        }
+    }
+
+    /// Writes the state file at once when a VRRP state changed, so `lbd
+    /// status` shows transitions without waiting for the periodic refresh.
+    fn publish_transitions(&mut self, before: &[VrrpState]) {
+        let Some(driver) = &self.vrrp else {
+            return;
+        };
+        if driver.states() != before {
+            self.state.vrrp = driver.status();
+            if let Err(e) = self.state.write(&self.instance) {
+                warn!("writing the state file: {e}");
+            }
+        }
+    }
+
+    pub(super) fn on_neighbours(&mut self, fresh: HashMap<IpAddr, [u8; 6]>) {
+        self.health.facts.macs = fresh;
+        self.apply_logged("applying neighbour change");
+    }
+
+    /// Every second: slow start's weights move, the state file is
+    /// refreshed.
+    pub(super) fn on_tick(&mut self) {
+        if self.ramping {
+            self.apply_logged("applying slow-start weights");
+        }
+        if let Some(driver) = &self.vrrp {
+            self.state.vrrp = driver.status();
+        }
+        self.state.health = self.health.status(Instant::now());
+        if let Err(e) = self.state.write(&self.instance) {
+            warn!("writing the state file: {e}");
+        }
+    }
+}
+
+/// Why a reload did not take effect.
+enum Reloaded {
+    /// The file is invalid or changes what needs a restart: nothing
+    /// changed.
+    Refused(anyhow::Error),
+    /// Accepted, but programming the maps failed.
+    NotApplied(anyhow::Error),
+}
