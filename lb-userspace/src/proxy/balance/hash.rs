@@ -4,7 +4,7 @@
 //! coming or going moves only its share of the keys. The table is rebuilt
 //! only when the candidates or their weights change.
 use super::{Balancer, UriHash};
-use crate::maglev::{build_table, MaglevBackend};
+use crate::dataplane::maglev::{build_table, MaglevBackend};
 use crate::proxy::config::{Backend, ServerId};
 use crate::proxy::snapshot::BackendRuntime;
 use arc_swap::ArcSwapOption;
