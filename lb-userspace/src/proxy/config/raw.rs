@@ -68,6 +68,7 @@ pub struct RawSection {
     pub http_check_expect: Option<Spanned<String>>,
     pub tcp_check: Option<Spanned<bool>>,
     pub allbackups: Option<Spanned<bool>>,
+    pub default_server: Option<Spanned<RawServerDefaults>>,
     #[serde(default)]
     pub server: Vec<Spanned<RawServer>>,
 }
@@ -120,6 +121,34 @@ pub struct RawServer {
     pub backup: Option<Spanned<bool>>,
     pub maxconn: Option<Spanned<i64>>,
     pub disabled: Option<Spanned<bool>>,
+}
+
+/// `default_server`: HAProxy's `default-server`, settings every server of
+/// the section takes unless it sets its own.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerDefaults {
+    pub weight: Option<Spanned<i64>>,
+    pub check: Option<Spanned<bool>>,
+    pub inter: Option<Spanned<RawDuration>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub maxconn: Option<Spanned<i64>>,
+}
+
+impl RawServerDefaults {
+    /// Field by field: `self` (the section's) over `defaults`.
+    pub fn over(self, defaults: &RawServerDefaults) -> RawServerDefaults {
+        let d = defaults.clone();
+        RawServerDefaults {
+            weight: self.weight.or(d.weight),
+            check: self.check.or(d.check),
+            inter: self.inter.or(d.inter),
+            rise: self.rise.or(d.rise),
+            fall: self.fall.or(d.fall),
+            maxconn: self.maxconn.or(d.maxconn),
+        }
+    }
 }
 
 /// A duration as HAProxy writes it: a bare number is milliseconds, a

@@ -29,6 +29,7 @@ pub(super) const BACKEND_ONLY: &[&str] = &[
     "allbackups",
     "retries",
     "redispatch",
+    "default_server",
 ];
 pub(super) const NOT_IN_DEFAULTS: &[&str] = &[
     "name",
@@ -182,6 +183,9 @@ pub(super) fn check_defaults(raw: &RawSection, sink: &mut dyn ErrorSink) {
     }
     check_count(&raw.retries, "defaults.retries", 0, 100, sink);
     check_count(&raw.maxconn, "defaults.maxconn", 1, 10_000_000, sink);
+    if let Some(d) = &raw.default_server {
+        servers::server_defaults(d.get_ref(), "defaults.default_server", sink);
+    }
 }
 
 pub(super) fn check_count(
@@ -273,7 +277,8 @@ pub(super) fn present(raw: &RawSection) -> Vec<(&'static str, Range<usize>)> {
         httpchk,
         http_check_expect,
         tcp_check,
-        allbackups
+        allbackups,
+        default_server
     );
     if let Some(server) = raw.server.first() {
         out.push(("server", server.span()));

@@ -1,6 +1,6 @@
 //! `[[backend.server]]` entries and a backend's health-check settings
 //! (`option httpchk`, `http-check expect`, `option tcp-check`).
-use super::raw::{RawHttpChk, RawServer};
+use super::raw::{RawHttpChk, RawServer, RawServerDefaults};
 use super::timeouts::duration;
 use super::{ErrorSink, ExpectMatcher, HttpCheckExpect, HttpCheckRequest, Server};
 use crate::proxy::acl::split_words;
@@ -16,7 +16,91 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
 pub const MAX_WEIGHT: i64 = 256;
 
-pub fn servers(raw: &[Spanned<RawServer>], field: &str, sink: &mut dyn ErrorSink) -> Vec<Server> {
+/// Server settings after `default_server` (the section's over the one of
+/// `[defaults]`, over HAProxy's own defaults).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerDefaults {
+    weight: u32,
+    check: bool,
+    inter: Duration,
+    rise: u32,
+    fall: u32,
+    maxconn: u32,
+}
+
+impl Default for ServerDefaults {
+    fn default() -> Self {
+        ServerDefaults {
+            weight: 1,
+            check: false,
+            inter: DEFAULT_INTER,
+            rise: DEFAULT_RISE,
+            fall: DEFAULT_FALL,
+            maxconn: 0,
+        }
+    }
+}
+
+/// A number within `low..=high`, else reported (and `default` used).
+fn ranged(
+    value: &Option<Spanned<i64>>,
+    field: &str,
+    default: u32,
+    (low, high): (i64, i64),
+    sink: &mut dyn ErrorSink,
+) -> u32 {
+    match value {
+        None => default,
+        Some(v) if (low..=high).contains(v.get_ref()) => *v.get_ref() as u32,
+        Some(v) => {
+            sink.report(
+                v.span(),
+                field,
+                format!("{} is outside {low}..={high}", v.get_ref()),
+            );
+            default
+        }
+    }
+}
+
+const WEIGHTS: (i64, i64) = (0, MAX_WEIGHT);
+const COUNTS: (i64, i64) = (1, 1000);
+const MAXCONNS: (i64, i64) = (0, 1_000_000);
+
+pub fn server_defaults(
+    raw: &RawServerDefaults,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) -> ServerDefaults {
+    let base = ServerDefaults::default();
+    ServerDefaults {
+        weight: ranged(
+            &raw.weight,
+            &format!("{field}.weight"),
+            base.weight,
+            WEIGHTS,
+            sink,
+        ),
+        check: raw.check.as_ref().map_or(base.check, |c| *c.get_ref()),
+        inter: duration(&raw.inter, &format!("{field}.inter"), sink).unwrap_or(base.inter),
+        rise: ranged(&raw.rise, &format!("{field}.rise"), base.rise, COUNTS, sink),
+        fall: ranged(&raw.fall, &format!("{field}.fall"), base.fall, COUNTS, sink),
+        maxconn: ranged(
+            &raw.maxconn,
+            &format!("{field}.maxconn"),
+            base.maxconn,
+            MAXCONNS,
+            sink,
+        ),
+    }
+}
+
+pub fn servers(
+    raw: &[Spanned<RawServer>],
+    defaults: ServerDefaults,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) -> Vec<Server> {
     let mut out = Vec::new();
     let mut names = HashSet::new();
     for (index, spanned) in raw.iter().enumerate() {
@@ -43,33 +127,31 @@ pub fn servers(raw: &[Spanned<RawServer>], field: &str, sink: &mut dyn ErrorSink
                 None
             }
         };
-        let mut ranged =
-            |value: &Option<Spanned<i64>>, name: &str, default: u32, low: i64, high: i64| {
-                match value {
-                    None => default,
-                    Some(v) if (low..=high).contains(v.get_ref()) => *v.get_ref() as u32,
-                    Some(v) => {
-                        sink.report(
-                            v.span(),
-                            &format!("{field}.{name}"),
-                            format!("{} is outside {low}..={high}", v.get_ref()),
-                        );
-                        default
-                    }
-                }
-            };
-        let weight = ranged(&raw.weight, "weight", 1, 0, MAX_WEIGHT);
-        let rise = ranged(&raw.rise, "rise", DEFAULT_RISE, 1, 1000);
-        let fall = ranged(&raw.fall, "fall", DEFAULT_FALL, 1, 1000);
-        let maxconn = ranged(&raw.maxconn, "maxconn", 0, 0, 1_000_000);
-        let inter = duration(&raw.inter, &format!("{field}.inter"), sink).unwrap_or(DEFAULT_INTER);
+        let d = defaults;
+        let weight = ranged(
+            &raw.weight,
+            &format!("{field}.weight"),
+            d.weight,
+            WEIGHTS,
+            sink,
+        );
+        let rise = ranged(&raw.rise, &format!("{field}.rise"), d.rise, COUNTS, sink);
+        let fall = ranged(&raw.fall, &format!("{field}.fall"), d.fall, COUNTS, sink);
+        let maxconn = ranged(
+            &raw.maxconn,
+            &format!("{field}.maxconn"),
+            d.maxconn,
+            MAXCONNS,
+            sink,
+        );
+        let inter = duration(&raw.inter, &format!("{field}.inter"), sink).unwrap_or(d.inter);
         let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|b| *b.get_ref());
         if let Some(address) = address {
             out.push(Server {
                 name: name.clone(),
                 address,
                 weight,
-                check: flag(&raw.check),
+                check: raw.check.as_ref().map_or(d.check, |c| *c.get_ref()),
                 inter,
                 rise,
                 fall,
@@ -177,7 +259,7 @@ pub fn expect(text: &str) -> Result<HttpCheckExpect, String> {
     let regex = |p: &str| regex::Regex::new(p).map_err(|e| format!("bad regex \"{p}\": {e}"));
     let matcher = match kind.as_str() {
         "status" => ExpectMatcher::Status(
-            crate::health::config::parse_status_ranges(pattern).ok_or_else(|| {
+            crate::config::health::parse_status_ranges(pattern).ok_or_else(|| {
                 format!("\"{pattern}\" is not a status, range or list (200, 200-399, 200,204)")
             })?,
         ),

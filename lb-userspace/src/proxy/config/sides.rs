@@ -315,7 +315,22 @@ pub(super) fn backend(
             }
         },
     };
-    let servers = servers::servers(&raw.server, field, sink);
+    let own = raw
+        .default_server
+        .as_ref()
+        .map(|d| d.get_ref().clone())
+        .unwrap_or_default();
+    let inherited = defaults
+        .default_server
+        .as_ref()
+        .map(|d| d.get_ref().clone())
+        .unwrap_or_default();
+    let server_defaults = servers::server_defaults(
+        &own.over(&inherited),
+        &format!("{field}.default_server"),
+        sink,
+    );
+    let servers = servers::servers(&raw.server, server_defaults, field, sink);
     let flag = |own: &Option<Spanned<bool>>, default: &Option<Spanned<bool>>| {
         inherit(own, default).0.is_some_and(|b| *b.get_ref())
     };

@@ -529,3 +529,66 @@ fn check_expectations() {
     assert!(expect("rstring \"^up$\"").accepts(200, b"up"));
     assert!(default_check_status_ok(301) && !default_check_status_ok(500));
 }
+
+#[test]
+fn default_server_applies_to_servers_without_their_own_setting() {
+    let config = parse(
+        r#"
+[defaults]
+default_server = { inter = "3s", fall = 5, check = true }
+[[backend]]
+name = "b"
+default_server = { rise = 4, maxconn = 50, weight = 10 }
+[[backend.server]]
+name = "s1"
+address = "198.18.0.1:80"
+[[backend.server]]
+name = "s2"
+address = "198.18.0.2:80"
+check = false
+rise = 1
+weight = 2
+[[backend]]
+name = "c"
+[[backend.server]]
+name = "s3"
+address = "198.18.0.3:80"
+"#,
+    )
+    .unwrap();
+    let s = &config.backends[0].servers;
+    assert_eq!(
+        (s[0].inter, s[0].fall, s[0].check),
+        (Duration::from_secs(3), 5, true)
+    );
+    assert_eq!((s[0].rise, s[0].maxconn, s[0].weight), (4, 50, 10));
+    assert_eq!(
+        (s[1].check, s[1].rise, s[1].weight, s[1].maxconn),
+        (false, 1, 2, 50)
+    );
+    let s3 = &config.backends[1].servers[0];
+    assert_eq!(
+        (s3.inter, s3.fall, s3.rise, s3.check, s3.weight),
+        (Duration::from_secs(3), 5, 2, true, 1)
+    );
+    let found = errors("[defaults]\ndefault_server = { rise = 0 }\n");
+    assert!(
+        found[0].starts_with("lb.toml:2: defaults.default_server.rise: 0 is outside 1..=1000"),
+        "{found:?}"
+    );
+    let found = errors("[[backend]]\nname = \"b\"\ndefault_server = { weight = 300 }\n");
+    assert!(
+        found[0].starts_with("lb.toml:3: backend[0].default_server.weight: 300 is outside 0..=256"),
+        "{found:?}"
+    );
+    let found =
+        errors("[[frontend]]\nname = \"f\"\nbind = [\":80\"]\ndefault_server = { rise = 2 }\n");
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("frontend[0].default_server: default_server is a backend setting")),
+        "{found:?}"
+    );
+    let found = errors("[defaults]\ndefault_server = { backup = true }\n");
+    assert!(found[0].contains("unknown field `backup`"), "{found:?}");
+}
