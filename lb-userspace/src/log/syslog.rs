@@ -33,6 +33,11 @@ impl Facility {
         self.0
     }
 
+    /// The facility with syslog code `code` (0..=23).
+    pub fn from_code(code: u8) -> Option<Facility> {
+        (usize::from(code) < FACILITY_NAMES.len()).then_some(Facility(code))
+    }
+
     pub fn name(self) -> &'static str {
         FACILITY_NAMES[usize::from(self.0)]
     }
@@ -94,6 +99,11 @@ impl Severity {
 
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The severity with syslog code `code` (0 emerg ..= 7 debug).
+    pub fn from_code(code: u8) -> Option<Severity> {
+        Severity::ALL.get(usize::from(code)).copied()
     }
 
     pub fn name(self) -> &'static str {
@@ -277,6 +287,10 @@ mod tests {
             assert_eq!((facility.code(), facility.name()), (code, name));
         }
         assert!("local8".parse::<Facility>().is_err());
+        assert_eq!(Facility::from_code(18), Some(Facility::LOCAL2));
+        assert_eq!(Facility::from_code(24), None);
+        assert_eq!(Severity::from_code(5), Some(Severity::Notice));
+        assert_eq!(Severity::from_code(8), None);
         for (name, code) in [("emerg", 0), ("notice", 5), ("info", 6), ("debug", 7)] {
             let level: Severity = name.parse().unwrap();
             assert_eq!((level.code(), level.name()), (code, name));
