@@ -14,7 +14,7 @@ mod timeouts;
 mod tests;
 
 pub use raw::{RawDefaults, RawFrontend, RawGlobal, RawProxy, RawSection};
-pub use sections::validate;
+pub use sections::{validate, validate_beside, L4Service};
 
 use crate::proxy::acl::AclSet;
 use crate::proxy::balance::Balance;

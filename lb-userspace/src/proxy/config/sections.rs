@@ -6,7 +6,11 @@ use super::raw::{RawProxy, RawSection};
 use super::sides::*;
 use super::{servers, timeouts, ErrorSink, ProxyConfig};
 use crate::proxy::balance::Balance;
-use std::{collections::HashMap, net::SocketAddr, ops::Range};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    ops::Range,
+};
 use toml::Spanned;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,6 +49,21 @@ pub(super) const NOT_IN_DEFAULTS: &[&str] = &[
 /// Validates the proxy sections; problems go to `sink`. The result is only
 /// meaningful when `sink` received nothing.
 pub fn validate(raw: RawProxy, sink: &mut dyn ErrorSink) -> ProxyConfig {
+    validate_beside(raw, &[], sink)
+}
+
+/// An XDP TCP service of the same file: a frontend may not bind its VIP and
+/// port (the XDP program takes those packets before the kernel sees them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L4Service {
+    pub name: String,
+    pub vip: IpAddr,
+    /// 0 = every port of the VIP.
+    pub port: u16,
+}
+
+/// [`validate`], also refusing binds that an XDP service in `l4` takes.
+pub fn validate_beside(raw: RawProxy, l4: &[L4Service], sink: &mut dyn ErrorSink) -> ProxyConfig {
     let global = raw
         .global
         .map(|g| global(g.into_inner(), sink))
@@ -125,6 +144,31 @@ pub fn validate(raw: RawProxy, sink: &mut dyn ErrorSink) -> ProxyConfig {
             &resolve,
             sink,
         );
+        let raw_binds = section
+            .get_ref()
+            .bind
+            .iter()
+            .flat_map(|b| b.get_ref().iter());
+        for (i, text) in raw_binds.enumerate() {
+            let Ok(address) = parse_bind(text.get_ref()) else {
+                continue;
+            };
+            let taken = l4
+                .iter()
+                .find(|s| s.vip == address.ip() && (s.port == address.port() || s.port == 0));
+            if let Some(service) = taken {
+                sink.report(
+                    text.span(),
+                    &format!("{field}.bind[{i}]"),
+                    format!(
+                        "{address} is taken by XDP service \"{}\" (tcp {}:{}): its packets never reach the proxy; use another address or port",
+                        service.name,
+                        service.vip,
+                        service.port
+                    ),
+                );
+            }
+        }
         for bind in &fe.binds {
             if let Some(other) = bound.insert(bind.address, fe.name.clone()) {
                 let span = section
