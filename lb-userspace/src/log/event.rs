@@ -9,6 +9,7 @@
 //!   duration: 1ms. 3 active and 0 backup servers online. 0 sessions
 //!   requeued, 0 total in queue.` at `notice`
 //! - `backend app has no server available!` at `emerg`
+//! - `(VI_1) Entering MASTER STATE` (keepalived's wording) at `notice`
 //!
 //! All of them are at `notice` or more severe.
 use std::fmt::Write as _;
@@ -151,6 +152,16 @@ pub fn no_server_available(backend: &str) -> (Severity, String) {
     )
 }
 
+/// A VRRP instance changed state, in keepalived's words
+/// (`(VI_1) Entering MASTER STATE`), at `notice` like the proxy's events so
+/// the same `local2.notice` rule files both.
+pub fn vrrp_transition(instance: &str, state: &str) -> (Severity, String) {
+    (
+        Severity::Notice,
+        format!("({instance}) Entering {} STATE", state.to_ascii_uppercase()),
+    )
+}
+
 /// HAProxy prints unprintable bytes, `<`, `>` and the quote as `<XX>`.
 fn ascii_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -247,6 +258,10 @@ mod tests {
                 "filed by local2.notice"
             );
         }
+        assert_eq!(
+            vrrp_transition("VI_1", "master"),
+            (Severity::Notice, "(VI_1) Entering MASTER STATE".to_string())
+        );
         assert_eq!(
             no_server_available("app"),
             (
