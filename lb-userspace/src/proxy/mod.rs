@@ -17,7 +17,6 @@ pub mod tcp;
 pub mod acl;
 pub mod balance;
 pub mod config;
-pub mod health;
 pub mod route;
 pub mod rules;
 pub mod snapshot;

@@ -8,7 +8,7 @@
 //!
 //! The request bytes and the judging of a response are pure functions
 //! (`request_bytes`, `judge`), tested with tables; `probe` is the I/O.
-use crate::health::state::{BackendHealth, CheckResult};
+use super::state::{BackendHealth, CheckResult};
 use crate::log::event::{CheckOutcome, CheckStatus, ServerTransition};
 use crate::log::Logger;
 use crate::proxy::config::{
@@ -415,5 +415,5 @@ fn spread(backend: &str, server: &str, interval: Duration) -> Duration {
 }
 
 #[cfg(test)]
-#[path = "health_tests.rs"]
+#[path = "proxy_tests.rs"]
 mod tests;
