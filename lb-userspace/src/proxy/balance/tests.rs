@@ -497,3 +497,42 @@ fn no_servers_means_no_server() {
     let snap = snapshot("source", &[("a", 0, false, 0)]);
     assert_eq!(pick(&snap, &BalanceInput::new(src(1))), Pick::NoServer);
 }
+
+/// Every hashing algorithm spreads distinct keys by weight (±5%) and moves
+/// about one n-th of them when one of n servers goes down.
+#[test]
+fn every_hashing_algorithm_is_weighted_and_consistent() {
+    let weighted: &[S] = &[("a", 1, false, 0), ("b", 2, false, 0), ("c", 3, false, 0)];
+    let keys = 24_000u32;
+    let requests: Vec<request::Parts> = (0..keys)
+        .map(|i| get(&format!("/k/{i}?id={i}"), &[("x-user", &format!("u{i}"))]))
+        .collect();
+    let payloads: Vec<Vec<u8>> = (0..keys)
+        .map(|i| rdp::connection_request(Some(&format!("user{i}"))))
+        .collect();
+    for balance in ["source", "uri", "url_param id", "hdr(x-user)", "rdp-cookie"] {
+        let input = |i: u32| {
+            let mut input = BalanceInput::new(src(i));
+            if balance == "rdp-cookie" {
+                input.src = src(1);
+                input.payload = &payloads[i as usize];
+            } else {
+                input.request = Some(&requests[i as usize]);
+            }
+            input
+        };
+        let snap = snapshot(balance, weighted);
+        let counts = spread(keys, |i| pick(&snap, &input(i)));
+        assert_shares(&counts, &[1, 2, 3], keys);
+
+        let snap = snapshot(balance, &equal(6));
+        let before: Vec<usize> = (0..keys).map(|i| server(&snap, &input(i))).collect();
+        snap.backends[0].servers[2].set_admin(AdminState::Maint);
+        let after: Vec<usize> = (0..keys).map(|i| server(&snap, &input(i))).collect();
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        let share = moved as f64 / f64::from(keys);
+        // The server's own sixth must move; little else may.
+        assert!((0.15..=0.22).contains(&share), "{balance}: {share}");
+        assert!(after.iter().all(|&s| s != 2), "{balance}");
+    }
+}
