@@ -258,6 +258,12 @@ pub(super) fn check_backend_modes(
 
 /// ":80" and "*:80" (every IPv4 address), "198.18.0.1:80", "[fd00::1]:80".
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Some((address, options)) = text.trim().split_once(char::is_whitespace) {
+        return Err(format!(
+            "\"{text}\": bind options (\"{}\") are not supported; a bind is only an address and port such as \"{address}\"",
+            options.trim()
+        ));
+    }
     let any = text
         .strip_prefix("*:")
         .or_else(|| text.strip_prefix(':').filter(|p| !p.contains(':')));

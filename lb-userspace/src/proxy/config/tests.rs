@@ -263,6 +263,10 @@ fn errors_name_file_line_and_field() {
             "lb.toml:3: frontend[0].bind[0]: \"80\" is not a bind address",
         ),
         (
+            "[[frontend]]\nname = \"f\"\nbind = [\":443 ssl crt /etc/haproxy/tls/cert.pem\"]\n",
+            "lb.toml:3: frontend[0].bind[0]: \":443 ssl crt /etc/haproxy/tls/cert.pem\": bind options (\"ssl crt /etc/haproxy/tls/cert.pem\") are not supported",
+        ),
+        (
             "[[frontend]]\nname = \"f\"\nbind = [\"1.2.3.4:0\"]\n",
             "lb.toml:3: frontend[0].bind[0]: \"1.2.3.4:0\": port 0 cannot be bound",
         ),
