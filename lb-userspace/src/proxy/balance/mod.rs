@@ -350,8 +350,9 @@ fn hash_key(balance: &Balance, input: &BalanceInput) -> Option<Vec<u8>> {
             .map(|r| uri_key(&r.uri, *options).into_bytes()),
         Balance::UrlParam(name) => {
             let request = input.request?;
+            // HAProxy hashes a value: `id` or `id=` alone means absent.
             query_param_values(request.uri.query(), name)
-                .next()
+                .find(|v| !v.is_empty())
                 .map(|v| v.as_bytes().to_vec())
         }
         Balance::Hdr(name) => {
