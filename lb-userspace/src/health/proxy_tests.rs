@@ -297,3 +297,41 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     let _health = ProxyHealth::start(snapshot, Logger::disabled());
     server.abort();
 }
+
+#[test]
+fn any_bytes_are_judged_without_panicking() {
+    let body = expect("string ok");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    const PIECES: &[&[u8]] = &[
+        b"HTTP/1.1 ",
+        b"200",
+        b" OK",
+        b"\r\n",
+        b"\r\n\r\n",
+        b"Content-Length: ",
+        b"9",
+        b"ok",
+        b"\xff",
+        b"HTTP/1.",
+        b"x",
+    ];
+    for _ in 0..20_000 {
+        let mut response = Vec::new();
+        for _ in 0..(next() % 8) {
+            response.extend_from_slice(PIECES[(next() % PIECES.len() as u64) as usize]);
+        }
+        for finished in [false, true] {
+            let _ = judge(&response, finished, None);
+            let judged = judge(&response, finished, Some(&body));
+            if finished {
+                assert!(judged.is_some(), "a finished response is always judged");
+            }
+        }
+    }
+}
