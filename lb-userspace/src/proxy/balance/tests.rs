@@ -334,7 +334,11 @@ fn uri_hashes_path_by_default_and_query_with_whole() {
 fn url_param_and_hdr_fall_back_to_round_robin() {
     for (balance, with, without) in [
         ("url_param id", get("/x?a=1&id=42", &[]), get("/x?a=1", &[])),
-        ("url_param id", get("/x?id=&id=42", &[]), get("/x?id&id=", &[])),
+        (
+            "url_param id",
+            get("/x?id=&id=42", &[]),
+            get("/x?id&id=", &[]),
+        ),
         (
             "hdr(x-user)",
             get("/", &[("x-user", "bob")]),
