@@ -11,7 +11,11 @@ mod sides;
 mod timeouts;
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod whole_file_tests;
 
 pub use raw::{RawDefaults, RawFrontend, RawGlobal, RawProxy, RawSection};
 pub use sections::{validate, validate_beside, L4Service};
