@@ -53,7 +53,9 @@ pub enum AcceptErrorAction {
 /// on every call, so the listener pauses instead of spinning.
 pub fn accept_error_action(error: &io::Error) -> AcceptErrorAction {
     match error.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => AcceptErrorAction::Pause,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            AcceptErrorAction::Pause
+        }
         _ => AcceptErrorAction::Retry,
     }
 }

@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     io::Interest,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
 
@@ -84,7 +84,13 @@ where
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = tokio::io::split(server);
     let up = copy_half(&mut client_read, &mut server_write, &meter.up, meter, true);
-    let down = copy_half(&mut server_read, &mut client_write, &meter.down, meter, false);
+    let down = copy_half(
+        &mut server_read,
+        &mut client_write,
+        &meter.down,
+        meter,
+        false,
+    );
     let both = async { tokio::try_join!(up, down) };
     finish(both, idle, meter).await
 }
@@ -128,9 +134,12 @@ where
             let _ = writer.shutdown().await;
             return Ok(moved);
         }
-        writer.write_all(&buffer[..n]).await.map_err(|_| CopyError {
-            reading_client: !reading_client,
-        })?;
+        writer
+            .write_all(&buffer[..n])
+            .await
+            .map_err(|_| CopyError {
+                reading_client: !reading_client,
+            })?;
         moved += n as u64;
         total.fetch_add(n as u64, Relaxed);
         meter.touch();
@@ -247,7 +256,8 @@ mod tests {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root)");
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                        .expect("unshare (root)");
                     let up = std::process::Command::new("ip")
                         .args(["link", "set", "lo", "up"])
                         .status()
@@ -289,7 +299,10 @@ mod tests {
             client.write_all(b"hello").await.expect("write");
             client.shutdown().await.expect("shutdown");
             let mut got = Vec::new();
-            server.read_to_end(&mut got).await.expect("server reads to FIN");
+            server
+                .read_to_end(&mut got)
+                .await
+                .expect("server reads to FIN");
             assert_eq!(got, b"hello");
             // The other direction still works after the client's FIN.
             server.write_all(b"world!").await.expect("write back");
@@ -325,9 +338,14 @@ mod tests {
             let (_client, proxy_client) = pair().await;
             let (proxy_server, _server) = pair().await;
             let meter = RelayMeter::default();
-            let outcome = splice_relay(&proxy_client, &proxy_server, Duration::from_millis(50), &meter)
-                .await
-                .expect("splice");
+            let outcome = splice_relay(
+                &proxy_client,
+                &proxy_server,
+                Duration::from_millis(50),
+                &meter,
+            )
+            .await
+            .expect("splice");
             assert_eq!(outcome.end, RelayEnd::TimedOut);
         });
     }

@@ -20,9 +20,16 @@ use std::{
     collections::{HashMap, HashSet},
     io,
     net::SocketAddr,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, RwLock,
+    },
     time::Duration,
 };
+
+/// tcp mode relays with splice(2) unless told otherwise: measured faster
+/// than copying (see the `tcp_relay_splice_vs_copy` measurement).
+pub const SPLICE_BY_DEFAULT: bool = true;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 /// Where finished access-log records go (the daemon hands them to the
@@ -54,9 +61,15 @@ pub struct Shared {
     /// Each frontend's `maxconn`, by name (kept across reloads).
     frontend_limits: Mutex<HashMap<String, Arc<Limit>>>,
     logger: RwLock<Option<Arc<dyn AccessLogger>>>,
+    /// tcp mode relays with splice(2) (else a user-space copy).
+    splice: AtomicBool,
 }
 
 impl Shared {
+    pub fn splice(&self) -> bool {
+        self.splice.load(Ordering::Relaxed)
+    }
+
     /// The current snapshot (load it once per connection or request).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot
@@ -78,7 +91,11 @@ impl Shared {
         if settings.dontlognull && record.is_null() {
             return;
         }
-        let logger = self.logger.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let logger = self
+            .logger
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Some(logger) = logger {
             logger.log(settings, record);
         }
@@ -133,7 +150,8 @@ impl ProxyRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name_fn(|| {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 format!("lbd-proxy-{n}")
             })
@@ -147,6 +165,7 @@ impl ProxyRuntime {
             global: Limit::new(snapshot.config.global.maxconn as usize),
             frontend_limits: Mutex::default(),
             logger: RwLock::new(None),
+            splice: AtomicBool::new(SPLICE_BY_DEFAULT),
         });
         let mut proxy = ProxyRuntime {
             runtime: Some(runtime),
@@ -158,7 +177,16 @@ impl ProxyRuntime {
     }
 
     pub fn set_logger(&self, logger: Arc<dyn AccessLogger>) {
-        *self.shared.logger.write().unwrap_or_else(|p| p.into_inner()) = Some(logger);
+        *self
+            .shared
+            .logger
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(logger);
+    }
+
+    /// Chooses the tcp-mode relay for new sessions: splice(2) or copy.
+    pub fn set_splice(&self, splice: bool) {
+        self.shared.splice.store(splice, Ordering::Relaxed);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -192,7 +220,9 @@ impl ProxyRuntime {
                 Ok(socket) => {
                     opened.insert(*address, socket);
                 }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => deferred.push((*address, frontend.clone(), e)),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    deferred.push((*address, frontend.clone(), e))
+                }
                 Err(source) => {
                     return Err(ProxyError::Bind {
                         frontend: frontend.clone(),
@@ -202,14 +232,23 @@ impl ProxyRuntime {
                 }
             }
         }
-        *self.shared.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+        *self
+            .shared
+            .snapshot
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
         self.shared
             .global
             .set_max(snapshot.config.global.maxconn as usize);
         for frontend in &snapshot.config.frontends {
             self.shared.frontend_limit(&frontend.name, frontend.maxconn);
         }
-        let names: HashSet<&str> = snapshot.config.frontends.iter().map(|f| f.name.as_str()).collect();
+        let names: HashSet<&str> = snapshot
+            .config
+            .frontends
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
         self.shared
             .frontend_limits
             .lock()
@@ -254,10 +293,16 @@ impl ProxyRuntime {
         let servers: HashSet<(&str, &str)> = config
             .backends
             .iter()
-            .flat_map(|b| b.servers.iter().map(move |s| (b.name.as_str(), s.name.as_str())))
+            .flat_map(|b| {
+                b.servers
+                    .iter()
+                    .map(move |s| (b.name.as_str(), s.name.as_str()))
+            })
             .collect();
         let counters = &self.shared.counters;
-        counters.frontends.retain(|name| frontends.contains(&**name));
+        counters
+            .frontends
+            .retain(|name| frontends.contains(&**name));
         counters.backends.retain(|name| backends.contains(&**name));
         counters
             .servers
@@ -270,12 +315,17 @@ impl ProxyRuntime {
         };
         let (stop, stopped) = watch::channel(false);
         let task = runtime.spawn(accept_loop(socket, address, self.shared.clone(), stopped));
-        self.listeners.insert(address, ListenerHandle { stop, task });
+        self.listeners
+            .insert(address, ListenerHandle { stop, task });
     }
 
     /// The counters and states for `lbd status`.
     pub fn status(&self) -> ProxyStatus {
-        ProxyStatus::collect(&self.shared.snapshot(), &self.shared.counters, self.shared.connections())
+        ProxyStatus::collect(
+            &self.shared.snapshot(),
+            &self.shared.counters,
+            self.shared.connections(),
+        )
     }
 
     /// Closes every listener, waits up to `grace` for open connections to
@@ -305,7 +355,10 @@ impl Drop for ProxyRuntime {
 }
 
 /// The frontend that owns `address` in `snapshot`: name, mode, maxconn.
-fn owner(snapshot: &Snapshot, address: SocketAddr) -> Option<(Arc<str>, Mode, u32, super::config::FrontendTimeouts)> {
+fn owner(
+    snapshot: &Snapshot,
+    address: SocketAddr,
+) -> Option<(Arc<str>, Mode, u32, super::config::FrontendTimeouts)> {
     snapshot
         .config
         .frontends

@@ -62,7 +62,11 @@ pub struct ServerStatus {
 }
 
 impl ProxyStatus {
-    pub fn collect(snapshot: &Snapshot, counters: &ProxyCounters, connections: usize) -> ProxyStatus {
+    pub fn collect(
+        snapshot: &Snapshot,
+        counters: &ProxyCounters,
+        connections: usize,
+    ) -> ProxyStatus {
         let config = &snapshot.config;
         let frontends = config
             .frontends
@@ -73,7 +77,10 @@ impl ProxyStatus {
                 binds: f.binds.iter().map(|b| b.address.to_string()).collect(),
                 maxconn: f.maxconn,
                 status: "OPEN".into(),
-                counters: counters.frontends.get(&Arc::from(f.name.as_str())).snapshot(),
+                counters: counters
+                    .frontends
+                    .get(&Arc::from(f.name.as_str()))
+                    .snapshot(),
             })
             .collect();
         let backends = config
@@ -113,10 +120,10 @@ impl ProxyStatus {
                             weight: state.map_or(s.weight, |st| st.weight()),
                             backup: s.backup,
                             check: s.check,
-                            last_check: state
-                                .and_then(|st| st.last_check())
-                                .map(|c| c.detail),
-                            downs: state.map_or(0, |st| st.downs.load(std::sync::atomic::Ordering::Relaxed)),
+                            last_check: state.and_then(|st| st.last_check()).map(|c| c.detail),
+                            downs: state.map_or(0, |st| {
+                                st.downs.load(std::sync::atomic::Ordering::Relaxed)
+                            }),
                             maxconn: s.maxconn,
                             counters: server_counters,
                         }

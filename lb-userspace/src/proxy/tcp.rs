@@ -4,7 +4,9 @@
 //! bytes both ways with half-close until both sides end or the session is
 //! idle for `timeout client`/`timeout server` (the smaller). One `tcplog`
 //! record per session.
-use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState};
+use crate::log::{
+    AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
+};
 use crate::proxy::{
     acl::ConnInfo,
     balance::{rdp_cookie, Balance, BalanceInput, Pick, RdpCookie},
@@ -29,9 +31,6 @@ const INSPECT_BYTES: usize = 1024;
 /// Poll step while the client's first bytes are incomplete.
 const INSPECT_STEP: Duration = Duration::from_millis(10);
 
-/// Whether tcp mode relays with splice(2) (see `relay::splice_relay`).
-pub const USE_SPLICE: bool = true;
-
 /// Serves one tcp-mode client connection.
 pub async fn serve(
     client: TcpStream,
@@ -41,8 +40,23 @@ pub async fn serve(
     info: ConnInfo,
 ) {
     let accepted = Instant::now();
-    let mut record = AccessRecord::new(RecordMode::Tcp, info.src, info.dst, frontend.clone(), SystemTime::now());
-    let end = session(client, &shared, &snapshot, &frontend, &info, &mut record, accepted).await;
+    let mut record = AccessRecord::new(
+        RecordMode::Tcp,
+        info.src,
+        info.dst,
+        frontend.clone(),
+        SystemTime::now(),
+    );
+    let end = session(
+        client,
+        &shared,
+        &snapshot,
+        &frontend,
+        &info,
+        &mut record,
+        accepted,
+    )
+    .await;
     record.termination = end;
     record.timers.total = accepted.elapsed();
     record.timers.active = record.timers.total;
@@ -77,7 +91,12 @@ async fn session(
 
     let payload = match &backend.balance {
         Balance::RdpCookie(name) => {
-            peek_first_bytes(&client, name, INSPECT_DELAY.min(frontend_config.timeouts.client)).await
+            peek_first_bytes(
+                &client,
+                name,
+                INSPECT_DELAY.min(frontend_config.timeouts.client),
+            )
+            .await
         }
         _ => Vec::new(),
     };
@@ -98,10 +117,15 @@ async fn session(
                 };
                 match route::choose(snapshot, backend_id, &input) {
                     Pick::Server(server) => server,
-                    Pick::NoServer => return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect),
+                    Pick::NoServer => {
+                        return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect)
+                    }
                     Pick::Queue(_) => {
                         if !wait_in_queue(runtime, queue_deadline).await {
-                            return TerminationState::new(Cause::ServerTimeout, SessionPhase::Queue);
+                            return TerminationState::new(
+                                Cause::ServerTimeout,
+                                SessionPhase::Queue,
+                            );
                         }
                         continue;
                     }
@@ -123,7 +147,9 @@ async fn session(
             .servers
             .get(&(backend_name.clone(), server_name));
         let connect_started = Instant::now();
-        let attempt = tokio::time::timeout(backend.timeouts.connect, TcpStream::connect(config.address)).await;
+        let attempt =
+            tokio::time::timeout(backend.timeouts.connect, TcpStream::connect(config.address))
+                .await;
         match attempt {
             Ok(Ok(stream)) => {
                 record.timers.connect = Some(connect_started.elapsed());
@@ -170,7 +196,7 @@ async fn session(
         .tunnel
         .unwrap_or(frontend_config.timeouts.client.min(backend.timeouts.server));
     let meter = RelayMeter::default();
-    let outcome = if USE_SPLICE {
+    let outcome = if shared.splice() {
         match relay::splice_relay(&client, &server_stream, idle, &meter).await {
             Ok(outcome) => outcome,
             Err(_) => return TerminationState::new(Cause::Resource, SessionPhase::Data),
@@ -191,7 +217,9 @@ async fn session(
     match outcome.end {
         RelayEnd::Closed => TerminationState::NORMAL,
         RelayEnd::TimedOut => TerminationState::new(Cause::ClientTimeout, SessionPhase::Data),
-        RelayEnd::Failed { client: true } => TerminationState::new(Cause::ClientAbort, SessionPhase::Data),
+        RelayEnd::Failed { client: true } => {
+            TerminationState::new(Cause::ClientAbort, SessionPhase::Data)
+        }
         RelayEnd::Failed { client: false } => {
             for counters in [&backend_counters, &server_counters] {
                 Counters::add(&counters.response_errors, 1);
@@ -226,7 +254,10 @@ async fn peek_first_bytes(client: &TcpStream, cookie: &str, limit: Duration) -> 
     buffer
 }
 
-async fn wait_in_queue(runtime: &crate::proxy::snapshot::BackendRuntime, deadline: Instant) -> bool {
+async fn wait_in_queue(
+    runtime: &crate::proxy::snapshot::BackendRuntime,
+    deadline: Instant,
+) -> bool {
     let now = Instant::now();
     if now >= deadline {
         return false;

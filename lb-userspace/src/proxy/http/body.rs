@@ -183,12 +183,20 @@ mod tests {
         let (body, seen) = metered(full("hello"), None);
         let bytes = body.collect().await.expect("body").to_bytes();
         assert_eq!(bytes, "hello");
-        assert_eq!(*seen.lock().expect("lock"), (5, Some((BodyEnd::Complete, 5))));
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            (5, Some((BodyEnd::Complete, 5)))
+        );
     }
 
     #[tokio::test]
     async fn dropped_early_is_abandoned() {
-        let (body, seen) = metered(http_body_util::StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, BoxError>>()), None);
+        let (body, seen) = metered(
+            http_body_util::StreamBody::new(futures::stream::pending::<
+                Result<Frame<Bytes>, BoxError>,
+            >()),
+            None,
+        );
         drop(body);
         assert_eq!(seen.lock().expect("lock").1, Some((BodyEnd::Abandoned, 0)));
     }
@@ -196,7 +204,9 @@ mod tests {
     #[tokio::test]
     async fn idle_body_times_out() {
         let (body, seen) = metered(
-            http_body_util::StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, BoxError>>()),
+            http_body_util::StreamBody::new(futures::stream::pending::<
+                Result<Frame<Bytes>, BoxError>,
+            >()),
             Some(Duration::from_millis(30)),
         );
         let error = body.collect().await.expect_err("times out");

@@ -7,6 +7,7 @@
 //! a head over the size limit) by hyper, the connection closed, counted in
 //! the frontend's request errors and logged as `<BADREQ>`.
 use super::service;
+use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause, TerminationState};
 use crate::proxy::{
     acl::ConnInfo,
     config::FrontendTimeouts,
@@ -14,7 +15,6 @@ use crate::proxy::{
     snapshot::Snapshot,
     stats::{now_ms, Counters},
 };
-use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause, TerminationState};
 use hyper::service::service_fn;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -166,7 +166,11 @@ struct WatchedIo {
 }
 
 impl AsyncRead for WatchedIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.stream).poll_read(cx, buf);
@@ -180,7 +184,11 @@ impl AsyncRead for WatchedIo {
 }
 
 impl AsyncWrite for WatchedIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_write(cx, buf);
         this.note_write(&result);
@@ -334,7 +342,12 @@ fn classify_error(
     }
 }
 
-fn log_connection_error(context: &ConnContext, counters: &Counters, status: u16, cause: TerminationCause) {
+fn log_connection_error(
+    context: &ConnContext,
+    counters: &Counters,
+    status: u16,
+    cause: TerminationCause,
+) {
     Counters::add(&counters.request_errors, 1);
     counters.count_response(status);
     let mut record = AccessRecord::new(
@@ -353,5 +366,7 @@ fn log_connection_error(context: &ConnContext, counters: &Counters, status: u16,
     record.timers.active = Duration::from_millis(head);
     // A connection that sent nothing is what `dontlognull` leaves out.
     record.bytes_from_client = context.activity.bytes_read.load(Relaxed);
-    context.shared.log(&context.accepted_snapshot, &context.frontend, record);
+    context
+        .shared
+        .log(&context.accepted_snapshot, &context.frontend, record);
 }

@@ -12,7 +12,9 @@ pub fn error_body(status: u16) -> String {
         401 => "You need a valid user and password to access this content.",
         403 => "Request forbidden by administrative rules.",
         404 => "The resource could not be found.",
-        405 => "A request was made of a resource using a request method not supported by that resource",
+        405 => {
+            "A request was made of a resource using a request method not supported by that resource"
+        }
         407 => "You need a valid user and password to access this content.",
         408 => "Your browser didn't send a complete request in time.",
         410 => "The resource is no longer available and will not be available again.",
@@ -40,10 +42,19 @@ pub fn error_response(status: u16, close: bool) -> Response<ProxyBody> {
     let mut response = Response::new(full(error_body(status)));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/html"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html"),
+    );
     if close {
-        headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
     }
     response
 }
@@ -55,9 +66,10 @@ pub fn redirect_response(code: u16, location: &str) -> Response<ProxyBody> {
     if let Ok(value) = header::HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     response
 }
 

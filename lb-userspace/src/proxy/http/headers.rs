@@ -25,7 +25,8 @@ const HOP_BY_HOP: [&str; 8] = [
 /// `Upgrade: <protocol>`), e.g. `websocket`.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Comma-separated tokens of every Connection header.
@@ -291,7 +292,10 @@ mod tests {
                 .expect("request"),
         );
         let upgrade = upgrade_protocol(&p.headers);
-        assert_eq!(upgrade.as_ref().map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(
+            upgrade.as_ref().map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
         prepare_upstream(&mut p, HttpConnectionMode::KeepAlive, upgrade.as_ref());
         assert_eq!(p.headers["connection"], "upgrade");
         assert_eq!(p.headers["upgrade"], "websocket");

@@ -12,7 +12,9 @@ use super::{
     tunnel,
     upstream::{self, ConnectError},
 };
-use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState};
+use crate::log::{
+    AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
+};
 use crate::proxy::{
     balance::{BalanceInput, Pick},
     config::{Backend, BackendId, HttpConnectionMode, ServerId},
@@ -61,20 +63,33 @@ struct Exchange {
 
 impl Exchange {
     fn counters(&self) -> impl Iterator<Item = &Arc<Counters>> {
-        [Some(&self.frontend), self.backend.as_ref(), self.server.as_ref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(&self.frontend),
+            self.backend.as_ref(),
+            self.server.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// A response made here (deny, redirect, error).
-    fn local(mut self, response: Response<ProxyBody>, cause: Cause, phase: SessionPhase) -> Response<ProxyBody> {
+    fn local(
+        mut self,
+        response: Response<ProxyBody>,
+        cause: Cause,
+        phase: SessionPhase,
+    ) -> Response<ProxyBody> {
         self.record.termination = TerminationState::new(cause, phase);
         self.respond(response, None)
     }
 
     /// Sends `response` to the client; the record is finished when its
     /// body ends. `idle`: the server's inactivity timeout while streaming.
-    fn respond(mut self, response: Response<ProxyBody>, idle: Option<Duration>) -> Response<ProxyBody> {
+    fn respond(
+        mut self,
+        response: Response<ProxyBody>,
+        idle: Option<Duration>,
+    ) -> Response<ProxyBody> {
         let status = response.status().as_u16();
         self.record.status = Some(status);
         for counters in self.counters() {
@@ -91,7 +106,10 @@ impl Exchange {
             }
         });
         let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, bytes));
-        Response::from_parts(parts, Metered::new(body, idle, on_data, on_end).boxed_unsync())
+        Response::from_parts(
+            parts,
+            Metered::new(body, idle, on_data, on_end).boxed_unsync(),
+        )
     }
 
     fn finish(mut self, end: BodyEnd, bytes: u64) {
@@ -99,7 +117,8 @@ impl Exchange {
         match end {
             BodyEnd::Complete => {}
             BodyEnd::Abandoned => {
-                self.record.termination = TerminationState::new(Cause::ClientAbort, SessionPhase::Data)
+                self.record.termination =
+                    TerminationState::new(Cause::ClientAbort, SessionPhase::Data)
             }
             BodyEnd::TimedOut | BodyEnd::Failed => {
                 let cause = if end == BodyEnd::TimedOut {
@@ -153,7 +172,10 @@ fn version_name(version: Version) -> &'static str {
 }
 
 /// hyper's service function: never fails, every problem is a response.
-pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    mut request: Request<Incoming>,
+    context: Arc<ConnContext>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let (idle_ms, request_ms) = context.activity.idle_and_head_ms(now_ms());
     let activity = context.activity.begin();
     let current = context.shared.snapshot();
@@ -204,20 +226,40 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
         Decision::UseBackend(id) => id,
         Decision::Deny { status } => {
             Counters::add(&exchange.frontend.denied_requests, 1);
-            return Ok(exchange.local(error_response(status, false), Cause::ProxyAbort, SessionPhase::Request));
+            return Ok(exchange.local(
+                error_response(status, false),
+                Cause::ProxyAbort,
+                SessionPhase::Request,
+            ));
         }
         Decision::Redirect { code, location } => {
-            return Ok(exchange.local(redirect_response(code, &location), Cause::LocalResponse, SessionPhase::Request));
+            return Ok(exchange.local(
+                redirect_response(code, &location),
+                Cause::LocalResponse,
+                SessionPhase::Request,
+            ));
         }
         Decision::NoBackend => {
-            return Ok(exchange.local(error_response(503, false), Cause::ServerAbort, SessionPhase::Connect));
+            return Ok(exchange.local(
+                error_response(503, false),
+                Cause::ServerAbort,
+                SessionPhase::Connect,
+            ));
         }
     };
     let Some(frontend) = snapshot.frontend(frontend_id) else {
-        return Ok(exchange.local(error_response(503, false), Cause::Internal, SessionPhase::Request));
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
     };
     let Some((backend, _)) = snapshot.backend(backend_id) else {
-        return Ok(exchange.local(error_response(503, false), Cause::Internal, SessionPhase::Request));
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
     };
     let backend_name: Arc<str> = backend.name.as_str().into();
     exchange.record.backend = Some(backend_name.clone());
@@ -228,7 +270,11 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
     let mode = frontend
         .http_connection_mode
         .combine(backend.http_connection_mode);
-    let mode = if frontend_gone { HttpConnectionMode::Close } else { mode };
+    let mode = if frontend_gone {
+        HttpConnectionMode::Close
+    } else {
+        mode
+    };
     headers::add_forwarding(
         &mut parts,
         &Forwarding {
@@ -244,7 +290,11 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
         Ok(connected) => connected,
         Err(failure) => {
             let status = failure.status();
-            return Ok(exchange.local(error_response(status, false), failure.cause(), failure.phase()));
+            return Ok(exchange.local(
+                error_response(status, false),
+                failure.cause(),
+                failure.phase(),
+            ));
         }
     };
     let Connected {
@@ -278,7 +328,10 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
         Err(failure) => {
             let (status, cause, phase) = failure.classify();
             if cause != Cause::ClientTimeout && cause != Cause::ClientAbort {
-                for counters in [exchange.backend.as_ref(), exchange.server.as_ref()].into_iter().flatten() {
+                for counters in [exchange.backend.as_ref(), exchange.server.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
                     Counters::add(&counters.response_errors, 1);
                 }
             }
@@ -293,7 +346,13 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
     let (mut response_parts, response_body) = response.into_parts();
     if let (Some(client_upgrade), Some(server_upgrade)) = (client_upgrade, server_upgrade) {
         headers::prepare_downstream(&mut response_parts, mode);
-        route::apply_response(&snapshot, frontend_id, Some(backend_id), &context.info, &mut response_parts);
+        route::apply_response(
+            &snapshot,
+            frontend_id,
+            Some(backend_id),
+            &context.info,
+            &mut response_parts,
+        );
         drop(response_body);
         let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
             .into_iter()
@@ -306,12 +365,24 @@ pub async fn handle(mut request: Request<Incoming>, context: Arc<ConnContext>) -
             .timeouts
             .tunnel
             .unwrap_or(frontend.timeouts.client.min(backend.timeouts.server));
-        tunnel::spawn(client_upgrade, server_upgrade, idle, counters, (slot, sender));
+        tunnel::spawn(
+            client_upgrade,
+            server_upgrade,
+            idle,
+            counters,
+            (slot, sender),
+        );
         let response = Response::from_parts(response_parts, full(""));
         return Ok(exchange.respond(response, None));
     }
     headers::prepare_downstream(&mut response_parts, mode);
-    route::apply_response(&snapshot, frontend_id, Some(backend_id), &context.info, &mut response_parts);
+    route::apply_response(
+        &snapshot,
+        frontend_id,
+        Some(backend_id),
+        &context.info,
+        &mut response_parts,
+    );
     if mode == HttpConnectionMode::KeepAlive {
         context
             .shared
@@ -328,7 +399,8 @@ trait BoxIncoming {
 
 impl BoxIncoming for Incoming {
     fn boxed_unsync_proxy(self) -> ProxyBody {
-        self.map_err(|e| Box::new(e) as super::body::BoxError).boxed_unsync()
+        self.map_err(|e| Box::new(e) as super::body::BoxError)
+            .boxed_unsync()
     }
 }
 
@@ -427,7 +499,8 @@ async fn connect_with_retries(
                 }
             }
         };
-        let Some(slot) = ServerSlot::acquire(runtime, server, backend.servers[server].maxconn) else {
+        let Some(slot) = ServerSlot::acquire(runtime, server, backend.servers[server].maxconn)
+        else {
             // Taken between choice and acquisition: queue like a full server.
             if queued.is_none() {
                 queued = Some(queue_guards(exchange, backend, runtime, Some(server)));
@@ -475,7 +548,10 @@ async fn connect_with_retries(
             Err(error) => {
                 drop(slot);
                 let backend_counters = exchange.backend.clone();
-                for counters in [backend_counters.as_ref(), Some(&server_counters)].into_iter().flatten() {
+                for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                    .into_iter()
+                    .flatten()
+                {
                     Counters::add(&counters.connection_errors, 1);
                 }
                 if retries >= backend.retries {
@@ -484,7 +560,10 @@ async fn connect_with_retries(
                 }
                 retries += 1;
                 exchange.record.retries = retries;
-                for counters in [backend_counters.as_ref(), Some(&server_counters)].into_iter().flatten() {
+                for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                    .into_iter()
+                    .flatten()
+                {
                     Counters::add(&counters.retries, 1);
                 }
                 let redispatch = backend.redispatch && retries == backend.retries;
@@ -492,7 +571,10 @@ async fn connect_with_retries(
                     pinned = None;
                     exclude = Some(server);
                     exchange.record.redispatched = true;
-                    for counters in [backend_counters.as_ref(), Some(&server_counters)].into_iter().flatten() {
+                    for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                        .into_iter()
+                        .flatten()
+                    {
                         Counters::add(&counters.redispatches, 1);
                     }
                 } else {
@@ -565,8 +647,12 @@ impl SendFailure {
     fn classify(&self) -> (u16, Cause, SessionPhase) {
         match self {
             SendFailure::Timeout => (504, Cause::ServerTimeout, SessionPhase::Headers),
-            SendFailure::Connect(ConnectError::Timeout) => (503, Cause::ServerTimeout, SessionPhase::Connect),
-            SendFailure::Connect(_) | SendFailure::NotSent(_) => (503, Cause::ServerAbort, SessionPhase::Connect),
+            SendFailure::Connect(ConnectError::Timeout) => {
+                (503, Cause::ServerTimeout, SessionPhase::Connect)
+            }
+            SendFailure::Connect(_) | SendFailure::NotSent(_) => {
+                (503, Cause::ServerAbort, SessionPhase::Connect)
+            }
             SendFailure::Failed(error) if caused_by_client_timeout(error) => {
                 (408, Cause::ClientTimeout, SessionPhase::Data)
             }
@@ -595,12 +681,13 @@ async fn send(
         if sender.ready().await.is_err() {
             return Err(SendFailure::NotSent(Box::new(request)));
         }
-        sender.try_send_request(request).await.map_err(|mut error| {
-            match error.take_message() {
+        sender
+            .try_send_request(request)
+            .await
+            .map_err(|mut error| match error.take_message() {
                 Some(request) => SendFailure::NotSent(Box::new(request)),
                 None => SendFailure::Failed(error.into_error()),
-            }
-        })
+            })
     };
     match tokio::time::timeout(timeout, sending).await {
         Ok(result) => result,

@@ -85,7 +85,12 @@ impl Pool {
 
     /// Pools `sender` once its current exchange is over (the response body
     /// read to its end), if the connection stays open; waits at most `wait`.
-    pub fn recycle(self: &Arc<Self>, server: SocketAddr, mut sender: SendRequest<ProxyBody>, wait: Duration) {
+    pub fn recycle(
+        self: &Arc<Self>,
+        server: SocketAddr,
+        mut sender: SendRequest<ProxyBody>,
+        wait: Duration,
+    ) {
         let pool = Arc::clone(self);
         tokio::spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
@@ -103,7 +108,10 @@ impl Pool {
 /// Opens an HTTP/1.1 connection to `server` within `timeout`; the
 /// connection's task runs until the server or the last sender closes it,
 /// with upgrades enabled (WebSocket).
-pub async fn connect(server: SocketAddr, timeout: Duration) -> Result<SendRequest<ProxyBody>, ConnectError> {
+pub async fn connect(
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
         Ok(stream) => stream?,
         Err(_) => return Err(ConnectError::Timeout),
