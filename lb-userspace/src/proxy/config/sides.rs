@@ -256,13 +256,25 @@ pub(super) fn check_backend_modes(
     }
 }
 
-/// ":80" and "*:80" (every IPv4 address), "198.18.0.1:80", "[fd00::1]:80".
+/// ":80" and "*:80" (every IPv4 address), ":::80" (every IPv6 address, as
+/// HAProxy writes it), "198.18.0.1:80", "[fd00::1]:80".
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     if let Some((address, options)) = text.trim().split_once(char::is_whitespace) {
         return Err(format!(
             "\"{text}\": bind options (\"{}\") are not supported; a bind is only an address and port such as \"{address}\"",
             options.trim()
         ));
+    }
+    // HAProxy's IPv6 wildcard: ":::80" is [::]:80.
+    if let Some(port) = text.strip_prefix(":::") {
+        return match port.parse::<u16>() {
+            Ok(0) => Err(format!("\"{text}\": port 0 cannot be bound")),
+            Ok(port) => Ok(SocketAddr::new(
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                port,
+            )),
+            Err(_) => Err(format!("\"{text}\": \"{port}\" is not a port")),
+        };
     }
     let any = text
         .strip_prefix("*:")

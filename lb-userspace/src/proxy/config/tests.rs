@@ -246,6 +246,39 @@ tcp_check = true
 }
 
 #[test]
+fn binds_in_haproxy_forms() {
+    let cases = [
+        (":80", "0.0.0.0:80"),
+        ("*:8080", "0.0.0.0:8080"),
+        (":::443", "[::]:443"),
+        ("198.18.0.1:80", "198.18.0.1:80"),
+        ("[fd00::1]:80", "[fd00::1]:80"),
+        ("[::]:80", "[::]:80"),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            sides::parse_bind(text),
+            Ok(expected.parse().unwrap()),
+            "{text}"
+        );
+    }
+    for bad in [
+        "80",
+        ":",
+        "*:",
+        ":::",
+        ":::x",
+        "*:65536",
+        "1.2.3.4",
+        "[fd00::1]",
+        "host:80",
+        ":::0",
+    ] {
+        assert!(sides::parse_bind(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn without_defaults_haproxy_defaults_apply() {
     let config = parse("[[frontend]]\nname = \"f\"\nbind = [\"[::]:443\"]\ndefault_backend = \"b\"\n[[backend]]\nname = \"b\"\n").unwrap();
     let f = &config.frontends[0];
