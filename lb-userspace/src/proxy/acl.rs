@@ -10,7 +10,7 @@ mod words;
 #[cfg(test)]
 mod tests;
 
-pub use fetch::{query_param_values, Fetch, Sample, Side};
+pub use fetch::{authority_as_host, query_param_values, Fetch, Sample, Side};
 pub use pattern::{parse_net, MatchKind, Pattern};
 pub use words::split_words;
 

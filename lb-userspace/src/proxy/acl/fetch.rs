@@ -222,9 +222,13 @@ impl Fetch {
             },
             Fetch::UrlParam(name) => query_param_values(request.uri.query(), name)
                 .any(|v| visit(Sample::Bytes(Cow::Borrowed(v.as_bytes())))),
-            Fetch::Hdr(name) => header_values(&request.headers, name, visit),
+            Fetch::Hdr(name) => match authority_as_host(request, name) {
+                Some(host) => visit(Sample::Bytes(Cow::Borrowed(host.as_bytes()))),
+                None => header_values(&request.headers, name, visit),
+            },
             Fetch::HdrCnt(name) => {
                 let count = match name {
+                    Some(name) if authority_as_host(request, name).is_some() => 1,
                     Some(name) => request
                         .headers
                         .get_all(name)
@@ -251,6 +255,18 @@ impl Fetch {
             _ => false,
         }
     }
+}
+
+/// HTTP/2 carries the host in `:authority`, which HAProxy presents as the
+/// `Host` header: the authority, when a request asks for a missing `Host`.
+pub fn authority_as_host<'a>(
+    request: &'a hyper::http::request::Parts,
+    name: &HeaderName,
+) -> Option<&'a str> {
+    if name != hyper::http::header::HOST || request.headers.contains_key(name) {
+        return None;
+    }
+    request.uri.authority().map(|a| a.as_str())
 }
 
 /// HAProxy's `hdr()`: every occurrence, each comma-separated value on its

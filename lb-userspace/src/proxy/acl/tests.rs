@@ -404,3 +404,25 @@ fn random_lines_never_panic() {
         let _ = crate::proxy::balance::Balance::parse(&line);
     }
 }
+
+#[test]
+fn http2_authority_is_the_host_header() {
+    let c = conn("198.18.0.1");
+    let mut h2 = req("GET", "https://api.example.com/v1", &[]);
+    h2.version = hyper::http::Version::HTTP_2;
+    let test = |t: &str, r: &request::Parts| {
+        AclTest::parse(&split_words(t).unwrap())
+            .unwrap()
+            .matches(&RequestView::request(&c, r))
+    };
+    assert!(test("hdr(host) -i api.example.com", &h2));
+    assert!(test("hdr_cnt(host) 1", &h2));
+    assert!(test("path /v1", &h2));
+    // A Host header, when present, is what counts.
+    let h1 = req(
+        "GET",
+        "http://other.example/v1",
+        &[("host", "api.example.com")],
+    );
+    assert!(test("hdr(host) api.example.com", &h1));
+}

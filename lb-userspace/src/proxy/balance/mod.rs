@@ -15,7 +15,7 @@ mod tests;
 pub use hash::uri_key;
 pub use rdp::{connection_request as rdp_connection_request, rdp_cookie, RdpCookie};
 
-use crate::proxy::acl::query_param_values;
+use crate::proxy::acl::{authority_as_host, query_param_values};
 use crate::proxy::config::{Backend, ServerId};
 use crate::proxy::snapshot::BackendRuntime;
 use hyper::http::{request, HeaderName};
@@ -357,7 +357,10 @@ fn hash_key(balance: &Balance, input: &BalanceInput) -> Option<Vec<u8>> {
         }
         Balance::Hdr(name) => {
             let request = input.request?;
-            let value = request.headers.get(name)?.as_bytes().trim_ascii();
+            let value = match authority_as_host(request, name) {
+                Some(host) => host.as_bytes(),
+                None => request.headers.get(name)?.as_bytes().trim_ascii(),
+            };
             (!value.is_empty()).then(|| value.to_vec())
         }
         Balance::RdpCookie(name) => match rdp_cookie(input.payload, name) {

@@ -541,3 +541,19 @@ fn every_hashing_algorithm_is_weighted_and_consistent() {
         assert!(after.iter().all(|&s| s != 2), "{balance}");
     }
 }
+
+#[test]
+fn hdr_host_reads_the_http2_authority() {
+    let snap = snapshot("hdr(host)", &equal(5));
+    for i in 0..50 {
+        let host = format!("site{i}.example");
+        let h1 = get("/", &[("host", &host)]);
+        let h2 = get(&format!("https://{host}/"), &[]);
+        let at = |r: &request::Parts| {
+            let mut input = BalanceInput::new(src(1));
+            input.request = Some(r);
+            server(&snap, &input)
+        };
+        assert_eq!(at(&h1), at(&h2), "{host}");
+    }
+}
