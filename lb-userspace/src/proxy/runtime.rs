@@ -189,6 +189,12 @@ impl ProxyRuntime {
         self.shared.splice.store(splice, Ordering::Relaxed);
     }
 
+    /// The proxy's runtime, for tasks that belong on its threads (the
+    /// proxy servers' health checks); `None` once stopped.
+    pub fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.runtime.as_ref().map(|r| r.handle().clone())
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }

@@ -159,3 +159,82 @@ impl ProxyStatus {
 fn mode_name(mode: Mode) -> String {
     mode.name().into()
 }
+
+/// The human-readable table, HAProxy's stats columns: one line per
+/// frontend (`FRONTEND`), per server, and per backend (`BACKEND`).
+pub fn render(status: &ProxyStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<10} {:>6} {:>6} {:>6} {:>8} {:>5} {:>5} {:>12} {:>12} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6}  LASTCHK",
+        "PROXY/SERVER", "STATUS", "WEIGHT", "SCUR", "SMAX", "STOT", "RATE", "QCUR", "BIN", "BOUT", "DREQ", "EREQ",
+        "ECON", "ERESP", "WRETR", "WREDIS"
+    );
+    let mut line = |name: String,
+                    status: &str,
+                    weight: String,
+                    c: &CounterSnapshot,
+                    check: &str| {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<10} {:>6} {:>6} {:>6} {:>8} {:>5} {:>5} {:>12} {:>12} {:>5} {:>5} {:>5} {:>5} {:>5} {:>6}  {}",
+            name,
+            status,
+            weight,
+            c.sessions_current,
+            c.sessions_max,
+            c.sessions_total,
+            c.session_rate,
+            c.queue_current,
+            c.bytes_in,
+            c.bytes_out,
+            c.denied_requests,
+            c.request_errors,
+            c.connection_errors,
+            c.response_errors,
+            c.retries,
+            c.redispatches,
+            check
+        );
+    };
+    for f in &status.frontends {
+        line(
+            format!("{}/FRONTEND", f.name),
+            &f.status,
+            "-".into(),
+            &f.counters,
+            "",
+        );
+    }
+    for b in &status.backends {
+        for s in &b.servers {
+            let weight = if s.backup {
+                format!("{}b", s.weight)
+            } else {
+                s.weight.to_string()
+            };
+            let check = if s.check {
+                s.last_check.as_deref().unwrap_or("pending")
+            } else {
+                "no check"
+            };
+            line(
+                format!("{}/{}", b.name, s.name),
+                &s.status,
+                weight,
+                &s.counters,
+                check,
+            );
+        }
+        let servers = format!("{} act, {} bck", b.active_servers, b.backup_servers);
+        line(
+            format!("{}/BACKEND", b.name),
+            &b.status,
+            "-".into(),
+            &b.counters,
+            &servers,
+        );
+    }
+    out
+}
