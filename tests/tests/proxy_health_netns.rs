@@ -65,7 +65,11 @@ fn httpchk_against_nginx_down_within_fall_times_inter_and_back_after_rise() {
             .build()
             .expect("runtime");
         runtime.block_on(async {
-            let _checks = ProxyHealth::start(Arc::clone(&snapshot), Logger::disabled());
+            let _checks = ProxyHealth::start(
+                &tokio::runtime::Handle::current(),
+                Arc::clone(&snapshot),
+                Logger::disabled(),
+            );
             // The check as nginx saw it.
             let deadline = Instant::now() + Duration::from_secs(5);
             let entry = loop {

@@ -287,17 +287,22 @@ impl Drop for ProxyHealth {
 }
 
 impl ProxyHealth {
-    /// Starts one task per checked server of `snapshot` on the current
-    /// tokio runtime. A reload starts a new `ProxyHealth` for the new
-    /// snapshot and drops the old one; servers keep their UP/DOWN state
-    /// (it lives in the registry's server state).
-    pub fn start(snapshot: Arc<Snapshot>, logger: Logger) -> ProxyHealth {
+    /// Starts one task per checked server of `snapshot` on `runtime` (the
+    /// proxy's own, so checks never wait behind the daemon's loop). A
+    /// reload starts a new `ProxyHealth` for the new snapshot and drops the
+    /// old one; servers keep their UP/DOWN state (it lives in the
+    /// registry's server state).
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        snapshot: Arc<Snapshot>,
+        logger: Logger,
+    ) -> ProxyHealth {
         let tasks = plans(&snapshot)
             .into_iter()
             .map(|plan| {
                 let snapshot = Arc::clone(&snapshot);
                 let logger = logger.clone();
-                tokio::spawn(async move { run(plan, snapshot, logger).await })
+                runtime.spawn(async move { run(plan, snapshot, logger).await })
             })
             .collect();
         ProxyHealth { tasks }

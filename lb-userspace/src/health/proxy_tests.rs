@@ -263,7 +263,11 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     let snapshot = Arc::new(registry.build(Arc::new(parse_str(&text, Path::new("t")).unwrap())));
     let state = Arc::clone(&snapshot.backends[0].servers[0]);
     assert!(state.is_health_up(), "servers start up");
-    let health = ProxyHealth::start(Arc::clone(&snapshot), Logger::disabled());
+    let health = ProxyHealth::start(
+        &tokio::runtime::Handle::current(),
+        Arc::clone(&snapshot),
+        Logger::disabled(),
+    );
     assert_eq!(health.len(), 1);
     let wait_for = |up: bool| {
         let state = Arc::clone(&state);
@@ -294,7 +298,11 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     drop(health);
     let snapshot = Arc::new(registry.build(Arc::clone(&snapshot.config)));
     assert!(snapshot.backends[0].servers[0].is_health_up());
-    let _health = ProxyHealth::start(snapshot, Logger::disabled());
+    let _health = ProxyHealth::start(
+        &tokio::runtime::Handle::current(),
+        snapshot,
+        Logger::disabled(),
+    );
     server.abort();
 }
 
