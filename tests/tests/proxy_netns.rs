@@ -756,3 +756,77 @@ fn tcp_relay_splice_vs_copy() {
         );
     }
 }
+
+/// lbd itself runs the proxy from lb.toml beside an XDP service: requests
+/// through a frontend reach the backends, `lbd status --json` reports the
+/// proxy's counters, and a reload (SIGHUP) moves the frontend to another
+/// port (the old listener closes, the new one serves).
+#[test]
+fn lbd_runs_reloads_and_reports_the_proxy() {
+    use lb_tests::topology::{lbd_binary, DsrLab};
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build(2).expect("lab");
+    let proxy = |port: u16| {
+        format!(
+            "\n[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"10s\", server = \"10s\" }}\n\
+             [[frontend]]\nname = \"web\"\nbind = [\"{}:{port}\"]\ndefault_backend = \"app\"\n\
+             [[backend]]\nname = \"app\"\n\
+             [[backend.server]]\nname = \"b1\"\naddress = \"198.18.0.11:8080\"\n\
+             [[backend.server]]\nname = \"b2\"\naddress = \"198.18.0.12:8080\"\n",
+            lb_tests::topology::VIP
+        )
+    };
+    lab.write_config(&format!("{}{}", lab.config(2), proxy(8081)))
+        .expect("config");
+    lab.start_lbd(&lbd).expect("lbd");
+    let url = |port: u16| format!("http://{}:{port}/", lb_tests::topology::VIP);
+    let curl = |port: u16| lab.client.exec("curl", &["-s", "-m", "3", &url(port)]);
+    let bodies: Vec<String> = (0..4).map(|_| curl(8081).expect("curl 8081")).collect();
+    assert_eq!(bodies, ["b1", "b2", "b1", "b2"]);
+
+    // The state file is refreshed every second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let web = loop {
+        let report = lab.status(&lbd).expect("status");
+        let web = report
+            .proxy
+            .and_then(|p| p.frontends.into_iter().find(|f| f.name == "web"));
+        match web {
+            Some(web) if web.counters.sessions_total >= 4 => break web,
+            _ if Instant::now() > deadline => {
+                panic!("no proxy counters in lbd status: {}", lab.lbd_log())
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert_eq!(web.binds, [format!("{}:8081", lb_tests::topology::VIP)]);
+    let text = lb_tests::netns::run(std::process::Command::new(&lbd).args([
+        "status",
+        "--instance",
+        &lab.instance,
+    ]))
+    .expect("lbd status");
+    assert!(
+        text.contains("web/FRONTEND") && text.contains("app/b1"),
+        "{text}"
+    );
+
+    lab.write_config(&format!("{}{}", lab.config(2), proxy(8082)))
+        .expect("config");
+    lab.reload_lbd().expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl(8082).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "8082 never served: {}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(curl(8081).is_err(), "the old frontend port still answers");
+    assert!(
+        lab.stop_lbd(),
+        "lbd did not stop cleanly: {}",
+        lab.lbd_log()
+    );
+}
