@@ -71,7 +71,7 @@ pub struct ServerState {
     weight: AtomicU32,
     /// The configured weight, to tell a config change from a runtime one.
     config_weight: AtomicU32,
-    /// Failed checks (HAProxy's `chkfail`).
+    /// Failed checks while up (HAProxy's `chkfail`).
     pub failed_checks: AtomicU64,
     /// UP->DOWN transitions (HAProxy's `chkdown`).
     pub downs: AtomicU64,
@@ -133,8 +133,10 @@ impl ServerState {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+    /// Records a check's result; HAProxy's `chkfail` counts the failures
+    /// seen while the server was up.
     pub fn set_last_check(&self, check: LastCheck) {
-        if !check.ok {
+        if !check.ok && self.is_health_up() {
             self.failed_checks.fetch_add(1, Ordering::Relaxed);
         }
         *self.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(check);
@@ -454,5 +456,33 @@ mod tests {
         )
         .await
         .expect("a permit was stored");
+    }
+
+    #[test]
+    fn failed_checks_count_while_up_and_downs_count_transitions() {
+        let registry = StateRegistry::new();
+        let snap = registry.build(config(&[("a", 1)]));
+        let server = &snap.backends[0].servers[0];
+        let check = |ok| LastCheck {
+            ok,
+            detail: if ok {
+                "L7OK 200".into()
+            } else {
+                "L7STS 503".into()
+            },
+            at: SystemTime::now(),
+        };
+        server.set_last_check(check(false));
+        server.set_last_check(check(false));
+        assert!(server.set_health(false));
+        assert!(!server.set_health(false), "no change");
+        server.set_last_check(check(false));
+        assert_eq!(server.failed_checks.load(Ordering::Relaxed), 2);
+        assert_eq!(server.downs.load(Ordering::Relaxed), 1);
+        assert_eq!(server.last_check().unwrap().detail, "L7STS 503");
+        assert!(server.set_health(true));
+        server.set_last_check(check(true));
+        assert_eq!(server.failed_checks.load(Ordering::Relaxed), 2);
+        assert_eq!(server.downs.load(Ordering::Relaxed), 1);
     }
 }
