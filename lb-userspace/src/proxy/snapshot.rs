@@ -71,6 +71,8 @@ pub struct ServerState {
     weight: AtomicU32,
     /// The configured weight, to tell a config change from a runtime one.
     config_weight: AtomicU32,
+    /// The configured `disabled`, likewise.
+    config_disabled: AtomicBool,
     /// Failed checks while up (HAProxy's `chkfail`).
     pub failed_checks: AtomicU64,
     /// UP->DOWN transitions (HAProxy's `chkdown`).
@@ -95,6 +97,7 @@ impl ServerState {
             }),
             weight: AtomicU32::new(server.weight),
             config_weight: AtomicU32::new(server.weight),
+            config_disabled: AtomicBool::new(server.disabled),
             failed_checks: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_check: Mutex::new(None),
@@ -180,12 +183,24 @@ impl ServerState {
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| c.checked_sub(1));
     }
 
-    /// After a reload: a changed configured weight replaces the runtime one;
-    /// an unchanged one keeps a runtime change.
+    /// After a reload: a changed configured weight or `disabled` replaces
+    /// the runtime value; an unchanged one keeps a runtime change.
     fn reconfigure(&self, server: &Server) {
         let old = self.config_weight.swap(server.weight, Ordering::Relaxed);
         if old != server.weight {
             self.weight.store(server.weight, Ordering::Relaxed);
+        }
+        // Likewise `disabled`: a changed setting wins, an unchanged one
+        // keeps a runtime admin state (drain, maint, ready).
+        let was_disabled = self
+            .config_disabled
+            .swap(server.disabled, Ordering::Relaxed);
+        if was_disabled != server.disabled {
+            self.set_admin(if server.disabled {
+                AdminState::Maint
+            } else {
+                AdminState::Ready
+            });
         }
     }
 }
@@ -484,5 +499,24 @@ mod tests {
         server.set_last_check(check(true));
         assert_eq!(server.failed_checks.load(Ordering::Relaxed), 2);
         assert_eq!(server.downs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_changed_disabled_setting_applies_an_unchanged_one_keeps_runtime_state() {
+        let with = |disabled: bool| {
+            let text = format!("[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"a\"\naddress = \"198.18.0.1:80\"\ndisabled = {disabled}\n");
+            Arc::new(parse_str(&text, Path::new("t")).unwrap())
+        };
+        let registry = StateRegistry::new();
+        let first = registry.build(with(true));
+        let server = Arc::clone(&first.backends[0].servers[0]);
+        assert_eq!(server.admin(), AdminState::Maint);
+        registry.build(with(false));
+        assert_eq!(server.admin(), AdminState::Ready, "enabled in the file");
+        server.set_admin(AdminState::Drain);
+        registry.build(with(false));
+        assert_eq!(server.admin(), AdminState::Drain, "runtime state kept");
+        registry.build(with(true));
+        assert_eq!(server.admin(), AdminState::Maint, "disabled in the file");
     }
 }
