@@ -58,7 +58,7 @@ fn seed_acl_split_sends_static_paths_to_the_static_backend() {
         ("/api/static/x", "app"),
     ];
     let replies: Vec<kit::client::Reply> = lab
-        .from_client(|| {
+        .on_client(|| {
             let mut client = Client::connect(vip(80))?;
             cases
                 .iter()
@@ -93,7 +93,7 @@ fn forwardfor_is_seen_by_the_backend_and_except_leaves_it_out() {
     );
     lab.start(&config).expect("start");
     let (plain, chained, excepted, forwarded) = lab
-        .from_client(|| {
+        .on_client(|| {
             Ok((
                 get_once(vip(80), "/", &[])?,
                 get_once(vip(80), "/", &[("X-Forwarded-For", "203.0.113.7")])?,
@@ -121,7 +121,7 @@ fn spread(
     n: usize,
     path: impl Fn(usize) -> String + Sync,
 ) -> Vec<kit::client::Reply> {
-    lab.from_client(|| (0..n).map(|i| get_once(vip(port), &path(i), &[])).collect())
+    lab.on_client(|| (0..n).map(|i| get_once(vip(port), &path(i), &[])).collect())
         .expect("requests")
 }
 
@@ -199,7 +199,7 @@ fn each_algorithm_is_observed_from_the_backends() {
     assert_eq!(tally(&spread(&lab, 85, 30, |_| "/".into())).len(), 3);
     // `hdr(X-Tenant)`.
     let tenants = lab
-        .from_client(|| {
+        .on_client(|| {
             (0..30)
                 .map(|i| get_once(vip(86), "/", &[("X-Tenant", &format!("t{}", i % 2))]))
                 .collect::<anyhow::Result<Vec<_>>>()
@@ -237,7 +237,7 @@ fn leastconn_avoids_the_slow_server() {
     // the servers with fewer in flight, so b1 gets a handful while round
     // robin would give it a third.
     let replies: Vec<kit::client::Reply> = lab
-        .from_client(|| {
+        .on_client(|| {
             let until = Instant::now() + Duration::from_secs(3);
             let clients: Vec<_> = (0..4)
                 .map(|_| {
@@ -357,7 +357,7 @@ fn websocket_echo_through_the_proxy() {
     );
     lab.start(&config).expect("start");
     let echoed = lab
-        .from_client(|| {
+        .on_client(|| {
             let mut client = Client::connect(vip(80))?;
             let reply = client.raw(
                 b"GET /chat HTTP/1.1\r\nHost: test.lbd\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
@@ -393,7 +393,7 @@ fn slow_loris_is_closed_at_http_request_while_others_are_served() {
     );
     lab.start(&config).expect("start");
     let (closed_after, served) = lab
-        .from_client(|| {
+        .on_client(|| {
             let mut loris = Client::connect(vip(80))?;
             let start = Instant::now();
             let drip = loris.stream().try_clone()?;
@@ -448,7 +448,7 @@ fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
         b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     ];
     let (statuses, good) = lab
-        .from_client(|| {
+        .on_client(|| {
             let mut statuses = Vec::new();
             for i in 0..200 {
                 let mut client = Client::connect(vip(80))?;
@@ -532,7 +532,7 @@ fn ten_thousand_idle_keep_alive_connections_are_held() {
     // a new client is served meanwhile.
     std::thread::sleep(Duration::from_secs(2));
     let fresh = lab
-        .from_client(|| get_once(vip(80), "/", &[]))
+        .on_client(|| get_once(vip(80), "/", &[]))
         .expect("fresh");
     assert_eq!(fresh.status, 200);
     writeln!(helper.stdin.as_mut().expect("stdin"), "go").expect("tell helper");
@@ -673,7 +673,7 @@ fn tcp_mode_relays_both_ways_with_half_close() {
     // The test backends speak HTTP: a request written then half-closed
     // comes back as a response, through the relay both ways.
     let names = lab
-        .from_client(|| {
+        .on_client(|| {
             (0..4)
                 .map(|_| {
                     let mut stream = std::net::TcpStream::connect(vip(6443))?;

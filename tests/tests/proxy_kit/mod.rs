@@ -168,7 +168,7 @@ impl ProxyLab {
     }
 
     /// Runs `f` on a thread in the client's namespace.
-    pub fn from_client<F, R>(&self, f: F) -> anyhow::Result<R>
+    pub fn on_client<F, R>(&self, f: F) -> anyhow::Result<R>
     where
         F: FnOnce() -> anyhow::Result<R> + Send,
         R: Send,
