@@ -4,6 +4,7 @@
 //! Everything is compiled when the configuration is validated; evaluation
 //! is a pure function of a [`RequestView`].
 mod fetch;
+mod ipset;
 mod pattern;
 mod words;
 
@@ -11,6 +12,7 @@ mod words;
 mod tests;
 
 pub use fetch::{authority_as_host, query_param_values, Fetch, Sample, Side};
+pub use ipset::IpSet;
 pub use pattern::{parse_net, MatchKind, Pattern};
 pub use words::split_words;
 

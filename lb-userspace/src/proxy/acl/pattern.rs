@@ -1,6 +1,7 @@
 //! Matchers (`-m str|beg|end|sub|reg|dir|dom|len|int|ip|bool|found`) and
 //! their patterns, compiled once when the configuration is validated.
 use super::fetch::Sample;
+use super::ipset::IpSet;
 use ipnet::IpNet;
 use regex::bytes::{Regex, RegexBuilder};
 use std::net::IpAddr;
@@ -62,7 +63,7 @@ pub enum Pattern {
     /// `len`: the sample's length against integer ranges.
     Len(Vec<IntRange>),
     Int(Vec<IntRange>),
-    Ip(Vec<IpNet>),
+    Ip(IpSet),
     /// The sample, as a boolean, is true (non-zero, non-empty).
     Bool,
     /// The fetch produced a sample.
@@ -113,12 +114,12 @@ impl Pattern {
             ),
             MatchKind::Len => Pattern::Len(int_ranges(values)?),
             MatchKind::Int => Pattern::Int(int_ranges(values)?),
-            MatchKind::Ip => Pattern::Ip(
-                values
+            MatchKind::Ip => Pattern::Ip(IpSet::new(
+                &values
                     .iter()
                     .map(|v| parse_net(v))
-                    .collect::<Result<_, _>>()?,
-            ),
+                    .collect::<Result<Vec<_>, _>>()?,
+            )),
             MatchKind::Bool => Pattern::Bool,
             MatchKind::Found => Pattern::Found,
         })
@@ -155,11 +156,11 @@ impl Pattern {
                 .ok()
                 .and_then(|s| s.trim().parse::<i64>().ok())
                 .is_some_and(|i| in_ranges(ranges, i)),
-            (Pattern::Ip(nets), Sample::Ip(ip)) => ip_in(nets, *ip),
-            (Pattern::Ip(nets), Sample::Bytes(bytes)) => std::str::from_utf8(bytes)
+            (Pattern::Ip(set), Sample::Ip(ip)) => set.contains(*ip),
+            (Pattern::Ip(set), Sample::Bytes(bytes)) => std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
-                .is_some_and(|ip| ip_in(nets, ip)),
+                .is_some_and(|ip| set.contains(ip)),
             _ => false,
         }
     }
@@ -218,16 +219,6 @@ fn word_match(sample: &[u8], pattern: &[u8], icase: bool, is_delim: fn(u8) -> bo
 
 fn in_ranges(ranges: &[IntRange], value: i64) -> bool {
     ranges.iter().any(|r| (r.low..=r.high).contains(&value))
-}
-
-/// An IPv4 sample also matches IPv4-mapped IPv6 networks and vice versa.
-fn ip_in(nets: &[IpNet], ip: IpAddr) -> bool {
-    let alternate = match ip {
-        IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-    };
-    nets.iter()
-        .any(|n| n.contains(&ip) || alternate.is_some_and(|a| n.contains(&a)))
 }
 
 /// "10.0.0.0/8", "198.18.0.1" (a /32), "fd00::/8".
