@@ -4,6 +4,7 @@ use super::fetch::Sample;
 use super::ipset::IpSet;
 use ipnet::IpNet;
 use regex::bytes::{Regex, RegexBuilder};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,12 @@ pub enum Pattern {
         icase: bool,
         values: Vec<Vec<u8>>,
     },
+    /// Exact strings (`str`) in a hash set: one lookup whatever the number
+    /// of values (host lists); `icase` values are stored lowercased.
+    Exact {
+        icase: bool,
+        values: HashSet<Vec<u8>>,
+    },
     Reg(Vec<Regex>),
     /// `len`: the sample's length against integer ranges.
     Len(Vec<IntRange>),
@@ -81,13 +88,7 @@ impl Pattern {
             return Err(format!("takes no value here, got \"{}\"", values.join(" ")));
         }
         Ok(match kind {
-            MatchKind::Str
-            | MatchKind::Beg
-            | MatchKind::End
-            | MatchKind::Sub
-            | MatchKind::Dir
-            | MatchKind::Dom => Pattern::Text {
-                kind,
+            MatchKind::Str => Pattern::Exact {
                 icase,
                 values: values
                     .iter()
@@ -101,6 +102,23 @@ impl Pattern {
                     })
                     .collect(),
             },
+            MatchKind::Beg | MatchKind::End | MatchKind::Sub | MatchKind::Dir | MatchKind::Dom => {
+                Pattern::Text {
+                    kind,
+                    icase,
+                    values: values
+                        .iter()
+                        .map(|v| {
+                            let v = if icase {
+                                v.to_ascii_lowercase()
+                            } else {
+                                v.clone()
+                            };
+                            v.into_bytes()
+                        })
+                        .collect(),
+                }
+            }
             MatchKind::Reg => Pattern::Reg(
                 values
                     .iter()
@@ -140,6 +158,16 @@ impl Pattern {
                 },
                 Sample::Bytes(bytes),
             ) => values.iter().any(|p| text_matches(*kind, *icase, bytes, p)),
+            (Pattern::Exact { icase, values }, Sample::Bytes(bytes)) => {
+                if *icase && bytes.iter().any(u8::is_ascii_uppercase) {
+                    values.contains(&bytes.to_ascii_lowercase())
+                } else {
+                    values.contains(bytes.as_ref())
+                }
+            }
+            (Pattern::Exact { values, .. }, Sample::Int(i)) => {
+                values.contains(i.to_string().as_bytes())
+            }
             (Pattern::Text { kind, values, .. }, Sample::Int(i)) => {
                 let text = i.to_string();
                 values
