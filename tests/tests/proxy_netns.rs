@@ -830,3 +830,136 @@ fn lbd_runs_reloads_and_reports_the_proxy() {
         lab.lbd_log()
     );
 }
+
+/// `[[backend.server]]` lines for real nginx backends on port 80.
+fn nginx_servers(indexes: &[usize]) -> String {
+    indexes
+        .iter()
+        .map(|&i| {
+            format!(
+                "[[backend.server]]\nname = \"b{}\"\naddress = \"{}:80\"\n",
+                i + 1,
+                kit::backend_addr(i)
+            )
+        })
+        .collect()
+}
+
+/// Against real nginx backends: what reached them (their access logs) over
+/// one kept-alive client connection: round robin, the forwarding headers,
+/// and the server side's connection reuse per connection mode — kept alive
+/// by default (requests share nginx connections), one connection per
+/// request with `http-server-close`.
+#[test]
+fn nginx_sees_forwarding_headers_and_the_connection_mode() {
+    let mut lab = ProxyLab::build(2).expect("lab");
+    let nginx: Vec<_> = (0..2)
+        .map(|i| lab.backends[i].nginx(i).expect("nginx"))
+        .collect();
+    let config = format!(
+        "{DEFAULTS}{}{}{}{}",
+        frontend(
+            "keepalive",
+            80,
+            "forwardfor = true\ndefault_backend = \"pooled\""
+        ),
+        frontend(
+            "serverclose",
+            81,
+            "forwardfor = true\ndefault_backend = \"closing\""
+        ),
+        backend("pooled", "", &nginx_servers(&[0, 1])),
+        backend(
+            "closing",
+            "http_connection_mode = \"http-server-close\"",
+            &nginx_servers(&[0, 1])
+        ),
+    );
+    lab.start(&config).expect("start");
+    let replies: Vec<kit::client::Reply> = lab
+        .on_client(|| {
+            let mut all = Vec::new();
+            for port in [80, 81] {
+                let mut client = Client::connect(vip(port))?;
+                for i in 0..10 {
+                    all.push(client.get(&format!("/page/{port}/{i}"), &[])?);
+                }
+            }
+            Ok(all)
+        })
+        .expect("requests");
+    assert!(replies.iter().all(|r| r.status == 200));
+    // The client connection stays open with http-server-close too.
+    assert!(replies
+        .iter()
+        .all(|r| r.header("connection") != Some("close")));
+    let logs: Vec<_> = nginx
+        .iter()
+        .map(|n| {
+            n.wait_for_requests(10, Duration::from_secs(5))
+                .expect("nginx log")
+        })
+        .collect();
+    for log in &logs {
+        assert_eq!(log.len(), 10, "round robin: 5 per backend and frontend");
+        for entry in log {
+            assert_eq!(entry.x_forwarded_for.as_deref(), Some("198.18.0.2"));
+            assert_eq!(entry.x_forwarded_proto.as_deref(), Some("http"));
+            assert_eq!(entry.x_forwarded_host.as_deref(), Some("test.lbd"));
+            assert_eq!(entry.remote_addr.to_string(), "198.18.0.1");
+        }
+        let pooled: Vec<_> = log
+            .iter()
+            .filter(|e| e.uri.starts_with("/page/80/"))
+            .collect();
+        let closing: Vec<_> = log
+            .iter()
+            .filter(|e| e.uri.starts_with("/page/81/"))
+            .collect();
+        assert_eq!((pooled.len(), closing.len()), (5, 5));
+        assert!(
+            pooled.iter().any(|e| e.connection_requests > 1),
+            "keep-alive mode reused no server connection: {pooled:?}"
+        );
+        assert!(
+            closing.iter().all(|e| e.connection_requests == 1),
+            "http-server-close reused a server connection: {closing:?}"
+        );
+    }
+}
+
+/// HTTP/2 from the client (h2c, prior knowledge) to an HTTP/1.1 nginx.
+#[test]
+fn h2c_prior_knowledge_reaches_an_http11_backend() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let nginx = lab.backends[0].nginx(0).expect("nginx");
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, "default_backend = \"app\""),
+        backend("app", "", &nginx_servers(&[0])),
+    );
+    lab.start(&config).expect("start");
+    let out = lab
+        .client
+        .exec(
+            "curl",
+            &[
+                "-s",
+                "-m",
+                "5",
+                "--http2-prior-knowledge",
+                "-w",
+                " %{http_version} %{http_code}",
+                &format!("http://{}/h2", vip(80)),
+            ],
+        )
+        .expect("curl");
+    assert_eq!(out, "b1\n 2 200");
+    let log = nginx
+        .wait_for_requests(1, Duration::from_secs(5))
+        .expect("log");
+    assert_eq!(
+        (log[0].protocol.as_str(), log[0].uri.as_str()),
+        ("HTTP/1.1", "/h2")
+    );
+}

@@ -40,6 +40,16 @@ impl Backend {
     pub fn requests(&self) -> u64 {
         self.server.as_ref().map_or(0, TestBackend::requests)
     }
+    /// A real nginx in the backend's namespace on port 80, named like the
+    /// backend (`X-Backend`), logging what reached it.
+    pub fn nginx(&self, index: usize) -> anyhow::Result<lb_tests::nginx::Nginx> {
+        lb_tests::nginx::Nginx::start(
+            &self.ns,
+            &format!("b{}", index + 1),
+            &[SocketAddr::from((backend_addr(index), 80))],
+        )
+    }
+
     /// A command that runs in the backend's namespace.
     pub fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
         self.ns.command(program, args)
