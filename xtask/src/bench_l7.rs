@@ -15,7 +15,7 @@ use anyhow::{bail, Context};
 use lb_tests::{
     nginx::{Nginx, NginxOptions},
     process::ChildGuard,
-    topology::{backend_addr, DsrLab},
+    topology::{backend_addr, DsrLab, TempDir},
 };
 use std::{
     fmt::Write as _,
@@ -89,8 +89,11 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     lab.stop_lbd();
 
     {
-        let haproxy = start_haproxy(&lab, workers)?;
-        wait_listening(&lab, VIP_L7, HTTP_PORT).context("HAProxy's http frontend")?;
+        let (haproxy, scratch) = start_haproxy(&lab, workers)?;
+        let haproxy_log =
+            || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
+        wait_listening(&lab, VIP_L7, HTTP_PORT)
+            .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
         let name = format!("HAProxy 2.6 mode http, nbthread {workers}");
         measure(&lab, &mut rows, &name, VIP_L7, HTTP_PORT)?;
         let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
@@ -138,7 +141,7 @@ fn lbd_config(lab: &DsrLab) -> String {
     }
     let _ = write!(
         text,
-        "\n[global]\nmaxconn = 20000\n\n\
+        "\n[global]\nmaxconn = 8000\n\n\
          [defaults]\ntimeout = {{ connect = \"5s\", client = \"60s\", server = \"60s\" }}\n\n\
          [[frontend]]\nname = \"http\"\nmode = \"http\"\nbind = [\"{VIP_L7}:{HTTP_PORT}\"]\ndefault_backend = \"web\"\n\n\
          [[backend]]\nname = \"web\"\nmode = \"http\"\nbalance = \"roundrobin\"\n{servers}\n\
@@ -150,9 +153,11 @@ fn lbd_config(lab: &DsrLab) -> String {
 
 /// The same proxy in HAProxy's words (its default keep-alive mode on both
 /// sides, as lbd's default).
-fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<ChildGuard> {
-    let dir = std::env::temp_dir().join(format!("{}-haproxy-l7", lab.instance));
-    std::fs::create_dir_all(&dir)?;
+/// Returns HAProxy (stopped by PID on drop) and its directory (removed on
+/// drop), which holds its stderr in `haproxy.log`.
+fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, TempDir)> {
+    let scratch = TempDir::create(&format!("{}-haproxy-l7", lab.instance))?;
+    let dir = scratch.path.clone();
     let servers: String = (0..3)
         .map(|i| format!("  server b{} {}:{BACKEND_PORT}\n", i + 1, backend_addr(i)))
         .collect();
@@ -160,7 +165,7 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<ChildGuard> {
     std::fs::write(
         &conf,
         format!(
-            "global\n  maxconn 20000\n  nbthread {threads}\n\
+            "global\n  maxconn 8000\n  nbthread {threads}\n\
              defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend http\n  mode http\n  bind {VIP_L7}:{HTTP_PORT}\n  default_backend web\n\
              backend web\n  mode http\n  balance roundrobin\n{servers}\
@@ -171,8 +176,10 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<ChildGuard> {
     let mut command = lab
         .lb()
         .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
-    command.stdout(Stdio::null()).stderr(Stdio::null());
-    ChildGuard::spawn(command, "haproxy")
+    command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log"))?);
+    Ok((ChildGuard::spawn(command, "haproxy")?, scratch))
 }
 
 /// Connects from the client namespace until `vip:port` accepts (15 s).
