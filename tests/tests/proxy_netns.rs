@@ -768,7 +768,9 @@ fn lbd_runs_reloads_and_reports_the_proxy() {
     let mut lab = DsrLab::build(2).expect("lab");
     let proxy = |port: u16| {
         format!(
-            "\n[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"10s\", server = \"10s\" }}\n\
+            "\n[global]\n[[global.log]]\ntarget = \"127.0.0.1:514\"\nfacility = \"local2\"\n\
+             [defaults]\nmode = \"http\"\nlog = true\ndontlognull = true\n\
+             timeout = {{ connect = \"2s\", client = \"10s\", server = \"10s\" }}\n\
              [[frontend]]\nname = \"web\"\nbind = [\"{}:{port}\"]\ndefault_backend = \"app\"\n\
              [[backend]]\nname = \"app\"\n\
              [[backend.server]]\nname = \"b1\"\naddress = \"198.18.0.11:8080\"\n\
@@ -776,6 +778,14 @@ fn lbd_runs_reloads_and_reports_the_proxy() {
             lb_tests::topology::VIP
         )
     };
+    // The seed's rsyslog: local2 on 127.0.0.1:514, access lines in one file.
+    let rsyslog = lb_tests::rsyslog::Rsyslog::start(
+        lab.lb(),
+        "127.0.0.1:514".parse().expect("addr"),
+        "local2",
+        false,
+    )
+    .expect("rsyslogd");
     lab.write_config(&format!("{}{}", lab.config(2), proxy(8081)))
         .expect("config");
     lab.start_lbd(&lbd).expect("lbd");
@@ -783,6 +793,19 @@ fn lbd_runs_reloads_and_reports_the_proxy() {
     let curl = |port: u16| lab.client.exec("curl", &["-s", "-m", "3", &url(port)]);
     let bodies: Vec<String> = (0..4).map(|_| curl(8081).expect("curl 8081")).collect();
     assert_eq!(bodies, ["b1", "b2", "b1", "b2"]);
+    // One httplog line per request, through syslog local2.info.
+    let line = rsyslog
+        .wait_for_line(
+            lb_tests::rsyslog::LogFile::Access,
+            Duration::from_secs(5),
+            |l| {
+                l.contains(" web app/b2 ")
+                    && l.contains(" 200 ")
+                    && l.contains("\"GET / HTTP/1.1\"")
+            },
+        )
+        .expect("access line");
+    assert!(line.contains("198.18.0.2:"), "{line}");
 
     // The state file is refreshed every second.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -27,8 +27,11 @@ use std::{
     time::Duration,
 };
 
-/// tcp mode relays with splice(2) unless told otherwise: measured faster
-/// than copying (see the `tcp_relay_splice_vs_copy` measurement).
+/// tcp mode relays with splice(2) unless told otherwise: it measured faster
+/// than the user-space copy (`tcp_relay_splice_vs_copy` in proxy_netns,
+/// iperf3 through a tcp frontend over veth, release build, 2 cores shared:
+/// median of 3 runs 4.76 Gbit/s with splice (3.90-5.52) against 3.94
+/// Gbit/s with copy (3.88-4.12)).
 pub const SPLICE_BY_DEFAULT: bool = true;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 

@@ -56,6 +56,9 @@ pub struct Activity {
     write_blocked_ms: AtomicU64,
     /// Bytes received on the connection.
     bytes_read: AtomicU64,
+    /// `bytes_read` when the last request ended: what a request sent is
+    /// the difference (head and body).
+    read_mark: AtomicU64,
     changed: Notify,
 }
 
@@ -72,7 +75,10 @@ impl Activity {
         self.requests.fetch_add(1, Relaxed);
         self.head_started_ms.store(0, Relaxed);
         self.changed.notify_one();
-        RequestActivity(self.clone())
+        RequestActivity {
+            activity: self.clone(),
+            mark: self.read_mark.load(Relaxed),
+        }
     }
 
     /// Ms between accept or the last response and this request's first
@@ -134,14 +140,32 @@ enum Expiry {
 
 /// One request in service; marks the connection idle when dropped.
 #[derive(Debug)]
-pub struct RequestActivity(Arc<Activity>);
+pub struct RequestActivity {
+    activity: Arc<Activity>,
+    mark: u64,
+}
+
+impl RequestActivity {
+    /// Bytes the client sent since the previous request ended: this
+    /// request's head and body (HAProxy's `%U`).
+    pub fn bytes_from_client(&self) -> u64 {
+        self.activity
+            .bytes_read
+            .load(Relaxed)
+            .saturating_sub(self.mark)
+    }
+}
 
 impl Drop for RequestActivity {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Relaxed) == 1 {
-            self.0.idle_since_ms.store(now_ms(), Relaxed);
+        let activity = &self.activity;
+        activity
+            .read_mark
+            .store(activity.bytes_read.load(Relaxed), Relaxed);
+        if activity.active.fetch_sub(1, Relaxed) == 1 {
+            activity.idle_since_ms.store(now_ms(), Relaxed);
         }
-        self.0.changed.notify_one();
+        activity.changed.notify_one();
     }
 }
 

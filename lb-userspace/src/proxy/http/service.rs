@@ -58,7 +58,7 @@ struct Exchange {
     sessions: Vec<SessionGuard>,
     slot: Option<ServerSlot>,
     bytes_in: Arc<AtomicU64>,
-    _activity: RequestActivity,
+    activity: RequestActivity,
 }
 
 impl Exchange {
@@ -133,7 +133,11 @@ impl Exchange {
             }
         }
         self.record.bytes_to_client = bytes;
-        self.record.bytes_from_client = self.bytes_in.load(Relaxed);
+        // The head and body the client sent (the body alone for the counters).
+        self.record.bytes_from_client = self
+            .activity
+            .bytes_from_client()
+            .max(self.bytes_in.load(Relaxed));
         let elapsed = self.started.elapsed();
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
@@ -216,7 +220,7 @@ pub async fn handle(
         sessions: Vec::new(),
         slot: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
-        _activity: activity,
+        activity,
     };
     let upgrade = headers::upgrade_protocol(request.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
