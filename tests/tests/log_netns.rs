@@ -594,3 +594,141 @@ mod reformat {
         String::from_utf8(out).expect("utf-8")
     }
 }
+
+/// End to end through lbd's proxy: lbd runs in the load balancer's
+/// namespace with `log 127.0.0.1 local2` and rsyslogd beside it, as in the
+/// seed. A request through an http frontend becomes an httplog line in the
+/// access file, a tcp-mode connection a tcplog line, a connection that
+/// sends nothing no line (dontlognull), and a server whose nginx stops a
+/// DOWN line in the info file.
+#[test]
+fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
+    use lb_tests::nginx::Nginx;
+    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab, CLIENT_ADDR};
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+    const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+    let mut lab = DsrLab::build(2)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let rsyslog = Rsyslog::start(lab.lb(), "127.0.0.1:514".parse()?, "local2", false)?;
+    let mut nginx = Vec::new();
+    for (i, backend) in lab.backends.iter().enumerate() {
+        let addr = SocketAddr::from((backend_addr(i), 8081));
+        nginx.push(Nginx::start(
+            &backend.ns,
+            &format!("web{}", i + 1),
+            &[addr],
+        )?);
+    }
+    let servers = |prefix: &str| -> String {
+        (0..2)
+            .map(|i| {
+                format!(
+                    "[[backend.server]]\nname = \"{prefix}{}\"\naddress = \"{}:8081\"\ncheck = true\ninter = \"200ms\"\nrise = 1\nfall = 1\n",
+                    i + 1,
+                    backend_addr(i)
+                )
+            })
+            .collect()
+    };
+    let config = format!(
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\n\n\
+         [global]\n[[global.log]]\ntarget = \"127.0.0.1:514\"\nfacility = \"local2\"\n\n\
+         [defaults]\nmode = \"http\"\nlog = true\ndontlognull = true\n\n\
+         [[frontend]]\nname = \"main\"\nbind = [\"{L7_VIP}:80\"]\nlog_format = \"httplog\"\ndefault_backend = \"app\"\n\n\
+         [[backend]]\nname = \"app\"\nbalance = \"roundrobin\"\n{}\n\
+         [[frontend]]\nname = \"kube\"\nmode = \"tcp\"\nbind = [\"{L7_VIP}:81\"]\nlog_format = \"tcplog\"\ndefault_backend = \"kubetcp\"\n\n\
+         [[backend]]\nname = \"kubetcp\"\nmode = \"tcp\"\nbalance = \"roundrobin\"\n{}",
+        lab.instance,
+        servers("web"),
+        servers("k")
+    );
+    lab.write_config(&config)?;
+    lab.spawn_lbd(0, &lbd_binary())?;
+    let exchange = |port: u16, request: &str| -> anyhow::Result<String> {
+        let request = request.to_owned();
+        let deadline = std::time::Instant::now() + WAIT;
+        lab.client.run_in(move || -> anyhow::Result<String> {
+            // lbd binds its frontends shortly after it starts.
+            let mut stream = loop {
+                match TcpStream::connect((L7_VIP, port)) {
+                    Ok(s) => break s,
+                    Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            };
+            stream.set_read_timeout(Some(WAIT))?;
+            stream.write_all(request.as_bytes())?;
+            let mut reply = String::new();
+            stream.read_to_string(&mut reply)?;
+            Ok(reply)
+        })?
+    };
+    let reply = exchange(
+        80,
+        "GET /e2e?x=1 HTTP/1.1\r\nHost: lbt\r\nConnection: close\r\n\r\n",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}; lbd log:\n{}", lab.lbd_log()))?;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let reply = exchange(
+        81,
+        "GET /tcp HTTP/1.1\r\nHost: lbt\r\nConnection: close\r\n\r\n",
+    )?;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // Nothing sent: not logged.
+    lab.client
+        .run_in(|| TcpStream::connect((L7_VIP, 80)).map(drop))??;
+
+    let http = rsyslog.wait_for_line(LogFile::Access, WAIT, |l| {
+        l.contains("\"GET /e2e?x=1 HTTP/1.1\"")
+    })?;
+    let tcp = rsyslog.wait_for_line(LogFile::Access, WAIT, |l| l.contains(" kube kubetcp/"))?;
+    let (_, rest) = split_file_line(&http);
+    let tag = "lbd[";
+    let message = &rest[rest.find("]: ").expect("tag") + 3..];
+    assert!(rest.contains(tag), "{http}");
+    // The line is a well-formed httplog line (lbd reformats it identically
+    // from its fields) with the facts of this request.
+    assert_eq!(reformat::httplog(message), message);
+    let fields: Vec<&str> = message.split(' ').collect();
+    assert!(
+        fields[0].starts_with(&format!("{CLIENT_ADDR}:")),
+        "{message}"
+    );
+    assert_eq!(fields[2], "main");
+    assert!(
+        fields[3] == "app/web1" || fields[3] == "app/web2",
+        "{message}"
+    );
+    assert_eq!((fields[5], fields[9]), ("200", "----"), "{message}");
+    assert!(fields[6].parse::<u64>()? > 0, "{message}");
+
+    let message = &tcp[tcp.find("]: ").expect("tag") + 3..];
+    assert_eq!(reformat::tcplog(message), message);
+    let fields: Vec<&str> = message.split(' ').collect();
+    assert!(
+        fields[0].starts_with(&format!("{CLIENT_ADDR}:")),
+        "{message}"
+    );
+    assert_eq!(fields[6], "--", "{message}");
+    assert!(fields[5].parse::<u64>()? > 0, "{message}");
+
+    // web2's nginx stops: its checks fail, the DOWN line is a notice-or-worse
+    // line in the info file, never in the access file.
+    nginx[1].stop();
+    let down = rsyslog.wait_for_line(LogFile::Info, WAIT, |l| {
+        l.contains("Server app/web2 is DOWN")
+    })?;
+    assert!(down.contains("reason: Layer4 connection problem"), "{down}");
+    std::thread::sleep(Duration::from_millis(500));
+    let access = rsyslog.lines(LogFile::Access);
+    assert_eq!(
+        access.len(),
+        2,
+        "two access lines, none for the null connection or events:\n{}",
+        access.join("\n")
+    );
+    Ok(())
+}
