@@ -986,3 +986,158 @@ fn h2c_prior_knowledge_reaches_an_http11_backend() {
         ("HTTP/1.1", "/h2")
     );
 }
+
+/// A server at its `maxconn` queues requests within `timeout queue`; one
+/// that answers later than `timeout server` is a 504 with HAProxy's page.
+#[test]
+fn server_maxconn_queues_and_a_late_server_is_a_504() {
+    let mut lab = ProxyLab::build(2).expect("lab");
+    let config = format!(
+        "{DEFAULTS}{}{}{}{}",
+        frontend("queued", 80, "default_backend = \"one\""),
+        frontend("late", 81, "default_backend = \"late\""),
+        backend("one", "", &lab.servers(&[0], "maxconn = 1")),
+        backend(
+            "late",
+            "timeout = { server = \"300ms\" }",
+            &lab.servers(&[1], "")
+        ),
+    );
+    lab.start(&config).expect("start");
+    lab.backends[0].set_delay_ms(300);
+    lab.backends[1].set_delay_ms(1500);
+    let (queued, late) = lab
+        .on_client(|| {
+            let clients: Vec<_> = (0..4)
+                .map(|_| std::thread::spawn(|| get_once(vip(80), "/", &[])))
+                .collect();
+            let mut replies = Vec::new();
+            for client in clients {
+                replies.push(client.join().map_err(|_| anyhow::anyhow!("panicked"))??);
+            }
+            Ok((replies, get_once(vip(81), "/", &[])?))
+        })
+        .expect("requests");
+    assert!(queued.iter().all(|r| r.status == 200));
+    let status = lab.status();
+    let one = status
+        .backends
+        .iter()
+        .find(|b| b.name == "one")
+        .expect("one");
+    assert_eq!(
+        one.servers[0].counters.sessions_max, 1,
+        "maxconn 1 exceeded"
+    );
+    assert!(one.counters.queue_max >= 2, "{:?}", one.counters);
+    assert_eq!(late.status, 504);
+    assert!(String::from_utf8_lossy(&late.body).contains("The server didn't respond in time."));
+}
+
+/// http-request deny / redirect / set-header and http-response
+/// set-header / del-header, as the client sees them.
+#[test]
+fn request_and_response_rules_apply() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let rules = "default_backend = \"app\"\n\
+        http_request = [\"deny if { path_beg /admin }\", \"redirect location /new code 301 if { path /old }\", \"set-header X-Forwarded-For rewritten\"]\n\
+        http_response = [\"set-header X-Served-By lbd\", \"del-header X-Seen-Path\"]";
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, rules),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    let (denied, moved, plain) = lab
+        .on_client(|| {
+            let mut client = Client::connect(vip(80))?;
+            Ok((
+                client.get("/admin/x", &[])?,
+                client.get("/old", &[])?,
+                client.get("/page", &[])?,
+            ))
+        })
+        .expect("requests");
+    assert_eq!(denied.status, 403);
+    assert!(String::from_utf8_lossy(&denied.body)
+        .contains("Request forbidden by administrative rules."));
+    assert_eq!(
+        (moved.status, moved.header("location")),
+        (301, Some("/new"))
+    );
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("x-seen-forwarded-for"), Some("rewritten"));
+    assert_eq!(plain.header("x-served-by"), Some("lbd"));
+    assert_eq!(plain.header("x-seen-path"), None);
+    assert_eq!(
+        lab.backends[0].requests(),
+        1,
+        "denied and redirected requests reached the server"
+    );
+    let web = lab
+        .status()
+        .frontends
+        .into_iter()
+        .find(|f| f.name == "web")
+        .expect("web");
+    assert_eq!(web.counters.denied_requests, 1);
+}
+
+/// A request head over 16 KiB is refused (431) and counted.
+#[test]
+fn an_oversized_request_head_is_refused() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, "default_backend = \"app\""),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    let big = "x".repeat(20 * 1024);
+    let (refused, fine) = lab
+        .on_client(|| {
+            let refused = get_once(vip(80), "/", &[("X-Big", &big)])?;
+            let fine = get_once(vip(80), "/", &[("X-Small", &big[..4000])])?;
+            Ok((refused, fine))
+        })
+        .expect("requests");
+    assert_eq!(refused.status, 431);
+    assert_eq!(fine.status, 200);
+    assert_eq!(lab.backends[0].requests(), 1);
+}
+
+/// At the frontend's `maxconn`, a new connection waits in the kernel's
+/// backlog (it is not refused) and is served once a slot frees.
+#[test]
+fn frontend_maxconn_leaves_excess_connections_in_the_backlog() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, "maxconn = 2\ndefault_backend = \"app\""),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    let (waited, served) = lab
+        .on_client(|| {
+            let mut first = Client::connect(vip(80))?;
+            let mut second = Client::connect(vip(80))?;
+            anyhow::ensure!(
+                first.get("/", &[])?.status == 200 && second.get("/", &[])?.status == 200
+            );
+            // Connects (the kernel completes the handshake) but is not served.
+            let mut third = Client::connect(vip(80))?;
+            third
+                .stream()
+                .set_read_timeout(Some(Duration::from_millis(800)))?;
+            let waited = third.get("/", &[]).is_err();
+            drop(first);
+            third
+                .stream()
+                .set_read_timeout(Some(Duration::from_secs(5)))?;
+            let served = third.read_reply()?.status;
+            Ok((waited, served))
+        })
+        .expect("clients");
+    assert!(waited, "the third connection was served above maxconn");
+    assert_eq!(served, 200);
+}

@@ -141,6 +141,9 @@ impl Exchange {
         let elapsed = self.started.elapsed();
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
+        // Sessions close before the slot frees, so a queued request never
+        // counts as the server's second session.
+        self.sessions.clear();
         self.slot = None;
         let record = std::mem::replace(
             &mut self.record,
