@@ -1141,3 +1141,32 @@ fn frontend_maxconn_leaves_excess_connections_in_the_backlog() {
     assert!(waited, "the third connection was served above maxconn");
     assert_eq!(served, 200);
 }
+
+/// `timeout http_keep_alive` closes a kept-alive connection idle between
+/// requests, and never a request in progress (a server slower than it).
+#[test]
+fn idle_keep_alive_connections_close_at_http_keep_alive() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let defaults = DEFAULTS.replace("http_keep_alive = \"30s\"", "http_keep_alive = \"500ms\"");
+    let config = format!(
+        "{defaults}{}{}",
+        frontend("web", 80, "default_backend = \"app\""),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    lab.backends[0].set_delay_ms(1000);
+    let (slow, closed_after) = lab
+        .on_client(|| {
+            let mut client = Client::connect(vip(80))?;
+            let slow = client.get("/", &[])?.status;
+            let idle = Instant::now();
+            anyhow::ensure!(client.closed_within(Duration::from_secs(5)), "kept open");
+            Ok((slow, idle.elapsed()))
+        })
+        .expect("client");
+    assert_eq!(slow, 200);
+    assert!(
+        closed_after >= Duration::from_millis(400) && closed_after < Duration::from_millis(1500),
+        "closed after {closed_after:?}"
+    );
+}
