@@ -1170,3 +1170,35 @@ fn idle_keep_alive_connections_close_at_http_keep_alive() {
         "closed after {closed_after:?}"
     );
 }
+
+/// A server that answers with something that is not HTTP: 502 with
+/// HAProxy's page, counted as a response error, and the proxy goes on.
+#[test]
+fn a_broken_server_response_is_a_502() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, "default_backend = \"app\""),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    let (broken, fine) = lab
+        .on_client(|| {
+            Ok((
+                get_once(vip(80), "/broken", &[])?,
+                get_once(vip(80), "/", &[])?,
+            ))
+        })
+        .expect("requests");
+    assert_eq!(broken.status, 502);
+    assert!(String::from_utf8_lossy(&broken.body).contains("invalid or incomplete response"));
+    assert_eq!(fine.status, 200);
+    let status = lab.status();
+    let app = status
+        .backends
+        .iter()
+        .find(|b| b.name == "app")
+        .expect("app");
+    assert_eq!(app.counters.response_errors, 1);
+    assert_eq!(app.servers[0].counters.response_errors, 1);
+}

@@ -22,6 +22,7 @@ const PACKAGES: &[&str] = &[
     "nginx",
     "libnginx-mod-http-echo",
     "rsyslog",
+    "curl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -2,7 +2,8 @@
 //! socket created in a backend's namespace: HTTP/1.1 with keep-alive, every
 //! response naming the backend (`X-Backend`, and the body) and echoing what
 //! the proxy sent (`X-Seen-Forwarded-For`, `X-Seen-Path`, `X-Seen-Connection`),
-//! an optional per-request delay (a slow server), and a WebSocket echo
+//! an optional per-request delay (a slow server), a broken answer on
+//! `/broken` (not HTTP), and a WebSocket echo
 //! (`Upgrade: websocket` -> 101, then each frame sent back).
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
@@ -156,6 +157,11 @@ fn serve(stream: TcpStream, name: &str, stats: &BackendStats, stop: &AtomicBool)
             std::thread::sleep(Duration::from_millis(delay));
         }
         stats.active.fetch_sub(1, Relaxed);
+        if head.path == "/broken" {
+            // Not HTTP: what a crashed or confused server sends.
+            let _ = writer.write_all(b"SSH-2.0-not-http\r\n\r\n");
+            return;
+        }
         let websocket = head
             .get("upgrade")
             .iter()
