@@ -208,3 +208,16 @@ redispatch = true
 maxconn = 20000
 timeout = { http_request = "5s", queue = "5s", connect = "2s", client = "30s", server = "10s", http_keep_alive = "30s" }
 "#;
+
+/// A `[[frontend]]` on VIP:`port` with `extra` lines.
+pub fn frontend(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "\n[[frontend]]\nname = \"{name}\"\nbind = [\"{}\"]\n{extra}\n",
+        vip(port)
+    )
+}
+
+/// A `[[backend]]` with `extra` lines and `servers`.
+pub fn backend(name: &str, extra: &str, servers: &str) -> String {
+    format!("\n[[backend]]\nname = \"{name}\"\n{extra}\n{servers}")
+}

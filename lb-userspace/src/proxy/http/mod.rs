@@ -5,6 +5,7 @@
 //! WebSocket/Upgrade relay and `errors` HAProxy's error pages.
 pub mod body;
 pub mod conn;
+mod connect;
 pub mod errors;
 pub mod headers;
 mod service;

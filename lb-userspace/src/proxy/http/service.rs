@@ -7,6 +7,7 @@
 use super::{
     body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
     conn::{ConnContext, RequestActivity},
+    connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
     tunnel,
@@ -16,18 +17,14 @@ use crate::log::{
     AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
 };
 use crate::proxy::{
-    balance::{BalanceInput, Pick},
-    config::{Backend, BackendId, HttpConnectionMode, ServerId},
+    config::HttpConnectionMode,
     route::{self, Decision},
-    snapshot::{BackendRuntime, ServerSlot, Snapshot},
+    snapshot::{ServerSlot, Snapshot},
     stats::{now_ms, Counters, SessionGuard},
 };
 use http_body_util::BodyExt;
 use hyper::{
-    body::Incoming,
-    client::conn::http1::SendRequest,
-    http::{request, Version},
-    Request, Response, StatusCode,
+    body::Incoming, client::conn::http1::SendRequest, http::Version, Request, Response, StatusCode,
 };
 use std::{
     convert::Infallible,
@@ -38,25 +35,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Longest single wait on a backend's queue before choosing again (a freed
-/// slot also wakes the queue at once).
-const QUEUE_RECHECK: Duration = Duration::from_millis(100);
-
 /// Everything that outlives the request head: the log record, counters,
 /// the server slot, and the connection's activity mark.
-struct Exchange {
-    context: Arc<ConnContext>,
-    snapshot: Arc<Snapshot>,
-    record: AccessRecord,
+pub(super) struct Exchange {
+    pub(super) context: Arc<ConnContext>,
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) record: AccessRecord,
     /// When the request head was complete (the service was called).
     started: Instant,
     /// `Ti` + `TR` already spent before `started`, in ms.
     head_ms: u64,
-    frontend: Arc<Counters>,
-    backend: Option<Arc<Counters>>,
-    server: Option<Arc<Counters>>,
-    sessions: Vec<SessionGuard>,
-    slot: Option<ServerSlot>,
+    pub(super) frontend: Arc<Counters>,
+    pub(super) backend: Option<Arc<Counters>>,
+    pub(super) server: Option<Arc<Counters>>,
+    pub(super) sessions: Vec<SessionGuard>,
+    pub(super) slot: Option<ServerSlot>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
 }
@@ -424,219 +417,6 @@ fn meter_request_body(exchange: &Exchange, body: Incoming, client_timeout: Durat
         }
     });
     Metered::new(body, Some(client_timeout), on_data, Box::new(|_, _| {})).boxed_unsync()
-}
-
-struct Connected {
-    server: ServerId,
-    sender: SendRequest<ProxyBody>,
-    reused: bool,
-}
-
-/// Why no server connection could be had.
-enum ConnectFailure {
-    /// No usable server.
-    NoServer,
-    /// `timeout queue` expired waiting for a slot.
-    QueueTimeout,
-    /// Every attempt failed (`retries` exhausted).
-    Exhausted(ConnectError),
-}
-
-impl ConnectFailure {
-    fn status(&self) -> u16 {
-        // HAProxy answers 503 to all three.
-        503
-    }
-    fn cause(&self) -> Cause {
-        match self {
-            ConnectFailure::NoServer => Cause::ServerAbort,
-            ConnectFailure::QueueTimeout => Cause::ServerTimeout,
-            ConnectFailure::Exhausted(ConnectError::Timeout) => Cause::ServerTimeout,
-            ConnectFailure::Exhausted(_) => Cause::ServerAbort,
-        }
-    }
-    fn phase(&self) -> SessionPhase {
-        match self {
-            ConnectFailure::QueueTimeout => SessionPhase::Queue,
-            _ => SessionPhase::Connect,
-        }
-    }
-}
-
-/// Chooses a server and connects, as HAProxy: a server at its maxconn
-/// queues the request (`timeout queue`); a failed connect is retried
-/// `retries` times on the same server, the last retry on another one with
-/// `option redispatch`.
-async fn connect_with_retries(
-    exchange: &mut Exchange,
-    request: &request::Parts,
-    backend_id: BackendId,
-    mode: HttpConnectionMode,
-) -> Result<Connected, ConnectFailure> {
-    let snapshot = exchange.snapshot.clone();
-    let Some((backend, runtime)) = snapshot.backend(backend_id) else {
-        return Err(ConnectFailure::NoServer);
-    };
-    let queue_deadline = Instant::now() + backend.timeouts.queue;
-    let started = Instant::now();
-    let mut pinned: Option<ServerId> = None;
-    let mut exclude: Option<ServerId> = None;
-    let mut retries = 0;
-    let mut queued = None;
-    loop {
-        let server = match pinned {
-            Some(server) => server,
-            None => {
-                let input = BalanceInput {
-                    src: exchange.context.info.src.ip(),
-                    request: Some(request),
-                    payload: &[],
-                    exclude,
-                };
-                match route::choose(&snapshot, backend_id, &input) {
-                    Pick::Server(server) => server,
-                    Pick::NoServer => return Err(ConnectFailure::NoServer),
-                    Pick::Queue(target) => {
-                        if queued.is_none() {
-                            queued = Some(queue_guards(exchange, backend, runtime, target));
-                        }
-                        wait_in_queue(runtime, queue_deadline).await?;
-                        continue;
-                    }
-                }
-            }
-        };
-        let Some(slot) = ServerSlot::acquire(runtime, server, backend.servers[server].maxconn)
-        else {
-            // Taken between choice and acquisition: queue like a full server.
-            if queued.is_none() {
-                queued = Some(queue_guards(exchange, backend, runtime, Some(server)));
-            }
-            wait_in_queue(runtime, queue_deadline).await?;
-            continue;
-        };
-        if let Some(waited) = queued.take() {
-            drop(waited);
-            exchange.record.timers.queue = Some(started.elapsed());
-        } else if exchange.record.timers.queue.is_none() {
-            exchange.record.timers.queue = Some(Duration::ZERO);
-        }
-        let config = &backend.servers[server];
-        let server_name: Arc<str> = config.name.as_str().into();
-        let server_counters = exchange
-            .context
-            .shared
-            .counters
-            .servers
-            .get(&(backend.name.as_str().into(), server_name.clone()));
-        exchange.record.server = Some(server_name);
-        let connect_started = Instant::now();
-        let pooled = (mode == HttpConnectionMode::KeepAlive)
-            .then(|| exchange.context.shared.pool.take(config.address))
-            .flatten();
-        let attempt = match pooled {
-            Some(sender) => Ok((sender, true)),
-            None => upstream::connect(config.address, backend.timeouts.connect)
-                .await
-                .map(|sender| (sender, false)),
-        };
-        match attempt {
-            Ok((sender, reused)) => {
-                exchange.record.timers.connect = Some(connect_started.elapsed());
-                exchange.sessions.push(server_counters.open_session());
-                exchange.server = Some(server_counters);
-                exchange.slot = Some(slot);
-                return Ok(Connected {
-                    server,
-                    sender,
-                    reused,
-                });
-            }
-            Err(error) => {
-                drop(slot);
-                let backend_counters = exchange.backend.clone();
-                for counters in [backend_counters.as_ref(), Some(&server_counters)]
-                    .into_iter()
-                    .flatten()
-                {
-                    Counters::add(&counters.connection_errors, 1);
-                }
-                if retries >= backend.retries {
-                    exchange.record.retries = retries;
-                    return Err(ConnectFailure::Exhausted(error));
-                }
-                retries += 1;
-                exchange.record.retries = retries;
-                for counters in [backend_counters.as_ref(), Some(&server_counters)]
-                    .into_iter()
-                    .flatten()
-                {
-                    Counters::add(&counters.retries, 1);
-                }
-                let redispatch = backend.redispatch && retries == backend.retries;
-                if redispatch {
-                    pinned = None;
-                    exclude = Some(server);
-                    exchange.record.redispatched = true;
-                    for counters in [backend_counters.as_ref(), Some(&server_counters)]
-                        .into_iter()
-                        .flatten()
-                    {
-                        Counters::add(&counters.redispatches, 1);
-                    }
-                } else {
-                    pinned = Some(server);
-                }
-            }
-        }
-    }
-}
-
-/// Counts the request as queued on the backend (and its server for the
-/// hashing algorithms) until the returned guard drops.
-fn queue_guards(
-    exchange: &Exchange,
-    backend: &Backend,
-    runtime: &BackendRuntime,
-    target: Option<ServerId>,
-) -> QueueMark {
-    runtime.state.queued.fetch_add(1, Relaxed);
-    let server = target.and_then(|id| runtime.servers.get(id).cloned());
-    if let Some(server) = &server {
-        server.queued.fetch_add(1, Relaxed);
-    }
-    let counters = exchange.backend.as_ref().map(|c| c.enter_queue());
-    let _ = backend;
-    QueueMark {
-        backend: runtime.state.clone(),
-        server,
-        _counters: counters,
-    }
-}
-
-struct QueueMark {
-    backend: Arc<crate::proxy::snapshot::BackendState>,
-    server: Option<Arc<crate::proxy::snapshot::ServerState>>,
-    _counters: Option<crate::proxy::stats::QueueGuard>,
-}
-
-impl Drop for QueueMark {
-    fn drop(&mut self) {
-        self.backend.queued.fetch_sub(1, Relaxed);
-        if let Some(server) = &self.server {
-            server.queued.fetch_sub(1, Relaxed);
-        }
-    }
-}
-
-async fn wait_in_queue(runtime: &BackendRuntime, deadline: Instant) -> Result<(), ConnectFailure> {
-    let now = Instant::now();
-    if now >= deadline {
-        return Err(ConnectFailure::QueueTimeout);
-    }
-    let wait = (deadline - now).min(QUEUE_RECHECK);
-    let _ = tokio::time::timeout(wait, runtime.state.slot_freed.notified()).await;
-    Ok(())
 }
 
 /// Why sending a request to a server failed.
