@@ -6,11 +6,12 @@
 //! and each connection/request loads it once.
 use crate::proxy::balance::Balancer;
 use crate::proxy::config::{Backend, BackendId, Frontend, ProxyConfig, Server, ServerId};
+use crate::proxy::stats::{Counters, ProxyCounters};
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
     },
     time::SystemTime,
 };
@@ -272,6 +273,17 @@ pub struct Snapshot {
     pub config: Arc<ProxyConfig>,
     /// One per `config.backends` entry.
     pub backends: Vec<BackendRuntime>,
+    /// Each backend's and server's counters, taken from the registry by the
+    /// first request that needs them, so requests never look names up.
+    counters: OnceLock<SnapshotCounters>,
+}
+
+/// The counters of a snapshot's backends and servers, in config order.
+#[derive(Debug)]
+pub struct SnapshotCounters {
+    pub backends: Vec<Arc<Counters>>,
+    /// `servers[backend][server]`.
+    pub servers: Vec<Vec<Arc<Counters>>>,
 }
 
 impl Snapshot {
@@ -283,6 +295,33 @@ impl Snapshot {
     }
     pub fn frontend_by_name(&self, name: &str) -> Option<FrontendId> {
         self.config.frontends.iter().position(|f| f.name == name)
+    }
+
+    /// The counters of every backend and server, resolved once per snapshot.
+    pub fn counters(&self, registry: &ProxyCounters) -> &SnapshotCounters {
+        self.counters.get_or_init(|| {
+            let backends = &self.config.backends;
+            SnapshotCounters {
+                backends: backends
+                    .iter()
+                    .map(|b| registry.backends.get(&b.name.as_str().into()))
+                    .collect(),
+                servers: backends
+                    .iter()
+                    .map(|b| {
+                        let backend: Arc<str> = b.name.as_str().into();
+                        b.servers
+                            .iter()
+                            .map(|s| {
+                                registry
+                                    .servers
+                                    .get(&(backend.clone(), s.name.as_str().into()))
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            }
+        })
     }
 }
 
@@ -341,7 +380,11 @@ impl StateRegistry {
             })
             .collect();
         *inner = next;
-        Snapshot { config, backends }
+        Snapshot {
+            config,
+            backends,
+            counters: OnceLock::new(),
+        }
     }
 
     /// A server's state by name (health engine, runtime commands).

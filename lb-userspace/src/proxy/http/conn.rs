@@ -179,6 +179,8 @@ pub struct ConnContext {
     pub info: ConnInfo,
     pub accept_date: SystemTime,
     pub activity: Arc<Activity>,
+    /// The frontend's counters, looked up once per connection.
+    pub counters: Arc<Counters>,
 }
 
 /// Counts bytes both ways into the frontend's counters and feeds the
@@ -283,6 +285,7 @@ pub async fn serve(
         info,
         accept_date: SystemTime::now(),
         activity: activity.clone(),
+        counters: counters.clone(),
     });
     let io = TokioIo::new(WatchedIo {
         stream,

@@ -123,12 +123,20 @@ pub(super) async fn connect_with_retries(
         }
         let config = &backend.servers[server];
         let server_name: Arc<str> = config.name.as_str().into();
-        let server_counters = exchange
-            .context
-            .shared
-            .counters
+        let server_counters = match snapshot
+            .counters(&exchange.context.shared.counters)
             .servers
-            .get(&(backend.name.as_str().into(), server_name.clone()));
+            .get(backend_id)
+            .and_then(|servers| servers.get(server))
+        {
+            Some(counters) => counters.clone(),
+            None => exchange
+                .context
+                .shared
+                .counters
+                .servers
+                .get(&(backend.name.as_str().into(), server_name.clone())),
+        };
         exchange.record.server = Some(server_name);
         let connect_started = Instant::now();
         let pooled = (mode == HttpConnectionMode::KeepAlive)

@@ -186,7 +186,7 @@ pub async fn handle(
         None => (context.accepted_snapshot.clone(), true),
     };
     let frontend_id = snapshot.frontend_by_name(&context.frontend).unwrap_or(0);
-    let frontend_counters = context.shared.counters.frontends.get(&context.frontend);
+    let frontend_counters = context.counters.clone();
     let mut record = AccessRecord::new(
         RecordMode::Http,
         context.info.src,
@@ -198,12 +198,18 @@ pub async fn handle(
     record.timers.handshake = Some(Duration::ZERO);
     record.timers.idle = Some(Duration::from_millis(idle_ms));
     record.timers.request = Some(Duration::from_millis(request_ms));
-    record.request_line = Some(format!(
-        "{} {} {}",
-        request.method(),
-        request.uri(),
-        version_name(request.version())
-    ));
+    // Only a frontend that logs needs the request line.
+    if snapshot
+        .frontend(frontend_id)
+        .is_some_and(|f| f.log.is_some())
+    {
+        record.request_line = Some(format!(
+            "{} {} {}",
+            request.method(),
+            request.uri(),
+            version_name(request.version())
+        ));
+    }
     let mut exchange = Exchange {
         context: context.clone(),
         snapshot: snapshot.clone(),
@@ -263,7 +269,14 @@ pub async fn handle(
     };
     let backend_name: Arc<str> = backend.name.as_str().into();
     exchange.record.backend = Some(backend_name.clone());
-    let backend_counters = context.shared.counters.backends.get(&backend_name);
+    let counters = snapshot.counters(&context.shared.counters);
+    let Some(backend_counters) = counters.backends.get(backend_id).cloned() else {
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
+    };
     exchange.sessions.push(backend_counters.open_session());
     exchange.backend = Some(backend_counters);
 
