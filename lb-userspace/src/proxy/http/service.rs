@@ -28,6 +28,7 @@ use hyper::{
 };
 use std::{
     convert::Infallible,
+    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
@@ -50,6 +51,9 @@ pub(super) struct Exchange {
     pub(super) server: Option<Arc<Counters>>,
     pub(super) sessions: Vec<SessionGuard>,
     pub(super) slot: Option<ServerSlot>,
+    /// The server connection (and how long it may take to be ready again),
+    /// pooled when the response has been read whole.
+    pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
 }
@@ -106,6 +110,11 @@ impl Exchange {
     }
 
     fn finish(mut self, end: BodyEnd, bytes: u64) {
+        // Pooled only if hyper says the connection can take another request
+        // (an unfinished response closes it).
+        if let Some((address, sender, wait)) = self.pooled.take() {
+            self.context.shared.pool.recycle(address, sender, wait);
+        }
         let server_side = [self.backend.as_ref(), self.server.as_ref()];
         match end {
             BodyEnd::Complete => {}
@@ -221,6 +230,7 @@ pub async fn handle(
         server: None,
         sessions: Vec::new(),
         slot: None,
+        pooled: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
         activity,
     };
@@ -397,10 +407,7 @@ pub async fn handle(
         &mut response_parts,
     );
     if mode == HttpConnectionMode::KeepAlive {
-        context
-            .shared
-            .pool
-            .recycle(address, sender, backend.timeouts.server);
+        exchange.pooled = Some((address, sender, backend.timeouts.server));
     }
     let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
     Ok(exchange.respond(response, Some(backend.timeouts.server)))

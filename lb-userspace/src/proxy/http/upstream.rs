@@ -85,14 +85,27 @@ impl Pool {
 
     /// Pools `sender` once its current exchange is over (the response body
     /// read to its end), if the connection stays open; waits at most `wait`.
+    /// Usually hyper is ready again by then and no task is needed.
     pub fn recycle(
         self: &Arc<Self>,
         server: SocketAddr,
         mut sender: SendRequest<ProxyBody>,
         wait: Duration,
     ) {
+        if sender.is_ready() {
+            self.put(server, sender);
+            return;
+        }
+        if sender.is_closed() {
+            return;
+        }
+        // Called from a body's end, which may be dropped while the runtime
+        // shuts down: no runtime, no pooling.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let pool = Arc::clone(self);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
                 pool.put(server, sender);
             }
