@@ -5,4 +5,6 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod log;
+pub mod proxy;
 pub mod vrrp;

@@ -184,6 +184,8 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(path.parent().context("bench dir")?)?;
     std::fs::write(&path, text)?;
     println!("bench: written to {}", path.display());
+    println!("bench: the L7 proxy (cargo xtask bench-l7)");
+    crate::bench_l7::run(lbd)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
+mod bench_l7;
 mod bench_xdp;
 mod lab;
 mod setup;
@@ -36,6 +37,10 @@ enum Task {
         #[arg(long, value_parser = ["xdp"])]
         only: Option<String>,
     },
+    /// Only the L7 proxy part of `bench`: lbd http and tcp mode vs HAProxy
+    /// 2.6 over three nginx backends; replaces its section of
+    /// bench/RESULTS.md.
+    BenchL7,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -64,6 +69,12 @@ fn main() -> anyhow::Result<()> {
             }
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchL7 => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            bench_l7::run(&workspace_root().join("target/release/lbd"))
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

@@ -20,6 +20,9 @@ const PACKAGES: &[&str] = &[
     "openssl",
     "haproxy",
     "nginx",
+    "libnginx-mod-http-echo",
+    "rsyslog",
+    "curl",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -24,8 +24,17 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
     }
     match Config::load(config, &HostEnvironment) {
         Ok(parsed) => {
+            let proxy = if parsed.proxy.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and the proxy ({} frontends, {} backends)",
+                    parsed.proxy.frontends.len(),
+                    parsed.proxy.backends.len()
+                )
+            };
             println!(
-                "{}: configuration valid ({} services)",
+                "{}: configuration valid ({} services){proxy}",
                 config.display(),
                 parsed.services.len()
             );

@@ -28,6 +28,9 @@ pub struct StateFile {
     pub vrrp: Vec<crate::vrrp::VrrpStatus>,
     #[serde(default)]
     pub health: Vec<BackendHealthStatus>,
+    /// The L7/TCP proxy's frontends, backends and servers.
+    #[serde(default)]
+    pub proxy: Option<crate::proxy::status::ProxyStatus>,
 }
 
 /// A backend's health and administrative state, for `lbd status`.
@@ -127,6 +130,9 @@ pub struct StatusReport {
     /// One counter per outcome of the XDP program, summed over CPUs.
     pub global: Vec<(String, u64)>,
     pub services: Vec<ServiceStatus>,
+    /// The L7/TCP proxy (none when the configuration has none).
+    #[serde(default)]
+    pub proxy: Option<crate::proxy::status::ProxyStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -307,6 +313,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     let flows = maps.conntrack.keys().filter(Result::is_ok).count() as u64;
     let nat_replies = maps.nat_reverse.keys().filter(Result::is_ok).count() as u64;
 
+    let proxy = state.as_ref().and_then(|s| s.proxy.clone());
     Ok(StatusReport {
         instance: instance.to_owned(),
         running: running.is_some(),
@@ -323,6 +330,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             .map(|(name, value)| ((*name).to_owned(), *value))
             .collect(),
         services,
+        proxy,
     })
 }
 
@@ -489,6 +497,10 @@ pub fn render_table(report: &StatusReport) -> String {
             }
         );
     }
+    if let Some(proxy) = &report.proxy {
+        let _ = writeln!(out);
+        out.push_str(&crate::proxy::status::render(proxy));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<24} {:>12}", "OUTCOME", "PACKETS");
     for (name, value) in &report.global {
@@ -535,6 +547,7 @@ mod tests {
             nat_replies: 0,
             global: vec![],
             services: vec![],
+            proxy: None,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// VRRP instances; none = this node always forwards.
     pub vrrp: Vec<VrrpConfig>,
+    /// The L7/TCP proxy's frontends and backends (HAProxy's sections).
+    pub proxy: crate::proxy::config::ProxyConfig,
 }
 
 /// One problem in a configuration file.

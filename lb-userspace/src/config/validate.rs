@@ -3,9 +3,13 @@
 //! files).
 use super::{
     instance::RawInstance,
-    service::RawService,
+    service::{Protocol, RawService},
     vrrp::{RawVrrp, RawVrrpScript},
     Config, ConfigError, Environment,
+};
+use crate::proxy::config::{
+    validate_beside, ErrorSink, L4Service, RawDefaults, RawFrontend, RawGlobal, RawProxy,
+    RawSection,
 };
 use serde::Deserialize;
 use std::{net::IpAddr, path::Path, time::Duration};
@@ -21,6 +25,15 @@ pub(super) struct RawConfig {
     vrrp_script: Vec<Spanned<RawVrrpScript>>,
     #[serde(default)]
     vrrp: Vec<Spanned<RawVrrp>>,
+    // The proxy: HAProxy's sections, validated by `proxy::config`.
+    global: Option<Spanned<RawGlobal>>,
+    defaults: Option<Spanned<RawDefaults>>,
+    #[serde(default)]
+    frontend: Vec<Spanned<RawFrontend>>,
+    #[serde(default)]
+    backend: Vec<Spanned<RawSection>>,
+    #[serde(default)]
+    listen: Vec<Spanned<RawSection>>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -78,10 +91,28 @@ impl<'a> Validator<'a> {
         let instance = self.validate_instance(raw.instance.into_inner(), section_line, env);
         let services = self.validate_services(raw.services, &instance);
         let vrrp = self.validate_vrrp_sections(raw.vrrp_script, raw.vrrp, &instance, env);
+        let l4: Vec<L4Service> = services
+            .iter()
+            .filter(|s| s.protocol == Protocol::Tcp)
+            .map(|s| L4Service {
+                name: s.name.clone(),
+                vip: s.vip,
+                port: s.port,
+            })
+            .collect();
+        let proxy = RawProxy {
+            global: raw.global,
+            defaults: raw.defaults,
+            frontend: raw.frontend,
+            backend: raw.backend,
+            listen: raw.listen,
+        };
+        let proxy = validate_beside(proxy, &l4, self);
         Config {
             instance,
             services,
             vrrp,
+            proxy,
         }
     }
 
@@ -150,5 +181,13 @@ impl<'a> Validator<'a> {
                 None
             }
         }
+    }
+}
+
+/// The proxy sections report through the same validator.
+impl ErrorSink for Validator<'_> {
+    fn report(&mut self, span: std::ops::Range<usize>, field: &str, message: String) {
+        let line = self.line_of(span.start);
+        self.error_at(line, field, message);
     }
 }

@@ -40,6 +40,8 @@ pub(super) struct Running {
     /// The backends the neighbour refresh keeps resolved.
     pub(super) wanted: watch::Sender<Vec<IpAddr>>,
     pub(super) vrrp: Option<VrrpThread>,
+    /// The L7/TCP proxy, while the configuration has one.
+    pub(super) proxy: Option<super::proxy::ProxyPart>,
 }
 
 impl Running {
@@ -83,12 +85,25 @@ impl Running {
         if new.vrrp != self.config.vrrp {
             bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
         }
+        self.reload_proxy(&new)?;
         self.config = new;
         // New backends are resolved beside the loop (an ARP wait must not
         // hold up the loop); they get their slots when their MACs arrive.
         let _ = self.wanted.send(backend_addresses(&self.config));
         self.health.configure(&self.config, Instant::now());
         Ok(())
+    }
+
+    /// Hands the new proxy sections to the running proxy (starting it if
+    /// the configuration gained one). A bind that fails refuses the reload.
+    fn reload_proxy(&mut self, new: &Config) -> anyhow::Result<()> {
+        match &mut self.proxy {
+            Some(proxy) => proxy.reload(&new.proxy),
+            None => {
+                self.proxy = super::proxy::ProxyPart::start(&new.proxy)?;
+                Ok(())
+            }
+        }
     }
 
     /// SIGHUP.
@@ -194,6 +209,7 @@ impl Running {
             self.state.vrrp = thread.status();
         }
         self.state.health = self.health.status(Instant::now());
+        self.state.proxy = self.proxy.as_ref().map(super::proxy::ProxyPart::status);
         if let Err(e) = self.state.write(&self.instance) {
             warn!("writing the state file: {e}");
         }

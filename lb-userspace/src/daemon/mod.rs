@@ -5,6 +5,7 @@
 mod events;
 mod limits;
 mod lock;
+mod proxy;
 
 pub use lock::{remove_pins, try_remove_pins};
 
@@ -73,6 +74,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     health.facts.macs = resolve(&handle, &interface, &backend_addresses(&config)).await;
     let (wanted, wanted_rx) = tokio::sync::watch::channel(backend_addresses(&config));
 
+    // The L7/TCP proxy binds its frontends (IP_FREEBIND: a VRRP backup
+    // binds the VIP before it holds it) on its own runtime.
+    let proxy = proxy::ProxyPart::start(&config.proxy).context("starting the proxy")?;
+
     // Program the maps.
     let mut daemon = Running {
         instance: instance.clone(),
@@ -89,6 +94,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         ramping: false,
         wanted,
         vrrp: None,
+        proxy,
     };
     daemon.apply()?;
 
@@ -167,6 +173,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     }
 
     info!(instance, "stopping");
+    if let Some(proxy) = daemon.proxy.take() {
+        proxy.stop().await;
+    }
     if let Some(thread) = daemon.vrrp.take() {
         thread.shutdown().await;
     }

@@ -1,0 +1,142 @@
+//! The L7/TCP proxy inside the daemon: started once the configuration is
+//! validated (on its own runtime, see `proxy::runtime`), given each
+//! reloaded configuration as a new snapshot, stopped on shutdown. Its
+//! access log and its servers' UP/DOWN events go to the `[[global.log]]`
+//! syslog targets; its servers' checks run on the proxy's runtime.
+use crate::{
+    health::proxy::ProxyHealth,
+    log::{
+        format::{AccessFormat, Zone},
+        AccessRecord, Facility, Framing, Logger, Origin, Severity, TargetAddr, TargetConfig,
+    },
+    proxy::{
+        config::{LogAddress, LogFormat, LogSettings, LogTarget, ProxyConfig, SyslogFormat},
+        runtime::{AccessLogger, ProxyRuntime},
+        snapshot::{Snapshot, StateRegistry},
+        status::ProxyStatus,
+    },
+};
+use std::{sync::Arc, time::Duration};
+use tracing::info;
+
+/// How long connections may finish after a stop before they are cut.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The running proxy and what follows its snapshot.
+pub(super) struct ProxyPart {
+    registry: StateRegistry,
+    runtime: ProxyRuntime,
+    /// Checks of the current snapshot's servers (restarted per snapshot).
+    health: Option<ProxyHealth>,
+    targets: Vec<LogTarget>,
+    logger: Logger,
+}
+
+/// Access records to syslog, in each frontend's format, local time as
+/// HAProxy prints it.
+struct SyslogAccess(Logger);
+
+impl AccessLogger for SyslogAccess {
+    fn log(&self, settings: LogSettings, record: AccessRecord) {
+        let format = match settings.format {
+            LogFormat::Http => AccessFormat::HttpLog,
+            LogFormat::Tcp => AccessFormat::TcpLog,
+            LogFormat::Clf => AccessFormat::Clf,
+            LogFormat::Json => AccessFormat::Json,
+        };
+        // The runtime already left out null connections with dontlognull.
+        self.0.access(&record, format, Zone::Local, false);
+    }
+}
+
+fn target_config(target: &LogTarget) -> TargetConfig {
+    let addr = match &target.address {
+        LogAddress::Udp(address) => TargetAddr::Udp(*address),
+        LogAddress::Unix(path) => TargetAddr::Unix(path.clone()),
+    };
+    let mut config = TargetConfig::new(addr);
+    config.facility = Facility::from_code(target.facility).unwrap_or(Facility::LOCAL0);
+    config.level = Severity::from_code(target.level).unwrap_or(Severity::Debug);
+    config.framing = match (target.format, &target.address) {
+        (SyslogFormat::Rfc5424, _) => Framing::Rfc5424,
+        (SyslogFormat::Rfc3164, LogAddress::Unix(_)) => Framing::Local,
+        (SyslogFormat::Rfc3164, LogAddress::Udp(_)) => Framing::Rfc3164,
+    };
+    config
+}
+
+fn start_logger(targets: &[LogTarget]) -> anyhow::Result<Logger> {
+    if targets.is_empty() {
+        return Ok(Logger::disabled());
+    }
+    let configs: Vec<TargetConfig> = targets.iter().map(target_config).collect();
+    Ok(Logger::start(
+        &configs,
+        Origin::this_process("lbd"),
+        Zone::Local,
+    )?)
+}
+
+impl ProxyPart {
+    /// Starts the proxy if the configuration has frontends or backends.
+    pub(super) fn start(config: &ProxyConfig) -> anyhow::Result<Option<ProxyPart>> {
+        if config.is_empty() {
+            return Ok(None);
+        }
+        let registry = StateRegistry::new();
+        let snapshot = Arc::new(registry.build(Arc::new(config.clone())));
+        let runtime = ProxyRuntime::start(snapshot.clone())?;
+        let logger = start_logger(&config.global.log)?;
+        runtime.set_logger(Arc::new(SyslogAccess(logger.clone())));
+        let mut part = ProxyPart {
+            registry,
+            runtime,
+            health: None,
+            targets: config.global.log.clone(),
+            logger,
+        };
+        part.follow(snapshot);
+        info!(
+            frontends = config.frontends.len(),
+            backends = config.backends.len(),
+            listening = ?part.runtime.listening(),
+            "proxy started"
+        );
+        Ok(Some(part))
+    }
+
+    /// Restarts the server checks for `snapshot` on the proxy's runtime.
+    fn follow(&mut self, snapshot: Arc<Snapshot>) {
+        self.health = self
+            .runtime
+            .handle()
+            .map(|runtime| ProxyHealth::start(&runtime, snapshot, self.logger.clone()));
+    }
+
+    /// Applies a reloaded configuration: a new snapshot (servers keep
+    /// their state and counters by name), listeners by difference.
+    pub(super) fn reload(&mut self, config: &ProxyConfig) -> anyhow::Result<()> {
+        let snapshot = Arc::new(self.registry.build(Arc::new(config.clone())));
+        self.runtime.apply(snapshot.clone())?;
+        if config.global.log != self.targets {
+            self.logger = start_logger(&config.global.log)?;
+            self.targets = config.global.log.clone();
+            self.runtime
+                .set_logger(Arc::new(SyslogAccess(self.logger.clone())));
+        }
+        self.follow(snapshot);
+        Ok(())
+    }
+
+    pub(super) fn status(&self) -> ProxyStatus {
+        self.runtime.status()
+    }
+
+    /// Closes the listeners, lets connections finish (at most
+    /// `STOP_GRACE`), then flushes the log.
+    pub(super) async fn stop(self) {
+        drop(self.health);
+        self.runtime.stop(STOP_GRACE).await;
+        self.logger.flush(Duration::from_secs(1));
+    }
+}

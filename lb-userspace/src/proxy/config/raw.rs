@@ -1,0 +1,242 @@
+//! The TOML shapes of the proxy sections, as written. Every field keeps its
+//! span so errors name the line; unknown fields are errors.
+use serde::{
+    de::{self, MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
+use std::fmt;
+use toml::Spanned;
+
+/// The proxy sections of a file; the top-level config holds the same five
+/// fields and hands them over in this struct.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub global: Option<Spanned<RawGlobal>>,
+    pub defaults: Option<Spanned<RawDefaults>>,
+    #[serde(default)]
+    pub frontend: Vec<Spanned<RawFrontend>>,
+    #[serde(default)]
+    pub backend: Vec<Spanned<RawSection>>,
+    #[serde(default)]
+    pub listen: Vec<Spanned<RawSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    pub maxconn: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub log: Vec<Spanned<RawLogTarget>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogTarget {
+    pub target: Spanned<String>,
+    pub facility: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+}
+
+/// `[defaults]`, `[[frontend]]`, `[[backend]]` and `[[listen]]` share one
+/// shape; which fields each kind of section takes is checked by the
+/// validator, so that `balance` in a frontend gets a message that says why.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    pub name: Option<Spanned<String>>,
+    pub bind: Option<Spanned<Vec<Spanned<String>>>>,
+    pub mode: Option<Spanned<String>>,
+    pub acl: Option<Spanned<Vec<Spanned<String>>>>,
+    pub use_backend: Option<Spanned<Vec<Spanned<String>>>>,
+    pub default_backend: Option<Spanned<String>>,
+    pub http_request: Option<Spanned<Vec<Spanned<String>>>>,
+    pub http_response: Option<Spanned<Vec<Spanned<String>>>>,
+    pub maxconn: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<RawTimeouts>>,
+    pub log: Option<Spanned<bool>>,
+    pub log_format: Option<Spanned<String>>,
+    pub dontlognull: Option<Spanned<bool>>,
+    pub http_connection_mode: Option<Spanned<String>>,
+    pub forwardfor: Option<Spanned<RawForwardFor>>,
+    pub forwarded: Option<Spanned<bool>>,
+    pub redispatch: Option<Spanned<bool>>,
+    pub retries: Option<Spanned<i64>>,
+    pub balance: Option<Spanned<String>>,
+    pub httpchk: Option<Spanned<RawHttpChk>>,
+    pub http_check_expect: Option<Spanned<String>>,
+    pub tcp_check: Option<Spanned<bool>>,
+    pub allbackups: Option<Spanned<bool>>,
+    pub default_server: Option<Spanned<RawServerDefaults>>,
+    #[serde(default)]
+    pub server: Vec<Spanned<RawServer>>,
+}
+
+/// A frontend is a section like any other.
+pub type RawFrontend = RawSection;
+/// `[defaults]` is a section without a name, binds, rules or servers.
+pub type RawDefaults = RawSection;
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub http_request: Option<Spanned<RawDuration>>,
+    pub queue: Option<Spanned<RawDuration>>,
+    pub connect: Option<Spanned<RawDuration>>,
+    pub client: Option<Spanned<RawDuration>>,
+    pub server: Option<Spanned<RawDuration>>,
+    pub http_keep_alive: Option<Spanned<RawDuration>>,
+    pub check: Option<Spanned<RawDuration>>,
+    pub tunnel: Option<Spanned<RawDuration>>,
+}
+
+impl RawTimeouts {
+    /// Field by field: `self` (the section's) over `defaults`.
+    pub fn over(self, defaults: &RawTimeouts) -> RawTimeouts {
+        let d = defaults.clone();
+        RawTimeouts {
+            http_request: self.http_request.or(d.http_request),
+            queue: self.queue.or(d.queue),
+            connect: self.connect.or(d.connect),
+            client: self.client.or(d.client),
+            server: self.server.or(d.server),
+            http_keep_alive: self.http_keep_alive.or(d.http_keep_alive),
+            check: self.check.or(d.check),
+            tunnel: self.tunnel.or(d.tunnel),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub check: Option<Spanned<bool>>,
+    pub inter: Option<Spanned<RawDuration>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub backup: Option<Spanned<bool>>,
+    pub maxconn: Option<Spanned<i64>>,
+    pub disabled: Option<Spanned<bool>>,
+}
+
+/// `default_server`: HAProxy's `default-server`, settings every server of
+/// the section takes unless it sets its own.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerDefaults {
+    pub weight: Option<Spanned<i64>>,
+    pub check: Option<Spanned<bool>>,
+    pub inter: Option<Spanned<RawDuration>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+    pub maxconn: Option<Spanned<i64>>,
+}
+
+impl RawServerDefaults {
+    /// Field by field: `self` (the section's) over `defaults`.
+    pub fn over(self, defaults: &RawServerDefaults) -> RawServerDefaults {
+        let d = defaults.clone();
+        RawServerDefaults {
+            weight: self.weight.or(d.weight),
+            check: self.check.or(d.check),
+            inter: self.inter.or(d.inter),
+            rise: self.rise.or(d.rise),
+            fall: self.fall.or(d.fall),
+            maxconn: self.maxconn.or(d.maxconn),
+        }
+    }
+}
+
+/// A duration as HAProxy writes it: a bare number is milliseconds, a
+/// string carries a unit (`us`, `ms`, `s`, `m`, `h`, `d`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawDuration {
+    Millis(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration: milliseconds as a number, or a string such as \"10s\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Millis(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+                Ok(RawDuration::Millis(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+/// `forwardfor = true` or `forwardfor = { except = [...], header = "..." }`.
+pub enum RawForwardFor {
+    Enabled(bool),
+    Options(RawForwardForOptions),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardForOptions {
+    #[serde(default)]
+    pub except: Vec<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawForwardFor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ForwardForVisitor;
+        impl<'de> Visitor<'de> for ForwardForVisitor {
+            type Value = RawForwardFor;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, or a table { except = [...], header = \"...\" }")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawForwardFor, E> {
+                Ok(RawForwardFor::Enabled(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawForwardFor, A::Error> {
+                RawForwardForOptions::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawForwardFor::Options)
+            }
+        }
+        deserializer.deserialize_any(ForwardForVisitor)
+    }
+}
+
+/// `httpchk = true` (`option httpchk` alone: OPTIONS / HTTP/1.0), `false`,
+/// or HAProxy's arguments as a string.
+pub enum RawHttpChk {
+    Enabled(bool),
+    Request(String),
+}
+
+impl<'de> Deserialize<'de> for RawHttpChk {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HttpChkVisitor;
+        impl Visitor<'_> for HttpChkVisitor {
+            type Value = RawHttpChk;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false, or \"METHOD URI [VERSION]\"")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawHttpChk, E> {
+                Ok(RawHttpChk::Enabled(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHttpChk, E> {
+                Ok(RawHttpChk::Request(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(HttpChkVisitor)
+    }
+}

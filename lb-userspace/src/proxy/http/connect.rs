@@ -1,0 +1,248 @@
+//! Getting a server connection for a request, as HAProxy does: the
+//! balance algorithm's choice, a queue while the chosen servers are at
+//! their `maxconn` (`timeout queue`), a pooled connection or a new one
+//! (`timeout connect`), and `retries` on the same server after a failed
+//! connect, the last one on another server with `option redispatch`.
+use super::{
+    body::ProxyBody,
+    service::Exchange,
+    upstream::{self, ConnectError},
+};
+use crate::log::{SessionPhase, TerminationCause as Cause};
+use crate::proxy::{
+    balance::{BalanceInput, Pick},
+    config::{Backend, BackendId, HttpConnectionMode, ServerId},
+    route,
+    snapshot::{BackendRuntime, BackendState, ServerSlot, ServerState},
+    stats::{Counters, QueueGuard},
+};
+use hyper::{client::conn::http1::SendRequest, http::request};
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::{Duration, Instant},
+};
+
+/// Longest single wait on a backend's queue before choosing again (a freed
+/// slot also wakes the queue at once).
+const QUEUE_RECHECK: Duration = Duration::from_millis(100);
+
+pub(super) struct Connected {
+    pub(super) server: ServerId,
+    pub(super) sender: SendRequest<ProxyBody>,
+    pub(super) reused: bool,
+}
+
+/// Why no server connection could be had.
+pub(super) enum ConnectFailure {
+    /// No usable server.
+    NoServer,
+    /// `timeout queue` expired waiting for a slot.
+    QueueTimeout,
+    /// Every attempt failed (`retries` exhausted).
+    Exhausted(ConnectError),
+}
+
+impl ConnectFailure {
+    pub(super) fn status(&self) -> u16 {
+        // HAProxy answers 503 to all three.
+        503
+    }
+    pub(super) fn cause(&self) -> Cause {
+        match self {
+            ConnectFailure::NoServer => Cause::ServerAbort,
+            ConnectFailure::QueueTimeout => Cause::ServerTimeout,
+            ConnectFailure::Exhausted(ConnectError::Timeout) => Cause::ServerTimeout,
+            ConnectFailure::Exhausted(_) => Cause::ServerAbort,
+        }
+    }
+    pub(super) fn phase(&self) -> SessionPhase {
+        match self {
+            ConnectFailure::QueueTimeout => SessionPhase::Queue,
+            _ => SessionPhase::Connect,
+        }
+    }
+}
+
+/// Chooses a server and connects, as HAProxy: a server at its maxconn
+/// queues the request (`timeout queue`); a failed connect is retried
+/// `retries` times on the same server, the last retry on another one with
+/// `option redispatch`.
+pub(super) async fn connect_with_retries(
+    exchange: &mut Exchange,
+    request: &request::Parts,
+    backend_id: BackendId,
+    mode: HttpConnectionMode,
+) -> Result<Connected, ConnectFailure> {
+    let snapshot = exchange.snapshot.clone();
+    let Some((backend, runtime)) = snapshot.backend(backend_id) else {
+        return Err(ConnectFailure::NoServer);
+    };
+    let queue_deadline = Instant::now() + backend.timeouts.queue;
+    let started = Instant::now();
+    let mut pinned: Option<ServerId> = None;
+    let mut exclude: Option<ServerId> = None;
+    let mut retries = 0;
+    let mut queued = None;
+    loop {
+        let server = match pinned {
+            Some(server) => server,
+            None => {
+                let input = BalanceInput {
+                    src: exchange.context.info.src.ip(),
+                    request: Some(request),
+                    payload: &[],
+                    exclude,
+                };
+                match route::choose(&snapshot, backend_id, &input) {
+                    Pick::Server(server) => server,
+                    Pick::NoServer => return Err(ConnectFailure::NoServer),
+                    Pick::Queue(target) => {
+                        if queued.is_none() {
+                            queued = Some(queue_guards(exchange, backend, runtime, target));
+                        }
+                        wait_in_queue(runtime, queue_deadline).await?;
+                        continue;
+                    }
+                }
+            }
+        };
+        let Some(slot) = ServerSlot::acquire(runtime, server, backend.servers[server].maxconn)
+        else {
+            // Taken between choice and acquisition: queue like a full server.
+            if queued.is_none() {
+                queued = Some(queue_guards(exchange, backend, runtime, Some(server)));
+            }
+            wait_in_queue(runtime, queue_deadline).await?;
+            continue;
+        };
+        if let Some(waited) = queued.take() {
+            drop(waited);
+            exchange.record.timers.queue = Some(started.elapsed());
+        } else if exchange.record.timers.queue.is_none() {
+            exchange.record.timers.queue = Some(Duration::ZERO);
+        }
+        let config = &backend.servers[server];
+        let server_name: Arc<str> = config.name.as_str().into();
+        let server_counters = match snapshot
+            .counters(&exchange.context.shared.counters)
+            .servers
+            .get(backend_id)
+            .and_then(|servers| servers.get(server))
+        {
+            Some(counters) => counters.clone(),
+            None => exchange
+                .context
+                .shared
+                .counters
+                .servers
+                .get(&(backend.name.as_str().into(), server_name.clone())),
+        };
+        exchange.record.server = Some(server_name);
+        let connect_started = Instant::now();
+        let pooled = (mode == HttpConnectionMode::KeepAlive)
+            .then(|| exchange.context.shared.pool.take(config.address))
+            .flatten();
+        let attempt = match pooled {
+            Some(sender) => Ok((sender, true)),
+            None => upstream::connect(config.address, backend.timeouts.connect)
+                .await
+                .map(|sender| (sender, false)),
+        };
+        match attempt {
+            Ok((sender, reused)) => {
+                exchange.record.timers.connect = Some(connect_started.elapsed());
+                exchange.sessions.push(server_counters.open_session());
+                exchange.server = Some(server_counters);
+                exchange.slot = Some(slot);
+                return Ok(Connected {
+                    server,
+                    sender,
+                    reused,
+                });
+            }
+            Err(error) => {
+                drop(slot);
+                let backend_counters = exchange.backend.clone();
+                for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                    .into_iter()
+                    .flatten()
+                {
+                    Counters::add(&counters.connection_errors, 1);
+                }
+                if retries >= backend.retries {
+                    exchange.record.retries = retries;
+                    return Err(ConnectFailure::Exhausted(error));
+                }
+                retries += 1;
+                exchange.record.retries = retries;
+                for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                    .into_iter()
+                    .flatten()
+                {
+                    Counters::add(&counters.retries, 1);
+                }
+                let redispatch = backend.redispatch && retries == backend.retries;
+                if redispatch {
+                    pinned = None;
+                    exclude = Some(server);
+                    exchange.record.redispatched = true;
+                    for counters in [backend_counters.as_ref(), Some(&server_counters)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        Counters::add(&counters.redispatches, 1);
+                    }
+                } else {
+                    pinned = Some(server);
+                }
+            }
+        }
+    }
+}
+
+/// Counts the request as queued on the backend (and its server for the
+/// hashing algorithms) until the returned guard drops.
+fn queue_guards(
+    exchange: &Exchange,
+    backend: &Backend,
+    runtime: &BackendRuntime,
+    target: Option<ServerId>,
+) -> QueueMark {
+    runtime.state.queued.fetch_add(1, Relaxed);
+    let server = target.and_then(|id| runtime.servers.get(id).cloned());
+    if let Some(server) = &server {
+        server.queued.fetch_add(1, Relaxed);
+    }
+    let counters = exchange.backend.as_ref().map(|c| c.enter_queue());
+    let _ = backend;
+    QueueMark {
+        backend: runtime.state.clone(),
+        server,
+        _counters: counters,
+    }
+}
+
+struct QueueMark {
+    backend: Arc<BackendState>,
+    server: Option<Arc<ServerState>>,
+    _counters: Option<QueueGuard>,
+}
+
+impl Drop for QueueMark {
+    fn drop(&mut self) {
+        self.backend.queued.fetch_sub(1, Relaxed);
+        if let Some(server) = &self.server {
+            server.queued.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
+async fn wait_in_queue(runtime: &BackendRuntime, deadline: Instant) -> Result<(), ConnectFailure> {
+    let now = Instant::now();
+    if now >= deadline {
+        return Err(ConnectFailure::QueueTimeout);
+    }
+    let wait = (deadline - now).min(QUEUE_RECHECK);
+    let _ = tokio::time::timeout(wait, runtime.state.slot_freed.notified()).await;
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Header work of a proxied exchange: hop-by-hop headers (RFC 9110 §7.6.1)
+//! removed on both sides, the Upgrade exchange kept, `option forwardfor`
+//! (X-Forwarded-For appended, X-Forwarded-Proto/-Host), `option forwarded`
+//! (RFC 7239) and the Connection header HAProxy's connection modes send.
+use crate::proxy::config::{ForwardFor, HttpConnectionMode};
+use hyper::{
+    header::{self, HeaderMap, HeaderName, HeaderValue},
+    http::{request, response, uri, Uri, Version},
+};
+use std::net::{IpAddr, SocketAddr};
+
+/// Headers that describe one hop, never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The protocol a request asks to switch to (`Connection: upgrade` and
+/// `Upgrade: <protocol>`), e.g. `websocket`.
+pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Comma-separated tokens of every Connection header.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes the hop-by-hop headers and those the Connection header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the client sent that decides the request's routing-independent
+/// header edits.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    pub forwardfor: Option<&'a ForwardFor>,
+    pub forwarded: bool,
+    pub client: SocketAddr,
+    /// The address the client connected to (RFC 7239 `by`).
+    pub local: SocketAddr,
+    /// `http` until TLS termination exists.
+    pub scheme: &'static str,
+}
+
+/// `option forwardfor` and `option forwarded` on a request head.
+pub fn add_forwarding(parts: &mut request::Parts, forwarding: &Forwarding) {
+    let client = forwarding.client.ip();
+    let host = host_of(parts);
+    if let Some(forwardfor) = forwarding.forwardfor {
+        if forwardfor.applies_to(client) {
+            // HAProxy adds its own header line after any the client sent;
+            // one line per hop reads the same as a comma-separated list.
+            if let Ok(name) = HeaderName::from_bytes(forwardfor.header.as_bytes()) {
+                if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+                    parts.headers.append(name, value);
+                }
+            }
+            parts.headers.insert(
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static(forwarding.scheme),
+            );
+            if let Some(host) = &host {
+                parts
+                    .headers
+                    .insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+            }
+        }
+    }
+    if forwarding.forwarded {
+        let mut value = format!(
+            "for={};by={};proto={}",
+            forwarded_node(client),
+            forwarded_node(forwarding.local.ip()),
+            forwarding.scheme
+        );
+        if let Some(host) = host.as_ref().and_then(|h| h.to_str().ok()) {
+            value.push_str(";host=");
+            value.push_str(&quoted_if_needed(host));
+        }
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.append(header::FORWARDED, value);
+        }
+    }
+}
+
+/// RFC 7239 §6: IPv6 nodes are bracketed and quoted.
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+fn quoted_if_needed(value: &str) -> String {
+    let token = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if token {
+        value.to_owned()
+    } else {
+        format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The request's host: the Host header, else the URI's authority (HTTP/2).
+pub fn host_of(parts: &request::Parts) -> Option<HeaderValue> {
+    parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+/// Turns a client request head (HTTP/1.x or HTTP/2) into the HTTP/1.1 head
+/// sent to a server: origin-form target, a Host header, hop-by-hop headers
+/// gone, and the Connection header of the connection mode (`close` when
+/// the server connection will not be reused). An upgrade keeps its
+/// `Connection: upgrade` and `Upgrade` headers.
+pub fn prepare_upstream(
+    parts: &mut request::Parts,
+    mode: HttpConnectionMode,
+    upgrade: Option<&HeaderValue>,
+) {
+    if let Some(host) = host_of(parts) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let target = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| uri::PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(target);
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    } else if mode != HttpConnectionMode::KeepAlive {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// Turns a server's response head into the client's: hop-by-hop headers
+/// gone (hyper frames the body for the client's own connection), `Connection:
+/// close` in `httpclose` mode, the upgrade headers of a 101 kept.
+pub fn prepare_downstream(parts: &mut response::Parts, mode: HttpConnectionMode) {
+    let upgrade = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    if parts.status == hyper::StatusCode::SWITCHING_PROTOCOLS {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(protocol) = upgrade {
+            parts.headers.insert(header::UPGRADE, protocol);
+        }
+    } else if mode == HttpConnectionMode::Close {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::Request;
+
+    fn parts(request: Request<()>) -> request::Parts {
+        request.into_parts().0
+    }
+
+    fn forwardfor(except: &[&str]) -> ForwardFor {
+        ForwardFor {
+            header: "X-Forwarded-For".into(),
+            except: except.iter().map(|n| n.parse().expect("net")).collect(),
+        }
+    }
+
+    fn forwarding<'a>(ff: Option<&'a ForwardFor>, forwarded: bool, client: &str) -> Forwarding<'a> {
+        Forwarding {
+            forwardfor: ff,
+            forwarded,
+            client: client.parse().expect("client"),
+            local: "198.18.0.100:80".parse().expect("local"),
+            scheme: "http",
+        }
+    }
+
+    #[test]
+    fn forwardfor_appends_after_the_clients_header() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "example.test")
+                .header("x-forwarded-for", "203.0.113.9")
+                .body(())
+                .expect("request"),
+        );
+        let ff = forwardfor(&[]);
+        add_forwarding(&mut p, &forwarding(Some(&ff), false, "198.18.0.2:4000"));
+        let values: Vec<_> = p.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values, ["203.0.113.9", "198.18.0.2"]);
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        assert_eq!(p.headers["x-forwarded-host"], "example.test");
+    }
+
+    #[test]
+    fn forwardfor_except_skips_the_network() {
+        let mut p = parts(Request::get("/").body(()).expect("request"));
+        let ff = forwardfor(&["127.0.0.0/8"]);
+        add_forwarding(&mut p, &forwarding(Some(&ff), false, "127.0.0.1:4000"));
+        assert!(p.headers.get("x-forwarded-for").is_none());
+        add_forwarding(&mut p, &forwarding(Some(&ff), false, "198.18.0.2:4000"));
+        assert_eq!(p.headers["x-forwarded-for"], "198.18.0.2");
+    }
+
+    #[test]
+    fn forwarded_follows_rfc7239() {
+        let mut p = parts(
+            Request::get("/")
+                .header("host", "example.test:8080")
+                .body(())
+                .expect("request"),
+        );
+        add_forwarding(&mut p, &forwarding(None, true, "[fd00::2]:4000"));
+        assert_eq!(
+            p.headers["forwarded"],
+            "for=\"[fd00::2]\";by=198.18.0.100;proto=http;host=\"example.test:8080\""
+        );
+        assert!(p.headers.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn upstream_head_is_http11_origin_form_without_hop_headers() {
+        let mut p = parts(
+            Request::get("http://example.test/a?b=1")
+                .version(Version::HTTP_2)
+                .header("connection", "keep-alive, x-private")
+                .header("x-private", "1")
+                .header("keep-alive", "timeout=5")
+                .header("te", "trailers")
+                .header("x-kept", "1")
+                .body(())
+                .expect("request"),
+        );
+        prepare_upstream(&mut p, HttpConnectionMode::ServerClose, None);
+        assert_eq!(p.uri, "/a?b=1");
+        assert_eq!(p.version, Version::HTTP_11);
+        assert_eq!(p.headers["host"], "example.test");
+        assert_eq!(p.headers["connection"], "close");
+        assert_eq!(p.headers["x-kept"], "1");
+        for gone in ["x-private", "keep-alive", "te"] {
+            assert!(p.headers.get(gone).is_none(), "{gone}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_mode_sends_no_connection_header_and_upgrade_is_kept() {
+        let mut p = parts(
+            Request::get("/chat")
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .body(())
+                .expect("request"),
+        );
+        let upgrade = upgrade_protocol(&p.headers);
+        assert_eq!(
+            upgrade.as_ref().map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        prepare_upstream(&mut p, HttpConnectionMode::KeepAlive, upgrade.as_ref());
+        assert_eq!(p.headers["connection"], "upgrade");
+        assert_eq!(p.headers["upgrade"], "websocket");
+
+        let mut plain = parts(Request::get("/").body(()).expect("request"));
+        prepare_upstream(&mut plain, HttpConnectionMode::KeepAlive, None);
+        assert!(plain.headers.get("connection").is_none());
+    }
+
+    #[test]
+    fn httpclose_closes_the_client_side() {
+        let (mut p, _) = hyper::Response::builder()
+            .header("connection", "keep-alive")
+            .header("transfer-encoding", "chunked")
+            .body(())
+            .expect("response")
+            .into_parts();
+        prepare_downstream(&mut p, HttpConnectionMode::Close);
+        assert_eq!(p.headers["connection"], "close");
+        assert!(p.headers.get("transfer-encoding").is_none());
+    }
+}

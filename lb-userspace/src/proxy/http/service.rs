@@ -1,0 +1,503 @@
+//! The phases of one HTTP request, in order: load the snapshot, route
+//! (http-request rules, use_backend), add the forwarding headers, choose a
+//! server (queueing at its maxconn, retrying a failed connect, redispatching),
+//! send the request over a pooled connection, apply the response rules, and
+//! stream the response back; the access-log record is completed when the
+//! response body ends. Bodies stream both ways.
+use super::{
+    body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
+    conn::{ConnContext, RequestActivity},
+    connect::{connect_with_retries, Connected},
+    errors::{error_response, redirect_response},
+    headers::{self, Forwarding},
+    tunnel,
+    upstream::{self, ConnectError},
+};
+use crate::log::{
+    AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
+};
+use crate::proxy::{
+    config::HttpConnectionMode,
+    route::{self, Decision},
+    snapshot::{ServerSlot, Snapshot},
+    stats::{now_ms, Counters, SessionGuard},
+};
+use http_body_util::BodyExt;
+use hyper::{
+    body::Incoming, client::conn::http1::SendRequest, http::Version, Request, Response, StatusCode,
+};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+/// Everything that outlives the request head: the log record, counters,
+/// the server slot, and the connection's activity mark.
+pub(super) struct Exchange {
+    pub(super) context: Arc<ConnContext>,
+    pub(super) snapshot: Arc<Snapshot>,
+    pub(super) record: AccessRecord,
+    /// When the request head was complete (the service was called).
+    started: Instant,
+    /// `Ti` + `TR` already spent before `started`, in ms.
+    head_ms: u64,
+    pub(super) frontend: Arc<Counters>,
+    pub(super) backend: Option<Arc<Counters>>,
+    pub(super) server: Option<Arc<Counters>>,
+    pub(super) sessions: Vec<SessionGuard>,
+    pub(super) slot: Option<ServerSlot>,
+    /// The server connection (and how long it may take to be ready again),
+    /// pooled when the response has been read whole.
+    pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
+    bytes_in: Arc<AtomicU64>,
+    activity: RequestActivity,
+}
+
+impl Exchange {
+    fn counters(&self) -> impl Iterator<Item = &Arc<Counters>> {
+        [
+            Some(&self.frontend),
+            self.backend.as_ref(),
+            self.server.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// A response made here (deny, redirect, error).
+    fn local(
+        mut self,
+        response: Response<ProxyBody>,
+        cause: Cause,
+        phase: SessionPhase,
+    ) -> Response<ProxyBody> {
+        self.record.termination = TerminationState::new(cause, phase);
+        self.respond(response, None)
+    }
+
+    /// Sends `response` to the client; the record is finished when its
+    /// body ends. `idle`: the server's inactivity timeout while streaming.
+    fn respond(
+        mut self,
+        response: Response<ProxyBody>,
+        idle: Option<Duration>,
+    ) -> Response<ProxyBody> {
+        let status = response.status().as_u16();
+        self.record.status = Some(status);
+        for counters in self.counters() {
+            counters.count_response(status);
+        }
+        let (parts, body) = response.into_parts();
+        let data_counters: Vec<Arc<Counters>> = [self.backend.clone(), self.server.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let on_data = Box::new(move |n: u64| {
+            for counters in &data_counters {
+                Counters::add(&counters.bytes_out, n);
+            }
+        });
+        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, bytes));
+        Response::from_parts(
+            parts,
+            Metered::new(body, idle, on_data, on_end).boxed_unsync(),
+        )
+    }
+
+    fn finish(mut self, end: BodyEnd, bytes: u64) {
+        // Pooled only if hyper says the connection can take another request
+        // (an unfinished response closes it).
+        if let Some((address, sender, wait)) = self.pooled.take() {
+            self.context.shared.pool.recycle(address, sender, wait);
+        }
+        let server_side = [self.backend.as_ref(), self.server.as_ref()];
+        match end {
+            BodyEnd::Complete => {}
+            BodyEnd::Abandoned => {
+                self.record.termination =
+                    TerminationState::new(Cause::ClientAbort, SessionPhase::Data)
+            }
+            BodyEnd::TimedOut | BodyEnd::Failed => {
+                let cause = if end == BodyEnd::TimedOut {
+                    Cause::ServerTimeout
+                } else {
+                    Cause::ServerAbort
+                };
+                self.record.termination = TerminationState::new(cause, SessionPhase::Data);
+                for counters in server_side.into_iter().flatten() {
+                    Counters::add(&counters.response_errors, 1);
+                }
+            }
+        }
+        self.record.bytes_to_client = bytes;
+        // The head and body the client sent (the body alone for the counters).
+        self.record.bytes_from_client = self
+            .activity
+            .bytes_from_client()
+            .max(self.bytes_in.load(Relaxed));
+        let elapsed = self.started.elapsed();
+        self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
+        self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
+        // Sessions close before the slot frees, so a queued request never
+        // counts as the server's second session.
+        self.sessions.clear();
+        self.slot = None;
+        let record = std::mem::replace(
+            &mut self.record,
+            AccessRecord::new(
+                RecordMode::Http,
+                self.context.info.src,
+                self.context.info.dst,
+                self.context.frontend.clone(),
+                self.context.accept_date,
+            ),
+        );
+        self.context
+            .shared
+            .log(&self.snapshot, &self.context.frontend, record);
+    }
+
+    fn record_request_ms(&self) -> u64 {
+        self.record
+            .timers
+            .request
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+fn version_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// hyper's service function: never fails, every problem is a response.
+pub async fn handle(
+    mut request: Request<Incoming>,
+    context: Arc<ConnContext>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (idle_ms, request_ms) = context.activity.idle_and_head_ms(now_ms());
+    let activity = context.activity.begin();
+    let current = context.shared.snapshot();
+    // A reload that removed this frontend: finish on the snapshot the
+    // connection started with, then close.
+    let (snapshot, frontend_gone) = match current.frontend_by_name(&context.frontend) {
+        Some(_) => (current, false),
+        None => (context.accepted_snapshot.clone(), true),
+    };
+    let frontend_id = snapshot.frontend_by_name(&context.frontend).unwrap_or(0);
+    let frontend_counters = context.counters.clone();
+    let mut record = AccessRecord::new(
+        RecordMode::Http,
+        context.info.src,
+        context.info.dst,
+        context.frontend.clone(),
+        context.accept_date,
+    );
+    record.request_date = context.accept_date + Duration::from_millis(idle_ms);
+    record.timers.handshake = Some(Duration::ZERO);
+    record.timers.idle = Some(Duration::from_millis(idle_ms));
+    record.timers.request = Some(Duration::from_millis(request_ms));
+    // Only a frontend that logs needs the request line.
+    if snapshot
+        .frontend(frontend_id)
+        .is_some_and(|f| f.log.is_some())
+    {
+        record.request_line = Some(format!(
+            "{} {} {}",
+            request.method(),
+            request.uri(),
+            version_name(request.version())
+        ));
+    }
+    let mut exchange = Exchange {
+        context: context.clone(),
+        snapshot: snapshot.clone(),
+        record,
+        started: Instant::now(),
+        head_ms: idle_ms + request_ms,
+        frontend: frontend_counters,
+        backend: None,
+        server: None,
+        sessions: Vec::new(),
+        slot: None,
+        pooled: None,
+        bytes_in: Arc::new(AtomicU64::new(0)),
+        activity,
+    };
+    let upgrade = headers::upgrade_protocol(request.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+
+    let backend_id = match route::route(&snapshot, frontend_id, &context.info, &mut parts) {
+        Decision::UseBackend(id) => id,
+        Decision::Deny { status } => {
+            Counters::add(&exchange.frontend.denied_requests, 1);
+            return Ok(exchange.local(
+                error_response(status, false),
+                Cause::ProxyAbort,
+                SessionPhase::Request,
+            ));
+        }
+        Decision::Redirect { code, location } => {
+            return Ok(exchange.local(
+                redirect_response(code, &location),
+                Cause::LocalResponse,
+                SessionPhase::Request,
+            ));
+        }
+        Decision::NoBackend => {
+            return Ok(exchange.local(
+                error_response(503, false),
+                Cause::ServerAbort,
+                SessionPhase::Connect,
+            ));
+        }
+    };
+    let Some(frontend) = snapshot.frontend(frontend_id) else {
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
+    };
+    let Some((backend, _)) = snapshot.backend(backend_id) else {
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
+    };
+    let backend_name: Arc<str> = backend.name.as_str().into();
+    exchange.record.backend = Some(backend_name.clone());
+    let counters = snapshot.counters(&context.shared.counters);
+    let Some(backend_counters) = counters.backends.get(backend_id).cloned() else {
+        return Ok(exchange.local(
+            error_response(503, false),
+            Cause::Internal,
+            SessionPhase::Request,
+        ));
+    };
+    exchange.sessions.push(backend_counters.open_session());
+    exchange.backend = Some(backend_counters);
+
+    let mode = frontend
+        .http_connection_mode
+        .combine(backend.http_connection_mode);
+    let mode = if frontend_gone {
+        HttpConnectionMode::Close
+    } else {
+        mode
+    };
+    headers::add_forwarding(
+        &mut parts,
+        &Forwarding {
+            forwardfor: frontend.forwardfor.as_ref().or(backend.forwardfor.as_ref()),
+            forwarded: frontend.forwarded || backend.forwarded,
+            client: context.info.src,
+            local: context.info.dst,
+            scheme: "http",
+        },
+    );
+
+    let connected = match connect_with_retries(&mut exchange, &parts, backend_id, mode).await {
+        Ok(connected) => connected,
+        Err(failure) => {
+            let status = failure.status();
+            return Ok(exchange.local(
+                error_response(status, false),
+                failure.cause(),
+                failure.phase(),
+            ));
+        }
+    };
+    let Connected {
+        server,
+        mut sender,
+        reused,
+    } = connected;
+    let address = backend.servers[server].address;
+
+    headers::prepare_upstream(&mut parts, mode, upgrade.as_ref());
+    let request_body = meter_request_body(&exchange, body, frontend.timeouts.client);
+    let mut outgoing = Request::from_parts(parts, request_body);
+    let sent_at = Instant::now();
+    let mut result = send(&mut sender, outgoing, backend.timeouts.server).await;
+    if reused {
+        // A pooled connection the server had just closed: the request was
+        // not sent, so it goes again on a fresh connection.
+        if let Err(SendFailure::NotSent(returned)) = result {
+            outgoing = *returned;
+            result = match upstream::connect(address, backend.timeouts.connect).await {
+                Ok(fresh) => {
+                    sender = fresh;
+                    send(&mut sender, outgoing, backend.timeouts.server).await
+                }
+                Err(error) => Err(SendFailure::Connect(error)),
+            };
+        }
+    }
+    let response = match result {
+        Ok(response) => response,
+        Err(failure) => {
+            let (status, cause, phase) = failure.classify();
+            if cause != Cause::ClientTimeout && cause != Cause::ClientAbort {
+                for counters in [exchange.backend.as_ref(), exchange.server.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    Counters::add(&counters.response_errors, 1);
+                }
+            }
+            return Ok(exchange.local(error_response(status, true), cause, phase));
+        }
+    };
+    exchange.record.timers.response = Some(sent_at.elapsed());
+
+    let mut response = response;
+    let server_upgrade = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| hyper::upgrade::on(&mut response));
+    let (mut response_parts, response_body) = response.into_parts();
+    if let (Some(client_upgrade), Some(server_upgrade)) = (client_upgrade, server_upgrade) {
+        headers::prepare_downstream(&mut response_parts, mode);
+        route::apply_response(
+            &snapshot,
+            frontend_id,
+            Some(backend_id),
+            &context.info,
+            &mut response_parts,
+        );
+        drop(response_body);
+        let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        // The server slot stays taken while the tunnel runs (leastconn and
+        // maxconn see it); the exchange's log line is written at the 101.
+        let slot = exchange.slot.take();
+        let idle = backend
+            .timeouts
+            .tunnel
+            .unwrap_or(frontend.timeouts.client.min(backend.timeouts.server));
+        tunnel::spawn(
+            client_upgrade,
+            server_upgrade,
+            idle,
+            counters,
+            (slot, sender),
+        );
+        let response = Response::from_parts(response_parts, full(""));
+        return Ok(exchange.respond(response, None));
+    }
+    headers::prepare_downstream(&mut response_parts, mode);
+    route::apply_response(
+        &snapshot,
+        frontend_id,
+        Some(backend_id),
+        &context.info,
+        &mut response_parts,
+    );
+    if mode == HttpConnectionMode::KeepAlive {
+        exchange.pooled = Some((address, sender, backend.timeouts.server));
+    }
+    let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
+    Ok(exchange.respond(response, Some(backend.timeouts.server)))
+}
+
+trait BoxIncoming {
+    fn boxed_unsync_proxy(self) -> ProxyBody;
+}
+
+impl BoxIncoming for Incoming {
+    fn boxed_unsync_proxy(self) -> ProxyBody {
+        self.map_err(|e| Box::new(e) as super::body::BoxError)
+            .boxed_unsync()
+    }
+}
+
+fn meter_request_body(exchange: &Exchange, body: Incoming, client_timeout: Duration) -> ProxyBody {
+    let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let total = exchange.bytes_in.clone();
+    let on_data = Box::new(move |n: u64| {
+        total.fetch_add(n, Relaxed);
+        for counters in &counters {
+            Counters::add(&counters.bytes_in, n);
+        }
+    });
+    Metered::new(body, Some(client_timeout), on_data, Box::new(|_, _| {})).boxed_unsync()
+}
+
+/// Why sending a request to a server failed.
+enum SendFailure {
+    /// The connection closed before the request was written: it can go again.
+    NotSent(Box<Request<ProxyBody>>),
+    Connect(ConnectError),
+    /// No response head within `timeout server`.
+    Timeout,
+    Failed(hyper::Error),
+}
+
+impl SendFailure {
+    /// Status for the client, and HAProxy's termination state.
+    fn classify(&self) -> (u16, Cause, SessionPhase) {
+        match self {
+            SendFailure::Timeout => (504, Cause::ServerTimeout, SessionPhase::Headers),
+            SendFailure::Connect(ConnectError::Timeout) => {
+                (503, Cause::ServerTimeout, SessionPhase::Connect)
+            }
+            SendFailure::Connect(_) | SendFailure::NotSent(_) => {
+                (503, Cause::ServerAbort, SessionPhase::Connect)
+            }
+            SendFailure::Failed(error) if caused_by_client_timeout(error) => {
+                (408, Cause::ClientTimeout, SessionPhase::Data)
+            }
+            SendFailure::Failed(_) => (502, Cause::ServerAbort, SessionPhase::Headers),
+        }
+    }
+}
+
+fn caused_by_client_timeout(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<IdleTimeout>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+async fn send(
+    sender: &mut SendRequest<ProxyBody>,
+    request: Request<ProxyBody>,
+    timeout: Duration,
+) -> Result<Response<Incoming>, SendFailure> {
+    let sending = async {
+        if sender.ready().await.is_err() {
+            return Err(SendFailure::NotSent(Box::new(request)));
+        }
+        sender
+            .try_send_request(request)
+            .await
+            .map_err(|mut error| match error.take_message() {
+                Some(request) => SendFailure::NotSent(Box::new(request)),
+                None => SendFailure::Failed(error.into_error()),
+            })
+    };
+    match tokio::time::timeout(timeout, sending).await {
+        Ok(result) => result,
+        Err(_) => Err(SendFailure::Timeout),
+    }
+}

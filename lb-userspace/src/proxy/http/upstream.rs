@@ -1,0 +1,142 @@
+//! Connections to servers: connect with `timeout connect`, HTTP/1.1 over
+//! them, and a keep-alive pool keyed by server address (two connections to
+//! the same address are interchangeable until TLS to servers exists). A
+//! connection goes back to the pool only once its response has been read
+//! to the end and hyper says it can take another request.
+use super::body::ProxyBody;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::{
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::net::TcpStream;
+
+/// Why a connection to a server could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect timeout")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(#[from] io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+/// How long an idle server connection stays pooled (HAProxy's
+/// `pool-purge-delay` default).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept per server at most.
+const MAX_IDLE_PER_SERVER: usize = 256;
+
+struct Idle {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// Idle keep-alive connections by server address.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pool")
+    }
+}
+
+impl Pool {
+    /// The most recently used idle connection to `server` that is still open.
+    pub fn take(&self, server: SocketAddr) -> Option<SendRequest<ProxyBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&server)?;
+        while let Some(entry) = list.pop() {
+            if entry.since.elapsed() < POOL_IDLE_TIMEOUT
+                && entry.sender.is_ready()
+                && !entry.sender.is_closed()
+            {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    /// Idle connections pooled for `server` now.
+    pub fn idle_count(&self, server: SocketAddr) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.get(&server).map_or(0, Vec::len)
+    }
+
+    fn put(&self, server: SocketAddr, sender: SendRequest<ProxyBody>) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(server).or_default();
+        list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT && !e.sender.is_closed());
+        if list.len() < MAX_IDLE_PER_SERVER {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Pools `sender` once its current exchange is over (the response body
+    /// read to its end), if the connection stays open; waits at most `wait`.
+    /// Usually hyper is ready again by then and no task is needed.
+    pub fn recycle(
+        self: &Arc<Self>,
+        server: SocketAddr,
+        mut sender: SendRequest<ProxyBody>,
+        wait: Duration,
+    ) {
+        if sender.is_ready() {
+            self.put(server, sender);
+            return;
+        }
+        if sender.is_closed() {
+            return;
+        }
+        // Called from a body's end, which may be dropped while the runtime
+        // shuts down: no runtime, no pooling.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
+                pool.put(server, sender);
+            }
+        });
+    }
+
+    /// Forgets every idle connection (they close when dropped).
+    pub fn clear(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// Opens an HTTP/1.1 connection to `server` within `timeout`; the
+/// connection's task runs until the server or the last sender closes it,
+/// with upgrades enabled (WebSocket).
+pub async fn connect(
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<SendRequest<ProxyBody>, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
+        Ok(stream) => stream?,
+        Err(_) => return Err(ConnectError::Timeout),
+    };
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        // A server closing or resetting is seen by the request that uses
+        // the connection; nothing more to report here.
+        let _ = connection.with_upgrades().await;
+    });
+    Ok(sender)
+}

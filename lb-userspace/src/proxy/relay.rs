@@ -1,0 +1,352 @@
+//! Byte relays between two connections, both directions at once, with
+//! half-close (one side's end of stream becomes a FIN on the other, the
+//! other direction goes on) and an inactivity timeout over both
+//! directions. Two engines: a user-space copy for any stream (upgraded
+//! HTTP connections), and `splice(2)` through a pipe for two TCP sockets,
+//! which moves the bytes inside the kernel.
+use crate::proxy::stats::now_ms;
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    time::Duration,
+};
+use tokio::{
+    io::Interest,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+};
+
+/// Bytes moved per read (and the pipe's capacity for splice).
+const CHUNK: usize = 64 * 1024;
+
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// Both directions reached end of stream.
+    Closed,
+    /// No byte either way within the inactivity timeout.
+    TimedOut,
+    /// A read or write failed (reset); `client` tells which side.
+    Failed { client: bool },
+}
+
+/// Bytes each way and how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// Client to server.
+    pub up: u64,
+    /// Server to client.
+    pub down: u64,
+    pub end: RelayEnd,
+}
+
+/// Running totals the caller may read while the relay runs.
+#[derive(Debug, Default)]
+pub struct RelayMeter {
+    pub up: AtomicU64,
+    pub down: AtomicU64,
+    last_activity_ms: AtomicU64,
+}
+
+impl RelayMeter {
+    fn touch(&self) {
+        self.last_activity_ms.store(now_ms(), Relaxed);
+    }
+
+    /// Resolves once nothing moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        self.touch();
+        let idle_ms = idle.as_millis() as u64;
+        loop {
+            let last = self.last_activity_ms.load(Relaxed);
+            let now = now_ms();
+            if now.saturating_sub(last) >= idle_ms {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(last + idle_ms - now)).await;
+        }
+    }
+}
+
+/// Which way a failed copy was reading.
+struct CopyError {
+    reading_client: bool,
+}
+
+/// Copies `client` <-> `server` until both ends close, either fails, or
+/// nothing moves for `idle`.
+pub async fn copy<C, S>(client: C, server: S, idle: Duration, meter: &RelayMeter) -> RelayOutcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut server_read, mut server_write) = tokio::io::split(server);
+    let up = copy_half(&mut client_read, &mut server_write, &meter.up, meter, true);
+    let down = copy_half(
+        &mut server_read,
+        &mut client_write,
+        &meter.down,
+        meter,
+        false,
+    );
+    let both = async { tokio::try_join!(up, down) };
+    finish(both, idle, meter).await
+}
+
+async fn finish<F>(both: F, idle: Duration, meter: &RelayMeter) -> RelayOutcome
+where
+    F: std::future::Future<Output = Result<(u64, u64), CopyError>>,
+{
+    let end = tokio::select! {
+        result = both => match result {
+            Ok(_) => RelayEnd::Closed,
+            Err(error) => RelayEnd::Failed { client: error.reading_client },
+        },
+        _ = meter.idle_for(idle) => RelayEnd::TimedOut,
+    };
+    RelayOutcome {
+        up: meter.up.load(Relaxed),
+        down: meter.down.load(Relaxed),
+        end,
+    }
+}
+
+async fn copy_half<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    total: &AtomicU64,
+    meter: &RelayMeter,
+    reading_client: bool,
+) -> Result<u64, CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let fail = |_| CopyError { reading_client };
+    let mut buffer = vec![0u8; CHUNK];
+    let mut moved = 0u64;
+    loop {
+        let n = reader.read(&mut buffer).await.map_err(fail)?;
+        if n == 0 {
+            // Half-close: pass the end of stream on, keep the other way.
+            let _ = writer.shutdown().await;
+            return Ok(moved);
+        }
+        writer
+            .write_all(&buffer[..n])
+            .await
+            .map_err(|_| CopyError {
+                reading_client: !reading_client,
+            })?;
+        moved += n as u64;
+        total.fetch_add(n as u64, Relaxed);
+        meter.touch();
+    }
+}
+
+/// A pipe for splice, closed on drop.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // A larger pipe moves more per call; the default (64 KiB) is kept
+        // when the limit (pipe-max-size) forbids it.
+        // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
+        Ok(Pipe { read, write })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice between two open descriptors, no offsets.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Relays two TCP sockets with splice(2) through one pipe per direction.
+pub async fn splice_relay(
+    client: &TcpStream,
+    server: &TcpStream,
+    idle: Duration,
+    meter: &RelayMeter,
+) -> io::Result<RelayOutcome> {
+    let up_pipe = Pipe::new()?;
+    let down_pipe = Pipe::new()?;
+    let up = splice_half(client, server, &up_pipe, &meter.up, meter, true);
+    let down = splice_half(server, client, &down_pipe, &meter.down, meter, false);
+    let both = async { tokio::try_join!(up, down) };
+    Ok(finish(both, idle, meter).await)
+}
+
+async fn splice_half(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    total: &AtomicU64,
+    meter: &RelayMeter,
+    reading_client: bool,
+) -> Result<u64, CopyError> {
+    let read_error = |_| CopyError { reading_client };
+    let write_error = |_| CopyError {
+        reading_client: !reading_client,
+    };
+    let mut moved = 0u64;
+    loop {
+        // The pipe is empty here, so EAGAIN can only mean "no data yet".
+        let filled = from
+            .async_io(Interest::READABLE, || {
+                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
+            })
+            .await
+            .map_err(read_error)?;
+        if filled == 0 {
+            let _ = socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write);
+            return Ok(moved);
+        }
+        let mut in_pipe = filled;
+        while in_pipe > 0 {
+            let sent = to
+                .async_io(Interest::WRITABLE, || {
+                    splice(pipe.read.as_raw_fd(), to.as_raw_fd(), in_pipe)
+                })
+                .await
+                .map_err(write_error)?;
+            in_pipe -= sent;
+            moved += sent as u64;
+            total.fetch_add(sent as u64, Relaxed);
+            meter.touch();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Runs `test` on a thread in a network namespace of its own (loopback
+    /// only), so test sockets never touch the host's network.
+    fn in_private_netns<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F + Send) {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                        .expect("unshare (root)");
+                    let up = std::process::Command::new("ip")
+                        .args(["link", "set", "lo", "up"])
+                        .status()
+                        .expect("ip");
+                    assert!(up.success());
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                        .block_on(test());
+                })
+                .join()
+                .expect("test thread");
+        });
+    }
+
+    /// A connected pair of TCP sockets over the namespace's loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (connected, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (connected.expect("connect"), accepted.expect("accept").0)
+    }
+
+    async fn check_half_close(use_splice: bool) {
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_server, mut server) = pair().await;
+        let meter = RelayMeter::default();
+        let relay = async {
+            if use_splice {
+                splice_relay(&proxy_client, &proxy_server, Duration::from_secs(5), &meter)
+                    .await
+                    .expect("splice")
+            } else {
+                copy(proxy_client, proxy_server, Duration::from_secs(5), &meter).await
+            }
+        };
+        let peers = async {
+            client.write_all(b"hello").await.expect("write");
+            client.shutdown().await.expect("shutdown");
+            let mut got = Vec::new();
+            server
+                .read_to_end(&mut got)
+                .await
+                .expect("server reads to FIN");
+            assert_eq!(got, b"hello");
+            // The other direction still works after the client's FIN.
+            server.write_all(b"world!").await.expect("write back");
+            server.shutdown().await.expect("shutdown");
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.expect("client reads");
+            assert_eq!(back, b"world!");
+        };
+        let (outcome, ()) = tokio::join!(relay, peers);
+        assert_eq!(
+            outcome,
+            RelayOutcome {
+                up: 5,
+                down: 6,
+                end: RelayEnd::Closed
+            }
+        );
+    }
+
+    #[test]
+    fn copy_passes_half_close_both_ways() {
+        in_private_netns(|| check_half_close(false));
+    }
+
+    #[test]
+    fn splice_passes_half_close_both_ways() {
+        in_private_netns(|| check_half_close(true));
+    }
+
+    #[test]
+    fn idle_relay_times_out() {
+        in_private_netns(|| async {
+            let (_client, proxy_client) = pair().await;
+            let (proxy_server, _server) = pair().await;
+            let meter = RelayMeter::default();
+            let outcome = splice_relay(
+                &proxy_client,
+                &proxy_server,
+                Duration::from_millis(50),
+                &meter,
+            )
+            .await
+            .expect("splice");
+            assert_eq!(outcome.end, RelayEnd::TimedOut);
+        });
+    }
+}

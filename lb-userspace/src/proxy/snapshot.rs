@@ -1,0 +1,408 @@
+//! The compiled, immutable routing snapshot and the live state that
+//! outlives it. A reload builds a new [`Snapshot`] from a new
+//! [`ProxyConfig`] through the same [`StateRegistry`]: frontends, backends
+//! and servers that keep their names keep their counters and
+//! administrative state; the proxy swaps the `Arc<Snapshot>` atomically
+//! and each connection/request loads it once.
+use crate::proxy::balance::Balancer;
+use crate::proxy::config::{Backend, BackendId, Frontend, ProxyConfig, Server, ServerId};
+use crate::proxy::stats::{Counters, ProxyCounters};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::SystemTime,
+};
+
+/// Index into [`Snapshot::frontends`].
+pub type FrontendId = usize;
+
+/// A server's administrative state (HAProxy's READY / DRAIN / MAINT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdminState {
+    Ready = 0,
+    /// No new connections; existing ones finish.
+    Drain = 1,
+    /// Out of service (`disabled`).
+    Maint = 2,
+}
+
+impl AdminState {
+    fn from_u8(v: u8) -> AdminState {
+        match v {
+            0 => AdminState::Ready,
+            1 => AdminState::Drain,
+            _ => AdminState::Maint,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminState::Ready => "READY",
+            AdminState::Drain => "DRAIN",
+            AdminState::Maint => "MAINT",
+        }
+    }
+}
+
+/// The outcome of a server's last health check, for status displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastCheck {
+    pub ok: bool,
+    /// e.g. "L7OK 200", "L4CON connection refused", "L7STS 503".
+    pub detail: String,
+    pub at: SystemTime,
+}
+
+/// One server's live state, shared by every snapshot that has the server:
+/// what balancing and health need. Traffic counters (bytes, errors,
+/// retries) are `proxy::stats::Counters`, kept by the same names.
+#[derive(Debug)]
+pub struct ServerState {
+    pub current_conns: AtomicU32,
+    pub max_conns: AtomicU32,
+    pub total_conns: AtomicU64,
+    /// Requests waiting for a slot on this server.
+    pub queued: AtomicU32,
+    health_up: AtomicBool,
+    admin: AtomicU8,
+    /// Effective weight (dynamic: `set weight` at runtime).
+    weight: AtomicU32,
+    /// The configured weight, to tell a config change from a runtime one.
+    config_weight: AtomicU32,
+    /// The configured `disabled`, likewise.
+    config_disabled: AtomicBool,
+    /// Failed checks while up (HAProxy's `chkfail`).
+    pub failed_checks: AtomicU64,
+    /// UP->DOWN transitions (HAProxy's `chkdown`).
+    pub downs: AtomicU64,
+    last_check: Mutex<Option<LastCheck>>,
+}
+
+impl ServerState {
+    /// A new server: health up (HAProxy starts checked servers UP), admin
+    /// state from `disabled`.
+    pub fn new(server: &Server) -> ServerState {
+        ServerState {
+            current_conns: AtomicU32::new(0),
+            max_conns: AtomicU32::new(0),
+            total_conns: AtomicU64::new(0),
+            queued: AtomicU32::new(0),
+            health_up: AtomicBool::new(true),
+            admin: AtomicU8::new(if server.disabled {
+                AdminState::Maint as u8
+            } else {
+                AdminState::Ready as u8
+            }),
+            weight: AtomicU32::new(server.weight),
+            config_weight: AtomicU32::new(server.weight),
+            config_disabled: AtomicBool::new(server.disabled),
+            failed_checks: AtomicU64::new(0),
+            downs: AtomicU64::new(0),
+            last_check: Mutex::new(None),
+        }
+    }
+
+    pub fn is_health_up(&self) -> bool {
+        self.health_up.load(Ordering::Relaxed)
+    }
+    /// Records a health transition (from the health engine); returns true
+    /// when the state changed.
+    pub fn set_health(&self, up: bool) -> bool {
+        let was = self.health_up.swap(up, Ordering::Relaxed);
+        if was && !up {
+            self.downs.fetch_add(1, Ordering::Relaxed);
+        }
+        was != up
+    }
+    pub fn admin(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+    pub fn set_admin(&self, state: AdminState) {
+        self.admin.store(state as u8, Ordering::Relaxed);
+    }
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+    /// Runtime weight change (0..=256); roundrobin, leastconn, random and
+    /// the hashing algorithms follow it, static-rr does not (HAProxy).
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight.min(256), Ordering::Relaxed);
+    }
+    pub fn last_check(&self) -> Option<LastCheck> {
+        self.last_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Records a check's result; HAProxy's `chkfail` counts the failures
+    /// seen while the server was up.
+    pub fn set_last_check(&self, check: LastCheck) {
+        if !check.ok && self.is_health_up() {
+            self.failed_checks.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.last_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(check);
+    }
+
+    /// Takes traffic: ready, health up and a positive weight.
+    pub fn is_up(&self) -> bool {
+        self.admin() == AdminState::Ready && self.is_health_up() && self.weight() > 0
+    }
+    /// At its `maxconn` (0 = unlimited).
+    pub fn is_full(&self, maxconn: u32) -> bool {
+        maxconn > 0 && self.current_conns.load(Ordering::Relaxed) >= maxconn
+    }
+    /// Current connections plus queued requests: leastconn's load.
+    pub fn load(&self) -> u32 {
+        self.current_conns
+            .load(Ordering::Relaxed)
+            .saturating_add(self.queued.load(Ordering::Relaxed))
+    }
+
+    /// Takes one connection slot if below `maxconn`; the caller releases it
+    /// with [`ServerState::release`] (or holds a [`ServerSlot`]).
+    pub fn try_acquire(&self, maxconn: u32) -> bool {
+        let taken =
+            self.current_conns
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |current| {
+                    (maxconn == 0 || current < maxconn).then_some(current + 1)
+                });
+        match taken {
+            Ok(before) => {
+                self.total_conns.fetch_add(1, Ordering::Relaxed);
+                self.max_conns.fetch_max(before + 1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+    pub fn release(&self) {
+        let _ = self
+            .current_conns
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| c.checked_sub(1));
+    }
+
+    /// After a reload: a changed configured weight or `disabled` replaces
+    /// the runtime value; an unchanged one keeps a runtime change.
+    fn reconfigure(&self, server: &Server) {
+        let old = self.config_weight.swap(server.weight, Ordering::Relaxed);
+        if old != server.weight {
+            self.weight.store(server.weight, Ordering::Relaxed);
+        }
+        // Likewise `disabled`: a changed setting wins, an unchanged one
+        // keeps a runtime admin state (drain, maint, ready).
+        let was_disabled = self
+            .config_disabled
+            .swap(server.disabled, Ordering::Relaxed);
+        if was_disabled != server.disabled {
+            self.set_admin(if server.disabled {
+                AdminState::Maint
+            } else {
+                AdminState::Ready
+            });
+        }
+    }
+}
+
+/// A held connection slot on a server; dropping it frees the slot and wakes
+/// the requests queued on the backend.
+#[derive(Debug)]
+pub struct ServerSlot {
+    server: Arc<ServerState>,
+    backend: Arc<BackendState>,
+}
+
+impl ServerSlot {
+    /// Takes a slot on `server` of `backend`, if it has one free.
+    pub fn acquire(backend: &BackendRuntime, server: ServerId, maxconn: u32) -> Option<ServerSlot> {
+        let state = backend.servers.get(server)?;
+        state.try_acquire(maxconn).then(|| {
+            backend.state.current_conns.fetch_add(1, Ordering::Relaxed);
+            backend.state.total_conns.fetch_add(1, Ordering::Relaxed);
+            ServerSlot {
+                server: Arc::clone(state),
+                backend: Arc::clone(&backend.state),
+            }
+        })
+    }
+    pub fn server(&self) -> &Arc<ServerState> {
+        &self.server
+    }
+}
+
+impl Drop for ServerSlot {
+    fn drop(&mut self) {
+        self.server.release();
+        let _ = self
+            .backend
+            .current_conns
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| c.checked_sub(1));
+        // Every waiter retries: one queued on another (full) server must not
+        // swallow the wake-up of one that can use this slot. The stored
+        // permit covers a waiter about to start waiting.
+        self.backend.slot_freed.notify_waiters();
+        self.backend.slot_freed.notify_one();
+    }
+}
+
+/// A backend's connection count and its queue's wake-up.
+#[derive(Debug, Default)]
+pub struct BackendState {
+    /// Connections holding a server slot.
+    pub current_conns: AtomicU32,
+    pub total_conns: AtomicU64,
+    /// Requests waiting for a server slot.
+    pub queued: AtomicU32,
+    /// Notified each time a server slot is freed: queued requests retry.
+    pub slot_freed: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+pub struct BackendRuntime {
+    pub state: Arc<BackendState>,
+    /// One per configured server, in order.
+    pub servers: Vec<Arc<ServerState>>,
+    pub balancer: Balancer,
+}
+
+/// Everything a request needs, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Arc<ProxyConfig>,
+    /// One per `config.backends` entry.
+    pub backends: Vec<BackendRuntime>,
+    /// Each backend's and server's counters, taken from the registry by the
+    /// first request that needs them, so requests never look names up.
+    counters: OnceLock<SnapshotCounters>,
+}
+
+/// The counters of a snapshot's backends and servers, in config order.
+#[derive(Debug)]
+pub struct SnapshotCounters {
+    pub backends: Vec<Arc<Counters>>,
+    /// `servers[backend][server]`.
+    pub servers: Vec<Vec<Arc<Counters>>>,
+}
+
+impl Snapshot {
+    pub fn frontend(&self, id: FrontendId) -> Option<&Frontend> {
+        self.config.frontends.get(id)
+    }
+    pub fn backend(&self, id: BackendId) -> Option<(&Backend, &BackendRuntime)> {
+        Some((self.config.backends.get(id)?, self.backends.get(id)?))
+    }
+    pub fn frontend_by_name(&self, name: &str) -> Option<FrontendId> {
+        self.config.frontends.iter().position(|f| f.name == name)
+    }
+
+    /// The counters of every backend and server, resolved once per snapshot.
+    pub fn counters(&self, registry: &ProxyCounters) -> &SnapshotCounters {
+        self.counters.get_or_init(|| {
+            let backends = &self.config.backends;
+            SnapshotCounters {
+                backends: backends
+                    .iter()
+                    .map(|b| registry.backends.get(&b.name.as_str().into()))
+                    .collect(),
+                servers: backends
+                    .iter()
+                    .map(|b| {
+                        let backend: Arc<str> = b.name.as_str().into();
+                        b.servers
+                            .iter()
+                            .map(|s| {
+                                registry
+                                    .servers
+                                    .get(&(backend.clone(), s.name.as_str().into()))
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            }
+        })
+    }
+}
+
+type ServerKey = (String, String);
+
+#[derive(Default)]
+struct Registered {
+    backends: HashMap<String, Arc<BackendState>>,
+    servers: HashMap<ServerKey, Arc<ServerState>>,
+}
+
+/// Live state by name, carried from one snapshot to the next.
+#[derive(Default)]
+pub struct StateRegistry {
+    inner: Mutex<Registered>,
+}
+
+impl StateRegistry {
+    pub fn new() -> StateRegistry {
+        StateRegistry::default()
+    }
+
+    /// Builds the snapshot of `config`, reusing the state of every
+    /// backend and server that keeps its name and forgetting the
+    /// others.
+    pub fn build(&self, config: Arc<ProxyConfig>) -> Snapshot {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Registered::default();
+        let backends = config
+            .backends
+            .iter()
+            .map(|b| {
+                let state = inner.backends.remove(&b.name).unwrap_or_default();
+                next.backends.insert(b.name.clone(), Arc::clone(&state));
+                let servers = b
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        let key = (b.name.clone(), s.name.clone());
+                        let server = match inner.servers.remove(&key) {
+                            Some(existing) => {
+                                existing.reconfigure(s);
+                                existing
+                            }
+                            None => Arc::new(ServerState::new(s)),
+                        };
+                        next.servers.insert(key, Arc::clone(&server));
+                        server
+                    })
+                    .collect();
+                BackendRuntime {
+                    state,
+                    servers,
+                    balancer: Balancer::new(b),
+                }
+            })
+            .collect();
+        *inner = next;
+        Snapshot {
+            config,
+            backends,
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// A server's state by name (health engine, runtime commands).
+    pub fn server(&self, backend: &str, server: &str) -> Option<Arc<ServerState>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .servers
+            .get(&(backend.to_owned(), server.to_owned()))
+            .cloned()
+    }
+}
+
+impl std::fmt::Debug for StateRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateRegistry")
+    }
+}
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

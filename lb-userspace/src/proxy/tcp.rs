@@ -1,0 +1,268 @@
+//! TCP mode: route the connection (use_backend on connection facts), choose
+//! a server (for `balance rdp-cookie`, from the first bytes, peeked within
+//! a bounded inspect delay), connect with `retries`/`redispatch`, then relay
+//! bytes both ways with half-close until both sides end or the session is
+//! idle for `timeout client`/`timeout server` (the smaller). One `tcplog`
+//! record per session.
+use crate::log::{
+    AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
+};
+use crate::proxy::{
+    acl::ConnInfo,
+    balance::{rdp_cookie, Balance, BalanceInput, Pick, RdpCookie},
+    relay::{self, RelayEnd, RelayMeter},
+    route::{self, Decision},
+    runtime::Shared,
+    snapshot::{ServerSlot, Snapshot},
+    stats::Counters,
+};
+use std::{
+    sync::{atomic::Ordering::Relaxed, Arc},
+    time::{Duration, Instant, SystemTime},
+};
+use tokio::net::TcpStream;
+
+/// Longest wait for the bytes `rdp-cookie` needs (HAProxy's `tcp-request
+/// inspect-delay` of the usual RDP configurations); bounded by `timeout
+/// client` too.
+pub const INSPECT_DELAY: Duration = Duration::from_secs(5);
+/// Most bytes inspected.
+const INSPECT_BYTES: usize = 1024;
+/// Poll step while the client's first bytes are incomplete.
+const INSPECT_STEP: Duration = Duration::from_millis(10);
+
+/// Serves one tcp-mode client connection.
+pub async fn serve(
+    client: TcpStream,
+    shared: Arc<Shared>,
+    snapshot: Arc<Snapshot>,
+    frontend: Arc<str>,
+    info: ConnInfo,
+) {
+    let accepted = Instant::now();
+    let mut record = AccessRecord::new(
+        RecordMode::Tcp,
+        info.src,
+        info.dst,
+        frontend.clone(),
+        SystemTime::now(),
+    );
+    let end = session(
+        client,
+        &shared,
+        &snapshot,
+        &frontend,
+        &info,
+        &mut record,
+        accepted,
+    )
+    .await;
+    record.termination = end;
+    record.timers.total = accepted.elapsed();
+    record.timers.active = record.timers.total;
+    shared.log(&snapshot, &frontend, record);
+}
+
+async fn session(
+    client: TcpStream,
+    shared: &Arc<Shared>,
+    snapshot: &Arc<Snapshot>,
+    frontend: &Arc<str>,
+    info: &ConnInfo,
+    record: &mut AccessRecord,
+    accepted: Instant,
+) -> TerminationState {
+    let Some(frontend_id) = snapshot.frontend_by_name(frontend) else {
+        return TerminationState::new(Cause::Internal, SessionPhase::Request);
+    };
+    let Some(frontend_config) = snapshot.frontend(frontend_id) else {
+        return TerminationState::new(Cause::Internal, SessionPhase::Request);
+    };
+    let Decision::UseBackend(backend_id) = route::route_tcp(snapshot, frontend_id, info) else {
+        return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect);
+    };
+    let Some((backend, runtime)) = snapshot.backend(backend_id) else {
+        return TerminationState::new(Cause::Internal, SessionPhase::Request);
+    };
+    let backend_name: Arc<str> = backend.name.as_str().into();
+    record.backend = Some(backend_name.clone());
+    let backend_counters = shared.counters.backends.get(&backend_name);
+    let _backend_session = backend_counters.open_session();
+
+    let payload = match &backend.balance {
+        Balance::RdpCookie(name) => {
+            peek_first_bytes(
+                &client,
+                name,
+                INSPECT_DELAY.min(frontend_config.timeouts.client),
+            )
+            .await
+        }
+        _ => Vec::new(),
+    };
+
+    let queue_deadline = Instant::now() + backend.timeouts.queue;
+    let mut pinned = None;
+    let mut exclude = None;
+    let mut retries = 0u32;
+    let (server_stream, slot, server_counters) = loop {
+        let server = match pinned {
+            Some(server) => server,
+            None => {
+                let input = BalanceInput {
+                    src: info.src.ip(),
+                    request: None,
+                    payload: &payload,
+                    exclude,
+                };
+                match route::choose(snapshot, backend_id, &input) {
+                    Pick::Server(server) => server,
+                    Pick::NoServer => {
+                        return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect)
+                    }
+                    Pick::Queue(_) => {
+                        if !wait_in_queue(runtime, queue_deadline).await {
+                            return TerminationState::new(
+                                Cause::ServerTimeout,
+                                SessionPhase::Queue,
+                            );
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let config = &backend.servers[server];
+        let Some(slot) = ServerSlot::acquire(runtime, server, config.maxconn) else {
+            if !wait_in_queue(runtime, queue_deadline).await {
+                return TerminationState::new(Cause::ServerTimeout, SessionPhase::Queue);
+            }
+            continue;
+        };
+        record.timers.queue.get_or_insert(accepted.elapsed());
+        let server_name: Arc<str> = config.name.as_str().into();
+        record.server = Some(server_name.clone());
+        let server_counters = shared
+            .counters
+            .servers
+            .get(&(backend_name.clone(), server_name));
+        let connect_started = Instant::now();
+        let attempt =
+            tokio::time::timeout(backend.timeouts.connect, TcpStream::connect(config.address))
+                .await;
+        match attempt {
+            Ok(Ok(stream)) => {
+                record.timers.connect = Some(connect_started.elapsed());
+                break (stream, slot, server_counters);
+            }
+            failed => {
+                drop(slot);
+                for counters in [&backend_counters, &server_counters] {
+                    Counters::add(&counters.connection_errors, 1);
+                }
+                if retries >= backend.retries {
+                    let cause = if failed.is_err() {
+                        Cause::ServerTimeout
+                    } else {
+                        Cause::ServerAbort
+                    };
+                    return TerminationState::new(cause, SessionPhase::Connect);
+                }
+                retries += 1;
+                record.retries = retries;
+                for counters in [&backend_counters, &server_counters] {
+                    Counters::add(&counters.retries, 1);
+                }
+                if backend.redispatch && retries == backend.retries {
+                    pinned = None;
+                    exclude = Some(server);
+                    record.redispatched = true;
+                    for counters in [&backend_counters, &server_counters] {
+                        Counters::add(&counters.redispatches, 1);
+                    }
+                } else {
+                    pinned = Some(server);
+                }
+            }
+        }
+    };
+    let _server_session = server_counters.open_session();
+    let _ = server_stream.set_nodelay(true);
+    let _ = client.set_nodelay(true);
+    // HAProxy: `timeout tunnel` once both sides are connected, else the
+    // client and server timeouts (the first to expire ends the session).
+    let idle = backend
+        .timeouts
+        .tunnel
+        .unwrap_or(frontend_config.timeouts.client.min(backend.timeouts.server));
+    let meter = RelayMeter::default();
+    let outcome = if shared.splice() {
+        match relay::splice_relay(&client, &server_stream, idle, &meter).await {
+            Ok(outcome) => outcome,
+            Err(_) => return TerminationState::new(Cause::Resource, SessionPhase::Data),
+        }
+    } else {
+        relay::copy(client, server_stream, idle, &meter).await
+    };
+    drop(slot);
+    let frontend_counters = shared.counters.frontends.get(frontend);
+    Counters::add(&frontend_counters.bytes_in, outcome.up);
+    Counters::add(&frontend_counters.bytes_out, outcome.down);
+    for counters in [&backend_counters, &server_counters] {
+        Counters::add(&counters.bytes_in, outcome.up);
+        Counters::add(&counters.bytes_out, outcome.down);
+    }
+    record.bytes_from_client = meter.up.load(Relaxed);
+    record.bytes_to_client = meter.down.load(Relaxed);
+    match outcome.end {
+        RelayEnd::Closed => TerminationState::NORMAL,
+        RelayEnd::TimedOut => TerminationState::new(Cause::ClientTimeout, SessionPhase::Data),
+        RelayEnd::Failed { client: true } => {
+            TerminationState::new(Cause::ClientAbort, SessionPhase::Data)
+        }
+        RelayEnd::Failed { client: false } => {
+            for counters in [&backend_counters, &server_counters] {
+                Counters::add(&counters.response_errors, 1);
+            }
+            TerminationState::new(Cause::ServerAbort, SessionPhase::Data)
+        }
+    }
+}
+
+/// The client's first bytes, peeked (left in the socket for the server)
+/// until the RDP cookie can be decided, `limit` passes, or the buffer fills.
+async fn peek_first_bytes(client: &TcpStream, cookie: &str, limit: Duration) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buffer = vec![0u8; INSPECT_BYTES];
+    let mut seen = 0;
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, client.peek(&mut buffer)).await;
+        let Ok(Ok(n)) = peeked else {
+            break;
+        };
+        seen = n;
+        let decided = !matches!(rdp_cookie(&buffer[..n], cookie), RdpCookie::Incomplete);
+        if n == 0 || decided || n == buffer.len() {
+            break;
+        }
+        if tokio::time::Instant::now() + INSPECT_STEP >= deadline {
+            break;
+        }
+        tokio::time::sleep(INSPECT_STEP).await;
+    }
+    buffer.truncate(seen);
+    buffer
+}
+
+async fn wait_in_queue(
+    runtime: &crate::proxy::snapshot::BackendRuntime,
+    deadline: Instant,
+) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    let wait = (deadline - now).min(Duration::from_millis(100));
+    let _ = tokio::time::timeout(wait, runtime.state.slot_freed.notified()).await;
+    true
+}

@@ -1,0 +1,442 @@
+//! `cargo xtask bench-l7` (also the last part of `cargo xtask bench`): lbd's
+//! L7 proxy against HAProxy 2.6 over the same three nginx backends in the
+//! bench's namespace lab, in one run on the same cores:
+//!
+//! - http mode: lbd `mode = "http"` vs HAProxy `mode http` with `nbthread`
+//!   equal to the proxy worker threads lbd actually started;
+//! - tcp mode: lbd `mode = "tcp"` vs HAProxy `mode tcp`;
+//! - the L4 XDP path (lbd fullnat) beside them;
+//!
+//! each measured with wrk keep-alive (req/s, p50/p99 latency) and wrk
+//! `Connection: close` (conn/s), [`RUNS`] times (median and range), plus
+//! each proxy's peak RSS. The rows replace the L7 section of
+//! bench/RESULTS.md (or are appended to it). Not part of the tests.
+use anyhow::{bail, Context};
+use lb_tests::{
+    nginx::{Nginx, NginxOptions},
+    process::ChildGuard,
+    topology::{backend_addr, DsrLab, TempDir},
+};
+use std::{
+    fmt::Write as _,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The L7 frontends (lbd's, then HAProxy's: never both at once).
+const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+/// lbd's L4 fullnat service over the same backends.
+const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
+const HTTP_PORT: u16 = 80;
+const TCP_PORT: u16 = 81;
+const BACKEND_PORT: u16 = 8081;
+const WRK_SECONDS: &str = "5s";
+const RUNS: usize = 3;
+const SECTION_START: &str = "<!-- bench-l7 start -->";
+const SECTION_END: &str = "<!-- bench-l7 end -->";
+
+struct Row {
+    what: &'static str,
+    path: String,
+    value: f64,
+    unit: &'static str,
+    range: Option<(f64, f64)>,
+}
+
+pub fn run(lbd: &Path) -> anyhow::Result<()> {
+    println!("bench-l7: building the lab");
+    let mut lab = DsrLab::build(3)?;
+    for vip in [VIP_L7, VIP_L4] {
+        lab.lb()
+            .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
+    }
+    let mut backends = Vec::new();
+    for (i, backend) in lab.backends.iter().enumerate() {
+        let mut options = NginxOptions::new(
+            &format!("b{}", i + 1),
+            &[SocketAddr::from((backend_addr(i), BACKEND_PORT))],
+        );
+        options.access_log = false;
+        backends.push(Nginx::start_with(&backend.ns, options)?);
+    }
+
+    let mut rows = Vec::new();
+    lab.write_config(&lbd_config(&lab))?;
+    lab.start_lbd(lbd)?;
+    wait_listening(&lab, VIP_L7, HTTP_PORT).context("lbd's http frontend")?;
+    wait_listening(&lab, VIP_L7, TCP_PORT).context("lbd's tcp frontend")?;
+    let lbd_pid = lab.lbd_pid().context("lbd pid")?;
+    let workers = proxy_workers(lbd_pid)?;
+    println!("bench-l7: lbd runs {workers} proxy worker threads");
+    measure(&lab, &mut rows, "lbd http mode", VIP_L7, HTTP_PORT)?;
+    measure(&lab, &mut rows, "lbd tcp mode", VIP_L7, TCP_PORT)?;
+    measure(&lab, &mut rows, "lbd L4 XDP fullnat", VIP_L4, BACKEND_PORT)?;
+    rows.push(Row {
+        what: "peak RSS",
+        path: "lbd (proxy and XDP)".into(),
+        value: peak_rss_mib(lbd_pid)?,
+        unit: "MiB",
+        range: None,
+    });
+    let stop = Command::new(lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()?;
+    if !stop.status.success() {
+        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
+    }
+    lab.stop_lbd();
+
+    {
+        let (haproxy, scratch) = start_haproxy(&lab, workers)?;
+        let haproxy_log =
+            || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
+        wait_listening(&lab, VIP_L7, HTTP_PORT)
+            .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
+        let name = format!("HAProxy 2.6 mode http, nbthread {workers}");
+        measure(&lab, &mut rows, &name, VIP_L7, HTTP_PORT)?;
+        let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
+        measure(&lab, &mut rows, &name, VIP_L7, TCP_PORT)?;
+        rows.push(Row {
+            what: "peak RSS",
+            path: format!("HAProxy 2.6, nbthread {workers}"),
+            value: peak_rss_mib(haproxy.pid())?,
+            unit: "MiB",
+            range: None,
+        });
+    }
+    drop(backends);
+    drop(lab);
+
+    let section = render(&rows, workers);
+    print!("{section}");
+    write_section(&section)?;
+    Ok(())
+}
+
+/// lbd: an http and a tcp frontend on VIP_L7 over the three backends, and
+/// an L4 fullnat service on VIP_L4. No access log (nor for HAProxy).
+fn lbd_config(lab: &DsrLab) -> String {
+    let servers: String = (0..3)
+        .map(|i| {
+            format!(
+                "[[backend.server]]\nname = \"b{}\"\naddress = \"{}:{BACKEND_PORT}\"\n",
+                i + 1,
+                backend_addr(i)
+            )
+        })
+        .collect();
+    let mut text = format!(
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\nmax_services = 4\nmax_backends = 16\n\n\
+         [[service]]\nname = \"l4\"\nvip = \"{VIP_L4}\"\nport = {BACKEND_PORT}\nprotocol = \"tcp\"\nmode = \"fullnat\"\n",
+        lab.instance
+    );
+    for i in 0..3 {
+        let _ = writeln!(
+            text,
+            "[[service.backend]]\naddress = \"{}\"",
+            backend_addr(i)
+        );
+    }
+    let _ = write!(
+        text,
+        "\n[global]\nmaxconn = 8000\n\n\
+         [defaults]\ntimeout = {{ connect = \"5s\", client = \"60s\", server = \"60s\" }}\n\n\
+         [[frontend]]\nname = \"http\"\nmode = \"http\"\nbind = [\"{VIP_L7}:{HTTP_PORT}\"]\ndefault_backend = \"web\"\n\n\
+         [[backend]]\nname = \"web\"\nmode = \"http\"\nbalance = \"roundrobin\"\n{servers}\n\
+         [[frontend]]\nname = \"tcp\"\nmode = \"tcp\"\nbind = [\"{VIP_L7}:{TCP_PORT}\"]\ndefault_backend = \"webtcp\"\n\n\
+         [[backend]]\nname = \"webtcp\"\nmode = \"tcp\"\nbalance = \"roundrobin\"\n{servers}"
+    );
+    text
+}
+
+/// The same proxy in HAProxy's words (its default keep-alive mode on both
+/// sides, as lbd's default).
+/// Returns HAProxy (stopped by PID on drop) and its directory (removed on
+/// drop), which holds its stderr in `haproxy.log`.
+fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, TempDir)> {
+    let scratch = TempDir::create(&format!("{}-haproxy-l7", lab.instance))?;
+    let dir = scratch.path.clone();
+    let servers: String = (0..3)
+        .map(|i| format!("  server b{} {}:{BACKEND_PORT}\n", i + 1, backend_addr(i)))
+        .collect();
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 8000\n  nbthread {threads}\n\
+             defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend http\n  mode http\n  bind {VIP_L7}:{HTTP_PORT}\n  default_backend web\n\
+             backend web\n  mode http\n  balance roundrobin\n{servers}\
+             frontend tcp\n  mode tcp\n  bind {VIP_L7}:{TCP_PORT}\n  default_backend webtcp\n\
+             backend webtcp\n  mode tcp\n  balance roundrobin\n{servers}"
+        ),
+    )?;
+    let mut command = lab
+        .lb()
+        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
+    command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log"))?);
+    Ok((ChildGuard::spawn(command, "haproxy")?, scratch))
+}
+
+/// Connects from the client namespace until `vip:port` accepts (15 s).
+fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    let target = SocketAddr::from((vip, port));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let connected = lab
+            .client
+            .run_in(|| TcpStream::connect_timeout(&target, Duration::from_millis(200)))?
+            .is_ok();
+        if connected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{target} does not accept connections after 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Threads of `pid` named `lbd-proxy-*`: the proxy's tokio workers.
+fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with("lbd-proxy") {
+            count += 1;
+        }
+    }
+    if count == 0 {
+        bail!("lbd (pid {pid}) runs no lbd-proxy-* thread: is the proxy wired into the daemon?");
+    }
+    Ok(count)
+}
+
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM")?;
+    Ok(kib / 1024.0)
+}
+
+/// wrk keep-alive and `Connection: close` against `vip:port`, [`RUNS`]
+/// times; rows hold the median and the range.
+fn measure(
+    lab: &DsrLab,
+    rows: &mut Vec<Row>,
+    path: &str,
+    vip: Ipv4Addr,
+    port: u16,
+) -> anyhow::Result<()> {
+    println!("bench-l7: {path}");
+    let url = format!("http://{vip}:{port}/");
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 5] = [
+        ("wrk keep-alive", "req/s", Vec::new()),
+        ("wrk keep-alive latency p50", "ms", Vec::new()),
+        ("wrk keep-alive latency p99", "ms", Vec::new()),
+        ("wrk Connection: close", "conn/s", Vec::new()),
+        (
+            "failed requests (socket errors, non-2xx), all runs",
+            "requests",
+            Vec::new(),
+        ),
+    ];
+    let mut failed = 0.0;
+    for _ in 0..RUNS {
+        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let close = wrk(
+            lab,
+            &[
+                "-t2",
+                "-c32",
+                "-d",
+                WRK_SECONDS,
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        )?;
+        failed += keep.failed + close.failed;
+        for (sample, value) in
+            samples
+                .iter_mut()
+                .zip([keep.rate, keep.p50_ms, keep.p99_ms, close.rate])
+        {
+            sample.2.push(value);
+        }
+    }
+    samples[4].2.push(failed);
+    for (what, unit, mut values) in samples {
+        values.sort_by(f64::total_cmp);
+        let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
+        rows.push(Row {
+            what,
+            path: path.into(),
+            value: values[values.len() / 2],
+            unit,
+            range,
+        });
+    }
+    Ok(())
+}
+
+struct WrkResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: f64,
+}
+
+fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
+    let out = lab.client.exec("wrk", args)?;
+    parse_wrk(&out)
+}
+
+fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
+    let rate = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in:\n{out}"))?;
+    let percentile = |p: &str| -> f64 {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(f64::NAN, millis)
+    };
+    // "Socket errors: connect 0, read 3, write 0, timeout 0" and
+    // "Non-2xx or 3xx responses: 12".
+    let socket_errors: f64 = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Socket errors:"))
+        .map_or(0.0, |l| {
+            l.split(',')
+                .filter_map(|part| part.split_whitespace().nth(1))
+                .filter_map(|n| n.parse::<f64>().ok())
+                .sum()
+        });
+    let non_2xx: f64 = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0);
+    Ok(WrkResult {
+        rate,
+        p50_ms: percentile("50%"),
+        p99_ms: percentile("99%"),
+        failed: socket_errors + non_2xx,
+    })
+}
+
+fn millis(text: &str) -> f64 {
+    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = text.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = text.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (text, f64::NAN)
+    };
+    number.parse::<f64>().map_or(f64::NAN, |n| n * factor)
+}
+
+fn render(rows: &[Row], workers: usize) -> String {
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut out = format!(
+        "## L7 proxy: lbd vs HAProxy 2.6\n\n\
+         Measured by `cargo xtask bench-l7` on {date}: client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {RUNS} runs with the range. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
+    );
+    for row in rows {
+        let range = row
+            .range
+            .map_or_else(String::new, |(low, high)| format!("{low:.2}-{high:.2}"));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {} | {} |",
+            row.what, row.path, row.value, row.unit, range
+        );
+    }
+    out.push_str("\n| lbd / HAProxy (goal: ≥ 1.0x req/s and conn/s, p99 ≤ 1.0x) | http mode | tcp mode |\n|---|---:|---:|\n");
+    let value = |what: &str, path_start: &str| {
+        rows.iter()
+            .find(|r| r.what == what && r.path.starts_with(path_start))
+            .map(|r| (r.value, r.range))
+    };
+    for what in [
+        "wrk keep-alive",
+        "wrk Connection: close",
+        "wrk keep-alive latency p99",
+    ] {
+        let mut cells = Vec::new();
+        for mode in ["http", "tcp"] {
+            let cell = match (
+                value(what, &format!("lbd {mode} mode")),
+                value(what, &format!("HAProxy 2.6 mode {mode}")),
+            ) {
+                (Some((lbd, lbd_range)), Some((haproxy, haproxy_range))) if haproxy > 0.0 => {
+                    // The ratio's range: worst and best pairing of the runs.
+                    let span = match (lbd_range, haproxy_range) {
+                        (Some((l_lo, l_hi)), Some((h_lo, h_hi))) if h_lo > 0.0 && h_hi > 0.0 => {
+                            format!(" ({:.2}-{:.2})", l_lo / h_hi, l_hi / h_lo)
+                        }
+                        _ => String::new(),
+                    };
+                    format!("{:.2}x{span}", lbd / haproxy)
+                }
+                _ => "n/a".into(),
+            };
+            cells.push(cell);
+        }
+        let _ = writeln!(out, "| {what} | {} | {} |", cells[0], cells[1]);
+    }
+    out
+}
+
+/// Replaces the L7 section of bench/RESULTS.md, or appends it.
+fn write_section(section: &str) -> anyhow::Result<()> {
+    let path = crate::workspace_root().join("bench/RESULTS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let block = format!("{SECTION_START}\n{section}{SECTION_END}\n");
+    let text = match (current.find(SECTION_START), current.find(SECTION_END)) {
+        (Some(start), Some(end)) if end > start => format!(
+            "{}{block}{}",
+            &current[..start],
+            &current[end + SECTION_END.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{}\n{block}", current.trim_end()),
+    };
+    std::fs::create_dir_all(path.parent().context("bench dir")?)?;
+    std::fs::write(&path, text)?;
+    println!("bench-l7: written to {}", path.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_parses_with_failures() {
+        let out = "Running 5s test @ http://198.18.0.110:80/\n  2 threads and 32 connections\n  Latency Distribution\n     50%  410.00us\n     75%  600.00us\n     90%    1.20ms\n     99%    3.50ms\n  120000 requests in 5.00s, 20.00MB read\n  Socket errors: connect 0, read 3, write 1, timeout 0\n  Non-2xx or 3xx responses: 5\nRequests/sec:  24000.50\nTransfer/sec:      4.00MB\n";
+        let r = parse_wrk(out).unwrap();
+        assert_eq!(r.rate, 24000.5);
+        assert!((r.p50_ms - 0.41).abs() < 1e-9);
+        assert_eq!(r.p99_ms, 3.5);
+        assert_eq!(r.failed, 9.0);
+        assert!(parse_wrk("nothing").is_err());
+    }
+}
