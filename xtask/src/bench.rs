@@ -408,7 +408,7 @@ fn parse_wrk(out: &str) -> anyhow::Result<(f64, f64, f64)> {
     Ok((rps, percentile("50%"), percentile("99%")))
 }
 
-fn millis(text: &str) -> f64 {
+pub(crate) fn millis(text: &str) -> f64 {
     let (number, factor) = if let Some(v) = text.strip_suffix("us") {
         (v, 0.001)
     } else if let Some(v) = text.strip_suffix("ms") {
@@ -449,7 +449,7 @@ pub fn run_xdp_only() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn peak_rss(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn peak_rss(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()

@@ -76,7 +76,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     rows.push(Row {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
-        value: peak_rss_mib(lbd_pid)?,
+        value: crate::bench::peak_rss(lbd_pid)?,
         unit: "MiB",
         range: None,
     });
@@ -101,7 +101,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         rows.push(Row {
             what: "peak RSS",
             path: format!("HAProxy 2.6, nbthread {workers}"),
-            value: peak_rss_mib(haproxy.pid())?,
+            value: crate::bench::peak_rss(haproxy.pid())?,
             unit: "MiB",
             range: None,
         });
@@ -216,17 +216,6 @@ fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
     Ok(count)
 }
 
-fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("VmHWM")?;
-    Ok(kib / 1024.0)
-}
-
 /// wrk keep-alive and `Connection: close` against `vip:port`, [`RUNS`]
 /// times; rows hold the median and the range.
 fn measure(
@@ -310,7 +299,7 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
         out.lines()
             .find(|l| l.trim_start().starts_with(p))
             .and_then(|l| l.split_whitespace().nth(1))
-            .map_or(f64::NAN, millis)
+            .map_or(f64::NAN, crate::bench::millis)
     };
     // "Socket errors: connect 0, read 3, write 0, timeout 0" and
     // "Non-2xx or 3xx responses: 12".
@@ -334,19 +323,6 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
         p99_ms: percentile("99%"),
         failed: socket_errors + non_2xx,
     })
-}
-
-fn millis(text: &str) -> f64 {
-    let (number, factor) = if let Some(v) = text.strip_suffix("us") {
-        (v, 0.001)
-    } else if let Some(v) = text.strip_suffix("ms") {
-        (v, 1.0)
-    } else if let Some(v) = text.strip_suffix('s') {
-        (v, 1000.0)
-    } else {
-        (text, f64::NAN)
-    };
-    number.parse::<f64>().map_or(f64::NAN, |n| n * factor)
 }
 
 fn render(rows: &[Row], workers: usize) -> String {
