@@ -165,6 +165,10 @@ fn errors_name_file_line_and_field() {
             "lb.toml:5: frontend[0].use_backend[0]: a mode tcp frontend can only match connection facts",
         ),
         (
+            "[[frontend]]\nname = \"f\"\nbind = [\":80\"]\nmode = \"http\"\nhttp_request = [\"deny if { status 500 }\"]\n",
+            "lb.toml:5: frontend[0].http_request[0]: the condition uses response fetches",
+        ),
+        (
             "[[frontend]]\nname = \"f\"\nbind = [\":80\"]\nmode = \"http\"\nhttp_response = [\"del-header Server if { path / }\"]\n",
             "lb.toml:5: frontend[0].http_response[0]: the condition uses request fetches",
         ),

@@ -33,55 +33,61 @@ pub(super) fn http_rules(
     field: &str,
     sink: &mut dyn ErrorSink,
 ) -> (Vec<RequestRule>, Vec<ResponseRule>) {
-    let mut requests = Vec::new();
-    for (i, line) in lines(&raw.http_request) {
-        let field = format!("{field}.http_request[{i}]");
-        if mode == Mode::Tcp {
-            sink.report(
-                line.span(),
-                &field,
-                "http_request rules need mode http".into(),
-            );
-            continue;
-        }
-        match RequestRule::parse(line.get_ref(), set) {
-            Ok(rule)
-                if rule
-                    .condition
-                    .as_ref()
-                    .is_some_and(|c| c.side(set) == Side::Response) =>
-            {
-                sink.report(line.span(), &field, "the condition uses response fetches (status, res.hdr), which a request has not".into());
-            }
-            Ok(rule) => requests.push(rule),
-            Err(message) => sink.report(line.span(), &field, message),
-        }
-    }
-    let mut responses = Vec::new();
-    for (i, line) in lines(&raw.http_response) {
-        let field = format!("{field}.http_response[{i}]");
-        if mode == Mode::Tcp {
-            sink.report(
-                line.span(),
-                &field,
-                "http_response rules need mode http".into(),
-            );
-            continue;
-        }
-        match ResponseRule::parse(line.get_ref(), set) {
-            Ok(rule)
-                if rule
-                    .condition
-                    .as_ref()
-                    .is_some_and(|c| c.side(set) == Side::Request) =>
-            {
-                sink.report(line.span(), &field, "the condition uses request fetches (path, hdr ...), which are gone at response time; use status, res.hdr, src or dst_port".into());
-            }
-            Ok(rule) => responses.push(rule),
-            Err(message) => sink.report(line.span(), &field, message),
-        }
-    }
+    let requests = rule_lines(
+        (&raw.http_request, "http_request"),
+        mode,
+        set,
+        field,
+        sink,
+        |line, set| {
+            let rule = RequestRule::parse(line, set)?;
+            let wrong = (rule.condition.as_ref()).is_some_and(|c| c.side(set) == Side::Response);
+            Ok((rule, wrong))
+        },
+        "the condition uses response fetches (status, res.hdr), which a request has not",
+    );
+    let responses = rule_lines(
+        (&raw.http_response, "http_response"),
+        mode,
+        set,
+        field,
+        sink,
+        |line, set| {
+            let rule = ResponseRule::parse(line, set)?;
+            let wrong = (rule.condition.as_ref()).is_some_and(|c| c.side(set) == Side::Request);
+            Ok((rule, wrong))
+        },
+        "the condition uses request fetches (path, hdr ...), which are gone at response time; use status, res.hdr, src or dst_port",
+    );
     (requests, responses)
+}
+
+/// One list of HTTP rules: refused in tcp mode, each line parsed by `parse`,
+/// which also says whether its condition reads the wrong side of the
+/// exchange (`wrong_side` is then the error).
+fn rule_lines<R>(
+    (value, name): (&Option<Spanned<Vec<Spanned<String>>>>, &str),
+    mode: Mode,
+    set: &mut AclSet,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+    parse: impl Fn(&str, &mut AclSet) -> Result<(R, bool), String>,
+    wrong_side: &str,
+) -> Vec<R> {
+    let mut rules = Vec::new();
+    for (i, line) in lines(value) {
+        let field = format!("{field}.{name}[{i}]");
+        if mode == Mode::Tcp {
+            sink.report(line.span(), &field, format!("{name} rules need mode http"));
+            continue;
+        }
+        match parse(line.get_ref(), set) {
+            Ok((_, true)) => sink.report(line.span(), &field, wrong_side.into()),
+            Ok((rule, false)) => rules.push(rule),
+            Err(message) => sink.report(line.span(), &field, message),
+        }
+    }
+    rules
 }
 
 #[allow(clippy::too_many_arguments)]
