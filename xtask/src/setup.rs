@@ -23,6 +23,15 @@ const PACKAGES: &[&str] = &[
     "libnginx-mod-http-echo",
     "rsyslog",
     "curl",
+    // Issue 14: the stats page is tested in a real headless browser.
+    "chromium",
+    "chromium-driver",
+    // Issue 15: lbd drives gobgpd over gRPC (stubs generated from the .proto
+    // files Debian ships with protoc); BIRD 2 is the test router.
+    "gobgpd",
+    "golang-github-osrg-gobgp-dev",
+    "protobuf-compiler",
+    "bird2",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
