@@ -38,6 +38,14 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
                 config.display(),
                 parsed.services.len()
             );
+            // Served anyway, as HAProxy does, but worth an operator's look.
+            for frontend in &parsed.proxy.frontends {
+                for tls in frontend.binds.iter().filter_map(|b| b.tls.as_ref()) {
+                    for warning in &tls.warnings {
+                        eprintln!("warning: frontend \"{}\": {warning}", frontend.name);
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {

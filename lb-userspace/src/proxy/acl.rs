@@ -24,10 +24,13 @@ pub struct ConnInfo {
     pub src: SocketAddr,
     /// The address the client connected to (a VIP, or the bind address).
     pub dst: SocketAddr,
-    /// The client side is TLS (`ssl_fc`); false until TLS termination.
+    /// The client side is TLS (`ssl_fc`): terminated on an `ssl` bind.
     pub tls: bool,
     /// SNI of the client's TLS hello (`ssl_fc_sni`, `req.ssl_sni`).
     pub sni: Option<String>,
+    /// The handshake's outcome on an `ssl` bind (`ssl_fc_protocol`,
+    /// `ssl_fc_alpn`, `ssl_c_*`).
+    pub handshake: Option<std::sync::Arc<crate::proxy::tls::server::TlsFacts>>,
 }
 
 impl ConnInfo {
@@ -37,6 +40,22 @@ impl ConnInfo {
             dst,
             tls: false,
             sni: None,
+            handshake: None,
+        }
+    }
+
+    /// A connection whose TLS was terminated here.
+    pub fn terminated(
+        src: SocketAddr,
+        dst: SocketAddr,
+        facts: crate::proxy::tls::server::TlsFacts,
+    ) -> ConnInfo {
+        ConnInfo {
+            src,
+            dst,
+            tls: true,
+            sni: facts.sni.clone(),
+            handshake: Some(std::sync::Arc::new(facts)),
         }
     }
 }

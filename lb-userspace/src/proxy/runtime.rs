@@ -11,9 +11,10 @@ use super::{
     http,
     listener::{self, AcceptErrorAction, Limit},
     snapshot::Snapshot,
-    stats::ProxyCounters,
+    stats::{Counters, ProxyCounters},
     status::ProxyStatus,
     tcp,
+    tls::server::TlsBind,
 };
 use crate::log::AccessRecord;
 use std::{
@@ -363,17 +364,26 @@ impl Drop for ProxyRuntime {
     }
 }
 
-/// The frontend that owns `address` in `snapshot`: name, mode, maxconn.
-fn owner(
-    snapshot: &Snapshot,
-    address: SocketAddr,
-) -> Option<(Arc<str>, Mode, u32, super::config::FrontendTimeouts)> {
-    snapshot
-        .config
-        .frontends
-        .iter()
-        .find(|f| f.binds.iter().any(|b| b.address == address))
-        .map(|f| (f.name.as_str().into(), f.mode, f.maxconn, f.timeouts))
+/// The frontend that owns `address` in `snapshot`: name, mode, maxconn,
+/// timeouts and the bind's TLS side.
+type Owner = (
+    Arc<str>,
+    Mode,
+    u32,
+    super::config::FrontendTimeouts,
+    Option<Arc<TlsBind>>,
+);
+fn owner(snapshot: &Snapshot, address: SocketAddr) -> Option<Owner> {
+    snapshot.config.frontends.iter().find_map(|f| {
+        let bind = f.binds.iter().find(|b| b.address == address)?;
+        Some((
+            f.name.as_str().into(),
+            f.mode,
+            f.maxconn,
+            f.timeouts,
+            bind.tls.clone(),
+        ))
+    })
 }
 
 /// Accepts while the frontend and the process have connection slots free;
@@ -386,7 +396,7 @@ async fn accept_loop(
 ) {
     loop {
         let snapshot = shared.snapshot();
-        let Some((frontend, mode, maxconn, timeouts)) = owner(&snapshot, address) else {
+        let Some((frontend, mode, maxconn, timeouts, tls)) = owner(&snapshot, address) else {
             return;
         };
         let frontend_limit = shared.frontend_limit(&frontend, maxconn);
@@ -422,9 +432,29 @@ async fn accept_loop(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _held = (slots, session);
-            match mode {
-                Mode::Http => http::serve(stream, shared, snapshot, frontend, info, timeouts).await,
-                Mode::Tcp => tcp::serve(stream, shared, snapshot, frontend, info).await,
+            match (mode, tls) {
+                (Mode::Http, None) => {
+                    let _ = stream.set_nodelay(true);
+                    http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+                }
+                (Mode::Http, Some(tls)) => {
+                    let _ = stream.set_nodelay(true);
+                    // The handshake runs under `timeout http-request`
+                    // (`timeout client` when unset): half-open handshakes
+                    // cannot pile up.
+                    match tls.handshake(stream, timeouts.http_request).await {
+                        Ok((stream, facts)) => {
+                            let info = ConnInfo::terminated(info.src, info.dst, facts);
+                            http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+                        }
+                        Err(error) => {
+                            let counters = shared.counters.frontends.get(&frontend);
+                            Counters::add(&counters.connection_errors, 1);
+                            tracing::debug!(%frontend, src = %info.src, ?error, "TLS handshake failed");
+                        }
+                    }
+                }
+                (Mode::Tcp, _) => tcp::serve(stream, shared, snapshot, frontend, info).await,
             }
         });
     }

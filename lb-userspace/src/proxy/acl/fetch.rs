@@ -51,6 +51,17 @@ pub enum Fetch {
     SslFc,
     /// The SNI of the client's TLS hello (`ssl_fc_sni`, `req.ssl_sni`).
     Sni,
+    /// "TLSv1.2" or "TLSv1.3" (`ssl_fc_protocol`).
+    SslFcProtocol,
+    /// The protocol chosen by ALPN (`ssl_fc_alpn`).
+    SslFcAlpn,
+    /// The client sent a certificate (`ssl_c_used`).
+    SslCUsed,
+    /// The client certificate's verification result, 0 = valid
+    /// (`ssl_c_verify`; a failed one ends the handshake in lbd).
+    SslCVerify,
+    /// The client certificate's subject, `/C=../CN=..` (`ssl_c_s_dn`).
+    SslCSDn,
     /// The response status (`status`).
     Status,
     /// Each comma-separated value of a response header (`res.hdr(NAME)`).
@@ -132,6 +143,11 @@ impl Fetch {
             "ssl_fc_sni" | "req.ssl_sni" | "req_ssl_sni" => {
                 return no_arg(Fetch::Sni, MatchKind::Str)
             }
+            "ssl_fc_protocol" => return no_arg(Fetch::SslFcProtocol, MatchKind::Str),
+            "ssl_fc_alpn" => return no_arg(Fetch::SslFcAlpn, MatchKind::Str),
+            "ssl_c_used" => return no_arg(Fetch::SslCUsed, MatchKind::Bool),
+            "ssl_c_verify" => return no_arg(Fetch::SslCVerify, MatchKind::Int),
+            "ssl_c_s_dn" => return no_arg(Fetch::SslCSDn, MatchKind::Str),
             "status" => return no_arg(Fetch::Status, MatchKind::Int),
             "url_param" | "urlp" => {
                 let param = arg.filter(|a| !a.is_empty()).ok_or_else(|| {
@@ -165,7 +181,12 @@ impl Fetch {
             | Fetch::SrcPort
             | Fetch::Constant(_)
             | Fetch::SslFc
-            | Fetch::Sni => Side::Connection,
+            | Fetch::Sni
+            | Fetch::SslFcProtocol
+            | Fetch::SslFcAlpn
+            | Fetch::SslCUsed
+            | Fetch::SslCVerify
+            | Fetch::SslCSDn => Side::Connection,
             Fetch::Status | Fetch::ResHdr(_) => Side::Response,
             _ => Side::Request,
         }
@@ -186,6 +207,23 @@ impl Fetch {
                 Some(sni) => visit(Sample::Bytes(Cow::Borrowed(sni.as_bytes()))),
                 None => false,
             },
+            Fetch::SslFcProtocol
+            | Fetch::SslFcAlpn
+            | Fetch::SslCUsed
+            | Fetch::SslCVerify
+            | Fetch::SslCSDn => {
+                let Some(facts) = conn.handshake.as_deref() else {
+                    return false;
+                };
+                let mut text = |s: &str| visit(Sample::Bytes(Cow::Owned(s.as_bytes().to_vec())));
+                match self {
+                    Fetch::SslFcProtocol => text(facts.protocol),
+                    Fetch::SslFcAlpn => facts.alpn.as_deref().is_some_and(text),
+                    Fetch::SslCUsed => visit(Sample::Bool(facts.client_cert)),
+                    Fetch::SslCVerify => visit(Sample::Int(0)),
+                    _ => facts.client_subject.as_deref().is_some_and(text),
+                }
+            }
             Fetch::Status => match view.response {
                 Some(response) => visit(Sample::Int(i64::from(response.status.as_u16()))),
                 None => false,

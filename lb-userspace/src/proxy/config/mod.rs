@@ -65,6 +65,9 @@ pub struct Global {
     pub maxconn: u32,
     /// `log` targets used by sections with `log = true` (`log global`).
     pub log: Vec<LogTarget>,
+    /// `ssl_default_bind_options` (HAProxy's `ssl-default-bind-options`):
+    /// what every `ssl` bind takes unless it says otherwise.
+    pub ssl_default_bind: crate::proxy::tls::options::BindOptions,
 }
 
 impl Default for Global {
@@ -72,6 +75,7 @@ impl Default for Global {
         Global {
             maxconn: DEFAULT_GLOBAL_MAXCONN,
             log: Vec::new(),
+            ssl_default_bind: Default::default(),
         }
     }
 }
@@ -201,10 +205,13 @@ pub struct BackendTimeouts {
 }
 
 /// One `bind` address. `":80"` and `"*:80"` bind every IPv4 address, as in
-/// HAProxy; `"[::]:80"` binds IPv6 (and v4-mapped) addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// HAProxy; `"[::]:80"` binds IPv6 (and v4-mapped) addresses. HAProxy's
+/// TLS options follow the address (`":443 ssl crt site.pem"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bind {
     pub address: SocketAddr,
+    /// `ssl crt ...`: TLS terminated here, certificates loaded.
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::server::TlsBind>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

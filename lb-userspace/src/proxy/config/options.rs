@@ -28,7 +28,19 @@ pub(super) fn global(raw: RawGlobal, sink: &mut dyn ErrorSink) -> Global {
         .enumerate()
         .filter_map(|(i, t)| log_target(t.get_ref(), &format!("global.log[{i}]"), sink))
         .collect();
-    Global { maxconn, log }
+    let ssl_default_bind = match &raw.ssl_default_bind_options {
+        None => Default::default(),
+        Some(text) => crate::proxy::tls::options::BindOptions::parse(text.get_ref(), true)
+            .unwrap_or_else(|message| {
+                sink.report(text.span(), "global.ssl_default_bind_options", message);
+                Default::default()
+            }),
+    };
+    Global {
+        maxconn,
+        log,
+        ssl_default_bind,
+    }
 }
 
 pub(super) const FACILITIES: &[&str] = &[

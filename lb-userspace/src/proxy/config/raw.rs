@@ -28,6 +28,7 @@ pub struct RawGlobal {
     pub maxconn: Option<Spanned<i64>>,
     #[serde(default)]
     pub log: Vec<Spanned<RawLogTarget>>,
+    pub ssl_default_bind_options: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

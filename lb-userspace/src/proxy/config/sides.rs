@@ -118,9 +118,10 @@ pub(super) fn frontend(
                 );
             }
             for (i, bind) in list.get_ref().iter().enumerate() {
-                match parse_bind(bind.get_ref()) {
-                    Ok(address) => binds.push(Bind { address }),
-                    Err(message) => {
+                let tls = crate::proxy::tls::bind_tls(bind.get_ref(), mode, global);
+                match (parse_bind(bind.get_ref()), tls) {
+                    (Ok(address), Ok(tls)) => binds.push(Bind { address, tls }),
+                    (Err(message), _) | (_, Err(message)) => {
                         sink.report(bind.span(), &format!("{field}.bind[{i}]"), message)
                     }
                 }
@@ -263,14 +264,10 @@ pub(super) fn check_backend_modes(
 }
 
 /// ":80" and "*:80" (every IPv4 address), ":::80" (every IPv6 address, as
-/// HAProxy writes it), "198.18.0.1:80", "[fd00::1]:80".
+/// HAProxy writes it), "198.18.0.1:80", "[fd00::1]:80"; the bind options
+/// after the address are `tls::bind_tls`'s.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
-    if let Some((address, options)) = text.trim().split_once(char::is_whitespace) {
-        return Err(format!(
-            "\"{text}\": bind options (\"{}\") are not supported; a bind is only an address and port such as \"{address}\"",
-            options.trim()
-        ));
-    }
+    let text = text.split_whitespace().next().unwrap_or("");
     // HAProxy's IPv6 wildcard: ":::80" is [::]:80.
     if let Some(port) = text.strip_prefix(":::") {
         return match port.parse::<u16>() {

@@ -32,7 +32,6 @@ use std::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
     sync::Notify,
     time::Instant,
 };
@@ -184,14 +183,14 @@ pub struct ConnContext {
 }
 
 /// Counts bytes both ways into the frontend's counters and feeds the
-/// watchdog.
-struct WatchedIo {
-    stream: TcpStream,
+/// watchdog. `S` is the socket, or the TLS stream over it.
+struct WatchedIo<S> {
+    stream: S,
     activity: Arc<Activity>,
     counters: Arc<Counters>,
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -209,7 +208,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -251,7 +250,7 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-impl WatchedIo {
+impl<S> WatchedIo<S> {
     fn note_write<T>(&self, result: &Poll<T>) {
         let blocked = &self.activity.write_blocked_ms;
         match result {
@@ -266,16 +265,20 @@ impl WatchedIo {
     }
 }
 
-/// Serves one accepted client connection until it closes.
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one accepted client connection until it closes: the socket, or
+/// the TLS stream of an `ssl` bind (`info.handshake` then says which
+/// protocol ALPN chose).
+pub async fn serve<S>(
+    stream: S,
     shared: Arc<Shared>,
     snapshot: Arc<Snapshot>,
     frontend: Arc<str>,
     info: ConnInfo,
     timeouts: FrontendTimeouts,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let alpn_h2 = info.handshake.as_ref().map(|facts| facts.is_h2());
     let counters = shared.counters.frontends.get(&frontend);
     let activity = Activity::new();
     let context = Arc::new(ConnContext {
@@ -293,6 +296,13 @@ pub async fn serve(
         counters: counters.clone(),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Over TLS, ALPN decided the protocol; in clear, hyper tells h2c by
+    // its preface.
+    builder = match alpn_h2 {
+        Some(true) => builder.http2_only(),
+        Some(false) => builder.http1_only(),
+        None => builder,
+    };
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -384,6 +394,7 @@ fn log_connection_error(
         context.frontend.clone(),
         context.accept_date,
     );
+    record.frontend_tls = context.info.tls;
     record.status = Some(status);
     record.termination = TerminationState::new(cause, SessionPhase::Request);
     let (idle, head) = context.activity.idle_and_head_ms(now_ms());

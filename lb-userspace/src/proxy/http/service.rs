@@ -203,6 +203,7 @@ pub async fn handle(
         context.frontend.clone(),
         context.accept_date,
     );
+    record.frontend_tls = context.info.tls;
     record.request_date = context.accept_date + Duration::from_millis(idle_ms);
     record.timers.handshake = Some(Duration::ZERO);
     record.timers.idle = Some(Duration::from_millis(idle_ms));
@@ -305,7 +306,7 @@ pub async fn handle(
             forwarded: frontend.forwarded || backend.forwarded,
             client: context.info.src,
             local: context.info.dst,
-            scheme: "http",
+            scheme: if context.info.tls { "https" } else { "http" },
         },
     );
 
