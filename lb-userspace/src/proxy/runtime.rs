@@ -426,8 +426,13 @@ async fn accept_loop(
         };
         let local = stream.local_addr().unwrap_or(address);
         let info = ConnInfo::plain(peer, local);
-        // The snapshot may have changed while waiting for a slot.
+        // The snapshot may have changed while waiting for a slot: a
+        // reload's certificates serve the connections accepted after it.
         let snapshot = shared.snapshot();
+        let tls = match owner(&snapshot, address) {
+            Some((.., fresh)) => fresh,
+            None => tls,
+        };
         let session = shared.counters.frontends.get(&frontend).open_session();
         let shared = shared.clone();
         tokio::spawn(async move {
