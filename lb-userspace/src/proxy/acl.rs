@@ -28,6 +28,9 @@ pub struct ConnInfo {
     pub tls: bool,
     /// SNI of the client's TLS hello (`ssl_fc_sni`, `req.ssl_sni`).
     pub sni: Option<String>,
+    /// What `tcp_request inspect-delay` peeked (`req_ssl_hello_type`,
+    /// `req.ssl_ver`, `req.ssl_alpn`); `None` when nothing was inspected.
+    pub client_hello: Option<std::sync::Arc<crate::proxy::tls::clienthello::Peek>>,
 }
 
 impl ConnInfo {
@@ -37,6 +40,7 @@ impl ConnInfo {
             dst,
             tls: false,
             sni: None,
+            client_hello: None,
         }
     }
 }
