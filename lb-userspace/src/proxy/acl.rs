@@ -31,6 +31,9 @@ pub struct ConnInfo {
     /// The handshake's outcome on an `ssl` bind (`ssl_fc_protocol`,
     /// `ssl_fc_alpn`, `ssl_c_*`).
     pub handshake: Option<std::sync::Arc<crate::proxy::tls::server::TlsFacts>>,
+    /// What `tcp_request inspect-delay` peeked (`req_ssl_hello_type`,
+    /// `req.ssl_ver`, `req.ssl_alpn`); `None` when nothing was inspected.
+    pub client_hello: Option<std::sync::Arc<crate::proxy::tls::clienthello::Peek>>,
 }
 
 impl ConnInfo {
@@ -41,6 +44,7 @@ impl ConnInfo {
             tls: false,
             sni: None,
             handshake: None,
+            client_hello: None,
         }
     }
 
@@ -56,6 +60,7 @@ impl ConnInfo {
             tls: true,
             sni: facts.sni.clone(),
             handshake: Some(std::sync::Arc::new(facts)),
+            client_hello: None,
         }
     }
 }

@@ -17,8 +17,12 @@ mod tests;
 #[cfg(test)]
 mod whole_file_tests;
 
-pub use raw::{RawDefaults, RawFrontend, RawGlobal, RawProxy, RawSection};
+pub use raw::{
+    RawDefaults, RawDuration, RawFrontend, RawGlobal, RawProxy, RawSection, RawServer,
+    RawServerDefaults,
+};
 pub use sections::{validate, validate_beside, L4Service};
+pub use timeouts::parse_duration;
 
 use crate::proxy::acl::AclSet;
 use crate::proxy::balance::Balance;
@@ -233,6 +237,8 @@ pub struct Frontend {
     pub use_backend: Vec<UseBackend>,
     pub default_backend: Option<BackendId>,
     pub http_response: Vec<ResponseRule>,
+    /// `tcp_request` lines (HAProxy `tcp-request`), tcp mode only.
+    pub tcp_request: crate::proxy::tls::passthrough::TcpRequest,
     /// True for a `[[listen]]` section (its backend has the same name).
     pub from_listen: bool,
 }
@@ -282,6 +288,8 @@ pub struct Server {
     pub maxconn: u32,
     /// Starts in maintenance (`disabled`).
     pub disabled: bool,
+    /// TLS to the server (`ssl`) and/or its checks (`check_ssl`).
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::client::ServerTls>>,
 }
 
 /// How a backend's servers with `check` are checked.

@@ -54,6 +54,7 @@ pub struct RawSection {
     pub default_backend: Option<Spanned<String>>,
     pub http_request: Option<Spanned<Vec<Spanned<String>>>>,
     pub http_response: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tcp_request: Option<Spanned<Vec<Spanned<String>>>>,
     pub maxconn: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<RawTimeouts>>,
     pub log: Option<Spanned<bool>>,
@@ -122,11 +123,17 @@ pub struct RawServer {
     pub backup: Option<Spanned<bool>>,
     pub maxconn: Option<Spanned<i64>>,
     pub disabled: Option<Spanned<bool>>,
+    pub ssl: Option<Spanned<bool>>,
+    pub check_ssl: Option<Spanned<bool>>,
+    pub verify: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub crt: Option<Spanned<String>>,
 }
 
 /// `default_server`: HAProxy's `default-server`, settings every server of
 /// the section takes unless it sets its own.
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawServerDefaults {
     pub weight: Option<Spanned<i64>>,
@@ -135,6 +142,12 @@ pub struct RawServerDefaults {
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
     pub maxconn: Option<Spanned<i64>>,
+    pub ssl: Option<Spanned<bool>>,
+    pub check_ssl: Option<Spanned<bool>>,
+    pub verify: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub crt: Option<Spanned<String>>,
 }
 
 impl RawServerDefaults {
@@ -148,6 +161,12 @@ impl RawServerDefaults {
             rise: self.rise.or(d.rise),
             fall: self.fall.or(d.fall),
             maxconn: self.maxconn.or(d.maxconn),
+            ssl: self.ssl.or(d.ssl),
+            check_ssl: self.check_ssl.or(d.check_ssl),
+            verify: self.verify.or(d.verify),
+            ca_file: self.ca_file.or(d.ca_file),
+            sni: self.sni.or(d.sni),
+            crt: self.crt.or(d.crt),
         }
     }
 }

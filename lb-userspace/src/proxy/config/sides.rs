@@ -167,6 +167,8 @@ pub(super) fn frontend(
     let common = common(raw, defaults, mode, field, sink);
     let mut set = acls(raw, field, sink);
     let (http_request, http_response) = http_rules(raw, mode, &mut set, field, sink);
+    let tcp_request =
+        crate::proxy::tls::passthrough::parse_lines(&raw.tcp_request, mode, &mut set, field, sink);
     let mut use_backend = Vec::new();
     for (i, line) in lines(&raw.use_backend) {
         let rule_field = format!("{field}.use_backend[{i}]");
@@ -215,6 +217,7 @@ pub(super) fn frontend(
         use_backend,
         default_backend,
         http_response,
+        tcp_request,
         from_listen: kind == Kind::Listen,
     }
 }

@@ -30,6 +30,9 @@ pub(super) struct Connected {
     pub(super) server: ServerId,
     pub(super) sender: SendRequest<ProxyBody>,
     pub(super) reused: bool,
+    /// TLS to the server (`ssl`), for a fresh connection if the pooled one
+    /// was closed; pooled only when `poolable`.
+    pub(super) tls: Option<crate::proxy::tls::client::TlsTarget>,
 }
 
 /// Why no server connection could be had.
@@ -139,12 +142,15 @@ pub(super) async fn connect_with_retries(
         };
         exchange.record.server = Some(server_name);
         let connect_started = Instant::now();
-        let pooled = (mode == HttpConnectionMode::KeepAlive)
+        let tls = (config.tls.as_ref().filter(|t| t.ssl))
+            .map(|t| t.target(Some(&exchange.context.info), Some(request), config.address));
+        let poolable = tls.as_ref().is_none_or(|t| t.poolable);
+        let pooled = (mode == HttpConnectionMode::KeepAlive && poolable)
             .then(|| exchange.context.shared.pool.take(config.address))
             .flatten();
         let attempt = match pooled {
             Some(sender) => Ok((sender, true)),
-            None => upstream::connect(config.address, backend.timeouts.connect)
+            None => upstream::connect(config.address, tls.as_ref(), backend.timeouts.connect)
                 .await
                 .map(|sender| (sender, false)),
         };
@@ -158,6 +164,7 @@ pub(super) async fn connect_with_retries(
                     server,
                     sender,
                     reused,
+                    tls,
                 });
             }
             Err(error) => {

@@ -325,6 +325,7 @@ pub async fn handle(
         server,
         mut sender,
         reused,
+        tls,
     } = connected;
     let address = backend.servers[server].address;
 
@@ -338,7 +339,8 @@ pub async fn handle(
         // not sent, so it goes again on a fresh connection.
         if let Err(SendFailure::NotSent(returned)) = result {
             outgoing = *returned;
-            result = match upstream::connect(address, backend.timeouts.connect).await {
+            result = match upstream::connect(address, tls.as_ref(), backend.timeouts.connect).await
+            {
                 Ok(fresh) => {
                     sender = fresh;
                     send(&mut sender, outgoing, backend.timeouts.server).await
@@ -407,7 +409,7 @@ pub async fn handle(
         &context.info,
         &mut response_parts,
     );
-    if mode == HttpConnectionMode::KeepAlive {
+    if mode == HttpConnectionMode::KeepAlive && tls.as_ref().is_none_or(|t| t.poolable) {
         exchange.pooled = Some((address, sender, backend.timeouts.server));
     }
     let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());

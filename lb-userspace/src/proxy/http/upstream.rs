@@ -24,6 +24,8 @@ pub enum ConnectError {
     Io(#[from] io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
 }
 
 /// How long an idle server connection stays pooled (HAProxy's
@@ -118,11 +120,13 @@ impl Pool {
     }
 }
 
-/// Opens an HTTP/1.1 connection to `server` within `timeout`; the
+/// Opens an HTTP/1.1 connection to `server` within `timeout` (TLS first
+/// when `tls` is given, the handshake within `timeout` too); the
 /// connection's task runs until the server or the last sender closes it,
 /// with upgrades enabled (WebSocket).
 pub async fn connect(
     server: SocketAddr,
+    tls: Option<&crate::proxy::tls::client::TlsTarget>,
     timeout: Duration,
 ) -> Result<SendRequest<ProxyBody>, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
@@ -130,6 +134,27 @@ pub async fn connect(
         Err(_) => return Err(ConnectError::Timeout),
     };
     stream.set_nodelay(true)?;
+    match tls {
+        None => http_handshake(stream).await,
+        Some(target) => {
+            // HAProxy counts the TLS handshake in `timeout connect`.
+            let handshake = crate::proxy::tls::client::handshake(target, stream);
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(stream)) => http_handshake(stream).await,
+                Ok(Err(error)) => {
+                    crate::proxy::tls::client::log_failure(server, &error);
+                    Err(ConnectError::Tls(error))
+                }
+                Err(_) => Err(ConnectError::Timeout),
+            }
+        }
+    }
+}
+
+async fn http_handshake<T>(stream: T) -> Result<SendRequest<ProxyBody>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;

@@ -1,11 +1,20 @@
-//! TLS for the proxy (issue 13). `options` parses HAProxy's bind options,
-//! `pem` loads and checks certificate bundles, `server` terminates TLS on
-//! a bind (certificate store with SNI selection, rustls configuration,
-//! handshake and the facts the `ssl_*` fetches read).
+//! TLS for the proxy (issue 13). Termination: `options` parses HAProxy's
+//! bind options, `pem` loads and checks certificate bundles, `server`
+//! terminates TLS on a bind (certificate store with SNI selection, rustls
+//! configuration, handshake and the facts the `ssl_*` fetches read).
+//! Client side and passthrough: `clienthello` (a sans-IO ClientHello
+//! reader), `passthrough` (`tcp_request` rules and the peek that feeds
+//! `req.ssl_sni` routing in tcp mode), `client` (TLS to servers: `ssl`,
+//! `verify`, `ca_file`, `sni`, `crt`, `check_ssl`).
+pub mod client;
+pub mod clienthello;
 pub mod options;
+pub mod passthrough;
 pub mod pem;
 pub mod server;
 
+#[cfg(test)]
+mod config_tests;
 #[cfg(test)]
 mod pem_tests;
 
