@@ -91,6 +91,7 @@ pub(super) async fn connect_with_retries(
                     src: exchange.context.info.src.ip(),
                     request: Some(request),
                     payload: &[],
+                    body: &[],
                     exclude,
                 };
                 match route::choose(&snapshot, backend_id, &input) {
