@@ -6,6 +6,7 @@
 //! its `maxconn` is skipped by the load-spreading algorithms and queued on
 //! by the hashing ones (whose point is to keep a key on its server).
 mod hash;
+pub mod post;
 mod rdp;
 mod weighted;
 
