@@ -190,4 +190,7 @@ impl ErrorSink for Validator<'_> {
         let line = self.line_of(span.start);
         self.error_at(line, field, message);
     }
+    fn config_file(&self) -> Option<&Path> {
+        Some(self.file)
+    }
 }

@@ -325,13 +325,14 @@ impl ProxyHealth {
     pub fn start(
         runtime: &tokio::runtime::Handle,
         snapshot: Arc<Snapshot>,
-        logger: Logger,
+        loggers: Vec<Logger>,
     ) -> ProxyHealth {
         let tasks = plans(&snapshot)
             .into_iter()
             .map(|plan| {
                 let snapshot = Arc::clone(&snapshot);
-                let logger = logger.clone();
+                // Each backend's events go to its own log targets.
+                let logger = loggers.get(plan.backend).cloned().unwrap_or_default();
                 runtime.spawn(async move { run(plan, snapshot, logger).await })
             })
             .collect();

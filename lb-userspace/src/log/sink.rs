@@ -124,6 +124,7 @@ struct Line {
     message: Arc<str>,
 }
 
+#[derive(Clone)]
 struct Target {
     config: TargetConfig,
     queue: SyncSender<Line>,
@@ -176,6 +177,21 @@ impl Logger {
 
     pub fn is_enabled(&self) -> bool {
         !self.targets.is_empty()
+    }
+
+    /// A logger sending to the targets of `self` and of `other` (a
+    /// section's `log global` plus its own `log` lines); the sender threads
+    /// and counters are shared, not duplicated.
+    pub fn join(&self, other: &Logger) -> Logger {
+        Logger {
+            targets: Arc::new(
+                self.targets
+                    .iter()
+                    .chain(other.targets.iter())
+                    .cloned()
+                    .collect(),
+            ),
+        }
     }
 
     /// Sends `message` at `severity` to every target whose level admits it.

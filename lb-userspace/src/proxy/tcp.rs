@@ -125,6 +125,7 @@ async fn session(
                     src: info.src.ip(),
                     request: None,
                     payload: &payload,
+                    body: &[],
                     exclude,
                 };
                 match route::choose(snapshot, backend_id, &input) {

@@ -13,6 +13,8 @@ mod timeouts;
 #[cfg(test)]
 mod error_tests;
 #[cfg(test)]
+mod gaps_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod whole_file_tests;
@@ -35,6 +37,11 @@ use std::{net::SocketAddr, ops::Range, path::PathBuf, time::Duration};
 /// span into `FILE:LINE`.
 pub trait ErrorSink {
     fn report(&mut self, span: Range<usize>, field: &str, message: String);
+    /// The file being validated: relative `-f` pattern files are read
+    /// beside it.
+    fn config_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The validated proxy configuration.
@@ -96,6 +103,27 @@ pub struct LogTarget {
     pub format: SyslogFormat,
     /// Most verbose severity sent, 0 (emerg) ..= 7 (debug).
     pub level: u8,
+    /// Longest datagram, header included (HAProxy's `len`, 80..=65535).
+    pub max_len: usize,
+}
+
+/// HAProxy's default `len` of a log target.
+pub const DEFAULT_LOG_LEN: usize = 1024;
+
+/// Where a section's log lines go: `log global` and/or the section's own
+/// `log <target> <facility> [level]` lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogDestinations {
+    /// `log global`: the `[global]` targets.
+    pub global: bool,
+    /// The section's own targets.
+    pub targets: Vec<LogTarget>,
+}
+
+impl LogDestinations {
+    pub fn is_empty(&self) -> bool {
+        !self.global && self.targets.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,18 +192,26 @@ impl HttpConnectionMode {
     }
 }
 
-/// `option forwardfor [except CIDR] [header NAME]`.
+/// `option forwardfor [except CIDR] [header NAME] [if-none]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardFor {
     /// Header name, default `X-Forwarded-For`.
     pub header: String,
     /// Clients in these networks get no header added.
     pub except: Vec<IpNet>,
+    /// `if-none`: a request that already carries the header keeps it as it
+    /// is (a trusted proxy in front of lbd set it); lbd adds none.
+    pub if_none: bool,
 }
 
 impl ForwardFor {
     pub fn applies_to(&self, client: std::net::IpAddr) -> bool {
         !self.except.iter().any(|net| net.contains(&client))
+    }
+
+    /// Whether lbd adds its header line to a request with these headers.
+    pub fn adds_to(&self, headers: &hyper::http::HeaderMap) -> bool {
+        !(self.if_none && headers.contains_key(self.header.as_str()))
     }
 }
 
@@ -226,8 +262,10 @@ pub struct Frontend {
     /// Concurrent client connections accepted by this frontend.
     pub maxconn: u32,
     pub timeouts: FrontendTimeouts,
-    /// `None`: nothing logged (no `log global`).
+    /// `None`: nothing logged (neither `log global` nor own targets).
     pub log: Option<LogSettings>,
+    /// Where its access log goes.
+    pub log_to: LogDestinations,
     pub http_connection_mode: HttpConnectionMode,
     pub forwardfor: Option<ForwardFor>,
     /// `option forwarded` (RFC 7239).
@@ -261,9 +299,11 @@ pub struct Backend {
     pub http_connection_mode: HttpConnectionMode,
     pub forwardfor: Option<ForwardFor>,
     pub forwarded: bool,
-    /// `None`: no `log global`. Used by `listen` sections and for server
+    /// `None`: no `log` line. Used by `listen` sections and for server
     /// events.
     pub log: Option<LogSettings>,
+    /// Where its server events go (the `[global]` targets when empty).
+    pub log_to: LogDestinations,
     pub acls: AclSet,
     pub http_request: Vec<RequestRule>,
     pub http_response: Vec<ResponseRule>,
@@ -388,6 +428,9 @@ impl ErrorSink for Collector<'_> {
             "{}:{line}: {field}: {message}",
             self.file.display()
         ));
+    }
+    fn config_file(&self) -> Option<&std::path::Path> {
+        Some(&self.file)
     }
 }
 

@@ -211,6 +211,9 @@ impl ErrorSink for SkipSpan<'_> {
             self.inner.report(span, field, message);
         }
     }
+    fn config_file(&self) -> Option<&std::path::Path> {
+        self.inner.config_file()
+    }
 }
 
 /// Reports every bad value of `[defaults]`, whether or not a section

@@ -3,14 +3,14 @@ use super::options::*;
 use super::raw::RawSection;
 use super::sections::Kind;
 use super::{servers, timeouts, Backend, BackendId, Bind, ErrorSink, Frontend, Global, Mode};
-use crate::proxy::acl::{AclSet, Side};
+use crate::proxy::acl::{AclSet, PatternFiles, Side};
 use crate::proxy::balance::Balance;
 use crate::proxy::rules::{RequestRule, ResponseRule, UseBackend};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::Spanned;
 
 pub(super) fn acls(raw: &RawSection, field: &str, sink: &mut dyn ErrorSink) -> AclSet {
-    let mut set = AclSet::default();
+    let mut set = AclSet::with_files(PatternFiles::beside(sink.config_file()));
     for (i, line) in raw.acl.iter().flat_map(|a| a.get_ref().iter()).enumerate() {
         if let Err(message) = set.add_line(line.get_ref()) {
             sink.report(line.span(), &format!("{field}.acl[{i}]"), message);
@@ -209,6 +209,7 @@ pub(super) fn frontend(
         maxconn,
         timeouts,
         log: common.log,
+        log_to: common.log_to.clone(),
         http_connection_mode: common.connection,
         forwardfor: common.forwardfor,
         forwarded: common.forwarded,
@@ -418,6 +419,7 @@ pub(super) fn backend(
         forwardfor: common.forwardfor,
         forwarded: common.forwarded,
         log: common.log,
+        log_to: common.log_to,
         acls: set,
         http_request,
         http_response,

@@ -73,6 +73,7 @@ impl ConnectFailure {
 pub(super) async fn connect_with_retries(
     exchange: &mut Exchange,
     request: &request::Parts,
+    post_body: &[u8],
     backend_id: BackendId,
     mode: HttpConnectionMode,
 ) -> Result<Connected, ConnectFailure> {
@@ -94,6 +95,7 @@ pub(super) async fn connect_with_retries(
                     src: exchange.context.info.src.ip(),
                     request: Some(request),
                     payload: &[],
+                    body: post_body,
                     exclude,
                 };
                 match route::choose(&snapshot, backend_id, &input) {

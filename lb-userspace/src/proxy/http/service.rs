@@ -17,12 +17,14 @@ use crate::log::{
     AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
 };
 use crate::proxy::{
+    balance,
     config::HttpConnectionMode,
     route::{self, Decision},
     snapshot::{ServerSlot, Snapshot},
     stats::{now_ms, Counters, SessionGuard},
 };
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either};
 use hyper::{
     body::Incoming, client::conn::http1::SendRequest, http::Version, Request, Response, StatusCode,
 };
@@ -310,17 +312,42 @@ pub async fn handle(
         },
     );
 
-    let connected = match connect_with_retries(&mut exchange, &parts, backend_id, mode).await {
-        Ok(connected) => connected,
-        Err(failure) => {
-            let status = failure.status();
-            return Ok(exchange.local(
-                error_response(status, false),
-                failure.cause(),
-                failure.phase(),
-            ));
+    // `balance url_param ... check_post`: the body's first bytes choose.
+    let mut post_prefix = Bytes::new();
+    let body = match balance::body_wanted(&backend.balance, &parts) {
+        None => Either::Left(body),
+        Some(limit) => {
+            match balance::post::peek(body, limit, frontend.timeouts.http_request).await {
+                Ok(peeked) => {
+                    post_prefix = peeked.prefix;
+                    Either::Right(peeked.body)
+                }
+                Err(error) => {
+                    let (status, cause) = match error {
+                        balance::post::PeekError::Timeout => (408, Cause::ClientTimeout),
+                        balance::post::PeekError::Body(_) => (400, Cause::ClientAbort),
+                    };
+                    return Ok(exchange.local(
+                        error_response(status, false),
+                        cause,
+                        SessionPhase::Request,
+                    ));
+                }
+            }
         }
     };
+    let connected =
+        match connect_with_retries(&mut exchange, &parts, &post_prefix, backend_id, mode).await {
+            Ok(connected) => connected,
+            Err(failure) => {
+                let status = failure.status();
+                return Ok(exchange.local(
+                    error_response(status, false),
+                    failure.cause(),
+                    failure.phase(),
+                ));
+            }
+        };
     let Connected {
         server,
         mut sender,
@@ -427,7 +454,11 @@ impl BoxIncoming for Incoming {
     }
 }
 
-fn meter_request_body(exchange: &Exchange, body: Incoming, client_timeout: Duration) -> ProxyBody {
+fn meter_request_body<B>(exchange: &Exchange, body: B, client_timeout: Duration) -> ProxyBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<super::body::BoxError>,
+{
     let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
         .into_iter()
         .flatten()
