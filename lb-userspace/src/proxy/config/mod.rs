@@ -17,8 +17,9 @@ mod tests;
 #[cfg(test)]
 mod whole_file_tests;
 
-pub use raw::{RawDefaults, RawFrontend, RawGlobal, RawProxy, RawSection};
+pub use raw::{RawDefaults, RawDuration, RawFrontend, RawGlobal, RawProxy, RawSection};
 pub use sections::{validate, validate_beside, L4Service};
+pub use timeouts::parse_duration;
 
 use crate::proxy::acl::AclSet;
 use crate::proxy::balance::Balance;
