@@ -7,4 +7,5 @@ pub mod dataplane;
 pub mod health;
 pub mod log;
 pub mod proxy;
+pub mod stats;
 pub mod vrrp;

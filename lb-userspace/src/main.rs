@@ -79,6 +79,77 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// HAProxy's runtime `show ...` commands.
+    Show {
+        #[command(subcommand)]
+        what: Show,
+    },
+    /// HAProxy's runtime `set ...` commands.
+    Set {
+        #[command(subcommand)]
+        what: Set,
+    },
+}
+
+#[derive(Subcommand)]
+enum Show {
+    /// `show stat`: one row per frontend, backend and server (proxy) and
+    /// per service and backend (XDP), HAProxy's CSV columns.
+    Stat {
+        #[command(flatten)]
+        target: InstanceArgs,
+        /// JSON instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
+    /// `show servers state`: the runtime states and weights kept across
+    /// reloads and restarts.
+    Servers {
+        #[command(subcommand)]
+        what: ServersWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServersWhat {
+    State {
+        #[command(flatten)]
+        target: InstanceArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum Set {
+    /// `set server BACKEND/SERVER state ready|drain|maint` or `weight N`;
+    /// SERVICE/ADDRESS[:PORT] for an XDP backend.
+    Server {
+        #[command(flatten)]
+        target: InstanceArgs,
+        /// BACKEND/SERVER, or SERVICE/ADDRESS[:PORT].
+        name: String,
+        #[command(subcommand)]
+        change: SetServer,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetServer {
+    State {
+        #[arg(value_enum)]
+        state: StateArg,
+    },
+    /// 0..=256.
+    Weight {
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=256))]
+        weight: u32,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Ready,
+    Drain,
+    Maint,
 }
 
 /// Which running instance: by name, or by its configuration file.
@@ -148,5 +219,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => commands::flows(&target.name()?, json, limit),
         Command::Status { target, json } => commands::status(&target.name()?, json),
+        Command::Show {
+            what: Show::Stat { target, json },
+        } => commands::show_stat(&target.name()?, json),
+        Command::Show {
+            what: Show::Servers {
+                what: ServersWhat::State { target },
+            },
+        } => commands::show_servers_state(&target.name()?),
+        Command::Set {
+            what:
+                Set::Server {
+                    target,
+                    name,
+                    change,
+                },
+        } => {
+            use lbd::control::{RuntimeState, ServerChange};
+            let change = match change {
+                SetServer::State { state } => ServerChange::State(match state {
+                    StateArg::Ready => RuntimeState::Ready,
+                    StateArg::Drain => RuntimeState::Drain,
+                    StateArg::Maint => RuntimeState::Maint,
+                }),
+                SetServer::Weight { weight } => ServerChange::Weight(weight),
+            };
+            commands::set_server(&target.name()?, &name, change)
+        }
     }
 }

@@ -46,6 +46,9 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            for warning in parsed.stats.iter().flat_map(|s| s.warnings()) {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -174,6 +177,48 @@ pub fn status(instance: &str, json: bool) -> anyhow::Result<ExitCode> {
         print!("{}", status::render_table(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd show stat`: HAProxy's `show stat`, the stats page's rows (CSV by
+/// default, as HAProxy prints them; or JSON).
+pub fn show_stat(instance: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let rows = crate::stats::export::rows(&status::collect(instance)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::stats::export::csv(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd show servers state`: the runtime states and weights the daemon
+/// keeps across reloads and restarts.
+pub fn show_servers_state(instance: &str) -> anyhow::Result<ExitCode> {
+    report(control::call(
+        instance,
+        &control::Request::ShowServersState,
+    )?)
+}
+
+/// `lbd set server GROUP/MEMBER state|weight ...`: HAProxy's runtime
+/// command, for a proxy server or an XDP backend.
+pub fn set_server(
+    instance: &str,
+    target: &str,
+    change: control::ServerChange,
+) -> anyhow::Result<ExitCode> {
+    let Some((group, member)) = target.split_once('/') else {
+        bail!("name the server as BACKEND/SERVER (or SERVICE/ADDRESS[:PORT]), not \"{target}\"");
+    };
+    report(control::call(
+        instance,
+        &control::Request::SetServer {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            target: None,
+            change,
+        },
+    )?)
 }
 
 /// The running instance named by `--instance`, or by the `[instance]`

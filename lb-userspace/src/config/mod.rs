@@ -30,6 +30,8 @@ pub struct Config {
     pub vrrp: Vec<VrrpConfig>,
     /// The L7/TCP proxy's frontends and backends (HAProxy's sections).
     pub proxy: crate::proxy::config::ProxyConfig,
+    /// `[stats]`: the stats page and /metrics (none: not served).
+    pub stats: Option<crate::stats::config::StatsConfig>,
 }
 
 /// One problem in a configuration file.

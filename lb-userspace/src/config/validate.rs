@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     backend: Vec<Spanned<RawSection>>,
     #[serde(default)]
     listen: Vec<Spanned<RawSection>>,
+    /// The stats page and /metrics, validated by `stats::config`.
+    stats: Option<Spanned<crate::stats::config::RawStats>>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -108,11 +110,16 @@ impl<'a> Validator<'a> {
             listen: raw.listen,
         };
         let proxy = validate_beside(proxy, &l4, self);
+        let stats = raw
+            .stats
+            .as_ref()
+            .and_then(|raw| crate::stats::config::validate(raw, self));
         Config {
             instance,
             services,
             vrrp,
             proxy,
+            stats,
         }
     }
 

@@ -78,6 +78,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     // binds the VIP before it holds it) on its own runtime.
     let proxy = proxy::ProxyPart::start(&config.proxy).context("starting the proxy")?;
 
+    // The control channel exists before the socket: the stats page sends
+    // its actions through it too.
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
     // Program the maps.
     let mut daemon = Running {
         instance: instance.clone(),
@@ -95,7 +98,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         wanted,
         vrrp: None,
         proxy,
+        stats: None,
+        control_tx: control_tx.clone(),
+        live: std::sync::Arc::new(crate::stats::LiveMetrics::default()),
     };
+    // Runtime states and weights from before a restart.
+    daemon.restore_server_states();
     daemon.apply()?;
 
     // Attach only once the maps are full, so the first packets already
@@ -145,8 +153,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         daemon.vrrp = Some(thread);
         vrrp_changes = changes;
     }
-    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
     let control_task = control::serve(&instance, control_tx)?;
+    // The stats page, on a thread of its own.
+    daemon.restart_stats();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     conntrack::start_collector(&pins, conntrack::collection_interval(&tunables))?;
     // Running: from now on only a teardown that was asked for (SIGINT,
@@ -166,13 +175,19 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                     break;
                 }
             }
-            Ok(()) = vrrp_changes.changed() => daemon.on_vrrp_transition(),
+            Ok(()) = vrrp_changes.changed() => {
+                let changes = *vrrp_changes.borrow_and_update();
+                daemon.on_vrrp_transition(changes)
+            }
             Some(fresh) = macs_rx.recv() => daemon.on_neighbours(fresh),
             _ = tick.tick() => daemon.on_tick(),
         }
     }
 
     info!(instance, "stopping");
+    if let Some(stats) = daemon.stats.take() {
+        stats.stop();
+    }
     if let Some(proxy) = daemon.proxy.take() {
         proxy.stop().await;
     }

@@ -6,6 +6,7 @@
 //! backend without `log` sends its events to the global targets); its
 //! servers' checks run on the proxy's runtime.
 use crate::{
+    control::{server_state::ProxyServerState, RuntimeState, ServerChange},
     health::proxy::ProxyHealth,
     log::{
         format::{AccessFormat, Zone},
@@ -212,6 +213,49 @@ impl ProxyPart {
         }
         self.follow(snapshot);
         Ok(())
+    }
+
+    /// Whether the proxy has a backend named `name`.
+    pub(super) fn has_backend(&self, name: &str) -> bool {
+        self.registry.servers().iter().any(|((b, _), _)| b == name)
+    }
+
+    /// `set server BACKEND/SERVER state|weight` on a proxy server.
+    pub(super) fn set_server(
+        &self,
+        backend: &str,
+        server: &str,
+        change: ServerChange,
+    ) -> Result<String, String> {
+        let state = self
+            .registry
+            .server(backend, server)
+            .ok_or_else(|| format!("no server {server} in backend {backend}"))?;
+        match change {
+            ServerChange::State(s) => state.set_admin(s.proxy()),
+            ServerChange::Weight(w) => state.set_weight(w),
+        }
+        let (weight, admin) = (state.weight(), state.admin().name());
+        info!(backend, server, admin, weight, "server changed at runtime");
+        Ok(format!("{backend}/{server}: {admin}, weight {weight}"))
+    }
+
+    /// The servers whose state or weight differs from the configuration.
+    pub(super) fn runtime_states(&self) -> Vec<ProxyServerState> {
+        self.registry
+            .servers()
+            .into_iter()
+            .filter_map(|((backend, server), state)| {
+                let (weight, admin) = state.configured();
+                let entry = ProxyServerState {
+                    backend,
+                    server,
+                    state: (state.admin() != admin).then(|| RuntimeState::of_proxy(state.admin())),
+                    weight: (state.weight() != weight).then(|| state.weight()),
+                };
+                (entry.state.is_some() || entry.weight.is_some()).then_some(entry)
+            })
+            .collect()
     }
 
     pub(super) fn status(&self) -> ProxyStatus {

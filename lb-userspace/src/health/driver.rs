@@ -55,6 +55,7 @@ impl HealthDriver {
         }
         let mut health = HashMap::new();
         let mut admin = HashMap::new();
+        let mut weights = HashMap::new();
         self.thresholds.clear();
         for service in &config.services {
             for backend in &service.backends {
@@ -70,6 +71,9 @@ impl HealthDriver {
                 health.insert(key.clone(), state);
                 if let Some(a) = self.facts.admin.remove(&key) {
                     admin.insert(key.clone(), a);
+                }
+                if let Some(w) = self.facts.weights.remove(&key) {
+                    weights.insert(key.clone(), w);
                 }
                 if let Some(check) = backend.health_check.clone() {
                     self.thresholds
@@ -109,6 +113,7 @@ impl HealthDriver {
         }
         self.facts.health = health;
         self.facts.admin = admin;
+        self.facts.weights = weights;
     }
 
     /// Records a result; true when the backend changed state.
@@ -132,6 +137,28 @@ impl HealthDriver {
         }
     }
 
+    /// The configured backend `backend` ("address" or "address:port")
+    /// of `service`.
+    pub fn find(&self, service: &str, backend: &str) -> Result<BackendKey, String> {
+        self.facts
+            .health
+            .keys()
+            .find(|(s, a)| {
+                s == service && (a.to_string() == backend || a.ip().to_string() == backend)
+            })
+            .cloned()
+            .ok_or_else(|| format!("no backend {backend} in service {service}"))
+    }
+
+    /// Sets a runtime weight (HAProxy's `set server ... weight`), kept
+    /// across reloads while the backend stays.
+    pub fn set_weight(&mut self, service: &str, backend: &str, weight: u32) -> Result<(), String> {
+        let key = self.find(service, backend)?;
+        info!(service = %key.0, backend = %key.1, weight, "weight changed at runtime");
+        self.facts.weights.insert(key, weight);
+        Ok(())
+    }
+
     /// Sets an administrative state. Enabling restarts slow start.
     pub fn set_admin(
         &mut self,
@@ -140,15 +167,7 @@ impl HealthDriver {
         state: AdminState,
         now: Instant,
     ) -> Result<(), String> {
-        let key = self
-            .facts
-            .health
-            .keys()
-            .find(|(s, a)| {
-                s == service && (a.to_string() == backend || a.ip().to_string() == backend)
-            })
-            .cloned()
-            .ok_or_else(|| format!("no backend {backend} in service {service}"))?;
+        let key = self.find(service, backend)?;
         let previous = self
             .facts
             .admin

@@ -131,6 +131,16 @@ impl ServerState {
     pub fn set_weight(&self, weight: u32) {
         self.weight.store(weight.min(256), Ordering::Relaxed);
     }
+    /// The configuration's weight and `disabled`: a runtime state is what
+    /// differs from them (the server-state file keeps only that).
+    pub fn configured(&self) -> (u32, AdminState) {
+        let admin = if self.config_disabled.load(Ordering::Relaxed) {
+            AdminState::Maint
+        } else {
+            AdminState::Ready
+        };
+        (self.config_weight.load(Ordering::Relaxed), admin)
+    }
     pub fn last_check(&self) -> Option<LastCheck> {
         self.last_check
             .lock()
@@ -325,7 +335,7 @@ impl Snapshot {
     }
 }
 
-type ServerKey = (String, String);
+pub type ServerKey = (String, String);
 
 #[derive(Default)]
 struct Registered {
@@ -385,6 +395,18 @@ impl StateRegistry {
             backends,
             counters: OnceLock::new(),
         }
+    }
+
+    /// Every server's state by (backend, server) name, sorted.
+    pub fn servers(&self) -> Vec<(ServerKey, Arc<ServerState>)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = inner
+            .servers
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// A server's state by name (health engine, runtime commands).
