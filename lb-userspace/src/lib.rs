@@ -5,6 +5,7 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod import;
 pub mod log;
 pub mod proxy;
 pub mod stats;

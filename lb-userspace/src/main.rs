@@ -35,6 +35,23 @@ enum Command {
         #[arg(long)]
         netns: Option<String>,
     },
+    /// Translate keepalived.conf and/or haproxy.cfg into lb.toml, with a
+    /// report of what maps, what is approximated and what is not supported.
+    Import {
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        #[arg(long)]
+        haproxy: Option<PathBuf>,
+        /// Write lb.toml here (default: stdout; the report then goes to stderr).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Exit 0 even when some directives are not supported.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Serve plain `mode tcp` frontends with XDP services where possible.
+        #[arg(long)]
+        prefer_xdp: bool,
+    },
     /// Set a backend's administrative state on a running instance:
     /// enable, disable (its flows move at once) or drain (no new flows,
     /// existing ones stay).
@@ -198,6 +215,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config, netns } => commands::check(&config, netns.as_deref()),
         Command::Run { config, netns } => commands::run(config, netns.as_deref()),
+        Command::Import {
+            keepalived,
+            haproxy,
+            output,
+            allow_partial,
+            prefer_xdp,
+        } => commands::import(
+            &lbd::import::Options {
+                keepalived,
+                haproxy,
+                prefer_xdp,
+            },
+            output.as_deref(),
+            allow_partial,
+        ),
         Command::Backend {
             target,
             service,

@@ -58,6 +58,53 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `lbd import`: translates keepalived.conf and haproxy.cfg into lb.toml
+/// (to `output`, or stdout) and prints the report (to stdout with `-o`,
+/// else to stderr). Fails on unreadable sources, on an output `lbd check`
+/// would refuse, and, unless `allow_partial`, when anything is not
+/// supported.
+pub fn import(
+    options: &crate::import::Options,
+    output: Option<&Path>,
+    allow_partial: bool,
+) -> anyhow::Result<ExitCode> {
+    if options.keepalived.is_none() && options.haproxy.is_none() {
+        bail!("name a file to import: --keepalived FILE and/or --haproxy FILE");
+    }
+    let imported = match crate::import::import(options) {
+        Ok(imported) => imported,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let shown = output.unwrap_or(Path::new("lb.toml"));
+    let checked = crate::import::check(&imported.toml, shown);
+    match output {
+        Some(path) => {
+            std::fs::write(path, &imported.toml)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", imported.report);
+        }
+        None => {
+            print!("{}", imported.toml);
+            eprintln!("{}", imported.report);
+        }
+    }
+    if let Err(errors) = checked {
+        eprintln!("lbd: the imported configuration does not pass lbd check:\n{errors}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let unsupported = imported.report.unsupported().count();
+    if unsupported > 0 && !allow_partial {
+        eprintln!(
+            "lbd: {unsupported} directive(s) not supported (listed above); the file was written without them: check it, then rerun with --allow-partial to accept"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `lbd run`: validates, then runs the daemon until it is stopped.
 pub fn run(config: PathBuf, netns: Option<&str>) -> anyhow::Result<ExitCode> {
     // Before any thread exists: every thread the runtime starts

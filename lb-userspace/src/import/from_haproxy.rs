@@ -1,0 +1,1966 @@
+//! haproxy.cfg → lb.toml: `global`, `defaults`, `frontend`, `backend` and
+//! `listen` onto lbd's sections of the same names (HAProxy's
+//! mini-languages are kept as written), a `stats enable` listen onto
+//! `[stats]`, and with `--prefer-xdp` plain tcp frontends onto XDP
+//! `[[service]]`s. HAProxy's own warnings about a directive (ignored in tcp
+//! mode or in a backend, deprecated forms) are in the report.
+use super::{
+    error::SourceError,
+    haproxy::{Directive, Section},
+    report::{Outcome, Report},
+    toml_out::{Table, Value},
+    Group, Output,
+};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Defaults,
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl Kind {
+    fn frontend_side(self) -> bool {
+        self != Kind::Backend
+    }
+    fn backend_side(self) -> bool {
+        self != Kind::Frontend
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Defaults => "defaults",
+            Kind::Frontend => "frontend",
+            Kind::Backend => "backend",
+            Kind::Listen => "listen",
+        }
+    }
+}
+
+/// One directive's verdict, gathered while its words are read, so each
+/// directive gets exactly one report line.
+#[derive(Default)]
+struct Verdict {
+    mapped: Option<String>,
+    approximations: Vec<String>,
+    unsupported: Vec<String>,
+}
+
+impl Verdict {
+    fn mapped(text: impl Into<String>) -> Verdict {
+        Verdict {
+            mapped: Some(text.into()),
+            ..Verdict::default()
+        }
+    }
+    fn approx(text: impl Into<String>) -> Verdict {
+        Verdict {
+            approximations: vec![text.into()],
+            ..Verdict::default()
+        }
+    }
+    fn unsupported(text: impl Into<String>) -> Verdict {
+        Verdict {
+            unsupported: vec![text.into()],
+            ..Verdict::default()
+        }
+    }
+    fn outcome(self) -> Outcome {
+        let mapped = self.mapped.unwrap_or_default();
+        let join = |head: &str, rest: Vec<String>| {
+            if head.is_empty() {
+                rest.join("; ")
+            } else {
+                format!("{head}; {}", rest.join("; "))
+            }
+        };
+        if !self.unsupported.is_empty() {
+            let mut all = self.unsupported;
+            all.extend(self.approximations);
+            Outcome::NotSupported(join(&mapped, all))
+        } else if !self.approximations.is_empty() {
+            Outcome::Approximated(join(&mapped, self.approximations))
+        } else {
+            Outcome::Mapped(mapped)
+        }
+    }
+}
+
+struct Ctx<'a> {
+    report: &'a mut Report,
+    errors: &'a mut Vec<SourceError>,
+    file: &'a Path,
+    /// `ca-base` and `crt-base` of `global`.
+    ca_base: Option<String>,
+    crt_base: Option<String>,
+}
+
+impl Ctx<'_> {
+    fn verdict(&mut self, d: &Directive, verdict: Verdict) {
+        self.report
+            .push(self.file, d.line, &d.shown(), verdict.outcome());
+    }
+    fn mapped(&mut self, d: &Directive, text: impl Into<String>) {
+        self.verdict(d, Verdict::mapped(text));
+    }
+    fn approx(&mut self, d: &Directive, text: impl Into<String>) {
+        self.verdict(d, Verdict::approx(text));
+    }
+    fn unsupported(&mut self, d: &Directive, text: impl Into<String>) {
+        self.verdict(d, Verdict::unsupported(text));
+    }
+    fn error(&mut self, line: usize, text: impl Into<String>) {
+        self.errors
+            .push(SourceError::new(self.file, line, text.into()));
+    }
+    /// Checks that `d` has between `min` and `max` words after the keyword(s).
+    fn arity(&mut self, d: &Directive, skip: usize, min: usize, max: usize) -> bool {
+        let n = d.words.len().saturating_sub(skip);
+        if n < min || n > max {
+            let what = d.words[..skip.min(d.words.len())].join(" ");
+            let expected = if min == max {
+                format!("{min}")
+            } else if max == usize::MAX {
+                format!("at least {min}")
+            } else {
+                format!("{min} to {max}")
+            };
+            self.error(
+                d.line,
+                format!("'{what}' takes {expected} argument(s), not {n}"),
+            );
+            return false;
+        }
+        true
+    }
+    fn with_base(&self, base: &Option<String>, path: &str) -> String {
+        match base {
+            Some(b) if !path.starts_with('/') => format!("{}/{path}", b.trim_end_matches('/')),
+            _ => path.to_string(),
+        }
+    }
+}
+
+/// A proxy section being translated.
+struct ProxyOut {
+    kind: Kind,
+    name: String,
+    line: usize,
+    mode_http: bool,
+    table: Table,
+    servers: Vec<Table>,
+    /// `(address, options)` of each bind, for `--prefer-xdp`.
+    binds: Vec<(String, Vec<String>)>,
+    /// ACLs, use_backend or tcp-request rules: content switching.
+    content_rules: bool,
+    stats: Option<StatsOut>,
+    /// Directives a stats section has beside `stats` (they do not carry over).
+    stats_leftovers: Vec<Directive>,
+    /// Server names seen (duplicates are renamed).
+    server_names: BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct StatsOut {
+    line: usize,
+    table: Table,
+    users: Vec<Table>,
+    enabled: bool,
+}
+
+pub(super) fn translate(
+    sections: &[Section],
+    prefer_xdp: bool,
+    out: &mut Output,
+    report: &mut Report,
+    errors: &mut Vec<SourceError>,
+) {
+    let Some(first) = sections.first() else {
+        return;
+    };
+    let mut cx = Ctx {
+        report,
+        errors,
+        file: &first.file,
+        ca_base: None,
+        crt_base: None,
+    };
+    let mut defaults_http = false;
+    let mut defaults: Option<Table> = None;
+    let mut proxies: Vec<ProxyOut> = Vec::new();
+    for section in sections {
+        cx.file = &section.file;
+        match section.kind.as_str() {
+            "global" => global(&mut cx, section, out),
+            "defaults" => {
+                let mut p = proxy(&mut cx, section, Kind::Defaults, defaults_http);
+                defaults_http = p.mode_http;
+                p.table.header = "defaults".into();
+                p.table.array = false;
+                match &mut defaults {
+                    None => {
+                        p.table.remove("name");
+                        defaults = Some(p.table)
+                    }
+                    Some(d) => {
+                        // lbd has one [defaults]: HAProxy applies each to the
+                        // sections after it.
+                        for (k, v, c) in p.table.entries {
+                            if k != "name" {
+                                d.set(&k, v, c);
+                            }
+                        }
+                        cx.report.push(
+                            &section.file,
+                            section.line,
+                            "defaults",
+                            Outcome::Approximated(
+                                "lbd has one [defaults] for every section: this one is merged over the earlier one, so it also applies to sections before it".into(),
+                            ),
+                        );
+                    }
+                }
+            }
+            "frontend" => proxies.push(proxy(&mut cx, section, Kind::Frontend, defaults_http)),
+            "backend" => proxies.push(proxy(&mut cx, section, Kind::Backend, defaults_http)),
+            "listen" => proxies.push(proxy(&mut cx, section, Kind::Listen, defaults_http)),
+            other => {
+                cx.report.push(
+                    &section.file,
+                    section.line,
+                    &format!("{other} {}", section.args.join(" ")),
+                    Outcome::NotSupported(format!(
+                        "lbd has no '{other}' section{}",
+                        match other {
+                            "userlist" => ": [stats] has its own users",
+                            "resolvers" => ": servers are IP addresses",
+                            "peers" => ": lbd has no stick tables to share",
+                            "cache" => ": lbd does not cache responses",
+                            _ => "",
+                        }
+                    )),
+                );
+            }
+        }
+    }
+    if let Some(d) = defaults {
+        out.defaults = Some(d);
+    }
+    // Stats sections become [stats].
+    let mut kept = Vec::new();
+    for p in proxies {
+        match p.stats {
+            Some(ref s) if s.enabled && !p.binds.is_empty() => stats_section(&mut cx, p, out),
+            Some(ref s) if s.enabled => {
+                cx.report.push(
+                    cx.file,
+                    s.line,
+                    "stats enable",
+                    Outcome::NotSupported(format!(
+                        "{} {} has no bind of its own: lbd serves stats only on [stats] bind, not behind a frontend's use_backend",
+                        p.kind.name(),
+                        p.name
+                    )),
+                );
+                kept.push(p);
+            }
+            _ => kept.push(p),
+        }
+    }
+    if prefer_xdp {
+        kept = prefer_xdp_services(&mut cx, kept, out);
+    }
+    for p in kept {
+        match p.kind {
+            Kind::Frontend => out.frontends.push(p.table),
+            Kind::Backend => out.backends.push(Group {
+                table: p.table,
+                children: p.servers,
+            }),
+            Kind::Listen => out.listens.push(Group {
+                table: p.table,
+                children: p.servers,
+            }),
+            Kind::Defaults => {}
+        }
+    }
+}
+
+fn global(cx: &mut Ctx, section: &Section, out: &mut Output) {
+    cx.report.push(
+        &section.file,
+        section.line,
+        "global",
+        Outcome::Mapped("[global]".into()),
+    );
+    let group = out.global.get_or_insert_with(|| Group {
+        table: Table::new("global", false),
+        children: Vec::new(),
+    });
+    group.table.comments.push(format!(
+        "global ({}:{})",
+        section.file.display(),
+        section.line
+    ));
+    for d in &section.directives {
+        let at = Some(format!("line {}: {}", d.line, d.text));
+        match d.keyword() {
+            "log" => global_log(cx, d, group),
+            "maxconn" => {
+                if cx.arity(d, 1, 1, 1) {
+                    match d.words[1].parse::<i64>() {
+                        Ok(n) => {
+                            group.table.set("maxconn", Value::Int(n), at);
+                            cx.mapped(d, "[global] maxconn");
+                        }
+                        Err(_) => cx.error(d.line, "maxconn needs a number"),
+                    }
+                }
+            }
+            "stats" => match d.word(1) {
+                Some("socket") => cx.approx(
+                    d,
+                    "lbd's runtime commands (lbd backend, lbd status, lbd reload) use its control socket /run/lbd/<instance>.sock (root only), not this path",
+                ),
+                Some("timeout") => cx.approx(d, "lbd's control socket closes a client after 30 s"),
+                Some("maxconn") => cx.approx(d, "lbd's control socket serves 16 clients at a time"),
+                _ => cx.unsupported(d, "not in lbd"),
+            },
+            "chroot" => cx.approx(
+                d,
+                "lbd does not chroot (it needs /sys/fs/bpf, /run/lbd and netlink): confine it with its service manager",
+            ),
+            "pidfile" => cx.approx(d, "lbd's pid is found through its lock /run/lbd/<instance>.lock (lbd status shows it)"),
+            "user" | "group" | "uid" | "gid" => cx.approx(
+                d,
+                "lbd keeps running as root (it attaches XDP programs and moves addresses): no privilege drop",
+            ),
+            "daemon" | "master-worker" => cx.approx(
+                d,
+                "lbd run stays in the foreground: run it under a service manager (Restart=always)",
+            ),
+            "nbthread" | "nbproc" | "cpu-map" => cx.approx(d, "lbd runs one proxy thread per core"),
+            "ca-base" => {
+                if cx.arity(d, 1, 1, 1) {
+                    cx.ca_base = Some(d.words[1].clone());
+                    cx.mapped(d, "prefix of relative ca-file paths");
+                }
+            }
+            "crt-base" => {
+                if cx.arity(d, 1, 1, 1) {
+                    cx.crt_base = Some(d.words[1].clone());
+                    cx.mapped(d, "prefix of relative crt paths");
+                }
+            }
+            "ssl-default-bind-options" => {
+                if cx.arity(d, 1, 1, usize::MAX) {
+                    group.table.set(
+                        "ssl_default_bind_options",
+                        Value::str(d.words[1..].join(" ")),
+                        at,
+                    );
+                    cx.mapped(d, "[global] ssl_default_bind_options");
+                }
+            }
+            "ssl-default-bind-ciphers" | "ssl-default-bind-ciphersuites" | "ssl-default-server-ciphers"
+            | "ssl-default-server-ciphersuites" | "ssl-default-server-options" => cx.approx(
+                d,
+                "lbd uses rustls's cipher suites (modern ones only; no configuration)",
+            ),
+            "tune.ssl.default-dh-param" => cx.approx(d, "rustls has no finite-field DH: nothing to tune"),
+            "spread-checks" => cx.approx(d, "lbd always spreads checks over the interval"),
+            "log-send-hostname" | "log-tag" => cx.unsupported(d, "lbd's syslog header is fixed (hostname and \"lbd\" tag)"),
+            other => cx.unsupported(d, format!("not in lbd: global \"{other}\"")),
+        }
+    }
+}
+
+/// `log <target> [len N] [format F] <facility> [level [minlevel]]`.
+fn global_log(cx: &mut Ctx, d: &Directive, group: &mut Group) {
+    if !cx.arity(d, 1, 2, 8) {
+        return;
+    }
+    let mut words = d.words[1..].iter().map(String::as_str);
+    let Some(target) = words.next() else {
+        return;
+    };
+    if matches!(target, "stdout" | "stderr")
+        || target.starts_with("ring@")
+        || target.starts_with("fd@")
+    {
+        cx.unsupported(
+            d,
+            "lbd logs to syslog over UDP or a unix socket, not to stdout/stderr or rings",
+        );
+        return;
+    }
+    let mut log = Table::new("global.log", true);
+    let target = target
+        .trim_start_matches("udp@")
+        .trim_start_matches("udp4@")
+        .trim_start_matches("ipv4@")
+        .trim_start_matches("unix@");
+    log.set("target", Value::str(target), Some(d.text.clone()));
+    let mut verdict = Verdict::mapped("[[global.log]]");
+    let mut rest: Vec<&str> = Vec::new();
+    while let Some(w) = words.next() {
+        match w {
+            "len" => {
+                words.next();
+                verdict
+                    .approximations
+                    .push("lbd cuts datagrams at 1024 bytes".into());
+            }
+            "format" => match words.next() {
+                Some(f @ ("rfc3164" | "rfc5424")) => {
+                    log.set("format", Value::str(f), None);
+                }
+                Some(other) => verdict
+                    .unsupported
+                    .push(format!("log format {other}: lbd writes rfc3164 or rfc5424")),
+                None => cx.error(d.line, "log: format needs a value"),
+            },
+            "sample" => {
+                words.next();
+                verdict.unsupported.push("lbd does not sample logs".into());
+            }
+            other => rest.push(other),
+        }
+    }
+    match rest.as_slice() {
+        [facility, level @ ..] => {
+            log.set("facility", Value::str(*facility), None);
+            if let Some(l) = level.first() {
+                log.set("level", Value::str(*l), None);
+            }
+            if level.len() > 1 {
+                verdict
+                    .approximations
+                    .push("lbd has no minimum level: every level up to the maximum is sent".into());
+            }
+        }
+        [] => {
+            cx.error(d.line, "log needs a facility");
+            return;
+        }
+    }
+    cx.verdict(d, verdict);
+    group.children.push(log);
+}
+
+/// A HAProxy duration as lbd writes it: a bare number (milliseconds) or a
+/// string with its unit.
+fn duration(text: &str) -> Value {
+    match text.parse::<i64>() {
+        Ok(ms) => Value::Int(ms),
+        Err(_) => Value::str(text),
+    }
+}
+
+/// Seconds of a HAProxy duration (for XDP health checks).
+fn duration_seconds(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit {
+        "" | "ms" => 0.001,
+        "us" => 0.000_001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+fn proxy(cx: &mut Ctx, section: &Section, kind: Kind, defaults_http: bool) -> ProxyOut {
+    let name = section.args.first().cloned().unwrap_or_default();
+    // `mode` may come last in a section: find it first, since what other
+    // directives mean depends on it.
+    let mut mode_http = defaults_http;
+    for d in &section.directives {
+        if d.keyword() == "mode" {
+            mode_http = d.word(1) == Some("http");
+        }
+    }
+    let header = match kind {
+        Kind::Defaults => "defaults",
+        Kind::Frontend => "frontend",
+        Kind::Backend => "backend",
+        Kind::Listen => "listen",
+    };
+    let mut table = Table::new(header, kind != Kind::Defaults);
+    table.comment(format!(
+        "{} {} ({}:{})",
+        section.kind,
+        section.args.join(" "),
+        section.file.display(),
+        section.line
+    ));
+    if kind != Kind::Defaults {
+        table.set("name", Value::str(&name), None);
+    }
+    let mut p = ProxyOut {
+        kind,
+        name: name.clone(),
+        line: section.line,
+        mode_http,
+        table,
+        servers: Vec::new(),
+        binds: Vec::new(),
+        content_rules: false,
+        stats: None,
+        stats_leftovers: Vec::new(),
+        server_names: BTreeSet::new(),
+    };
+    // The section line itself, and the legacy address on it.
+    let shown = format!("{} {}", section.kind, section.args.join(" "));
+    let mut verdict = Verdict::mapped(format!("[[{header}]] \"{name}\""));
+    if kind == Kind::Defaults {
+        verdict = Verdict::mapped("[defaults]");
+        if !section.args.is_empty() {
+            verdict
+                .approximations
+                .push("lbd's [defaults] has no name and no `from`".into());
+        }
+    }
+    if matches!(kind, Kind::Frontend | Kind::Listen) && section.args.len() > 1 {
+        let mut addresses = Vec::new();
+        for address in section.args[1..].iter().flat_map(|a| a.split(',')) {
+            match bind_address(address) {
+                Ok(a) => addresses.push(a),
+                Err(why) => verdict.unsupported.push(why),
+            }
+        }
+        for a in &addresses {
+            p.binds.push((a.clone(), Vec::new()));
+        }
+        verdict.approximations.push(format!(
+            "the address on the section line is imported as bind = {:?} (HAProxy 1.x form; HAProxy 2.x refuses it: \"please use the 'bind' keyword for listening addresses\")",
+            addresses
+        ));
+    } else if kind == Kind::Backend && section.args.len() > 1 {
+        verdict
+            .unsupported
+            .push("a backend takes no address".into());
+    }
+    cx.report
+        .push(&section.file, section.line, &shown, verdict.outcome());
+    for d in &section.directives {
+        directive(cx, d, &mut p);
+    }
+    if !p.binds.is_empty() {
+        let binds: Vec<String> = p
+            .binds
+            .iter()
+            .map(|(a, o)| {
+                if o.is_empty() {
+                    a.clone()
+                } else {
+                    format!("{a} {}", o.join(" "))
+                }
+            })
+            .collect();
+        p.table.set("bind", Value::strs(binds), None);
+    }
+    p
+}
+
+/// A HAProxy bind address as lbd writes it.
+fn bind_address(address: &str) -> Result<String, String> {
+    let a = address
+        .trim_start_matches("ipv4@")
+        .trim_start_matches("ipv6@")
+        .trim_start_matches("tcp@")
+        .trim_start_matches("tcp4@")
+        .trim_start_matches("tcp6@");
+    if a.starts_with('/')
+        || a.starts_with("unix@")
+        || a.starts_with("abns@")
+        || a.starts_with("fd@")
+    {
+        return Err(format!("{address}: lbd binds TCP addresses only"));
+    }
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return Err(format!("{address}: no port"));
+    };
+    if port.contains('-') {
+        return Err(format!("{address}: lbd binds single ports, not ranges"));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{address}: bad port"));
+    }
+    match host {
+        "" | "*" | "0.0.0.0" => Ok(format!("{}:{port}", if host.is_empty() { "" } else { "*" })),
+        "::" | "[::]" => Ok(format!(":::{port}")),
+        h => {
+            let h = h.trim_start_matches('[').trim_end_matches(']');
+            match h.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => Ok(format!("{ip}:{port}")),
+                Ok(IpAddr::V6(ip)) => Ok(format!("[{ip}]:{port}")),
+                Err(_) => Err(format!("{address}: lbd binds IP addresses, not host names")),
+            }
+        }
+    }
+}
+
+/// Bind options lbd (with its TLS terminator) takes, and whether each has a value.
+const BIND_OPTIONS: &[(&str, bool)] = &[
+    ("ssl", false),
+    ("crt", true),
+    ("alpn", true),
+    ("ssl-min-ver", true),
+    ("ssl-max-ver", true),
+    ("strict-sni", false),
+    ("verify", true),
+    ("ca-file", true),
+    ("no-tls-tickets", false),
+];
+/// Bind options of HAProxy lbd does not take, with whether each has a value.
+const OTHER_BIND_OPTIONS: &[(&str, bool)] = &[
+    ("name", true),
+    ("id", true),
+    ("process", true),
+    ("thread", true),
+    ("interface", true),
+    ("mss", true),
+    ("maxconn", true),
+    ("backlog", true),
+    ("ciphers", true),
+    ("ciphersuites", true),
+    ("curves", true),
+    ("ecdhe", true),
+    ("npn", true),
+    ("crt-list", true),
+    ("crl-file", true),
+    ("ca-sign-file", true),
+    ("user", true),
+    ("group", true),
+    ("uid", true),
+    ("gid", true),
+    ("mode", true),
+    ("level", true),
+    ("nice", true),
+    ("namespace", true),
+    ("proto", true),
+    ("accept-proxy", false),
+    ("transparent", false),
+    ("v4v6", false),
+    ("v6only", false),
+    ("tfo", false),
+    ("defer-accept", false),
+    ("allow-0rtt", false),
+    ("prefer-client-ciphers", false),
+    ("no-sslv3", false),
+    ("no-tlsv10", false),
+    ("no-tlsv11", false),
+    ("no-tlsv12", false),
+    ("no-tlsv13", false),
+    ("force-tlsv12", false),
+    ("force-tlsv13", false),
+];
+
+fn bind(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    if !cx.arity(d, 1, 1, usize::MAX) {
+        return;
+    }
+    let mut verdict = Verdict::mapped("bind");
+    let mut addresses = Vec::new();
+    for address in d.words[1].split(',') {
+        match bind_address(address) {
+            Ok(a) => addresses.push(a),
+            Err(why) => verdict.unsupported.push(why),
+        }
+    }
+    let mut options = Vec::new();
+    let mut words = d.words[2..].iter();
+    while let Some(w) = words.next() {
+        if let Some((_, has_value)) = BIND_OPTIONS.iter().find(|(o, _)| o == w) {
+            options.push(w.clone());
+            if *has_value {
+                match words.next() {
+                    Some(v) => {
+                        let v = match w.as_str() {
+                            "crt" => cx.with_base(&cx.crt_base, v),
+                            "ca-file" => cx.with_base(&cx.ca_base, v),
+                            _ => v.clone(),
+                        };
+                        options.push(v);
+                    }
+                    None => {
+                        cx.error(d.line, format!("bind option '{w}' needs a value"));
+                        return;
+                    }
+                }
+            }
+        } else if let Some((_, has_value)) = OTHER_BIND_OPTIONS.iter().find(|(o, _)| o == w) {
+            let value = if *has_value {
+                words.next().cloned()
+            } else {
+                None
+            };
+            let shown = match value {
+                Some(v) => format!("{w} {v}"),
+                None => w.clone(),
+            };
+            verdict
+                .unsupported
+                .push(format!("bind option \"{shown}\" is not in lbd (left out)"));
+        } else {
+            verdict
+                .unsupported
+                .push(format!("unknown bind option \"{w}\" (left out)"));
+        }
+    }
+    if options.iter().any(|o| o == "ssl") {
+        verdict.mapped = Some("bind, with TLS termination (ssl ...)".into());
+    }
+    for a in addresses {
+        p.binds.push((a, options.clone()));
+    }
+    cx.verdict(d, verdict);
+}
+
+/// Where a directive may appear, as HAProxy's keyword table says; a
+/// directive in a section without the capability is ignored with
+/// HAProxy's warning.
+fn capable(cx: &mut Ctx, d: &Directive, p: &ProxyOut, frontend: bool, backend: bool) -> bool {
+    let ok = (frontend && p.kind.frontend_side()) || (backend && p.kind.backend_side());
+    if !ok {
+        let needs = if frontend { "frontend" } else { "backend" };
+        cx.mapped(
+            d,
+            format!(
+                "nothing: HAProxy warns \"'{}' ignored for {} '{}' as it requires {needs} capability\" and so does this import",
+                d.words[..d.words.len().min(2)].join(" "),
+                p.kind.name(),
+                p.name
+            ),
+        );
+    }
+    ok
+}
+
+/// HTTP-only directives in a tcp section: HAProxy ignores them with a warning.
+fn needs_http(cx: &mut Ctx, d: &Directive, p: &ProxyOut) -> bool {
+    if !p.mode_http && p.kind != Kind::Defaults {
+        cx.mapped(
+            d,
+            format!(
+                "nothing: HAProxy warns \"'{}' ignored for {} '{}' as it requires HTTP mode\" and so does this import",
+                d.words[..d.words.len().min(2)].join(" "),
+                p.kind.name(),
+                p.name
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+fn push_str(table: &mut Table, key: &str, value: String, comment: Option<String>) {
+    let mut list = match table.get(key) {
+        Some(Value::Array(items)) => items.clone(),
+        _ => Vec::new(),
+    };
+    list.push(Value::Str(value));
+    table.set(key, Value::Array(list), comment);
+}
+
+fn set_timeout(table: &mut Table, key: &str, value: Value) {
+    let mut pairs = match table.get("timeout") {
+        Some(Value::Inline(pairs)) => pairs.clone(),
+        _ => Vec::new(),
+    };
+    pairs.retain(|(k, _)| k != key);
+    pairs.push((key.to_string(), value));
+    table.set("timeout", Value::Inline(pairs), None);
+}
+
+/// Translates one directive, then notes its line beside every value it
+/// set (the section's comment names the file).
+fn directive(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    let before = p.table.entries.clone();
+    translate_directive(cx, d, p);
+    for (key, value, comment) in &mut p.table.entries {
+        let unchanged = before.iter().any(|(k, v, _)| k == key && v == value);
+        if !unchanged && key != "name" {
+            *comment = Some(format!("line {}: {}", d.line, d.text));
+        }
+    }
+}
+
+fn translate_directive(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    let stats_section = section_has_stats(p, d);
+    if stats_section {
+        return;
+    }
+    match d.keyword() {
+        "mode" => {
+            if cx.arity(d, 1, 1, 1) {
+                match d.words[1].as_str() {
+                    m @ ("http" | "tcp") => {
+                        p.table.set("mode", Value::str(m), None);
+                        cx.mapped(d, format!("mode = \"{m}\""));
+                    }
+                    "health" => cx.unsupported(d, "lbd has no health-responder mode (use monitor from the stats page)"),
+                    other => cx.error(d.line, format!("unknown mode \"{other}\"")),
+                }
+            }
+        }
+        "bind" => {
+            if capable(cx, d, p, true, false) {
+                bind(cx, d, p);
+            }
+        }
+        "acl" => {
+            if cx.arity(d, 1, 2, usize::MAX) {
+                p.content_rules = true;
+                push_str(&mut p.table, "acl", d.text_from(1).to_string(), None);
+                cx.mapped(d, "acl");
+            }
+        }
+        "use_backend" => {
+            if capable(cx, d, p, true, false) && cx.arity(d, 1, 1, usize::MAX) {
+                p.content_rules = true;
+                push_str(&mut p.table, "use_backend", d.text_from(1).to_string(), None);
+                cx.mapped(d, "use_backend");
+            }
+        }
+        "default_backend" => {
+            if capable(cx, d, p, true, false) && cx.arity(d, 1, 1, 1) {
+                p.table.set("default_backend", Value::str(&d.words[1]), None);
+                cx.mapped(d, "default_backend");
+            }
+        }
+        k @ ("http-request" | "http-response") => {
+            if cx.arity(d, 1, 1, usize::MAX) && needs_http(cx, d, p) {
+                let key = k.replace('-', "_");
+                push_str(&mut p.table, &key, d.text_from(1).to_string(), None);
+                cx.mapped(d, key);
+            }
+        }
+        "redirect" => {
+            if cx.arity(d, 1, 2, usize::MAX) && needs_http(cx, d, p) {
+                push_str(
+                    &mut p.table,
+                    "http_request",
+                    format!("redirect {}", d.text_from(1)),
+                    None,
+                );
+                cx.mapped(d, "http_request \"redirect ...\" (HAProxy's `redirect` is the same rule)");
+            }
+        }
+        "tcp-request" => {
+            if capable(cx, d, p, true, false) && cx.arity(d, 1, 1, usize::MAX) {
+                p.content_rules = true;
+                push_str(&mut p.table, "tcp_request", d.text_from(1).to_string(), None);
+                cx.mapped(d, "tcp_request");
+            }
+        }
+        "maxconn" => {
+            if capable(cx, d, p, true, false) && cx.arity(d, 1, 1, 1) {
+                match d.words[1].parse::<i64>() {
+                    Ok(n) => {
+                        p.table.set("maxconn", Value::Int(n), None);
+                        cx.mapped(d, "maxconn");
+                    }
+                    Err(_) => cx.error(d.line, "maxconn needs a number"),
+                }
+            }
+        }
+        "retries" => {
+            if capable(cx, d, p, false, true) && cx.arity(d, 1, 1, 1) {
+                match d.words[1].parse::<i64>() {
+                    Ok(n) => {
+                        p.table.set("retries", Value::Int(n), None);
+                        cx.mapped(d, "retries");
+                    }
+                    Err(_) => cx.error(d.line, "retries needs a number"),
+                }
+            }
+        }
+        "timeout" => timeout(cx, d, p),
+        k @ ("contimeout" | "clitimeout" | "srvtimeout") => {
+            if cx.arity(d, 1, 1, 1) {
+                let (key, front) = match k {
+                    "contimeout" => ("connect", false),
+                    "clitimeout" => ("client", true),
+                    _ => ("server", false),
+                };
+                if capable(cx, d, p, front, !front) {
+                    set_timeout(&mut p.table, key, duration(&d.words[1]));
+                    cx.mapped(d, format!("timeout.{key} (HAProxy 1.x keyword; HAProxy 2.x refuses it: use 'timeout {key}')"));
+                }
+            }
+        }
+        "log" => match d.word(1) {
+            Some("global") => {
+                p.table.set("log", Value::Bool(true), None);
+                cx.mapped(d, "log = true (to [[global.log]])");
+            }
+            Some(_) => cx.unsupported(
+                d,
+                "lbd sends every section's logs to the [[global.log]] targets: move this target there",
+            ),
+            None => cx.error(d.line, "log needs 'global' or a target"),
+        },
+        "no" => match (d.word(1), d.word(2)) {
+            (Some("log"), None) => {
+                p.table.set("log", Value::Bool(false), None);
+                cx.mapped(d, "log = false");
+            }
+            (Some("option"), Some(_)) => option(cx, d, p, false),
+            _ => cx.unsupported(d, "not in lbd"),
+        },
+        "option" => {
+            if cx.arity(d, 1, 1, usize::MAX) {
+                option(cx, d, p, true)
+            }
+        }
+        "balance" => {
+            if capable(cx, d, p, false, true) && cx.arity(d, 1, 1, usize::MAX) {
+                p.table.set("balance", Value::str(d.text_from(1)), None);
+                cx.mapped(d, "balance");
+            }
+        }
+        "hash-type" => cx.approx(
+            d,
+            "lbd's hashing algorithms always hash consistently (a weighted Maglev table, like hash-type consistent)",
+        ),
+        "server" => {
+            if capable(cx, d, p, false, true) && cx.arity(d, 1, 2, usize::MAX) {
+                server(cx, d, p);
+            }
+        }
+        "default-server" => {
+            if capable(cx, d, p, false, true) && cx.arity(d, 1, 1, usize::MAX) {
+                default_server(cx, d, p);
+            }
+        }
+        "http-check" => match d.word(1) {
+            Some("expect") => {
+                if cx.arity(d, 2, 2, usize::MAX) && capable(cx, d, p, false, true) {
+                    p.table
+                        .set("http_check_expect", Value::str(d.text_from(2)), None);
+                    cx.mapped(d, "http_check_expect");
+                }
+            }
+            Some("disable-on-404") => cx.unsupported(d, "lbd has no drain-on-404"),
+            _ => cx.unsupported(
+                d,
+                "lbd sends the option httpchk request as written: put method, URI, version and headers there",
+            ),
+        },
+        "description" => cx.approx(d, "lbd keeps no description: left as a comment"),
+        "id" => cx.approx(d, "lbd identifies sections by name"),
+        "disabled" => cx.unsupported(d, "lbd has no disabled sections: leave the section out"),
+        "enabled" => cx.mapped(d, "nothing: sections are enabled"),
+        "capture" | "unique-id-format" | "unique-id-header" | "log-format" | "log-tag"
+        | "error-log-format" => cx.unsupported(
+            d,
+            "lbd logs in httplog, tcplog, clf or json, without captures or a custom format",
+        ),
+        "compression" | "cache-store" | "cache-use" => cx.unsupported(d, "lbd does not compress or cache"),
+        "errorfile" | "errorloc" | "errorloc302" | "errorloc303" | "http-error" | "errorfiles" => {
+            cx.unsupported(d, "lbd sends its own short error pages")
+        }
+        "cookie" | "stick-table" | "stick" | "persist" | "force-persist" | "ignore-persist"
+        | "use-server" => cx.unsupported(
+            d,
+            "lbd has no stickiness: use a hashing balance (source, hdr, url_param) instead",
+        ),
+        "monitor-uri" | "monitor" => cx.unsupported(d, "lbd has no monitor URI: use /metrics of [stats]"),
+        "rate-limit" | "fullconn" | "source" | "dispatch" | "server-template" | "http-reuse"
+        | "filter" | "declare" | "http-after-response" | "tcp-response" | "email-alert"
+        | "bind-process" | "backlog" | "max-keep-alive-queue" | "retry-on" | "http-send-name-header" => {
+            cx.unsupported(d, "not in lbd")
+        }
+        k if k.starts_with("req") || k.starts_with("rsp") => cx.unsupported(
+            d,
+            "removed in HAProxy 2.1: write it as http_request / http_response rules",
+        ),
+        other => cx.unsupported(d, format!("unknown to lbd: \"{other}\"")),
+    }
+}
+
+fn timeout(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    if !cx.arity(d, 1, 2, 2) {
+        return;
+    }
+    let (key, front, http_only) = match d.words[1].as_str() {
+        "client" => ("client", true, false),
+        "http-request" => ("http_request", true, true),
+        "http-keep-alive" => ("http_keep_alive", true, true),
+        "connect" => ("connect", false, false),
+        "server" => ("server", false, false),
+        "queue" => ("queue", false, false),
+        "check" => ("check", false, false),
+        "tunnel" => ("tunnel", false, false),
+        "client-fin" | "server-fin" | "tarpit" => {
+            cx.unsupported(d, "lbd has no such timeout");
+            return;
+        }
+        other => {
+            cx.error(d.line, format!("unknown timeout \"{other}\""));
+            return;
+        }
+    };
+    if !capable(cx, d, p, front, !front) {
+        return;
+    }
+    if http_only && !p.mode_http && p.kind != Kind::Defaults {
+        cx.mapped(
+            d,
+            "nothing: it applies to HTTP only and this section is tcp",
+        );
+        return;
+    }
+    set_timeout(&mut p.table, key, duration(&d.words[2]));
+    cx.mapped(d, format!("timeout.{key}"));
+}
+
+fn option(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut, on: bool) {
+    let at = if on { 1 } else { 2 };
+    let name = d.words[at].as_str();
+    let args = &d.words[at + 1..];
+    match name {
+        "httplog" => {
+            if !capable(cx, d, p, true, false) {
+                return;
+            }
+            if !on {
+                p.table.remove("log_format");
+                cx.mapped(d, "log_format unset");
+                return;
+            }
+            if !p.mode_http && p.kind != Kind::Defaults {
+                p.table.set("log_format", Value::str("tcplog"), None);
+                cx.mapped(
+                    d,
+                    format!(
+                        "log_format = \"tcplog\": HAProxy warns \"'option httplog' not usable with {} '{}' (needs 'mode http'). Falling back to 'option tcplog'\"",
+                        p.kind.name(),
+                        p.name
+                    ),
+                );
+                return;
+            }
+            let format = if args.first().map(String::as_str) == Some("clf") {
+                "clf"
+            } else {
+                "httplog"
+            };
+            p.table.set("log_format", Value::str(format), None);
+            cx.mapped(d, format!("log_format = \"{format}\""));
+        }
+        "tcplog" => {
+            if capable(cx, d, p, true, false) {
+                p.table.set("log_format", Value::str("tcplog"), None);
+                cx.mapped(d, "log_format = \"tcplog\"");
+            }
+        }
+        "dontlognull" => {
+            if capable(cx, d, p, true, false) {
+                p.table.set("dontlognull", Value::Bool(on), None);
+                cx.mapped(d, format!("dontlognull = {on}"));
+            }
+        }
+        m @ ("http-server-close" | "httpclose" | "http-keep-alive" | "forceclose") => {
+            if !needs_http(cx, d, p) {
+                return;
+            }
+            let mode = if m == "forceclose" { "httpclose" } else { m };
+            if on {
+                p.table.set("http_connection_mode", Value::str(mode), None);
+                if m == "forceclose" {
+                    cx.mapped(d, "http_connection_mode = \"httpclose\" (forceclose was removed in HAProxy 1.9)");
+                } else {
+                    cx.mapped(d, format!("http_connection_mode = \"{mode}\""));
+                }
+            } else {
+                p.table.remove("http_connection_mode");
+                cx.mapped(d, "http_connection_mode: keep-alive (lbd's default)");
+            }
+        }
+        "forwardfor" => {
+            if !needs_http(cx, d, p) {
+                return;
+            }
+            if !on {
+                p.table.set("forwardfor", Value::Bool(false), None);
+                cx.mapped(d, "forwardfor = false");
+                return;
+            }
+            let mut pairs = Vec::new();
+            let mut verdict = Verdict::mapped("forwardfor");
+            let mut words = args.iter();
+            while let Some(w) = words.next() {
+                match (w.as_str(), words.clone().next()) {
+                    ("except", Some(net)) => {
+                        words.next();
+                        pairs.push(("except".to_string(), Value::strs([net.clone()])));
+                    }
+                    ("header", Some(h)) => {
+                        words.next();
+                        pairs.push(("header".to_string(), Value::str(h)));
+                    }
+                    ("if-none", _) => verdict
+                        .approximations
+                        .push("lbd always adds the header (no if-none)".into()),
+                    (other, _) => {
+                        cx.error(
+                            d.line,
+                            format!("option forwardfor: unknown or incomplete \"{other}\""),
+                        );
+                        return;
+                    }
+                }
+            }
+            let value = if pairs.is_empty() {
+                Value::Bool(true)
+            } else {
+                Value::Inline(pairs)
+            };
+            p.table.set("forwardfor", value, None);
+            cx.verdict(d, verdict);
+        }
+        "forwarded" => {
+            if needs_http(cx, d, p) {
+                p.table.set("forwarded", Value::Bool(on), None);
+                if args.is_empty() {
+                    cx.mapped(d, "forwarded");
+                } else {
+                    cx.approx(d, "forwarded: lbd writes for= and proto= (its parameters are not configurable)");
+                }
+            }
+        }
+        "redispatch" => {
+            if capable(cx, d, p, false, true) {
+                p.table.set("redispatch", Value::Bool(on), None);
+                if args.is_empty() {
+                    cx.mapped(d, "redispatch");
+                } else {
+                    cx.approx(
+                        d,
+                        "redispatch: lbd redispatches on the last retry (no interval)",
+                    );
+                }
+            }
+        }
+        "allbackups" => {
+            if capable(cx, d, p, false, true) {
+                p.table.set("allbackups", Value::Bool(on), None);
+                cx.mapped(d, "allbackups");
+            }
+        }
+        "httpchk" => {
+            if !capable(cx, d, p, false, true) {
+                return;
+            }
+            if !on {
+                p.table.remove("httpchk");
+                cx.mapped(d, "httpchk unset");
+                return;
+            }
+            if args.is_empty() {
+                p.table.set("httpchk", Value::Bool(true), None);
+                cx.mapped(d, "httpchk = true (OPTIONS / HTTP/1.0)");
+                return;
+            }
+            p.table.remove("tcp_check");
+            p.table
+                .set("httpchk", Value::str(d.text_from(at + 1)), None);
+            let version = args.get(2).map(String::as_str).unwrap_or("");
+            if version.contains('\n') || args.len() > 3 {
+                cx.mapped(
+                    d,
+                    "httpchk, sent as written; HAProxy warns \"'option httpchk' : hiding headers or body at the end of the version string is deprecated. Please, consider to use 'http-check send' directive instead.\"",
+                );
+            } else {
+                cx.mapped(d, "httpchk");
+            }
+        }
+        "tcp-check" => {
+            if capable(cx, d, p, false, true) {
+                p.table.set("tcp_check", Value::Bool(on), None);
+                cx.mapped(d, "tcp_check = true (connect only)");
+            }
+        }
+        "ssl-hello-chk" | "mysql-check" | "pgsql-check" | "redis-check" | "smtpchk"
+        | "ldap-check" | "spop-check" | "external-check" => {
+            cx.unsupported(d, "lbd checks servers by TCP connect or HTTP (httpchk)")
+        }
+        "log-health-checks" => cx.approx(d, "lbd logs every server state change, not every check"),
+        "abortonclose"
+        | "accept-invalid-http-request"
+        | "accept-invalid-http-response"
+        | "http-buffer-request"
+        | "http-pretend-keepalive"
+        | "http-no-delay"
+        | "http-use-proxy-header"
+        | "independent-streams"
+        | "nolinger"
+        | "originalto"
+        | "persist"
+        | "prefer-last-server"
+        | "socket-stats"
+        | "splice-auto"
+        | "splice-request"
+        | "splice-response"
+        | "tcp-smart-accept"
+        | "tcp-smart-connect"
+        | "tcpka"
+        | "clitcpka"
+        | "srvtcpka"
+        | "transparent"
+        | "logasap"
+        | "log-separate-errors"
+        | "dontlog-normal"
+        | "checkcache"
+        | "contstats"
+        | "http-ignore-probes"
+        | "disable-h2-upgrade"
+        | "h1-case-adjust-bogus-client"
+        | "h1-case-adjust-bogus-server"
+        | "http-restrict-req-hdr-names"
+        | "idle-close-on-response"
+        | "httpslog"
+        | "http-tunnel" => cx.unsupported(d, format!("lbd has no option {name}")),
+        other => cx.unsupported(d, format!("unknown option \"{other}\"")),
+    }
+}
+
+/// Server options lbd takes: `(haproxy, lbd field, has value)`.
+const SERVER_FLAGS: &[(&str, &str)] = &[
+    ("check", "check"),
+    ("backup", "backup"),
+    ("disabled", "disabled"),
+    ("ssl", "ssl"),
+    ("check-ssl", "check_ssl"),
+];
+const SERVER_VALUES: &[(&str, &str)] = &[
+    ("weight", "weight"),
+    ("inter", "inter"),
+    ("rise", "rise"),
+    ("fall", "fall"),
+    ("maxconn", "maxconn"),
+    ("verify", "verify"),
+    ("ca-file", "ca_file"),
+    ("sni", "sni"),
+    ("crt", "crt"),
+];
+/// Server options lbd does not take, with whether each has a value.
+const OTHER_SERVER_OPTIONS: &[(&str, bool, &str)] = &[
+    ("port", true, "lbd checks the server's own port"),
+    ("addr", true, "lbd checks the server's own address"),
+    (
+        "fastinter",
+        true,
+        "lbd checks every inter, whatever the state",
+    ),
+    (
+        "downinter",
+        true,
+        "lbd checks every inter, whatever the state",
+    ),
+    (
+        "slowstart",
+        true,
+        "the proxy's servers have no slow start (XDP backends have)",
+    ),
+    ("cookie", true, "lbd has no cookie persistence"),
+    ("id", true, "lbd identifies servers by name"),
+    ("resolvers", true, "lbd does not resolve names"),
+    ("resolve-prefer", true, "lbd does not resolve names"),
+    ("init-addr", true, "lbd does not resolve names"),
+    (
+        "on-marked-down",
+        true,
+        "lbd does not cut sessions on state changes",
+    ),
+    (
+        "on-marked-up",
+        true,
+        "lbd does not cut sessions on state changes",
+    ),
+    ("on-error", true, "lbd does not observe traffic for health"),
+    ("observe", true, "lbd does not observe traffic for health"),
+    (
+        "error-limit",
+        true,
+        "lbd does not observe traffic for health",
+    ),
+    ("agent-port", true, "lbd has no agent checks"),
+    ("agent-inter", true, "lbd has no agent checks"),
+    ("agent-send", true, "lbd has no agent checks"),
+    ("minconn", true, "lbd has no dynamic maxconn"),
+    (
+        "maxqueue",
+        true,
+        "lbd queues per backend without a per-server limit",
+    ),
+    ("track", true, "lbd has no tracked servers"),
+    ("redir", true, "lbd has no redirect servers"),
+    ("alpn", true, "lbd speaks HTTP/1.1 to servers"),
+    ("proto", true, "lbd speaks HTTP/1.1 to servers"),
+    ("ciphers", true, "lbd uses rustls's cipher suites"),
+    ("check-sni", true, "lbd's checks use the server's sni"),
+    ("pool-max-conn", true, "lbd pools per server without limits"),
+    (
+        "pool-purge-delay",
+        true,
+        "lbd pools per server without limits",
+    ),
+    (
+        "source",
+        true,
+        "lbd connects from the kernel's chosen source",
+    ),
+    ("send-proxy", false, "lbd sends no PROXY protocol header"),
+    ("send-proxy-v2", false, "lbd sends no PROXY protocol header"),
+    ("agent-check", false, "lbd has no agent checks"),
+    ("no-check", false, ""),
+    ("no-ssl", false, ""),
+    ("no-backup", false, ""),
+    ("enabled", false, ""),
+    ("tfo", false, "lbd does not use TCP fast open"),
+    ("ws", true, "lbd relays WebSocket on any server"),
+];
+
+/// The options after `server NAME ADDR` or `default-server`.
+fn server_options(
+    cx: &mut Ctx,
+    d: &Directive,
+    words: &[String],
+    table: &mut Table,
+    verdict: &mut Verdict,
+    allowed_values: &[&str],
+) -> bool {
+    let mut words = words.iter();
+    while let Some(w) = words.next() {
+        if let Some((_, field)) = SERVER_FLAGS.iter().find(|(o, _)| o == w) {
+            if allowed_values.contains(field) {
+                table.set(field, Value::Bool(true), None);
+            } else {
+                verdict
+                    .unsupported
+                    .push(format!("{w} is not taken in default-server by lbd"));
+            }
+        } else if let Some((_, field)) = SERVER_VALUES.iter().find(|(o, _)| o == w) {
+            let Some(v) = words.next() else {
+                cx.error(d.line, format!("server option '{w}' needs a value"));
+                return false;
+            };
+            if !allowed_values.contains(field) {
+                verdict
+                    .unsupported
+                    .push(format!("{w} is not taken in default-server by lbd"));
+                continue;
+            }
+            let value = match *field {
+                "weight" | "rise" | "fall" | "maxconn" => match v.parse::<i64>() {
+                    Ok(n) => Value::Int(n),
+                    Err(_) => {
+                        cx.error(d.line, format!("server option '{w}' needs a number"));
+                        return false;
+                    }
+                },
+                "inter" => duration(v),
+                "ca_file" => Value::str(cx.with_base(&cx.ca_base, v)),
+                "crt" => Value::str(cx.with_base(&cx.crt_base, v)),
+                _ => Value::str(v),
+            };
+            table.set(field, value, None);
+        } else if let Some((_, has_value, why)) =
+            OTHER_SERVER_OPTIONS.iter().find(|(o, _, _)| o == w)
+        {
+            let value = if *has_value { words.next() } else { None };
+            if why.is_empty() {
+                continue;
+            }
+            let shown = match value {
+                Some(v) => format!("{w} {v}"),
+                None => w.clone(),
+            };
+            verdict
+                .unsupported
+                .push(format!("{shown}: {why} (left out)"));
+        } else {
+            verdict
+                .unsupported
+                .push(format!("unknown server option \"{w}\" (left out)"));
+        }
+    }
+    true
+}
+
+/// A server address as lbd takes it: `IP:PORT` or `[IPv6]:PORT`.
+fn server_address(address: &str) -> Result<String, String> {
+    let a = address
+        .trim_start_matches("ipv4@")
+        .trim_start_matches("ipv6@");
+    if let Ok(sa) = a.parse::<SocketAddr>() {
+        return Ok(sa.to_string());
+    }
+    match a.rsplit_once(':') {
+        Some((host, port)) => {
+            let Ok(port) = port.parse::<u16>() else {
+                return Err(format!(
+                    "{address}: lbd needs a fixed port (no ranges or offsets)"
+                ));
+            };
+            match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                Ok(ip) => Ok(SocketAddr::new(ip, port).to_string()),
+                Err(_) if !host.contains(':') => Err(format!(
+                    "{address}: lbd does not resolve host names: write the address"
+                )),
+                Err(_) => Err(format!("{address}: not an address")),
+            }
+        }
+        None if a.parse::<IpAddr>().is_ok() => Err(format!(
+            "{address}: no port (HAProxy then uses the port the client connected to; lbd needs the server's port)"
+        )),
+        None => Err(format!("{address}: lbd does not resolve host names and needs a port")),
+    }
+}
+
+fn server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    let mut verdict = Verdict::mapped(format!("[[{}.server]]", p.table.header));
+    let address = match server_address(&d.words[2]) {
+        Ok(a) => a,
+        Err(why) => {
+            cx.unsupported(d, format!("{why} (server left out)"));
+            return;
+        }
+    };
+    let mut name = d.words[1].clone();
+    if !p.server_names.insert(name.clone()) {
+        let mut n = 2;
+        while p.server_names.contains(&format!("{name}_{n}")) {
+            n += 1;
+        }
+        let renamed = format!("{name}_{n}");
+        verdict.approximations.push(format!(
+            "a second server named {name} in {}: lbd needs unique names (they identify servers across reloads), imported as {renamed}",
+            p.name
+        ));
+        p.server_names.insert(renamed.clone());
+        name = renamed;
+    }
+    let mut table = Table::new(&format!("{}.server", p.table.header), true);
+    table.set("name", Value::str(&name), None);
+    table.set("address", Value::str(address), Some(d.text.clone()));
+    let all: Vec<&str> = SERVER_FLAGS
+        .iter()
+        .chain(SERVER_VALUES)
+        .map(|(_, f)| *f)
+        .collect();
+    if !server_options(cx, d, &d.words[3..], &mut table, &mut verdict, &all) {
+        return;
+    }
+    if table.get("ssl").is_some() {
+        verdict.mapped = Some(format!(
+            "[[{}.server]] with TLS to the server (ssl ...)",
+            p.table.header
+        ));
+    }
+    cx.verdict(d, verdict);
+    p.servers.push(table);
+}
+
+fn default_server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    let mut verdict = Verdict::mapped("default_server");
+    let mut table = Table::new("x", false);
+    let allowed = [
+        "weight",
+        "check",
+        "inter",
+        "rise",
+        "fall",
+        "maxconn",
+        "ssl",
+        "verify",
+        "ca_file",
+        "sni",
+        "check_ssl",
+        "crt",
+    ];
+    if !server_options(cx, d, &d.words[1..], &mut table, &mut verdict, &allowed) {
+        return;
+    }
+    let mut pairs = match p.table.get("default_server") {
+        Some(Value::Inline(pairs)) => pairs.clone(),
+        _ => Vec::new(),
+    };
+    for (k, v, _) in table.entries {
+        pairs.retain(|(key, _)| key != &k);
+        pairs.push((k, v));
+    }
+    p.table.set("default_server", Value::Inline(pairs), None);
+    cx.verdict(d, verdict);
+}
+
+/// `stats ...` in a proxy section: gathered for `[stats]`. Returns true
+/// when the directive was taken (stats directives, and everything else of
+/// a section that serves stats is judged later).
+fn section_has_stats(p: &mut ProxyOut, d: &Directive) -> bool {
+    if d.keyword() == "stats" {
+        let stats = p.stats.get_or_insert_with(|| StatsOut {
+            line: d.line,
+            table: Table::new("stats", false),
+            ..StatsOut::default()
+        });
+        // HAProxy: `stats uri`, `auth`, `realm`, `refresh`... each
+        // enable the page by themselves.
+        if d.word(1) != Some("disable") {
+            stats.enabled = true;
+        }
+        p.stats_leftovers.push(d.clone());
+        return true;
+    }
+    false
+}
+
+/// A section that serves the stats page becomes `[stats]`.
+fn stats_section(cx: &mut Ctx, p: ProxyOut, out: &mut Output) {
+    if out.stats.is_some() {
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::NotSupported(
+                "lbd serves one stats page ([stats]): a second is left out".into(),
+            ),
+        );
+        return;
+    }
+    let mut stats = p.stats.unwrap_or_default();
+    let mut table = Table::new("stats", false);
+    table.comment(format!(
+        "{} {} ({}:{}): HAProxy's stats page",
+        p.kind.name(),
+        p.name,
+        cx.file.display(),
+        p.line
+    ));
+    let bind = &p.binds[0];
+    let address = match bind.0.as_str() {
+        a if a.starts_with(':') && !a.starts_with("::") => format!("0.0.0.0{a}"),
+        a if a.starts_with("*:") => format!("0.0.0.0{}", &a[1..]),
+        a if a.starts_with(":::") => format!("[::]{}", &a[2..]),
+        a => a.to_string(),
+    };
+    table.set(
+        "bind",
+        Value::str(&address),
+        Some(format!("bind {}", bind.0)),
+    );
+    if p.binds.len() > 1 || !bind.1.is_empty() {
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Approximated(format!(
+                "[stats] listens on one address without options: {address}"
+            )),
+        );
+    }
+    for d in &p.stats_leftovers {
+        let verdict = match (d.word(1), d.word(2)) {
+            (Some("enable"), _) => Verdict::mapped(format!("[stats] on {address}")),
+            (Some("uri"), Some(uri)) => {
+                table.set("uri", Value::str(uri), None);
+                Verdict::mapped("[stats] uri")
+            }
+            (Some("realm"), Some(_)) => {
+                table.set("realm", Value::str(d.words[2..].join(" ")), None);
+                Verdict::mapped("[stats] realm")
+            }
+            (Some("refresh"), Some(r)) => {
+                table.set("refresh", Value::str(r), None);
+                Verdict::mapped("[stats] refresh")
+            }
+            (Some("show-legends"), None) => {
+                table.set("show_legends", Value::Bool(true), None);
+                Verdict::mapped("[stats] show_legends = true")
+            }
+            (Some("hide-version"), None) => {
+                table.set("hide_version", Value::Bool(true), None);
+                Verdict::mapped("[stats] hide_version = true")
+            }
+            (Some("admin"), cond) => {
+                table.set("admin", Value::Bool(true), None);
+                match (cond, d.word(3)) {
+                    (Some("if"), Some("TRUE" | "always_true")) => {
+                        Verdict::mapped("[stats] admin = true")
+                    }
+                    _ => Verdict::approx(format!(
+                        "[stats] admin = true for every user who logs in; lbd does not evaluate \"{}\"",
+                        d.text_from(2)
+                    )),
+                }
+            }
+            (Some("auth"), Some(credentials)) => match credentials.split_once(':') {
+                Some((user, password)) => {
+                    let mut u = Table::new("stats.user", true);
+                    u.set("name", Value::str(user), None);
+                    u.set(
+                        "password",
+                        Value::str(password),
+                        Some(
+                            "plain, as in haproxy.cfg: lbd check warns; prefer password_hash"
+                                .into(),
+                        ),
+                    );
+                    stats.users.push(u);
+                    Verdict::mapped("[[stats.user]]")
+                }
+                None => {
+                    cx.error(d.line, "stats auth takes user:password");
+                    continue;
+                }
+            },
+            (Some(other), _) => {
+                Verdict::unsupported(format!("lbd's stats page has no \"stats {other}\""))
+            }
+            (None, _) => {
+                cx.error(d.line, "stats needs a keyword");
+                continue;
+            }
+        };
+        cx.verdict(d, verdict);
+    }
+    stats.table = table;
+    out.stats = Some(Group {
+        table: stats.table,
+        children: stats.users,
+    });
+    // What else the section said does not carry over: the page is lbd's
+    // own HTTP server.
+    if p.table.get("default_backend").is_some() || !p.servers.is_empty() {
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Approximated(
+                "lbd's stats page serves its bind alone: requests outside the stats uri are not passed to this section's backend or servers".into(),
+            ),
+        );
+    }
+}
+
+/// `--prefer-xdp`: a tcp frontend (or listen) without content rules whose
+/// one backend has plain servers becomes an XDP service on each VIP it
+/// binds (a wildcard bind: on each VRRP address). Every frontend gets a
+/// report line saying which path it took and why.
+fn prefer_xdp_services(cx: &mut Ctx, proxies: Vec<ProxyOut>, out: &mut Output) -> Vec<ProxyOut> {
+    let mut moved: Vec<usize> = Vec::new();
+    for (index, p) in proxies.iter().enumerate() {
+        if !matches!(p.kind, Kind::Frontend | Kind::Listen) {
+            continue;
+        }
+        let backend = if p.kind == Kind::Listen {
+            Some(p)
+        } else {
+            match p.table.get("default_backend") {
+                Some(Value::Str(name)) => proxies
+                    .iter()
+                    .find(|b| b.kind == Kind::Backend && &b.name == name),
+                _ => None,
+            }
+        };
+        let mut why_not = Vec::new();
+        if p.mode_http {
+            why_not.push("mode http: requests are parsed, which only the proxy does".to_string());
+        }
+        if p.content_rules {
+            why_not.push("content rules (acl, use_backend, tcp-request) need the proxy".into());
+        }
+        let Some(backend) = backend else {
+            why_not.push("no default_backend to serve".into());
+            report_path(cx, p, Err(why_not));
+            continue;
+        };
+        if backend.mode_http {
+            why_not.push(format!("backend {} is mode http", backend.name));
+        }
+        if backend.servers.is_empty() {
+            why_not.push(format!("backend {} has no servers", backend.name));
+        }
+        for s in &backend.servers {
+            for key in ["backup", "maxconn", "ssl", "disabled"] {
+                if s.get(key).is_some() {
+                    why_not.push(format!(
+                        "server {} uses {key}, which XDP does not do",
+                        string(s.get("name"))
+                    ));
+                }
+            }
+        }
+        match backend.table.get("balance") {
+            None => {}
+            Some(Value::Str(b))
+                if [
+                    "roundrobin",
+                    "static-rr",
+                    "leastconn",
+                    "source",
+                    "random",
+                    "first",
+                ]
+                .contains(&b.as_str()) => {}
+            Some(Value::Str(b)) => why_not.push(format!("balance {b} needs the proxy")),
+            _ => {}
+        }
+        let mut targets: Vec<(IpAddr, u16)> = Vec::new();
+        for (address, options) in &p.binds {
+            if !options.is_empty() {
+                why_not.push(format!(
+                    "bind {address} has options ({})",
+                    options.join(" ")
+                ));
+                continue;
+            }
+            let Some((host, port)) = address.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            match host {
+                "" | "*" | "::" => {
+                    if out.vips.is_empty() {
+                        why_not.push(format!(
+                            "bind {address} listens on every address and no VRRP address is known: an XDP service needs a VIP (import with --keepalived, or bind the VIP)"
+                        ));
+                    }
+                    for vip in &out.vips {
+                        if (host == "::") == vip.is_ipv6() || host != "::" && vip.is_ipv4() {
+                            targets.push((*vip, port));
+                        }
+                    }
+                }
+                h => match h
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                {
+                    Ok(ip) => targets.push((ip, port)),
+                    Err(_) => why_not.push(format!("bind {address}: not an address")),
+                },
+            }
+        }
+        let server_families_ok = backend.servers.iter().all(|s| {
+            let address = string(s.get("address"));
+            targets
+                .iter()
+                .all(|(vip, _)| address.starts_with('[') == vip.is_ipv6())
+        });
+        if !server_families_ok {
+            why_not.push("servers and VIP are of different address families".into());
+        }
+        if !why_not.is_empty() || targets.is_empty() {
+            if why_not.is_empty() {
+                why_not.push("no address to serve".into());
+            }
+            report_path(cx, p, Err(why_not));
+            continue;
+        }
+        let mut names = Vec::new();
+        for (n, (vip, port)) in targets.iter().enumerate() {
+            let name = if targets.len() == 1 {
+                p.name.clone()
+            } else {
+                format!("{}_{}", p.name, n + 1)
+            };
+            names.push(format!("{name} ({vip} port {port})"));
+            out.services
+                .push(xdp_service(p, backend, &name, *vip, *port));
+        }
+        report_path(cx, p, Ok(names));
+        moved.push(index);
+    }
+    // Backends only the moved frontends used go with them.
+    let used: BTreeSet<String> = proxies
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| !moved.contains(i) && matches!(p.kind, Kind::Frontend | Kind::Listen))
+        .flat_map(|(_, p)| referenced_backends(&p.table))
+        .collect();
+    let moved_backends: BTreeSet<String> = moved
+        .iter()
+        .filter(|&&i| proxies[i].kind == Kind::Frontend)
+        .flat_map(|&i| referenced_backends(&proxies[i].table))
+        .collect();
+    proxies
+        .into_iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            if moved.contains(i) {
+                return false;
+            }
+            if p.kind == Kind::Backend && moved_backends.contains(&p.name) && !used.contains(&p.name) {
+                cx.report.push(
+                    cx.file,
+                    p.line,
+                    &format!("backend {}", p.name),
+                    Outcome::Mapped("the backends of the XDP service(s) of the frontends using it (no proxy backend)".into()),
+                );
+                return false;
+            }
+            true
+        })
+        .map(|(_, p)| p)
+        .collect()
+}
+
+fn referenced_backends(table: &Table) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(Value::Str(b)) = table.get("default_backend") {
+        names.push(b.clone());
+    }
+    if let Some(Value::Array(rules)) = table.get("use_backend") {
+        for rule in rules {
+            if let Value::Str(r) = rule {
+                if let Some(first) = r.split_whitespace().next() {
+                    names.push(first.to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn string(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Str(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn report_path(cx: &mut Ctx, p: &ProxyOut, path: Result<Vec<String>, Vec<String>>) {
+    let shown = format!("{} {}", p.kind.name(), p.name);
+    let outcome = match path {
+        Ok(services) => Outcome::Mapped(format!(
+            "--prefer-xdp: XDP service {} in fullnat mode, since it is plain tcp to one backend: the servers see lbd's address, as they saw HAProxy's, so nothing changes on them (dsr would be faster but needs the VIP on their loopback); balancing becomes weighted Maglev hashing, timeouts and maxconn do not apply",
+            services.join(", ")
+        )),
+        Err(reasons) => Outcome::Mapped(format!(
+            "--prefer-xdp: stays in the proxy: {}",
+            reasons.join("; ")
+        )),
+    };
+    cx.report.push(cx.file, p.line, &shown, outcome);
+}
+
+fn xdp_service(p: &ProxyOut, backend: &ProxyOut, name: &str, vip: IpAddr, port: u16) -> Group {
+    let mut group = Group::new("service", true);
+    group
+        .table
+        .comment(format!(
+            "{} {} (line {}), served by XDP (--prefer-xdp)",
+            p.kind.name(),
+            p.name,
+            p.line
+        ))
+        .set("name", Value::str(name), None)
+        .set("vip", Value::str(vip.to_string()), None)
+        .set("port", Value::Int(i64::from(port)), None)
+        .set("protocol", Value::str("tcp"), None)
+        .set(
+            "mode",
+            Value::str("fullnat"),
+            Some("backends see lbd's address, as with HAProxy".into()),
+        );
+    let httpchk = match backend.table.get("httpchk") {
+        Some(Value::Str(s)) => Some(s.clone()),
+        Some(Value::Bool(true)) => Some("OPTIONS / HTTP/1.0".into()),
+        _ => None,
+    };
+    let tcp_check = matches!(backend.table.get("tcp_check"), Some(Value::Bool(true)));
+    for s in &backend.servers {
+        let mut b = Table::new("service.backend", true);
+        let address = string(s.get("address"));
+        let Ok(sa) = address.parse::<SocketAddr>() else {
+            continue;
+        };
+        b.set(
+            "address",
+            Value::str(sa.ip().to_string()),
+            Some(format!("server {}", string(s.get("name")))),
+        );
+        b.set("port", Value::Int(i64::from(sa.port())), None);
+        if let Some(Value::Int(w)) = s.get("weight") {
+            b.set("weight", Value::Int(*w), None);
+        }
+        if matches!(s.get("check"), Some(Value::Bool(true))) {
+            let mut check: Vec<(String, Value)> = Vec::new();
+            match (&httpchk, tcp_check) {
+                (Some(request), false) => {
+                    check.push(("kind".into(), Value::str("http")));
+                    let mut words = request.split_whitespace();
+                    if let Some(method) = words.next() {
+                        check.push(("method".into(), Value::str(method)));
+                    }
+                    if let Some(path) = words.next() {
+                        check.push(("path".into(), Value::str(path)));
+                    }
+                }
+                _ => check.push(("kind".into(), Value::str("tcp"))),
+            }
+            let inter = match s.get("inter") {
+                Some(Value::Int(ms)) => *ms as f64 / 1000.0,
+                Some(Value::Str(t)) => duration_seconds(t).unwrap_or(2.0),
+                _ => 2.0,
+            };
+            check.push(("interval".into(), Value::Float(inter)));
+            for key in ["rise", "fall"] {
+                if let Some(Value::Int(n)) = s.get(key) {
+                    check.push((key.into(), Value::Int(*n)));
+                }
+            }
+            b.set("health_check", Value::Inline(check), None);
+        }
+        group.children.push(b);
+    }
+    group
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_and_server_addresses() {
+        assert_eq!(bind_address("*:80").unwrap(), "*:80");
+        assert_eq!(bind_address(":80").unwrap(), ":80");
+        assert_eq!(bind_address("0.0.0.0:80").unwrap(), "*:80");
+        assert_eq!(bind_address(":::80").unwrap(), ":::80");
+        assert_eq!(bind_address("198.18.0.1:443").unwrap(), "198.18.0.1:443");
+        assert_eq!(bind_address("ipv6@fd00::1:80").unwrap(), "[fd00::1]:80");
+        assert!(bind_address("/run/x.sock").is_err());
+        assert!(bind_address("*:8000-8010").is_err());
+        assert!(bind_address("web:80").is_err());
+        assert_eq!(server_address("198.18.0.1:80").unwrap(), "198.18.0.1:80");
+        assert_eq!(server_address("fd00::1:80").unwrap(), "[fd00::1]:80");
+        assert!(server_address("198.18.0.1")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(server_address("web1:80")
+            .unwrap_err()
+            .contains("host names"));
+        assert_eq!(duration_seconds("2s"), Some(2.0));
+        assert_eq!(duration_seconds("500"), Some(0.5));
+        assert_eq!(duration_seconds("1m"), Some(60.0));
+        assert_eq!(duration_seconds("x"), None);
+    }
+}
