@@ -495,7 +495,7 @@ fn wait_datagram(socket: &std::net::UdpSocket, needle: &str, wait: Duration) -> 
 /// only), a backend's own target gets its server events; an ACL `-f` file
 /// beside lb.toml routes requests, as nginx's access logs show;
 /// `forwardfor if-none` keeps the client's X-Forwarded-For; a redirect
-/// renders `%[...]`.
+/// renders `%[...]`; a reload reads the pattern file again.
 #[test]
 fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<()> {
     use lb_tests::nginx::Nginx;
@@ -616,6 +616,23 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
             .contains("location: https://site.example/moved/old/page\r\n"),
         "{reply}"
     );
+    // A reload (SIGHUP) reads the pattern file again.
+    std::fs::write(&list, "/assets\n")?;
+    lab.reload_lbd()?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let moved = get(80, "/assets/a.js", "")?.to_ascii_lowercase();
+        if moved.contains("x-backend: web1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new pattern file was not read: {moved}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let old = get(80, "/static/a.css", "")?.to_ascii_lowercase();
+    assert!(old.contains("x-backend: web2"), "{old}");
     // The site frontend logs to its own target (local3.info = <158>), the
     // plain one (log global) to the global target (local2.info = <150>).
     let line = wait_datagram(&site_log, "\"GET /api/users HTTP/1.1\"", WAIT)
