@@ -536,7 +536,7 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
          [[frontend]]\nname = \"plain\"\nbind = [\"{L7_VIP}:81\"]\ndefault_backend = \"app\"\n\n\
          [[backend]]\nname = \"static\"\n\
          [[backend.server]]\nname = \"web1\"\naddress = \"{b1}:8081\"\n\n\
-         [[backend]]\nname = \"app\"\nlog = [\"127.0.0.1:5142 local4\"]\n\
+         [[backend]]\nname = \"app\"\nlog = [\"127.0.0.1:5142 local4 debug err\"]\n\
          [[backend.server]]\nname = \"web2\"\naddress = \"{b2}:8081\"\ncheck = true\ninter = \"200ms\"\nrise = 1\nfall = 1\n",
         instance = lab.instance,
         b1 = backend_addr(0),
@@ -654,10 +654,11 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
         wait_datagram(&site_log, "/via-plain", Duration::from_millis(500)).is_none(),
         "plain's lines do not go to site's target"
     );
-    // app's server event reaches app's own target (local4: <160 + level>).
+    // app's server event reaches app's own target: an alert, sent at err
+    // by `minlevel err` (local4.err = 20 * 8 + 3).
     nginx[1].stop();
     let down = wait_datagram(&app_log, "Server app/web2 is DOWN", WAIT)
         .unwrap_or_else(|| panic!("no DOWN event; lbd log:\n{}", lab.lbd_log()));
-    assert!(down.starts_with("<161>"), "alert at local4: {down}");
+    assert!(down.starts_with("<163>"), "local4.err: {down}");
     Ok(())
 }

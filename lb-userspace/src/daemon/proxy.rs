@@ -143,6 +143,7 @@ fn target_config(target: &LogTarget) -> TargetConfig {
     };
     let mut config = TargetConfig::new(addr);
     config.max_len = target.max_len;
+    config.min_level = target.min_level.and_then(Severity::from_code);
     config.facility = Facility::from_code(target.facility).unwrap_or(Facility::LOCAL0);
     config.level = Severity::from_code(target.level).unwrap_or(Severity::Debug);
     config.framing = match (target.format, &target.address) {

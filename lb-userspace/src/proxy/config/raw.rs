@@ -39,6 +39,7 @@ pub struct RawLogTarget {
     pub level: Option<Spanned<String>>,
     /// Longest datagram (HAProxy's `len`).
     pub len: Option<Spanned<i64>>,
+    pub minlevel: Option<Spanned<String>>,
 }
 
 /// A section's `log`: `true` (`log global`), `false` (`no log`), or a list
