@@ -55,7 +55,7 @@ pub enum RawLog {
 pub enum RawLogLine {
     /// `"global"` or `"<target> [len N] [format F] <facility> [level]"`.
     Text(String),
-    Table(RawLogTarget),
+    Table(Box<RawLogTarget>),
 }
 
 impl<'de> Deserialize<'de> for RawLogLine {
@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for RawLogLine {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawLogLine, A::Error> {
                 RawLogTarget::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawLogLine::Table)
+                    .map(|t| RawLogLine::Table(Box::new(t)))
             }
         }
         deserializer.deserialize_any(LineVisitor)
