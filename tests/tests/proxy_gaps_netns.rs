@@ -10,72 +10,20 @@
 #[path = "proxy_kit/mod.rs"]
 mod kit;
 
-use kit::{backend, backend_addr, client::Client, frontend, vip, ProxyLab, DEFAULTS};
+use kit::{
+    backend, backend::RawServer, backend_addr, client::Client, frontend, vip, ProxyLab, DEFAULTS,
+};
 use lb_tests::netns::Netns;
 use std::{
     collections::{HashMap, HashSet},
     io::{ErrorKind, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
-
-/// A raw TCP server on a thread of the test, its socket bound inside a
-/// namespace; `handle` serves each connection. Stopped on drop.
-struct RawServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RawServer {
-    fn start<H>(ns: &Netns, addr: SocketAddr, handle: H) -> anyhow::Result<RawServer>
-    where
-        H: Fn(TcpStream, &AtomicBool) + Send + Sync + 'static,
-    {
-        let listener = ns.run_in(|| TcpListener::bind(addr))??;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = Arc::new(handle);
-        let running = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut connections: Vec<JoinHandle<()>> = Vec::new();
-            while !running.load(Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let (handle, running) = (handle.clone(), running.clone());
-                        connections.push(std::thread::spawn(move || handle(stream, &running)));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-                connections.retain(|c| !c.is_finished());
-            }
-            for c in connections {
-                let _ = c.join();
-            }
-        });
-        Ok(RawServer {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// Adds `addr`/`prefix` to eth0 of `ns`, after turning IPv6 on there.
 fn ipv6(ns: &Netns, addr: &str, prefix: u8) -> anyhow::Result<()> {
@@ -547,21 +495,9 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
     std::fs::write(&list, "# static content\n/static\n/Images\n")?;
     lab.spawn_lbd(0, &lbd_binary())?;
     let exchange = |port: u16, request: String| -> anyhow::Result<String> {
-        let deadline = Instant::now() + WAIT;
-        lab.client.run_in(move || -> anyhow::Result<String> {
-            // lbd binds its frontends shortly after it starts.
-            let mut stream = loop {
-                match TcpStream::connect((L7_VIP, port)) {
-                    Ok(s) => break s,
-                    Err(e) if Instant::now() > deadline => return Err(e.into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            };
-            stream.set_read_timeout(Some(WAIT))?;
-            stream.write_all(request.as_bytes())?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply)?;
-            Ok(reply)
+        let target = SocketAddr::from((L7_VIP, port));
+        lab.client.run_in(|| {
+            lb_tests::traffic::exchange_once_listening(target, request.as_bytes(), WAIT)
         })?
     };
     let get = |port: u16, path: &str, extra: &str| {
