@@ -70,13 +70,22 @@ impl Loggers {
 
     fn start(config: &ProxyConfig) -> anyhow::Result<Loggers> {
         let global = start_logger(&config.global.log)?;
-        // A section's own `log` lines get senders of their own; `log
-        // global` adds the global ones beside them.
-        let section = |to: &LogDestinations| -> anyhow::Result<Option<Logger>> {
+        // A section's own `log` lines get senders of their own, started
+        // once per distinct list (sections inheriting [defaults]' lines
+        // share them); `log global` adds the global ones beside them.
+        let mut started: Vec<(Vec<LogTarget>, Logger)> = Vec::new();
+        let mut section = |to: &LogDestinations| -> anyhow::Result<Option<Logger>> {
             if to.targets.is_empty() {
                 return Ok(None);
             }
-            let own = start_logger(&to.targets)?;
+            let own = match started.iter().find(|(targets, _)| *targets == to.targets) {
+                Some((_, logger)) => logger.clone(),
+                None => {
+                    let logger = start_logger(&to.targets)?;
+                    started.push((to.targets.clone(), logger.clone()));
+                    logger
+                }
+            };
             Ok(Some(if to.global { global.join(&own) } else { own }))
         };
         let mut frontends = HashMap::new();
