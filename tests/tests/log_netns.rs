@@ -605,7 +605,6 @@ mod reformat {
 fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
     use lb_tests::nginx::Nginx;
     use lb_tests::topology::{backend_addr, lbd_binary, DsrLab, CLIENT_ADDR};
-    use std::io::{Read, Write};
     use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
     const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
@@ -648,22 +647,9 @@ fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
     lab.write_config(&config)?;
     lab.spawn_lbd(0, &lbd_binary())?;
     let exchange = |port: u16, request: &str| -> anyhow::Result<String> {
-        let request = request.to_owned();
-        let deadline = std::time::Instant::now() + WAIT;
-        lab.client.run_in(move || -> anyhow::Result<String> {
-            // lbd binds its frontends shortly after it starts.
-            let mut stream = loop {
-                match TcpStream::connect((L7_VIP, port)) {
-                    Ok(s) => break s,
-                    Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            };
-            stream.set_read_timeout(Some(WAIT))?;
-            stream.write_all(request.as_bytes())?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply)?;
-            Ok(reply)
+        let target = SocketAddr::from((L7_VIP, port));
+        lab.client.run_in(|| {
+            lb_tests::traffic::exchange_once_listening(target, request.as_bytes(), WAIT)
         })?
     };
     let reply = exchange(

@@ -10,72 +10,20 @@
 #[path = "proxy_kit/mod.rs"]
 mod kit;
 
-use kit::{backend, backend_addr, client::Client, frontend, vip, ProxyLab, DEFAULTS};
+use kit::{
+    backend, backend::RawServer, backend_addr, client::Client, frontend, vip, ProxyLab, DEFAULTS,
+};
 use lb_tests::netns::Netns;
 use std::{
     collections::{HashMap, HashSet},
     io::{ErrorKind, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
     },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
-
-/// A raw TCP server on a thread of the test, its socket bound inside a
-/// namespace; `handle` serves each connection. Stopped on drop.
-struct RawServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl RawServer {
-    fn start<H>(ns: &Netns, addr: SocketAddr, handle: H) -> anyhow::Result<RawServer>
-    where
-        H: Fn(TcpStream, &AtomicBool) + Send + Sync + 'static,
-    {
-        let listener = ns.run_in(|| TcpListener::bind(addr))??;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = Arc::new(handle);
-        let running = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut connections: Vec<JoinHandle<()>> = Vec::new();
-            while !running.load(Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let (handle, running) = (handle.clone(), running.clone());
-                        connections.push(std::thread::spawn(move || handle(stream, &running)));
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-                connections.retain(|c| !c.is_finished());
-            }
-            for c in connections {
-                let _ = c.join();
-            }
-        });
-        Ok(RawServer {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for RawServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// Adds `addr`/`prefix` to eth0 of `ns`, after turning IPv6 on there.
 fn ipv6(ns: &Netns, addr: &str, prefix: u8) -> anyhow::Result<()> {
@@ -495,7 +443,7 @@ fn wait_datagram(socket: &std::net::UdpSocket, needle: &str, wait: Duration) -> 
 /// only), a backend's own target gets its server events; an ACL `-f` file
 /// beside lb.toml routes requests, as nginx's access logs show;
 /// `forwardfor if-none` keeps the client's X-Forwarded-For; a redirect
-/// renders `%[...]`.
+/// renders `%[...]`; a reload reads the pattern file again.
 #[test]
 fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<()> {
     use lb_tests::nginx::Nginx;
@@ -536,7 +484,7 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
          [[frontend]]\nname = \"plain\"\nbind = [\"{L7_VIP}:81\"]\ndefault_backend = \"app\"\n\n\
          [[backend]]\nname = \"static\"\n\
          [[backend.server]]\nname = \"web1\"\naddress = \"{b1}:8081\"\n\n\
-         [[backend]]\nname = \"app\"\nlog = [\"127.0.0.1:5142 local4\"]\n\
+         [[backend]]\nname = \"app\"\nlog = [\"127.0.0.1:5142 local4 debug err\"]\n\
          [[backend.server]]\nname = \"web2\"\naddress = \"{b2}:8081\"\ncheck = true\ninter = \"200ms\"\nrise = 1\nfall = 1\n",
         instance = lab.instance,
         b1 = backend_addr(0),
@@ -547,21 +495,9 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
     std::fs::write(&list, "# static content\n/static\n/Images\n")?;
     lab.spawn_lbd(0, &lbd_binary())?;
     let exchange = |port: u16, request: String| -> anyhow::Result<String> {
-        let deadline = Instant::now() + WAIT;
-        lab.client.run_in(move || -> anyhow::Result<String> {
-            // lbd binds its frontends shortly after it starts.
-            let mut stream = loop {
-                match TcpStream::connect((L7_VIP, port)) {
-                    Ok(s) => break s,
-                    Err(e) if Instant::now() > deadline => return Err(e.into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            };
-            stream.set_read_timeout(Some(WAIT))?;
-            stream.write_all(request.as_bytes())?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply)?;
-            Ok(reply)
+        let target = SocketAddr::from((L7_VIP, port));
+        lab.client.run_in(|| {
+            lb_tests::traffic::exchange_once_listening(target, request.as_bytes(), WAIT)
         })?
     };
     let get = |port: u16, path: &str, extra: &str| {
@@ -616,6 +552,23 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
             .contains("location: https://site.example/moved/old/page\r\n"),
         "{reply}"
     );
+    // A reload (SIGHUP) reads the pattern file again.
+    std::fs::write(&list, "/assets\n")?;
+    lab.reload_lbd()?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let moved = get(80, "/assets/a.js", "")?.to_ascii_lowercase();
+        if moved.contains("x-backend: web1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new pattern file was not read: {moved}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let old = get(80, "/static/a.css", "")?.to_ascii_lowercase();
+    assert!(old.contains("x-backend: web2"), "{old}");
     // The site frontend logs to its own target (local3.info = <158>), the
     // plain one (log global) to the global target (local2.info = <150>).
     let line = wait_datagram(&site_log, "\"GET /api/users HTTP/1.1\"", WAIT)
@@ -637,10 +590,11 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
         wait_datagram(&site_log, "/via-plain", Duration::from_millis(500)).is_none(),
         "plain's lines do not go to site's target"
     );
-    // app's server event reaches app's own target (local4: <160 + level>).
+    // app's server event reaches app's own target: an alert, sent at err
+    // by `minlevel err` (local4.err = 20 * 8 + 3).
     nginx[1].stop();
     let down = wait_datagram(&app_log, "Server app/web2 is DOWN", WAIT)
         .unwrap_or_else(|| panic!("no DOWN event; lbd log:\n{}", lab.lbd_log()));
-    assert!(down.starts_with("<161>"), "alert at local4: {down}");
+    assert!(down.starts_with("<163>"), "local4.err: {down}");
     Ok(())
 }

@@ -71,13 +71,22 @@ impl Loggers {
 
     fn start(config: &ProxyConfig) -> anyhow::Result<Loggers> {
         let global = start_logger(&config.global.log)?;
-        // A section's own `log` lines get senders of their own; `log
-        // global` adds the global ones beside them.
-        let section = |to: &LogDestinations| -> anyhow::Result<Option<Logger>> {
+        // A section's own `log` lines get senders of their own, started
+        // once per distinct list (sections inheriting [defaults]' lines
+        // share them); `log global` adds the global ones beside them.
+        let mut started: Vec<(Vec<LogTarget>, Logger)> = Vec::new();
+        let mut section = |to: &LogDestinations| -> anyhow::Result<Option<Logger>> {
             if to.targets.is_empty() {
                 return Ok(None);
             }
-            let own = start_logger(&to.targets)?;
+            let own = match started.iter().find(|(targets, _)| *targets == to.targets) {
+                Some((_, logger)) => logger.clone(),
+                None => {
+                    let logger = start_logger(&to.targets)?;
+                    started.push((to.targets.clone(), logger.clone()));
+                    logger
+                }
+            };
             Ok(Some(if to.global { global.join(&own) } else { own }))
         };
         let mut frontends = HashMap::new();
@@ -144,6 +153,7 @@ fn target_config(target: &LogTarget) -> TargetConfig {
     };
     let mut config = TargetConfig::new(addr);
     config.max_len = target.max_len;
+    config.min_level = target.min_level.and_then(Severity::from_code);
     config.facility = Facility::from_code(target.facility).unwrap_or(Facility::LOCAL0);
     config.level = Severity::from_code(target.level).unwrap_or(Severity::Debug);
     config.framing = match (target.format, &target.address) {

@@ -70,6 +70,8 @@ pub struct TargetConfig {
     pub framing: Framing,
     /// Least severe level sent to this target.
     pub level: Severity,
+    /// HAProxy's `minlevel`: more severe lines are sent at this level.
+    pub min_level: Option<Severity>,
     /// Longest datagram, header included (HAProxy's `len`, default 1024).
     pub max_len: usize,
 }
@@ -84,6 +86,7 @@ impl TargetConfig {
             facility: Facility::LOCAL0,
             framing,
             level: Severity::Debug,
+            min_level: None,
             max_len: DEFAULT_MAX_LEN,
         }
     }
@@ -328,7 +331,9 @@ impl SenderThread {
             let datagram = frame(
                 self.config.framing,
                 self.config.facility,
-                line.severity,
+                self.config
+                    .min_level
+                    .map_or(line.severity, |floor| line.severity.capped_at(floor)),
                 line.time,
                 self.zone,
                 &self.origin,

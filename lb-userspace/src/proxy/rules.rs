@@ -68,7 +68,7 @@ pub struct Redirect {
     pub drop_query: bool,
     /// `append-slash`: add `/` to a path without one (with drop-query).
     pub append_slash: bool,
-    /// `ignore-empty` (HAProxy 2.8): a location or prefix that renders
+    /// `ignore-empty`: a location or prefix that renders
     /// empty skips the rule instead of redirecting to "".
     pub ignore_empty: bool,
 }

@@ -76,7 +76,7 @@ default_backend = "own"
 
 [[backend]]
 name = "own"
-log = ["/dev/log local4", { target = "[fd00::9]:514", facility = "local5", level = "info", len = 512 }]
+log = ["/dev/log local4", { target = "[fd00::9]:514", facility = "local5", level = "info", minlevel = "err", len = 512 }]
 [[backend.server]]
 name = "s"
 address = "198.18.0.11:80"
@@ -103,6 +103,7 @@ address = "198.18.0.11:80"
             format: SyslogFormat::Rfc5424,
             level: 5,
             max_len: 2048,
+            min_level: None,
         }]
     );
     assert!(quiet.log.is_none() && quiet.log_to.is_empty());
@@ -119,6 +120,7 @@ address = "198.18.0.11:80"
                 format: SyslogFormat::Rfc3164,
                 level: 7,
                 max_len: DEFAULT_LOG_LEN,
+                min_level: None,
             },
             LogTarget {
                 address: udp("[fd00::9]:514"),
@@ -126,18 +128,21 @@ address = "198.18.0.11:80"
                 format: SyslogFormat::Rfc3164,
                 level: 6,
                 max_len: 512,
+                min_level: Some(3),
             }
         ]
     );
     // `log 127.0.0.1 local2` in a section: port 514 by default.
     let config = parse(
-        "[[frontend]]\nname = \"f\"\nbind = [\":80\"]\nlog = [\"udp@127.0.0.1 local2 info\"]\n",
+        "[[frontend]]\nname = \"f\"\nbind = [\":80\"]\nlog = [\"udp@127.0.0.1 local2 info err\"]\n",
     )
     .unwrap();
     assert_eq!(
         config.frontends[0].log_to.targets[0].address,
         udp("127.0.0.1:514")
     );
+    // `log ... info err`: minlevel err.
+    assert_eq!(config.frontends[0].log_to.targets[0].min_level, Some(3));
     assert!(!config.frontends[0].log_to.global);
 }
 
@@ -318,8 +323,12 @@ fn gap_errors_name_file_line_and_field() {
             "lb.toml:5: frontend[0].log[0]: unknown level \"loud\"",
         ),
         (
-            format!("{fe}log = [\"127.0.0.1 local2 info err\"]\n"),
-            "lb.toml:5: frontend[0].log[0]: \"err\": a minimum level",
+            format!("{fe}log = [\"127.0.0.1 local2 info err x\"]\n"),
+            "lb.toml:5: frontend[0].log[0]: \"x\": expected",
+        ),
+        (
+            format!("{fe}log = [\"127.0.0.1 local2 info loud\"]\n"),
+            "lb.toml:5: frontend[0].log[0]: unknown minlevel \"loud\"",
         ),
         (
             format!("{fe}log = [\"127.0.0.1 len 10 local2\"]\n"),

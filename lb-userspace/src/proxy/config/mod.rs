@@ -105,6 +105,8 @@ pub struct LogTarget {
     pub level: u8,
     /// Longest datagram, header included (HAProxy's `len`, 80..=65535).
     pub max_len: usize,
+    /// HAProxy's `minlevel`: more severe lines are sent at this level.
+    pub min_level: Option<u8>,
 }
 
 /// HAProxy's default `len` of a log target.

@@ -71,6 +71,10 @@ pub(super) fn log_target(
     };
     let facility = pick(&raw.facility, "facility", FACILITIES, 16) as u8;
     let level = pick(&raw.level, "level", LEVELS, 7) as u8;
+    let min_level = raw
+        .minlevel
+        .as_ref()
+        .map(|_| pick(&raw.minlevel, "minlevel", LEVELS, 0) as u8);
     let format = syslog_format(pick(&raw.format, "format", SYSLOG_FORMATS, 0));
     let max_len = raw.len.as_ref().map_or(DEFAULT_LOG_LEN, |l| {
         log_len(*l.get_ref()).unwrap_or_else(|message| {
@@ -84,6 +88,7 @@ pub(super) fn log_target(
         format,
         level,
         max_len,
+        min_level,
     })
 }
 
@@ -156,15 +161,20 @@ pub(super) fn log_line(text: &str) -> Result<LogTarget, String> {
             _ => break,
         }
     }
-    let (facility, level) = match rest {
-        [facility] => (facility, None),
-        [facility, level] => (facility, Some(level)),
-        [_, _, minlevel, ..] => {
+    let (facility, level, min_level) = match rest {
+        [facility] => (facility, None, None),
+        [facility, level] => (facility, Some(level), None),
+        [facility, level, min_level] => (facility, Some(level), Some(min_level)),
+        [_, _, _, extra, ..] => {
             return Err(format!(
-                "\"{minlevel}\": a minimum level (and what follows) is not supported; write \"<target> <facility> [level]\""
+            "\"{extra}\": expected \"<target> [len N] [format F] <facility> [level [minlevel]]\""
+        ))
+        }
+        [] => {
+            return Err(format!(
+                "\"{text}\": the facility is missing (\"<target> <facility> [level]\")"
             ))
         }
-        [] => return Err(format!("\"{text}\": the facility is missing (\"<target> <facility> [level]\")")),
     };
     Ok(LogTarget {
         address,
@@ -172,6 +182,9 @@ pub(super) fn log_line(text: &str) -> Result<LogTarget, String> {
         format,
         level: level.map_or(Ok(7), |l| pick_word(l, "level", LEVELS))? as u8,
         max_len,
+        min_level: min_level
+            .map(|m| pick_word(m, "minlevel", LEVELS).map(|m| m as u8))
+            .transpose()?,
     })
 }
 

@@ -40,6 +40,7 @@ pub struct RawLogTarget {
     pub level: Option<Spanned<String>>,
     /// Longest datagram (HAProxy's `len`).
     pub len: Option<Spanned<i64>>,
+    pub minlevel: Option<Spanned<String>>,
 }
 
 /// A section's `log`: `true` (`log global`), `false` (`no log`), or a list
@@ -55,7 +56,7 @@ pub enum RawLog {
 pub enum RawLogLine {
     /// `"global"` or `"<target> [len N] [format F] <facility> [level]"`.
     Text(String),
-    Table(RawLogTarget),
+    Table(Box<RawLogTarget>),
 }
 
 impl<'de> Deserialize<'de> for RawLogLine {
@@ -71,7 +72,7 @@ impl<'de> Deserialize<'de> for RawLogLine {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawLogLine, A::Error> {
                 RawLogTarget::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawLogLine::Table)
+                    .map(|t| RawLogLine::Table(Box::new(t)))
             }
         }
         deserializer.deserialize_any(LineVisitor)
