@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     backend: Vec<Spanned<RawSection>>,
     #[serde(default)]
     listen: Vec<Spanned<RawSection>>,
+    bgp: Option<Spanned<super::bgp::RawBgp>>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -108,11 +109,19 @@ impl<'a> Validator<'a> {
             listen: raw.listen,
         };
         let proxy = validate_beside(proxy, &l4, self);
+        let mut service_vips: Vec<IpAddr> = Vec::new();
+        for service in &services {
+            if !service_vips.contains(&service.vip) {
+                service_vips.push(service.vip);
+            }
+        }
+        let bgp = raw.bgp.map(|bgp| self.validate_bgp(bgp, &service_vips));
         Config {
             instance,
             services,
             vrrp,
             proxy,
+            bgp,
         }
     }
 

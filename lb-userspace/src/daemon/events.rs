@@ -42,6 +42,10 @@ pub(super) struct Running {
     pub(super) vrrp: Option<VrrpThread>,
     /// The L7/TCP proxy, while the configuration has one.
     pub(super) proxy: Option<super::proxy::ProxyPart>,
+    /// BGP announcements through gobgpd (`[bgp]`), and what they follow.
+    pub(super) bgp: Option<crate::bgp::Bgp>,
+    pub(super) usable_vips: HashMap<IpAddr, bool>,
+    pub(super) stopping: bool,
 }
 
 impl Running {
@@ -57,6 +61,7 @@ impl Running {
         self.state.snapshot = self.programmer.snapshot().clone();
         self.state.health = self.health.status(now);
         self.ramping = plan.ramping;
+        self.note_usable_vips(&plan.services);
         // The maps are programmed: a failed write does not undo that.
         self.state.write(&self.instance).map_err(StateNotWritten)?;
         Ok(())
@@ -85,6 +90,7 @@ impl Running {
         if new.vrrp != self.config.vrrp {
             bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
         }
+        super::bgp::check_bgp_reload(&self.config, &new)?;
         self.reload_proxy(&new)?;
         self.config = new;
         // New backends are resolved beside the loop (an ARP wait must not
@@ -188,6 +194,7 @@ impl Running {
     pub(super) fn on_vrrp_transition(&mut self) {
         if let Some(thread) = &self.vrrp {
             self.state.vrrp = thread.status();
+            self.sync_bgp();
             if let Err(e) = self.state.write(&self.instance) {
                 warn!("writing the state file: {e}");
             }
@@ -210,6 +217,7 @@ impl Running {
         }
         self.state.health = self.health.status(Instant::now());
         self.state.proxy = self.proxy.as_ref().map(super::proxy::ProxyPart::status);
+        self.sync_bgp();
         if let Err(e) = self.state.write(&self.instance) {
             warn!("writing the state file: {e}");
         }

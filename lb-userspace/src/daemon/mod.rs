@@ -2,6 +2,7 @@
 //! runs as named phases (lock, adopt or create the data plane, resolve,
 //! program, attach, start the drivers); then one loop hands each event
 //! source to its handler in `events`.
+mod bgp;
 mod events;
 mod limits;
 mod lock;
@@ -50,6 +51,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     // Open files: raise the soft limit to the hard one.
     limits::raise_nofile();
 
+    // gobgpd first: a missing speaker fails the start before the data
+    // plane is touched. Nothing is announced until the program forwards.
+    let bgp = config
+        .bgp
+        .as_ref()
+        .map(crate::bgp::Bgp::start)
+        .transpose()
+        .context("starting BGP")?;
+
     // Adopt the data plane a previous lbd left, or create it. From here
     // on an adopted data plane is kept whatever fails: it forwards.
     let (mut dataplane, mut maps, mut pins_guard, adopted) = adopt_or_create(&config)?;
@@ -95,6 +105,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         wanted,
         vrrp: None,
         proxy,
+        bgp,
+        usable_vips: Default::default(),
+        stopping: false,
     };
     daemon.apply()?;
 
@@ -121,6 +134,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     daemon.state.xdp_mode = Some(mode.into());
     daemon.state.write(&instance)?;
     info!(instance, interface = %daemon.interface.name, services = daemon.config.services.len(), "data plane attached");
+    daemon.sync_bgp();
 
     // Start the neighbour refresh, VRRP, the control socket and the flow
     // collector. Neighbour refreshes wait for ARP replies: they run beside
@@ -173,6 +187,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     }
 
     info!(instance, "stopping");
+    // Routes go first: routers move the flows before anything stops.
+    daemon.withdraw_and_drain().await;
     if let Some(proxy) = daemon.proxy.take() {
         proxy.stop().await;
     }
