@@ -16,6 +16,8 @@ use tonic::transport::{Channel, Endpoint};
 /// One connection to gobgpd.
 pub struct Api {
     client: GobgpApiClient<Channel>,
+    /// The id gobgpd gave each path we added: withdrawn by it.
+    uuids: std::collections::HashMap<IpAddr, Vec<u8>>,
 }
 
 fn any<M: Message>(name: &str, message: &M) -> prost_types::Any {
@@ -106,6 +108,7 @@ impl Api {
             .await?;
         Ok(Api {
             client: GobgpApiClient::new(channel),
+            uuids: Default::default(),
         })
     }
 
@@ -168,25 +171,37 @@ impl Api {
     }
 
     pub async fn announce(&mut self, vip: IpAddr, attributes: &Attributes) -> anyhow::Result<()> {
-        self.client
+        let added = self
+            .client
             .add_path(apipb::AddPathRequest {
                 table_type: apipb::TableType::Global as i32,
                 vrf_id: String::new(),
                 path: Some(path(vip, attributes)),
             })
-            .await?;
+            .await?
+            .into_inner();
+        self.uuids.insert(vip, added.uuid);
         Ok(())
     }
 
     pub async fn withdraw(&mut self, vip: IpAddr, attributes: &Attributes) -> anyhow::Result<()> {
-        self.client
-            .delete_path(apipb::DeletePathRequest {
+        // By the id of the path we added (a reconnection to a live gobgpd
+        // has none: by prefix then).
+        let request = match self.uuids.remove(&vip) {
+            Some(uuid) => apipb::DeletePathRequest {
+                table_type: apipb::TableType::Global as i32,
+                family: Some(family_of(vip.is_ipv4())),
+                uuid,
+                ..Default::default()
+            },
+            None => apipb::DeletePathRequest {
                 table_type: apipb::TableType::Global as i32,
                 family: Some(family_of(vip.is_ipv4())),
                 path: Some(path(vip, attributes)),
                 ..Default::default()
-            })
-            .await?;
+            },
+        };
+        self.client.delete_path(request).await?;
         Ok(())
     }
 

@@ -92,8 +92,8 @@ fn command(gobgpd: &Path, api: SocketAddr) -> Command {
         .arg(format!("--api-hosts={api}"))
         .args(["--log-plain", "--log-level=info", "--pprof-disable"])
         .stdin(Stdio::null())
-        // Its log goes beside lbd's own.
-        .stdout(Stdio::inherit())
+        // Its log goes beside lbd's own, on stderr.
+        .stdout(stderr_copy())
         .stderr(Stdio::inherit());
     let parent = std::process::id() as i32;
     // SAFETY: between fork and exec only async-signal-safe calls (prctl,
@@ -111,6 +111,15 @@ fn command(gobgpd: &Path, api: SocketAddr) -> Command {
         });
     }
     command
+}
+
+/// lbd's stderr for a child's stdout (gobgpd logs there).
+fn stderr_copy() -> Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::null(),
+    }
 }
 
 /// Runs gobgpd until `stopping`; one that dies is started again, after a

@@ -34,7 +34,14 @@ const UP: NodeFacts = NodeFacts {
 };
 
 /// Name, node, usable, VRRP role, policy: the MED announced (None: none).
-type Case = (&'static str, NodeFacts, bool, Option<Role>, Announce, Option<u32>);
+type Case = (
+    &'static str,
+    NodeFacts,
+    bool,
+    Option<Role>,
+    Announce,
+    Option<u32>,
+);
 
 #[test]
 fn the_rule_table() {
