@@ -421,6 +421,21 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
     );
     still_working(&router, &mut held);
 
+    // gobgpd dies on node 2: lbd starts it again and announces again.
+    let before = status_of(&lbd, &lab.lbs[2].instance).unwrap().bgp.unwrap();
+    let pid = before.speaker_pid.expect("gobgpd runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    router.wait_for_hops(&[addrs[3]], Duration::from_secs(HOLD_TIME + 2));
+    router.wait_for_hops(&[addrs[2], addrs[3]], Duration::from_secs(30));
+    let after = status_of(&lbd, &lab.lbs[2].instance).unwrap().bgp.unwrap();
+    assert_eq!(after.speaker_starts, before.speaker_starts + 1, "{after:?}");
+    assert_ne!(after.speaker_pid, Some(pid));
+    still_working(&router, &mut held);
+
     // Every backend drained on the remaining nodes: nothing can take new
     // flows, every node withdraws.
     for node in [2, 3] {
@@ -442,6 +457,10 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
         }
     }
     router.wait_for_hops(&[], Duration::from_secs(5));
-    let report = status_of(&lbd, &lab.lbs[2].instance).unwrap();
-    assert!(report.bgp.unwrap().announced.is_empty());
+    // lbd status says so too (the state file follows within a tick).
+    let instance = lab.lbs[2].instance.clone();
+    let shown = wait_until_ready(&lbd, &instance, Duration::from_secs(5), None, |r| {
+        r.bgp.as_ref().is_some_and(|b| b.announced.is_empty())
+    });
+    assert!(shown.is_ok(), "lbd status still shows announcements");
 }
