@@ -7,6 +7,7 @@ pub mod announce;
 mod api;
 #[cfg(bgp_api)]
 mod driver;
+#[cfg(bgp_api)]
 mod speaker;
 pub mod status;
 
