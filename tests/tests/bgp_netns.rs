@@ -47,22 +47,7 @@ impl Router {
     fn build(lab: &DsrLab, nodes: &[Ipv4Addr]) -> anyhow::Result<Self> {
         let ns = Netns::create("rt")?;
         let client = Netns::create("cl2")?;
-        lab.switch.ip(&[
-            "link",
-            "add",
-            "p-rt",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])?;
-        lab.switch
-            .ip(&["link", "set", "p-rt", "master", "br0", "up"])?;
-        ns.ip(&["addr", "add", &format!("{ROUTER_ADDR}/24"), "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
+        lab.plug(&ns, "p-rt", ROUTER_ADDR)?;
         ns.ip(&[
             "link",
             "add",
@@ -80,12 +65,9 @@ impl Router {
         client.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", "eth0"])?;
         client.ip(&["link", "set", "eth0", "up"])?;
         client.ip(&["route", "add", "default", "via", "198.19.0.1"])?;
-        for n in [&ns, &client] {
-            // Full checksums: XDP on the path loses CHECKSUM_PARTIAL.
-            for dev in ["eth0", "eth1"] {
-                let _ = n.exec("ethtool", &["-K", dev, "tx", "off"]);
-            }
-        }
+        // Full checksums: XDP on the path loses CHECKSUM_PARTIAL.
+        ns.exec("ethtool", &["-K", "eth1", "tx", "off"])?;
+        client.exec("ethtool", &["-K", "eth0", "tx", "off"])?;
         ns.sysctl("net.ipv4.ip_forward", "1")?;
         ns.sysctl("net.ipv4.fib_multipath_hash_policy", "1")?;
         ns.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
@@ -332,8 +314,21 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
         lab.lbs[1].ns.ip(&["link", "show", "dev", "eth0"])
     );
 
-    // lbd status shows the session and the announced prefix.
-    let report = status_of(&lbd, &lab.lbs[0].instance).unwrap();
+    // lbd status shows the session and the announced prefix (the state
+    // file follows within a tick).
+    let instance = lab.lbs[0].instance.clone();
+    let established = wait_until_ready(&lbd, &instance, Duration::from_secs(5), None, |r| {
+        r.bgp.as_ref().is_some_and(|b| {
+            b.peers
+                .first()
+                .is_some_and(|p| p.state == "established" && p.sent == 1)
+        })
+    });
+    assert!(
+        established.is_ok(),
+        "lbd status shows no established session"
+    );
+    let report = status_of(&lbd, &instance).unwrap();
     let bgp = report.bgp.expect("a bgp part in lbd status");
     assert_eq!(bgp.peers.len(), 1, "{bgp:?}");
     assert_eq!(bgp.peers[0].state, "established", "{bgp:?}");
@@ -431,9 +426,19 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
     .unwrap();
     router.wait_for_hops(&[addrs[3]], Duration::from_secs(HOLD_TIME + 2));
     router.wait_for_hops(&[addrs[2], addrs[3]], Duration::from_secs(30));
-    let after = status_of(&lbd, &lab.lbs[2].instance).unwrap().bgp.unwrap();
-    assert_eq!(after.speaker_starts, before.speaker_starts + 1, "{after:?}");
-    assert_ne!(after.speaker_pid, Some(pid));
+    // lbd status shows the new gobgpd (the state file follows within a tick).
+    let instance = lab.lbs[2].instance.clone();
+    let restarted = wait_until_ready(&lbd, &instance, Duration::from_secs(5), None, |r| {
+        r.bgp.as_ref().is_some_and(|b| {
+            b.speaker_starts == before.speaker_starts + 1
+                && b.speaker_pid.is_some_and(|p| p != pid)
+                && b.peers.first().is_some_and(|p| p.state == "established")
+        })
+    });
+    assert!(
+        restarted.is_ok(),
+        "lbd status does not show gobgpd restarted"
+    );
     still_working(&router, &mut held);
 
     // Every backend drained on the remaining nodes: nothing can take new
