@@ -469,3 +469,57 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
     });
     assert!(shown.is_ok(), "lbd status still shows announcements");
 }
+
+/// `announce = "always"` with VRRP: the backup announces too, with the
+/// worse MED, so the router uses only the master's path; when the master
+/// stops, the new master's path (now with the better MED) takes over.
+#[test]
+fn always_policy_announces_the_backup_with_a_worse_med() {
+    let lbd = lbd_binary();
+    let mut lab = DsrLab::build_ha(2, 3).unwrap();
+    let addrs: Vec<Ipv4Addr> = lab.lbs.iter().map(|n| n.addr).collect();
+    let router = Router::build(&lab, &addrs).unwrap();
+    for (node, priority) in [(0, 200), (1, 100)] {
+        let config = lab.config_for(node, 3)
+            + &format!(
+                "\n[[vrrp]]\nname = \"VI_1\"\nversion = 3\nvrid = 51\npriority = {priority}\nadvert_int = 0.1\nvirtual_ipaddress = [\"{VIP}\"]\n"
+            )
+            + &bgp_section(addrs[node])
+            + "[[bgp.vip]]\naddress = \"198.18.0.100\"\nannounce = \"always\"\nmed = 10\n";
+        lab.write_config_of(node, &config).unwrap();
+        lab.spawn_lbd(node, &lbd).unwrap();
+        // Node 0 is master before node 1 starts.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let instances: Vec<String> = lab.lbs.iter().map(|n| n.instance.clone()).collect();
+    let meds = |node: usize| -> Vec<Option<u32>> {
+        status_of(&lbd, &instances[node])
+            .ok()
+            .and_then(|r| r.bgp)
+            .map(|b| b.announced.iter().map(|a| a.med).collect())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(meds(0) == [Some(10)] && meds(1) == [Some(110)]) {
+        assert!(
+            Instant::now() < deadline,
+            "master med 10, backup med 110; got {:?} and {:?}",
+            meds(0),
+            meds(1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both announce; the router keeps only the better (master's) path.
+    router.wait_for_hops(&addrs[..1], Duration::from_secs(20));
+    requests(&router, 20000..20050);
+
+    // The master stops: the backup takes over and announces med 10.
+    assert!(lab.stop_lbd_of(0));
+    router.wait_for_hops(&addrs[1..2], Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while meds(1) != [Some(10)] {
+        assert!(Instant::now() < deadline, "new master: {:?}", meds(1));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    requests(&router, 21000..21050);
+}
