@@ -1,4 +1,5 @@
 //! `lbd`: the control plane of the XDP load balancer.
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -186,7 +186,7 @@ impl DsrLab {
     }
 
     /// Connects `ns` to the bridge as eth0 with `addr`.
-    fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+    pub fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
         self.switch.ip(&[
             "link",
             "add",

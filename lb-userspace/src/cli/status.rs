@@ -31,6 +31,9 @@ pub struct StateFile {
     /// The L7/TCP proxy's frontends, backends and servers.
     #[serde(default)]
     pub proxy: Option<crate::proxy::status::ProxyStatus>,
+    /// The BGP speaker's sessions and announcements (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 /// A backend's health and administrative state, for `lbd status`.
@@ -133,6 +136,9 @@ pub struct StatusReport {
     /// The L7/TCP proxy (none when the configuration has none).
     #[serde(default)]
     pub proxy: Option<crate::proxy::status::ProxyStatus>,
+    /// The BGP speaker's sessions and announced prefixes (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -314,6 +320,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     let nat_replies = maps.nat_reverse.keys().filter(Result::is_ok).count() as u64;
 
     let proxy = state.as_ref().and_then(|s| s.proxy.clone());
+    let bgp = state.as_ref().and_then(|s| s.bgp.clone());
     Ok(StatusReport {
         instance: instance.to_owned(),
         running: running.is_some(),
@@ -331,6 +338,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             .collect(),
         services,
         proxy,
+        bgp,
     })
 }
 
@@ -501,6 +509,10 @@ pub fn render_table(report: &StatusReport) -> String {
         let _ = writeln!(out);
         out.push_str(&crate::proxy::status::render(proxy));
     }
+    if let Some(bgp) = &report.bgp {
+        let _ = writeln!(out);
+        out.push_str(&crate::bgp::status::render(bgp));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<24} {:>12}", "OUTCOME", "PACKETS");
     for (name, value) in &report.global {
@@ -548,6 +560,7 @@ mod tests {
             global: vec![],
             services: vec![],
             proxy: None,
+            bgp: None,
         }
     }
 

@@ -36,6 +36,7 @@ pub(super) struct RawConfig {
     listen: Vec<Spanned<RawSection>>,
     /// The stats page and /metrics, validated by `stats::config`.
     stats: Option<Spanned<crate::stats::config::RawStats>>,
+    bgp: Option<Spanned<super::bgp::RawBgp>>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -114,12 +115,20 @@ impl<'a> Validator<'a> {
             .stats
             .as_ref()
             .and_then(|raw| crate::stats::config::validate(raw, self));
+        let mut service_vips: Vec<IpAddr> = Vec::new();
+        for service in &services {
+            if !service_vips.contains(&service.vip) {
+                service_vips.push(service.vip);
+            }
+        }
+        let bgp = raw.bgp.map(|bgp| self.validate_bgp(bgp, &service_vips));
         Config {
             instance,
             services,
             vrrp,
             proxy,
             stats,
+            bgp,
         }
     }
 

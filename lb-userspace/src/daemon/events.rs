@@ -51,6 +51,10 @@ pub(super) struct Running {
     /// channel and the live metrics the loop feeds.
     pub(super) control_tx: tokio::sync::mpsc::Sender<crate::control::Call>,
     pub(super) live: crate::stats::SharedLive,
+    /// BGP announcements through gobgpd (`[bgp]`), and what they follow.
+    pub(super) bgp: Option<crate::bgp::Bgp>,
+    pub(super) usable_vips: HashMap<IpAddr, bool>,
+    pub(super) stopping: bool,
 }
 
 impl Running {
@@ -66,6 +70,7 @@ impl Running {
         self.state.snapshot = self.programmer.snapshot().clone();
         self.state.health = self.health.status(now);
         self.ramping = plan.ramping;
+        self.note_usable_vips(&plan.services);
         // The maps are programmed: a failed write does not undo that.
         self.state.write(&self.instance).map_err(StateNotWritten)?;
         Ok(())
@@ -94,6 +99,7 @@ impl Running {
         if new.vrrp != self.config.vrrp {
             bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
         }
+        super::bgp::check_bgp_reload(&self.config, &new)?;
         self.reload_proxy(&new)?;
         let stats_changed = new.stats != self.config.stats;
         self.config = new;
@@ -369,6 +375,7 @@ impl Running {
         self.live.set_vrrp_transitions(changes);
         if let Some(thread) = &self.vrrp {
             self.state.vrrp = thread.status();
+            self.sync_bgp();
             if let Err(e) = self.state.write(&self.instance) {
                 warn!("writing the state file: {e}");
             }
@@ -391,6 +398,7 @@ impl Running {
         }
         self.state.health = self.health.status(Instant::now());
         self.state.proxy = self.proxy.as_ref().map(super::proxy::ProxyPart::status);
+        self.sync_bgp();
         if let Err(e) = self.state.write(&self.instance) {
             warn!("writing the state file: {e}");
         }

@@ -2,6 +2,7 @@
 //! runs as named phases (lock, adopt or create the data plane, resolve,
 //! program, attach, start the drivers); then one loop hands each event
 //! source to its handler in `events`.
+mod bgp;
 mod events;
 mod limits;
 mod lock;
@@ -49,6 +50,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     // Open files: raise the soft limit to the hard one.
     limits::raise_nofile();
+
+    // gobgpd first: a missing speaker fails the start before the data
+    // plane is touched. Nothing is announced until the program forwards.
+    let bgp = config
+        .bgp
+        .as_ref()
+        .map(crate::bgp::Bgp::start)
+        .transpose()
+        .context("starting BGP")?;
 
     // Adopt the data plane a previous lbd left, or create it. From here
     // on an adopted data plane is kept whatever fails: it forwards.
@@ -101,6 +111,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         stats: None,
         control_tx: control_tx.clone(),
         live: std::sync::Arc::new(crate::stats::LiveMetrics::default()),
+        bgp,
+        usable_vips: Default::default(),
+        stopping: false,
     };
     // Runtime states and weights from before a restart.
     daemon.restore_server_states();
@@ -129,6 +142,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     daemon.state.xdp_mode = Some(mode.into());
     daemon.state.write(&instance)?;
     info!(instance, interface = %daemon.interface.name, services = daemon.config.services.len(), "data plane attached");
+    daemon.sync_bgp();
 
     // Start the neighbour refresh, VRRP, the control socket and the flow
     // collector. Neighbour refreshes wait for ARP replies: they run beside
@@ -185,6 +199,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     }
 
     info!(instance, "stopping");
+    // Routes go first: routers move the flows before anything stops.
+    daemon.withdraw_and_drain().await;
     if let Some(stats) = daemon.stats.take() {
         stats.stop();
     }
