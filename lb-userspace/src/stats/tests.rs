@@ -21,6 +21,7 @@ fn report() -> StatusReport {
         running: true,
         state_written: None,
         link_pinned: true,
+        bgp: None,
         pid: Some(42),
         xdp_mode: Some("native".into()),
         vrrp: vec![crate::vrrp::VrrpStatus {
