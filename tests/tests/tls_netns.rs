@@ -734,15 +734,63 @@ fn sessions_resume_by_ticket_and_by_cache_and_ocsp_is_stapled() {
         .current_dir(d)
         .output()
         .expect("serial");
-    let serial = String::from_utf8_lossy(&serial.stdout).trim().trim_start_matches("serial=").to_owned();
-    std::fs::write(d.join("index.txt"), format!("V\t491231235959Z\t\t{serial}\tunknown\t/CN=site.example\n")).expect("index");
-    openssl(d, &["ocsp", "-issuer", "ca.crt", "-cert", "site.crt", "-reqout", "req.der", "-no_nonce"]);
-    openssl(d, &["ocsp", "-index", "index.txt", "-rsigner", "ca.crt", "-rkey", "ca.key", "-CA", "ca.crt", "-reqin", "req.der", "-respout", "site.pem.ocsp", "-ndays", "1"]);
+    let serial = String::from_utf8_lossy(&serial.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_owned();
+    std::fs::write(
+        d.join("index.txt"),
+        format!("V\t491231235959Z\t\t{serial}\tunknown\t/CN=site.example\n"),
+    )
+    .expect("index");
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca.crt",
+            "-cert",
+            "site.crt",
+            "-reqout",
+            "req.der",
+            "-no_nonce",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.crt",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.crt",
+            "-reqin",
+            "req.der",
+            "-respout",
+            "site.pem.ocsp",
+            "-ndays",
+            "1",
+        ],
+    );
     let mut lab = ProxyLab::build(1).expect("lab");
     let config = format!(
         "{DEFAULTS}{}{}{}",
-        https_frontend("tickets", 443, &format!("crt {}", site.display()), "default_backend = \"app\""),
-        https_frontend("cache", 444, &format!("crt {} no-tls-tickets", site.display()), "default_backend = \"app\""),
+        https_frontend(
+            "tickets",
+            443,
+            &format!("crt {}", site.display()),
+            "default_backend = \"app\""
+        ),
+        https_frontend(
+            "cache",
+            444,
+            &format!("crt {} no-tls-tickets", site.display()),
+            "default_backend = \"app\""
+        ),
         backend("app", "", &lab.servers(&[0], "")),
     );
     lab.start(&config).expect("start");
@@ -751,20 +799,44 @@ fn sessions_resume_by_ticket_and_by_cache_and_ocsp_is_stapled() {
     let handshake = |port: u16, version: &str, save: bool| {
         let target = vip(port).to_string();
         let flag = if save { "-sess_out" } else { "-sess_in" };
-        let args = ["s_client", "-connect", &target, "-servername", "site.example", version, flag, &session_arg, "-status"];
+        let args = [
+            "s_client",
+            "-connect",
+            &target,
+            "-servername",
+            "site.example",
+            version,
+            flag,
+            &session_arg,
+            "-status",
+        ];
         let out = in_client(&lab, "openssl", &args);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    for (port, version) in [(443, "-tls1_2"), (444, "-tls1_2"), (443, "-tls1_3"), (444, "-tls1_3")] {
+    for (port, version) in [
+        (443, "-tls1_2"),
+        (444, "-tls1_2"),
+        (443, "-tls1_3"),
+        (444, "-tls1_3"),
+    ] {
         let first = handshake(port, version, true);
         assert!(first.contains("New, "), "{port} {version}: {first}");
-        assert!(first.contains("OCSP Response Status: successful"), "no stapled OCSP: {first}");
+        assert!(
+            first.contains("OCSP Response Status: successful"),
+            "no stapled OCSP: {first}"
+        );
         let again = handshake(port, version, false);
-        assert!(again.contains("Reused, "), "{port} {version} not resumed: {again}");
+        assert!(
+            again.contains("Reused, "),
+            "{port} {version} not resumed: {again}"
+        );
     }
     // TLS 1.2 with tickets: the session is a ticket; without, an id.
     let first = handshake(443, "-tls1_2", true);
     assert!(first.contains("TLS session ticket:"), "{first}");
     let first = handshake(444, "-tls1_2", true);
-    assert!(!first.contains("TLS session ticket lifetime hint"), "no-tls-tickets sent a ticket: {first}");
+    assert!(
+        !first.contains("TLS session ticket lifetime hint"),
+        "no-tls-tickets sent a ticket: {first}"
+    );
 }
