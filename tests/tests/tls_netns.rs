@@ -14,6 +14,7 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -281,7 +282,7 @@ fn http_is_redirected_to_https_with_path_and_query_and_https_is_served() {
     let mut lab = ProxyLab::build(1).expect("lab");
     let frontend = |name: &str, http: u16, https: u16, code: u16| {
         format!(
-            "\n[[frontend]]\nname = \"{name}\"\nbind = [\"{}\", \"{} ssl crt {}\"]\nforwarded = true\nhttp_request = [\"redirect scheme https code {code} unless {{ ssl_fc }}\", \"set-header X-Forwarded-For %[ssl_fc_protocol]/%[ssl_fc_alpn]/%[ssl_fc_sni]\"]\nhttp_response = [\"set-header Strict-Transport-Security \\\"max-age=31536000\\\" if {{ ssl_fc }}\"]\ndefault_backend = \"app\"\n",
+            "\n[[frontend]]\nname = \"{name}\"\nbind = [\"{}\", \"{} ssl crt {}\"]\nforwarded = true\nlog = true\nlog_format = \"httplog\"\nhttp_request = [\"redirect scheme https code {code} unless {{ ssl_fc }}\", \"set-header X-Forwarded-For %[ssl_fc_protocol]/%[ssl_fc_alpn]/%[ssl_fc_sni]\"]\nhttp_response = [\"set-header Strict-Transport-Security \\\"max-age=31536000\\\" if {{ ssl_fc }}\"]\ndefault_backend = \"app\"\n",
             vip(http),
             vip(https),
             site.display()
@@ -294,6 +295,10 @@ fn http_is_redirected_to_https_with_path_and_query_and_https_is_served() {
         backend("app", "", &lab.servers(&[0], "")),
     );
     lab.start(&config).expect("start");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    if let Some(proxy) = &lab.proxy {
+        proxy.set_logger(Arc::new(Lines(lines.clone())));
+    }
     for (port, code) in [(80, 301), (8080, 308)] {
         let url = format!("http://{VIP}:{port}/a/b?x=1&y=two");
         let got = curl(&lab, &[&url]);
@@ -363,6 +368,34 @@ fn http_is_redirected_to_https_with_path_and_query_and_https_is_served() {
         !plain.contains("strict-transport-security"),
         "HSTS over http: {plain}"
     );
+    // httplog names a TLS frontend `name~`, as HAProxy does.
+    let logged = lines.lock().expect("lines").clone();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains(" web~ app/b1 ") && l.contains("GET /a/b?x=1")),
+        "{logged:#?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains(" web web/<NOSRV> ") && l.contains(" 301 ")),
+        "{logged:#?}"
+    );
+}
+
+/// Access-log lines, formatted as httplog.
+struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl lbd::proxy::runtime::AccessLogger for Lines {
+    fn log(&self, _: lbd::proxy::config::LogSettings, record: lbd::log::AccessRecord) {
+        let line = lbd::log::format::format_record(
+            &record,
+            lbd::log::AccessFormat::HttpLog,
+            lbd::log::Zone::Local,
+        );
+        self.0.lock().expect("lines").push(line);
+    }
 }
 
 #[test]
