@@ -873,3 +873,89 @@ fn sessions_resume_by_ticket_and_by_cache_and_ocsp_is_stapled() {
         "no-tls-tickets sent a ticket: {first}"
     );
 }
+
+/// The daemon's own reload (SIGHUP, as `lbd reload` sends): a certificate
+/// file changed on disk is picked up with the same lb.toml; a bad one is
+/// refused with its file named, and the old certificate keeps serving.
+#[test]
+fn lbd_reload_picks_up_a_changed_certificate_and_refuses_a_bad_one() {
+    use lb_tests::topology::{lbd_binary, DsrLab, VIP as LB_VIP};
+    let lbd = lbd_binary();
+    let certs = Certs::new("tls-daemon");
+    let old = certs.leaf("old", "ec", "/CN=old.example", "DNS:site.example");
+    let live = certs.path("live.pem");
+    std::fs::copy(&old, &live).expect("copy");
+    let mut lab = DsrLab::build(1).expect("lab");
+    let proxy = format!(
+        "\n[defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"10s\", server = \"10s\" }}\n\
+         [[frontend]]\nname = \"web\"\nbind = [\"{LB_VIP}:8443 ssl crt {}\"]\ndefault_backend = \"app\"\n\
+         [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"b1\"\naddress = \"198.18.0.11:8080\"\n",
+        live.display()
+    );
+    lab.write_config(&format!("{}{proxy}", lab.config(1)))
+        .expect("config");
+    lab.start_lbd(&lbd).expect("lbd");
+    let target = format!("{LB_VIP}:8443");
+    let subject = || {
+        let out = lab
+            .client
+            .command(
+                "timeout",
+                &[
+                    "10",
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    &target,
+                    "-servername",
+                    "site.example",
+                ],
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("s_client");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("subject="))
+            .map(|s| s.trim().to_owned())
+    };
+    let wait_for = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = subject();
+            if got.as_deref() == Some(want) || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert_eq!(
+        wait_for("CN = old.example").as_deref(),
+        Some("CN = old.example")
+    );
+
+    std::fs::write(
+        &live,
+        b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    lab.reload_lbd().expect("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.lbd_log().contains("reload refused") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = lab.lbd_log();
+    assert!(
+        log.contains("reload refused") && log.contains("live.pem"),
+        "{log}"
+    );
+    assert_eq!(subject().as_deref(), Some("CN = old.example"));
+
+    let new = certs.leaf("new", "rsa:2048", "/CN=new.example", "DNS:site.example");
+    std::fs::copy(&new, &live).expect("copy");
+    lab.reload_lbd().expect("SIGHUP");
+    assert_eq!(
+        wait_for("CN = new.example").as_deref(),
+        Some("CN = new.example")
+    );
+}
