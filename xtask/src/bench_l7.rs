@@ -112,7 +112,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let section = render(&rows, workers);
     print!("{section}");
     write_section(&section)?;
-    Ok(())
+    crate::bench_tls::run(lbd)
 }
 
 /// lbd: an http and a tcp frontend on VIP_L7 over the three backends, and
@@ -183,7 +183,7 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, Te
 }
 
 /// Connects from the client namespace until `vip:port` accepts (15 s).
-fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
     let target = SocketAddr::from((vip, port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -202,7 +202,7 @@ fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> 
 }
 
 /// Threads of `pid` named `lbd-proxy-*`: the proxy's tokio workers.
-fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
+pub(crate) fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
     let mut count = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
@@ -277,14 +277,14 @@ fn measure(
     Ok(())
 }
 
-struct WrkResult {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    failed: f64,
+pub(crate) struct WrkResult {
+    pub rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub failed: f64,
 }
 
-fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
+pub(crate) fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
     let out = lab.client.exec("wrk", args)?;
     parse_wrk(&out)
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
 mod bench_l7;
+mod bench_tls;
 mod bench_xdp;
 mod lab;
 mod setup;
@@ -41,6 +42,9 @@ enum Task {
     /// 2.6 over three nginx backends; replaces its section of
     /// bench/RESULTS.md.
     BenchL7,
+    /// Only the TLS rows of `bench-l7` (issue 13): handshakes/s, keep-alive
+    /// and h2 over TLS, lbd vs HAProxy 2.6; replaces its section.
+    BenchTls,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -75,6 +79,12 @@ fn main() -> anyhow::Result<()> {
             build_ebpf()?;
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench_l7::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchTls => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            bench_tls::run(&workspace_root().join("target/release/lbd"))
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

@@ -390,6 +390,48 @@ OmaBh0EyXoEDWp4XCqqexW0EjAmhRANCAAR/6shjOeVMoxqhhdppg8I4t/1+s6fk
     }
 
     #[test]
+    fn ssl_fetches_read_the_handshake() {
+        use crate::proxy::acl::{split_words, AclTest, ConnInfo, RequestView};
+        let src = "198.18.0.2:40000".parse().expect("src");
+        let dst = "198.18.0.100:443".parse().expect("dst");
+        let facts = TlsFacts {
+            sni: Some("a.example".into()),
+            protocol: "TLSv1.3",
+            alpn: Some("h2".into()),
+            client_cert: true,
+            client_subject: Some("/C=FR/CN=client".into()),
+        };
+        let tls = ConnInfo::terminated(src, dst, facts);
+        let plain = ConnInfo::plain(src, dst);
+        let cases: &[(&str, bool, bool)] = &[
+            // (test, over TLS, in clear)
+            ("ssl_fc", true, false),
+            ("ssl_fc_sni a.example", true, false),
+            ("ssl_fc_sni_end .example", true, false),
+            ("ssl_fc_protocol TLSv1.3", true, false),
+            ("ssl_fc_alpn h2", true, false),
+            ("ssl_fc_alpn http/1.1", false, false),
+            ("ssl_c_used", true, false),
+            ("ssl_c_verify 0", true, false),
+            ("ssl_c_s_dn -m sub CN=client", true, false),
+        ];
+        for (test, over_tls, in_clear) in cases {
+            let words = split_words(test).expect("words");
+            let acl = AclTest::parse(&words).unwrap_or_else(|e| panic!("{test}: {e}"));
+            assert_eq!(
+                acl.matches(&RequestView::connection(&tls)),
+                *over_tls,
+                "{test}"
+            );
+            assert_eq!(
+                acl.matches(&RequestView::connection(&plain)),
+                *in_clear,
+                "{test}"
+            );
+        }
+    }
+
+    #[test]
     fn the_first_certificate_claiming_a_name_keeps_it() {
         let s = store(&[&["a.example"], &["a.example"]], false);
         assert_eq!(s.select(Some("a.example")), Some(0));
