@@ -11,6 +11,7 @@
 //!   marked down by its TLS health check (L6RSP);
 //! - a TLS health check turns a server down when its TLS breaks and up
 //!   when it comes back.
+//!
 //! Needs root; run under the team lock:
 //! `flock /tmp/lbd-netns.lock cargo test -p lb-tests --test tls_pass_netns -- --test-threads=1`
 #[allow(dead_code)]
