@@ -22,6 +22,8 @@ use kit::{backend_addr, ProxyLab, DEFAULTS, VIP};
 use lb_tests::{netns::unique_name, process::ChildGuard, topology::TempDir};
 use lbd::{health::proxy::ProxyHealth, log::Logger};
 use std::{
+    io::{Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -258,6 +260,9 @@ fn sni_passthrough_routes_each_name_to_its_backend_with_its_own_certificate() {
          tcp_request = [\"inspect-delay 5s\", \"content accept if {{ req_ssl_hello_type 1 }}\", \"content reject\"]\n\
          use_backend = [\"a if {{ req.ssl_sni -i a.example }}\", \"b if {{ req_ssl_sni -i b.example }}\"]\n\
          default_backend = \"other\"\n\
+         [[frontend]]\nname = \"short\"\nmode = \"tcp\"\nbind = [\"{VIP}:8443\"]\n\
+         tcp_request = [\"inspect-delay 500ms\", \"content accept if {{ req_ssl_hello_type 1 }}\", \"content reject\"]\n\
+         use_backend = [\"a if {{ req.ssl_sni -i a.example }}\"]\ndefault_backend = \"other\"\n\
          [[backend]]\nname = \"a\"\nmode = \"tcp\"\n{}\
          [[backend]]\nname = \"b\"\nmode = \"tcp\"\n{}\
          [[backend]]\nname = \"other\"\nmode = \"tcp\"\n{}",
@@ -307,6 +312,82 @@ fn sni_passthrough_routes_each_name_to_its_backend_with_its_own_certificate() {
             .unwrap_or_default()
     };
     assert_eq!((sessions("a"), sessions("b"), sessions("other")), (2, 3, 2));
+
+    // A ClientHello in three TCP segments (the record header split, then
+    // the rest), 100 ms apart: reassembled and routed by its SNI.
+    let hello = client_hello("a.example");
+    let split = lab
+        .on_client(|| {
+            let mut stream = TcpStream::connect((VIP, 8443))?;
+            stream.set_nodelay(true)?;
+            for part in [&hello[..3], &hello[3..40], &hello[40..]] {
+                stream.write_all(part)?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // The server answers the hello (or alerts): bytes came back.
+            stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut reply = [0u8; 5];
+            stream.read_exact(&mut reply)?;
+            Ok(reply[0])
+        })
+        .expect("split hello");
+    assert!(split == 22 || split == 21, "not a TLS reply: {split}");
+    // Half a hello and silence: inspect-delay (500 ms) ends the wait, the
+    // rules see no complete hello and `content reject` closes.
+    let waited = lab
+        .on_client(|| {
+            let mut stream = TcpStream::connect((VIP, 8443))?;
+            let started = Instant::now();
+            stream.write_all(&hello[..hello.len() / 2])?;
+            stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut byte = [0u8; 1];
+            let n = stream.read(&mut byte).unwrap_or(0);
+            Ok((n, started.elapsed()))
+        })
+        .expect("half hello");
+    assert_eq!(waited.0, 0, "bytes relayed for half a hello");
+    assert!(
+        waited.1 >= Duration::from_millis(450) && waited.1 < Duration::from_secs(2),
+        "closed after {:?}",
+        waited.1
+    );
+    let status = lab.status();
+    let sessions = |name: &str| {
+        status
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .map(|b| b.counters.sessions_total)
+            .unwrap_or_default()
+    };
+    assert_eq!(sessions("a"), 3);
+}
+
+/// A TLS 1.3 ClientHello record offering `name` (enough for routing; the
+/// server may answer with an alert for the missing key share).
+fn client_hello(name: &str) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    let mut sni = vec![0];
+    sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sni.extend_from_slice(name.as_bytes());
+    let mut list = (sni.len() as u16).to_be_bytes().to_vec();
+    list.extend_from_slice(&sni);
+    let mut extensions = vec![0, 0];
+    extensions.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    extensions.extend_from_slice(&list);
+    extensions.extend_from_slice(&[0, 43, 0, 3, 2, 3, 4]);
+    body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
+    body.extend_from_slice(&extensions);
+    let mut message = vec![1];
+    message.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    message.extend_from_slice(&body);
+    let mut record = vec![22, 3, 1];
+    record.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    record.extend_from_slice(&message);
+    record
 }
 
 #[test]
@@ -320,6 +401,10 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
     let config = format!(
         "{DEFAULTS}\n[[frontend]]\nname = \"web\"\nbind = [\"{VIP}:80\"]\ndefault_backend = \"secure\"\n\
          [[frontend]]\nname = \"wrong\"\nbind = [\"{VIP}:81\"]\ndefault_backend = \"wrongca\"\n\
+         [[frontend]]\nname = \"tcp\"\nmode = \"tcp\"\nbind = [\"{VIP}:82\"]\ndefault_backend = \"tcpsecure\"\n\
+         [[backend]]\nname = \"tcpsecure\"\nmode = \"tcp\"\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         ca_file = \"{c}/ca.pem\"\nsni = \"str(a.example)\"\n\
          [[backend]]\nname = \"secure\"\n\
          [[backend.server]]\nname = \"b1\"\naddress = \"{}:{TLS_PORT}\"\nssl = true\nverify = \"required\"\n\
          ca_file = \"{c}/ca.pem\"\nsni = \"req.hdr(host)\"\n\
@@ -327,7 +412,8 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
          [[backend.server]]\nname = \"b2\"\naddress = \"{}:{TLS_PORT}\"\nssl = true\n\
          ca_file = \"{c}/wrong-ca.pem\"\nsni = \"str(b.example)\"\ncheck = true\ninter = 200\nfall = 2\n",
         backend_addr(0),
-        backend_addr(1)
+        backend_addr(1),
+        b1 = backend_addr(0),
     );
     lab.start(&config).expect("proxy");
     let proxy = lab.proxy.as_ref().expect("proxy");
@@ -355,6 +441,23 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         nginx[0].log()
     );
 
+    // tcp mode: plain bytes from the client, TLS to the server.
+    let url = format!("http://{VIP}:82/tcp");
+    let (ok, text) = client_run(
+        &lab,
+        "curl",
+        &["-sS", "-m", "5", "-H", "Host: t.example", &url],
+    );
+    assert!(ok && text.trim() == "b1", "{text}");
+    assert!(
+        nginx[0]
+            .log()
+            .lines()
+            .any(|l| l == "a.example|t.example|/tcp|200"),
+        "{}",
+        nginx[0].log()
+    );
+
     // A CA that did not sign b2's certificate: 503, nothing reaches b2.
     let url = format!("http://{VIP}:81/");
     let (_, text) = client_run(
@@ -374,7 +477,8 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
     assert_eq!(text.trim(), "503");
     assert_eq!(nginx[1].log(), "", "a request reached b2");
     // ... and the TLS check marks it down with the handshake's cause.
-    let state = &snapshot.backends[1].servers[0];
+    let wrongca = snapshot.config.backend_by_name("wrongca").expect("wrongca");
+    let state = &snapshot.backends[wrongca].servers[0];
     let deadline = Instant::now() + Duration::from_secs(5);
     while state.is_health_up() {
         assert!(
