@@ -303,14 +303,7 @@ fn sni_passthrough_routes_each_name_to_its_backend_with_its_own_certificate() {
         .find(|f| f.name == "tls")
         .expect("tls");
     assert_eq!(frontend.counters.denied_requests, 1, "{frontend:?}");
-    let sessions = |name: &str| {
-        status
-            .backends
-            .iter()
-            .find(|b| b.name == name)
-            .map(|b| b.counters.sessions_total)
-            .unwrap_or_default()
-    };
+    let sessions = |name: &str| backend_sessions(&lab, name);
     assert_eq!((sessions("a"), sessions("b"), sessions("other")), (2, 3, 2));
 
     // A ClientHello in three TCP segments (the record header split, then
@@ -351,16 +344,16 @@ fn sni_passthrough_routes_each_name_to_its_backend_with_its_own_certificate() {
         "closed after {:?}",
         waited.1
     );
-    let status = lab.status();
-    let sessions = |name: &str| {
-        status
-            .backends
-            .iter()
-            .find(|b| b.name == name)
-            .map(|b| b.counters.sessions_total)
-            .unwrap_or_default()
-    };
-    assert_eq!(sessions("a"), 3);
+    assert_eq!(backend_sessions(&lab, "a"), 3);
+}
+
+/// Sessions the proxy counted on backend `name`.
+fn backend_sessions(lab: &ProxyLab, name: &str) -> u64 {
+    lab.status()
+        .backends
+        .iter()
+        .find(|b| b.name == name)
+        .map_or(0, |b| b.counters.sessions_total)
 }
 
 /// A TLS 1.3 ClientHello record offering `name` (enough for routing; the
