@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
 mod bench_l7;
+mod bench_tls_pass;
 mod bench_xdp;
 mod lab;
 mod setup;
