@@ -26,7 +26,7 @@ use std::{
 };
 
 /// The L7 frontends (lbd's, then HAProxy's: never both at once).
-const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+pub(crate) const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
 /// lbd's L4 fullnat service over the same backends.
 const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
 const HTTP_PORT: u16 = 80;
@@ -37,12 +37,12 @@ const RUNS: usize = 3;
 const SECTION_START: &str = "<!-- bench-l7 start -->";
 const SECTION_END: &str = "<!-- bench-l7 end -->";
 
-struct Row {
-    what: &'static str,
-    path: String,
-    value: f64,
-    unit: &'static str,
-    range: Option<(f64, f64)>,
+pub(crate) struct Row {
+    pub(crate) what: &'static str,
+    pub(crate) path: String,
+    pub(crate) value: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) range: Option<(f64, f64)>,
 }
 
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
@@ -106,6 +106,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             range: None,
         });
     }
+    crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
     drop(backends);
     drop(lab);
 
@@ -278,10 +279,10 @@ fn measure(
 }
 
 pub(crate) struct WrkResult {
-    pub rate: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub failed: f64,
+    pub(crate) rate: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) failed: f64,
 }
 
 pub(crate) fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_l7;
 mod bench_tls;
+mod bench_tls_pass;
 mod bench_xdp;
 mod lab;
 mod setup;

@@ -319,9 +319,12 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
                     format!("{path}: no private key (HAProxy's crt is the certificate chain and its key in one PEM file): {e}"),
                 )
             })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| (TlsField::Crt, format!("{path}: {e}")))?
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                (
+                    TlsField::Crt,
+                    format!("{path}: certificate and key refused: {e}"),
+                )
+            })?
         }
     };
     let sni = fields

@@ -24,6 +24,14 @@ oPgQnzZ4F0ebR+Fj+xlvhza7HfaKXrx1KwnXOG7cGcBaNflEyCg4QB9+
 -----END PRIVATE KEY-----
 ";
 
+/// A P-256 key that is not the CA's.
+const OTHER_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg7DIyMA/3FhQFpA0v
+pacd57T2SUoNp4osNETU3zqOjfChRANCAAQQljfHtklasT8qjB8xQUvZ6TSx2VFd
+s0U/SyAH2XufLq8lh/NySkoV/cLptO5E9+nRRQhThtEucY9MddJNoh5Z
+-----END PRIVATE KEY-----
+";
+
 struct Files(PathBuf);
 impl Drop for Files {
     fn drop(&mut self) {
@@ -37,6 +45,7 @@ fn files(tag: &str) -> Files {
     std::fs::write(dir.join("ca.pem"), CA).unwrap();
     std::fs::write(dir.join("client.pem"), format!("{CA}{KEY}")).unwrap();
     std::fs::write(dir.join("nokey.pem"), CA).unwrap();
+    std::fs::write(dir.join("mismatch.pem"), format!("{CA}{OTHER_KEY}")).unwrap();
     std::fs::write(dir.join("junk.pem"), "junk\n").unwrap();
     Files(dir)
 }
@@ -104,6 +113,10 @@ fn passthrough_and_server_tls_errors_name_file_line_and_field() {
         (
             server(&format!("ssl = true\nverify = \"none\"\ncrt = \"{dir}/nokey.pem\"\n")),
             format!("lb.toml:9: backend[0].server[0].crt: {dir}/nokey.pem: no private key"),
+        ),
+        (
+            server(&format!("ssl = true\nverify = \"none\"\ncrt = \"{dir}/mismatch.pem\"\n")),
+            format!("lb.toml:9: backend[0].server[0].crt: {dir}/mismatch.pem: certificate and key refused: "),
         ),
         (
             server("check_ssl = true\nssl = \"yes\"\n"),
