@@ -242,14 +242,22 @@ fn the_stats_page_in_a_real_browser() {
         .collect();
     let text = config(&lab);
     lab.write_config(&text).expect("config");
-    let check = netns::run(Command::new(&lbd).args([
-        "check",
-        "-c",
-        &lab.config_path().display().to_string(),
-        "--netns",
-        lab.lb().name(),
-    ]));
-    assert!(check.is_ok(), "{check:?}");
+    let check = Command::new(&lbd)
+        .args([
+            "check",
+            "-c",
+            &lab.config_path().display().to_string(),
+            "--netns",
+            lab.lb().name(),
+        ])
+        .output()
+        .expect("lbd check");
+    let warnings = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{warnings}");
+    assert!(
+        warnings.contains("warning: stats.user admin: password in clear text"),
+        "{warnings}"
+    );
     lab.start_lbd(&lbd).expect("lbd");
     let auth = basic("admin", "s3cret");
 
@@ -464,6 +472,38 @@ fn the_stats_page_in_a_real_browser() {
         "{}",
         csv.body
     );
+
+    // Health checks off: n1 and web's first backend count as up ("no
+    // check", grey); on again: down at the next check.
+    browser
+        .click("button[data-action=check-off][data-target=\"app/n1\"]")
+        .expect("check-off n1");
+    browser
+        .click("button[data-action=check-off][data-target=\"web/198.18.0.11:80\"]")
+        .expect("check-off web");
+    wait_status(&lab, &lbd, "checks off", |r| {
+        proxy_server(r, "n1") == "UP"
+            && find_backend(r, "web", 0).is_some_and(|b| {
+                b.health.as_deref() == Some("unchecked") && b.state == Some(BackendState::Serving)
+            })
+    });
+    browser
+        .wait_for(
+            "return !!document.querySelector('tr[data-row=\"app/n1\"].active_no_check');",
+            json!([]),
+            Duration::from_secs(5),
+        )
+        .expect("n1 grey");
+    browser
+        .click("button[data-action=check-on][data-target=\"app/n1\"]")
+        .expect("check-on n1");
+    browser
+        .click("button[data-action=check-on][data-target=\"web/198.18.0.11:80\"]")
+        .expect("check-on web");
+    wait_status(&lab, &lbd, "checks on again", |r| {
+        proxy_server(r, "n1") == "DOWN"
+            && find_backend(r, "web", 0).is_some_and(|b| b.state == Some(BackendState::Down))
+    });
 
     // A forged POST (no token, a wrong one) is refused and changes nothing.
     let form = "kind=xdp&group=web&member=198.18.0.12%3A80&action=maint";

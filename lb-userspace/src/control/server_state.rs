@@ -28,6 +28,9 @@ pub struct XdpServerState {
     pub state: Option<RuntimeState>,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// `Some(false)`: health checks disabled.
+    #[serde(default)]
+    pub check: Option<bool>,
 }
 
 /// A proxy server whose state or weight differs from the configuration's.
@@ -39,6 +42,9 @@ pub struct ProxyServerState {
     pub state: Option<RuntimeState>,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// `Some(false)`: health checks disabled.
+    #[serde(default)]
+    pub check: Option<bool>,
 }
 
 pub fn path(instance: &str) -> PathBuf {
@@ -89,12 +95,14 @@ mod tests {
                 backend: "198.18.0.11:80".parse().unwrap(),
                 state: Some(RuntimeState::Drain),
                 weight: Some(7),
+                check: Some(false),
             }],
             proxy: vec![ProxyServerState {
                 backend: "app".into(),
                 server: "b1".into(),
                 state: None,
                 weight: Some(3),
+                check: None,
             }],
         };
         let text = serde_json::to_string(&file).unwrap();

@@ -255,7 +255,7 @@ fn actions(token: &str, kind: &str, group: &str, member: &str, weight: u32) -> M
             input type="hidden" name="kind" value=(kind);
             input type="hidden" name="group" value=(group);
             input type="hidden" name="member" value=(member);
-            @for action in ["ready", "drain", "maint"] {
+            @for action in ["ready", "drain", "maint", "check-off", "check-on"] {
                 button type="submit" name="action" value=(action) data-action=(action) data-target=(target) { (action) }
             }
             " "

@@ -241,6 +241,8 @@ pub fn request_of(form: &ActionForm) -> Result<Request, String> {
         "ready" => ServerChange::State(RuntimeState::Ready),
         "drain" => ServerChange::State(RuntimeState::Drain),
         "maint" => ServerChange::State(RuntimeState::Maint),
+        "check-off" => ServerChange::Check(false),
+        "check-on" => ServerChange::Check(true),
         "weight" => {
             let text = form.weight.as_deref().unwrap_or("").trim();
             match text.parse::<u32>() {
