@@ -67,19 +67,7 @@ impl ServerStateFile {
 
     /// Replaces the file atomically (0600: root's).
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = path(instance);
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
+        crate::cli::status::replace_file(&path(instance), &serde_json::to_vec_pretty(self)?, 0o600)
     }
 }
 
