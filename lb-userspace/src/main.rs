@@ -155,11 +155,23 @@ enum SetServer {
         #[arg(value_enum)]
         state: StateArg,
     },
+    /// HAProxy's `enable health` / `disable health`: disabled, the
+    /// server counts as UP and its checks' results are ignored.
+    Check {
+        #[arg(value_enum)]
+        state: OnOff,
+    },
     /// 0..=256.
     Weight {
         #[arg(value_parser = clap::value_parser!(u32).range(0..=256))]
         weight: u32,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    Enable,
+    Disable,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -275,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     StateArg::Maint => RuntimeState::Maint,
                 }),
                 SetServer::Weight { weight } => ServerChange::Weight(weight),
+                SetServer::Check { state } => ServerChange::Check(matches!(state, OnOff::Enable)),
             };
             commands::set_server(&target.name()?, &name, change)
         }

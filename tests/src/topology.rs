@@ -116,7 +116,7 @@ pub fn remove_instance_files(instance: &str) {
         }
         let _ = std::fs::remove_dir(&pins);
     }
-    for suffix in ["json", "lock", "sock"] {
+    for suffix in ["json", "lock", "sock", "server-state.json"] {
         let _ = std::fs::remove_file(format!("/run/lbd/{instance}.{suffix}"));
     }
 }

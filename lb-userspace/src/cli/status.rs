@@ -54,19 +54,11 @@ impl StateFile {
     /// 0644 whatever the umask: anyone may read the status, only root
     /// writes it.
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let path = snapshot_path(instance);
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
+        replace_file(
+            &snapshot_path(instance),
+            &serde_json::to_vec_pretty(self)?,
+            0o644,
+        )
     }
 
     /// When the file was last written.
@@ -81,6 +73,25 @@ impl StateFile {
         let bytes = std::fs::read(snapshot_path(instance)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// Replaces `path` atomically (a temporary file beside it, then a
+/// rename) with `mode` whatever the umask: a reader never sees half a file.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }
 
 #[derive(Debug, thiserror::Error)]

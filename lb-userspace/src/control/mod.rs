@@ -101,6 +101,8 @@ pub enum ServerChange {
     State(RuntimeState),
     /// 0..=256 (HAProxy's range).
     Weight(u32),
+    /// HAProxy's `enable health` (true) / `disable health` (false).
+    Check(bool),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

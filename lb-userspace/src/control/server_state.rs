@@ -28,6 +28,9 @@ pub struct XdpServerState {
     pub state: Option<RuntimeState>,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// `Some(false)`: health checks disabled.
+    #[serde(default)]
+    pub check: Option<bool>,
 }
 
 /// A proxy server whose state or weight differs from the configuration's.
@@ -39,6 +42,9 @@ pub struct ProxyServerState {
     pub state: Option<RuntimeState>,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// `Some(false)`: health checks disabled.
+    #[serde(default)]
+    pub check: Option<bool>,
 }
 
 pub fn path(instance: &str) -> PathBuf {
@@ -61,19 +67,7 @@ impl ServerStateFile {
 
     /// Replaces the file atomically (0600: root's).
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = path(instance);
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
+        crate::cli::status::replace_file(&path(instance), &serde_json::to_vec_pretty(self)?, 0o600)
     }
 }
 
@@ -89,12 +83,14 @@ mod tests {
                 backend: "198.18.0.11:80".parse().unwrap(),
                 state: Some(RuntimeState::Drain),
                 weight: Some(7),
+                check: Some(false),
             }],
             proxy: vec![ProxyServerState {
                 backend: "app".into(),
                 server: "b1".into(),
                 state: None,
                 weight: Some(3),
+                check: None,
             }],
         };
         let text = serde_json::to_string(&file).unwrap();

@@ -166,6 +166,12 @@ impl Running {
             if let (Some(weight), Ok(())) = (x.weight, &result) {
                 result = self.health.set_weight(&x.service, &backend, weight);
             }
+            if let (Some(false), Ok(())) = (x.check, &result) {
+                result = self
+                    .health
+                    .set_checks(&x.service, &backend, false, now)
+                    .map(|_| ());
+            }
             if let Err(e) = result {
                 warn!("server-state file: {e} (not restored)");
             }
@@ -178,6 +184,9 @@ impl Running {
                 }
                 if let (Some(weight), Ok(_)) = (p.weight, &result) {
                     result = proxy.set_server(&p.backend, &p.server, ServerChange::Weight(weight));
+                }
+                if let (Some(false), Ok(_)) = (p.check, &result) {
+                    result = proxy.set_server(&p.backend, &p.server, ServerChange::Check(false));
                 }
                 if let Err(e) = result {
                     warn!("server-state file: {e} (not restored)");
@@ -197,8 +206,12 @@ impl Running {
     fn server_states(&self) -> ServerStateFile {
         let mut xdp: Vec<XdpServerState> = Vec::new();
         let facts = &self.health.facts;
-        let keys: std::collections::BTreeSet<_> =
-            facts.admin.keys().chain(facts.weights.keys()).collect();
+        let keys: std::collections::BTreeSet<_> = facts
+            .admin
+            .keys()
+            .chain(facts.weights.keys())
+            .chain(facts.health.keys())
+            .collect();
         for key in keys {
             xdp.push(XdpServerState {
                 service: key.0.clone(),
@@ -209,9 +222,10 @@ impl Running {
                     .filter(|a| **a != crate::health::AdminState::Enabled)
                     .map(|a| RuntimeState::of_xdp(*a)),
                 weight: facts.weights.get(key).copied(),
+                check: (!self.health.checks_enabled(key)).then_some(false),
             });
         }
-        xdp.retain(|x| x.state.is_some() || x.weight.is_some());
+        xdp.retain(|x| x.state.is_some() || x.weight.is_some() || x.check.is_some());
         ServerStateFile {
             xdp,
             proxy: self
@@ -257,6 +271,10 @@ impl Running {
                             .set_admin(group, member, state.xdp(), Instant::now())
                     }
                     ServerChange::Weight(weight) => self.health.set_weight(group, member, weight),
+                    ServerChange::Check(enabled) => self
+                        .health
+                        .set_checks(group, member, enabled, Instant::now())
+                        .map(|_| ()),
                 };
                 match result {
                     Err(message) => Reply { ok: false, message },

@@ -244,10 +244,21 @@ impl ProxyPart {
         match change {
             ServerChange::State(s) => state.set_admin(s.proxy()),
             ServerChange::Weight(w) => state.set_weight(w),
+            ServerChange::Check(enabled) => state.set_checks(enabled),
         }
         let (weight, admin) = (state.weight(), state.admin().name());
-        info!(backend, server, admin, weight, "server changed at runtime");
-        Ok(format!("{backend}/{server}: {admin}, weight {weight}"))
+        let checks = if state.checks_enabled() {
+            "checks on"
+        } else {
+            "checks off"
+        };
+        info!(
+            backend,
+            server, admin, weight, checks, "server changed at runtime"
+        );
+        Ok(format!(
+            "{backend}/{server}: {admin}, weight {weight}, {checks}"
+        ))
     }
 
     /// The servers whose state or weight differs from the configuration.
@@ -262,8 +273,10 @@ impl ProxyPart {
                     server,
                     state: (state.admin() != admin).then(|| RuntimeState::of_proxy(state.admin())),
                     weight: (state.weight() != weight).then(|| state.weight()),
+                    check: (!state.checks_enabled()).then_some(false),
                 };
-                (entry.state.is_some() || entry.weight.is_some()).then_some(entry)
+                (entry.state.is_some() || entry.weight.is_some() || entry.check.is_some())
+                    .then_some(entry)
             })
             .collect()
     }

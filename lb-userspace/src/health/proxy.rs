@@ -367,6 +367,12 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger) {
         if state.admin() == AdminState::Maint {
             continue; // HAProxy does not check servers in maintenance.
         }
+        if !state.checks_enabled() {
+            // `disable health`: UP until checks are enabled again, which
+            // start over from UP as at start-up.
+            health.up = true;
+            continue;
+        }
         let started = Instant::now();
         let judgement = probe(&plan).await;
         let latency = started.elapsed();

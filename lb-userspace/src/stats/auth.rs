@@ -172,6 +172,13 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_hash_is_admin() {
+        let secret = parse_hash("$argon2id$v=19$m=19456,t=2,p=1$bGJkLXJlYWRtZS1zYWx0IQ$Uk998EJgfI/HO9mzvcB5FNeOUug+DGW0LpMuHyVUg5s").unwrap();
+        assert!(verify(&secret, "admin"));
+        assert!(!verify(&secret, "Admin"));
+    }
+
+    #[test]
     fn bad_hashes_are_refused() {
         assert!(parse_hash("admin").is_err());
         assert!(parse_hash("$argon2id$garbage").is_err());

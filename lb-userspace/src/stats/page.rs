@@ -43,8 +43,15 @@ form.act input{width:3em;font-size:11px}
 /// without reloading the page (and without losing the scroll position).
 const SCRIPT: &str = r#"
 (function(){
-var b=document.body,u=b.getAttribute('data-fragment'),ms=+b.getAttribute('data-refresh');
+var b=document.body,ms=+b.getAttribute('data-refresh');
+// The origin without user:password (a page opened as http://user:pw@host/
+// cannot fetch a URL resolved against that); the browser's cached
+// credentials still go with the request.
+var u=location.origin+b.getAttribute('data-fragment');
 function tick(){
+ // Not while the user types in a field of the table (a weight).
+ var a=document.activeElement,c=document.getElementById('content');
+ if(a&&a.tagName==='INPUT'&&c.contains(a)){setTimeout(tick,ms);return;}
  fetch(u,{credentials:'same-origin',cache:'no-store'})
  .then(function(r){if(!r.ok)throw new Error(r.status);return r.text();})
  .then(function(h){document.getElementById('content').innerHTML=h;
@@ -248,7 +255,7 @@ fn actions(token: &str, kind: &str, group: &str, member: &str, weight: u32) -> M
             input type="hidden" name="kind" value=(kind);
             input type="hidden" name="group" value=(group);
             input type="hidden" name="member" value=(member);
-            @for action in ["ready", "drain", "maint"] {
+            @for action in ["ready", "drain", "maint", "check-off", "check-on"] {
                 button type="submit" name="action" value=(action) data-action=(action) data-target=(target) { (action) }
             }
             " "

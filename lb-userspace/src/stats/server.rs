@@ -222,8 +222,10 @@ fn get(app: &App, view: &str, user: Option<&str>, query: Option<&str>) -> Respon
     }
 }
 
-/// An admin form: which row, what to do.
-#[derive(Debug, Deserialize)]
+/// An admin form: which row, what to do. Every field may be missing, so
+/// that the token is checked before anything else is judged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct ActionForm {
     pub token: Option<String>,
     pub kind: String,
@@ -239,6 +241,8 @@ pub fn request_of(form: &ActionForm) -> Result<Request, String> {
         "ready" => ServerChange::State(RuntimeState::Ready),
         "drain" => ServerChange::State(RuntimeState::Drain),
         "maint" => ServerChange::State(RuntimeState::Maint),
+        "check-off" => ServerChange::Check(false),
+        "check-on" => ServerChange::Check(true),
         "weight" => {
             let text = form.weight.as_deref().unwrap_or("").trim();
             match text.parse::<u32>() {
@@ -275,8 +279,8 @@ async fn post(app: &App, user: Option<&str>, body: &[u8]) -> Response {
     };
     if !app.token.matches(form.token.as_deref()) {
         warn!(
-            user = user.unwrap_or("-"),
-            "stats: action refused: missing or wrong CSRF token"
+            "stats page action refused: missing or wrong CSRF token (user {})",
+            user.unwrap_or("-")
         );
         return (StatusCode::FORBIDDEN, "missing or invalid CSRF token").into_response();
     }
@@ -286,7 +290,10 @@ async fn post(app: &App, user: Option<&str>, body: &[u8]) -> Response {
         Err(message) => Reply { ok: false, message },
         Ok(request) => call(&app.control, request).await,
     };
-    info!(user = who, action = %form.action, target = %target, ok = reply.ok, result = %reply.message, "stats page action");
+    info!(
+        ok = reply.ok,
+        "stats page action by {who}: {} {target}: {}", form.action, reply.message
+    );
     let message = format!("{}: {} by {who}: {}", target, form.action, reply.message);
     let query = serde_urlencoded::to_string([("msg", message)]).unwrap_or_default();
     let location = format!("{}?{query}", app.config.uri);
