@@ -251,6 +251,7 @@ pub(super) fn translate(
     if let Some(d) = defaults {
         out.defaults = Some(d);
     }
+    missing_timeouts(&mut cx, &proxies, out.defaults.as_ref());
     // Stats sections become [stats].
     let mut kept = Vec::new();
     for p in proxies {
@@ -288,6 +289,46 @@ pub(super) fn translate(
             }),
             Kind::Defaults => {}
         }
+    }
+}
+
+/// HAProxy's "missing timeouts" warning, where it applies: lbd has
+/// defaults where HAProxy would wait forever.
+fn missing_timeouts(cx: &mut Ctx, proxies: &[ProxyOut], defaults: Option<&Table>) {
+    let keys = |table: Option<&Table>| -> Vec<String> {
+        match table.and_then(|t| t.get("timeout")) {
+            Some(Value::Inline(pairs)) => pairs.iter().map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let inherited = keys(defaults);
+    for p in proxies.iter().filter(|p| p.stats.is_none()) {
+        let needed: &[&str] = match p.kind {
+            Kind::Frontend => &["client"],
+            Kind::Backend => &["connect", "server"],
+            Kind::Listen => &["client", "connect", "server"],
+            Kind::Defaults => &[],
+        };
+        let own = keys(Some(&p.table));
+        let missing: Vec<&str> = needed
+            .iter()
+            .copied()
+            .filter(|k| !own.iter().any(|o| o == k) && !inherited.iter().any(|o| o == k))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Approximated(format!(
+                "HAProxy warns \"missing timeouts for {} '{}'\" ({}): where HAProxy would wait forever, lbd uses its defaults (client 50s, connect 5s, server 50s)",
+                p.kind.name(),
+                p.name,
+                missing.join(", ")
+            )),
+        );
     }
 }
 
@@ -1450,7 +1491,7 @@ fn server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
         }
         let renamed = format!("{name}_{n}");
         verdict.approximations.push(format!(
-            "a second server named {name} in {}: lbd needs unique names (they identify servers across reloads), imported as {renamed}",
+            "a second server named {name} in {}: imported as {renamed} (HAProxy 2.6 refuses the file: \"another server named '{name}' was already defined, please use distinct names\"; lbd's names identify servers across reloads)",
             p.name
         ));
         p.server_names.insert(renamed.clone());
