@@ -163,6 +163,8 @@ struct ProxyOut {
     stats_leftovers: Vec<Directive>,
     /// Server names seen (duplicates are renamed).
     server_names: BTreeSet<String>,
+    /// The line of every directive of the section.
+    lines: Vec<usize>,
 }
 
 #[derive(Default)]
@@ -561,6 +563,7 @@ fn proxy(cx: &mut Ctx, section: &Section, kind: Kind, defaults_http: bool) -> Pr
         stats: None,
         stats_leftovers: Vec::new(),
         server_names: BTreeSet::new(),
+        lines: section.directives.iter().map(|d| d.line).collect(),
     };
     // The section line itself, and the legacy address on it.
     let shown = format!("{} {}", section.kind, section.args.join(" "));
@@ -1680,23 +1683,49 @@ fn stats_section(cx: &mut Ctx, p: ProxyOut, out: &mut Output) {
         };
         cx.verdict(d, verdict);
     }
+    // The section's other directives went into a section that is not
+    // written: say so on their lines instead of what they would have been.
+    let stats_lines: Vec<usize> = p.stats_leftovers.iter().map(|d| d.line).collect();
+    for line in cx.report.lines.iter_mut() {
+        if line.file != cx.file {
+            continue;
+        }
+        if line.line == p.line && matches!(line.outcome, Outcome::Mapped(_)) {
+            line.outcome = Outcome::Mapped(format!(
+                "[stats] (the section serves HAProxy's stats page): bind {address}"
+            ));
+        } else if line.line == p.line {
+            if let Outcome::Approximated(text) = &line.outcome {
+                if text.starts_with("[[") {
+                    line.outcome = Outcome::Approximated(text.replacen(
+                        &format!("[[{}]] \"{}\"", p.kind.name(), p.name),
+                        "[stats]",
+                        1,
+                    ));
+                }
+            }
+        } else if p.lines.contains(&line.line)
+            && !stats_lines.contains(&line.line)
+            && (line.directive.starts_with("default_backend")
+                || line.directive.starts_with("server"))
+        {
+            line.outcome = Outcome::Approximated(
+                "lbd's stats page serves its bind alone: requests outside the stats uri are not passed on to this backend or server".into(),
+            );
+        } else if p.lines.contains(&line.line)
+            && !stats_lines.contains(&line.line)
+            && matches!(line.outcome, Outcome::Mapped(_))
+        {
+            line.outcome = Outcome::Mapped(
+                "nothing: the section became [stats], lbd's own HTTP server, which needs no proxy settings".into(),
+            );
+        }
+    }
     stats.table = table;
     out.stats = Some(Group {
         table: stats.table,
         children: stats.users,
     });
-    // What else the section said does not carry over: the page is lbd's
-    // own HTTP server.
-    if p.table.get("default_backend").is_some() || !p.servers.is_empty() {
-        cx.report.push(
-            cx.file,
-            p.line,
-            &format!("{} {}", p.kind.name(), p.name),
-            Outcome::Approximated(
-                "lbd's stats page serves its bind alone: requests outside the stats uri are not passed to this section's backend or servers".into(),
-            ),
-        );
-    }
 }
 
 /// `--prefer-xdp`: a tcp frontend (or listen) without content rules whose
