@@ -263,26 +263,8 @@ fn seed004_default_backend_reaches_the_same_pool_as_haproxy() {
     assert_ne!(haproxy[0], haproxy[1]);
 }
 
-/// keepalived 2.2.7 in `node`'s namespace.
 fn start_keepalived(lab: &DsrLab, node: usize, conf: &Path, dir: &Path) -> ChildGuard {
-    let mut command = lab.lbs[node].ns.command(
-        "keepalived",
-        &[
-            "--vrrp",
-            "--dont-fork",
-            "--log-console",
-            "--no-syslog",
-            "-f",
-            &conf.display().to_string(),
-            "-p",
-            &dir.join("ka.pid").display().to_string(),
-            "-r",
-            &dir.join("ka-vrrp.pid").display().to_string(),
-        ],
-    );
-    command.stdout(std::fs::File::create(dir.join("keepalived.log")).unwrap());
-    command.stderr(std::process::Stdio::null());
-    ChildGuard::spawn(command, "keepalived").unwrap()
+    lb_tests::ha::start_keepalived(lab, node, conf, dir).unwrap()
 }
 
 fn holds_vip(lab: &DsrLab, node: usize) -> bool {
