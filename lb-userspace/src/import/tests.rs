@@ -729,3 +729,27 @@ fn random_sources_never_panic_the_translators() {
         }
     }
 }
+
+#[test]
+fn http_check_send_becomes_the_httpchk_request() {
+    let cfg = "\
+backend b
+  mode http
+  option httpchk
+  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host api.example hdr User-Agent \"lbd check\"
+  http-check expect status 200-399
+  server s 198.18.0.1:80 check
+";
+    let i = import_text(None, Some(cfg)).unwrap();
+    assert_eq!(i.report.unsupported().count(), 0, "{}", i.report);
+    assert!(
+        i.toml.contains(
+            r#"httpchk = "GET /healthz HTTP/1.1\\r\\nHost:\\ api.example\\r\\nUser-Agent:\\ lbd\\ check""#
+        ),
+        "{}",
+        i.toml
+    );
+    assert!(i.toml.contains("http_check_expect = \"status 200-399\""));
+    check(&i.toml, Path::new("lb.toml")).unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
+    assert!(i.report.notes[0].contains("interface = \"eth0\" is assumed"));
+}
