@@ -254,6 +254,7 @@ pub(super) fn translate(
         out.defaults = Some(d);
     }
     missing_timeouts(&mut cx, &proxies, out.defaults.as_ref());
+    inherited_http_options(&mut cx, &proxies, out.defaults.as_ref());
     // Stats sections become [stats].
     let mut kept = Vec::new();
     for p in proxies {
@@ -329,6 +330,46 @@ fn missing_timeouts(cx: &mut Ctx, proxies: &[ProxyOut], defaults: Option<&Table>
                 p.kind.name(),
                 p.name,
                 missing.join(", ")
+            )),
+        );
+    }
+}
+
+/// HTTP options a tcp section inherits from `[defaults]`: HAProxy warns
+/// for each section, and lbd ignores them there too.
+fn inherited_http_options(cx: &mut Ctx, proxies: &[ProxyOut], defaults: Option<&Table>) {
+    let Some(defaults) = defaults else {
+        return;
+    };
+    let httplog =
+        matches!(defaults.get("log_format"), Some(Value::Str(f)) if f == "httplog" || f == "clf");
+    let forwardfor = matches!(defaults.get("forwardfor"), Some(v) if v != &Value::Bool(false));
+    for p in proxies.iter().filter(|p| !p.mode_http && p.stats.is_none()) {
+        let mut warnings = Vec::new();
+        if httplog && p.kind != Kind::Backend && p.table.get("log_format").is_none() {
+            warnings.push(format!(
+                "'option httplog' not usable with {} '{}' (needs 'mode http'). Falling back to 'option tcplog'.",
+                p.kind.name(),
+                p.name
+            ));
+        }
+        if forwardfor && p.table.get("forwardfor").is_none() {
+            warnings.push(format!(
+                "'option forwardfor' ignored for {} '{}' as it requires HTTP mode.",
+                p.kind.name(),
+                p.name
+            ));
+        }
+        if warnings.is_empty() {
+            continue;
+        }
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Mapped(format!(
+                "the tcp section ignores what it inherits from [defaults] for HTTP, as HAProxy does (it warns \"{}\")",
+                warnings.join("\" and \"")
             )),
         );
     }
@@ -780,14 +821,20 @@ fn capable(cx: &mut Ctx, d: &Directive, p: &ProxyOut, frontend: bool, backend: b
     let ok = (frontend && p.kind.frontend_side()) || (backend && p.kind.backend_side());
     if !ok {
         let needs = if frontend { "frontend" } else { "backend" };
-        cx.mapped(
-            d,
+        let what = d.words[..d.words.len().min(2)].join(" ");
+        // HAProxy 2.6's own words: options have their own message.
+        let warning = if d.keyword() == "option" && frontend {
+            format!("'{what}' directive is ignored in backends.")
+        } else {
             format!(
-                "nothing: HAProxy warns \"'{}' ignored for {} '{}' as it requires {needs} capability\" and so does this import",
-                d.words[..d.words.len().min(2)].join(" "),
+                "'{what}' ignored for {} '{}' as it requires {needs} capability",
                 p.kind.name(),
                 p.name
-            ),
+            )
+        };
+        cx.mapped(
+            d,
+            format!("nothing: HAProxy warns \"{warning}\" and so does this import"),
         );
     }
     ok

@@ -91,8 +91,22 @@ fn seed000_haproxy() {
     // `option tcplog` in a backend: HAProxy ignores it with a warning.
     let tcplog = report_line(&i, "seed000.haproxy.cfg", 59);
     assert!(
-        text(tcplog).contains("requires frontend capability"),
+        text(tcplog).contains("'option tcplog' directive is ignored in backends."),
         "{tcplog:?}"
+    );
+    // What the tcp frontend inherits for HTTP: HAProxy's two warnings.
+    let kubeproxy = i
+        .report
+        .lines
+        .iter()
+        .filter(|l| l.line == 48)
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        kubeproxy.contains("'option httplog' not usable with frontend 'kubeproxy' (needs 'mode http'). Falling back to 'option tcplog'.")
+            && kubeproxy.contains("'option forwardfor' ignored for frontend 'kubeproxy' as it requires HTTP mode."),
+        "{kubeproxy}"
     );
     assert!(
         i.toml.contains("[stats]\nbind = \"0.0.0.0:8088\""),
@@ -410,7 +424,7 @@ backend b
     let expect = [
         (5, "log_format = \"tcplog\": HAProxy warns \"'option httplog' not usable with frontend 'f' (needs 'mode http'). Falling back to 'option tcplog'\""),
         (6, "HAProxy warns \"'option forwardfor' ignored for frontend 'f' as it requires HTTP mode\""),
-        (9, "HAProxy warns \"'option tcplog' ignored for backend 'b' as it requires frontend capability\""),
+        (9, "HAProxy warns \"'option tcplog' directive is ignored in backends.\""),
         (10, "not supported: lbd checks servers by TCP connect or HTTP"),
         (11, "not supported: unknown to lbd: \"redispatch_me\""),
         (12, "not supported: [[backend.server]]; send-proxy: lbd sends no PROXY protocol header (left out)"),
