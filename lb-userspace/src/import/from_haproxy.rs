@@ -17,6 +17,11 @@ use std::{
     path::Path,
 };
 
+mod stats;
+mod xdp;
+
+use stats::{section_has_stats, stats_section};
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Defaults,
@@ -163,6 +168,8 @@ struct ProxyOut {
     stats_leftovers: Vec<Directive>,
     /// Server names seen (duplicates are renamed).
     server_names: BTreeSet<String>,
+    /// The line of every directive of the section.
+    lines: Vec<usize>,
 }
 
 #[derive(Default)]
@@ -251,6 +258,8 @@ pub(super) fn translate(
     if let Some(d) = defaults {
         out.defaults = Some(d);
     }
+    missing_timeouts(&mut cx, &proxies, out.defaults.as_ref());
+    inherited_http_options(&mut cx, &proxies, out.defaults.as_ref());
     // Stats sections become [stats].
     let mut kept = Vec::new();
     for p in proxies {
@@ -273,7 +282,7 @@ pub(super) fn translate(
         }
     }
     if prefer_xdp {
-        kept = prefer_xdp_services(&mut cx, kept, out);
+        kept = xdp::prefer_xdp_services(&mut cx, kept, out);
     }
     for p in kept {
         match p.kind {
@@ -288,6 +297,86 @@ pub(super) fn translate(
             }),
             Kind::Defaults => {}
         }
+    }
+}
+
+/// HAProxy's "missing timeouts" warning, where it applies: lbd has
+/// defaults where HAProxy would wait forever.
+fn missing_timeouts(cx: &mut Ctx, proxies: &[ProxyOut], defaults: Option<&Table>) {
+    let keys = |table: Option<&Table>| -> Vec<String> {
+        match table.and_then(|t| t.get("timeout")) {
+            Some(Value::Inline(pairs)) => pairs.iter().map(|(k, _)| k.clone()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let inherited = keys(defaults);
+    for p in proxies.iter().filter(|p| p.stats.is_none()) {
+        let needed: &[&str] = match p.kind {
+            Kind::Frontend => &["client"],
+            Kind::Backend => &["connect", "server"],
+            Kind::Listen => &["client", "connect", "server"],
+            Kind::Defaults => &[],
+        };
+        let own = keys(Some(&p.table));
+        let missing: Vec<&str> = needed
+            .iter()
+            .copied()
+            .filter(|k| !own.iter().any(|o| o == k) && !inherited.iter().any(|o| o == k))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Approximated(format!(
+                "HAProxy warns \"missing timeouts for {} '{}'\" ({}): where HAProxy would wait forever, lbd uses its defaults (client 50s, connect 5s, server 50s)",
+                p.kind.name(),
+                p.name,
+                missing.join(", ")
+            )),
+        );
+    }
+}
+
+/// HTTP options a tcp section inherits from `[defaults]`: HAProxy warns
+/// for each section, and lbd ignores them there too.
+fn inherited_http_options(cx: &mut Ctx, proxies: &[ProxyOut], defaults: Option<&Table>) {
+    let Some(defaults) = defaults else {
+        return;
+    };
+    let httplog =
+        matches!(defaults.get("log_format"), Some(Value::Str(f)) if f == "httplog" || f == "clf");
+    let forwardfor = matches!(defaults.get("forwardfor"), Some(v) if v != &Value::Bool(false));
+    for p in proxies.iter().filter(|p| !p.mode_http && p.stats.is_none()) {
+        let mut warnings = Vec::new();
+        if httplog && p.kind != Kind::Backend && p.table.get("log_format").is_none() {
+            warnings.push(format!(
+                "'option httplog' not usable with {} '{}' (needs 'mode http'). Falling back to 'option tcplog'.",
+                p.kind.name(),
+                p.name
+            ));
+        }
+        if forwardfor && p.table.get("forwardfor").is_none() {
+            warnings.push(format!(
+                "'option forwardfor' ignored for {} '{}' as it requires HTTP mode.",
+                p.kind.name(),
+                p.name
+            ));
+        }
+        if warnings.is_empty() {
+            continue;
+        }
+        cx.report.push(
+            cx.file,
+            p.line,
+            &format!("{} {}", p.kind.name(), p.name),
+            Outcome::Mapped(format!(
+                "the tcp section ignores what it inherits from [defaults] for HTTP, as HAProxy does (it warns \"{}\")",
+                warnings.join("\" and \"")
+            )),
+        );
     }
 }
 
@@ -520,6 +609,7 @@ fn proxy(cx: &mut Ctx, section: &Section, kind: Kind, defaults_http: bool) -> Pr
         stats: None,
         stats_leftovers: Vec::new(),
         server_names: BTreeSet::new(),
+        lines: section.directives.iter().map(|d| d.line).collect(),
     };
     // The section line itself, and the legacy address on it.
     let shown = format!("{} {}", section.kind, section.args.join(" "));
@@ -736,14 +826,20 @@ fn capable(cx: &mut Ctx, d: &Directive, p: &ProxyOut, frontend: bool, backend: b
     let ok = (frontend && p.kind.frontend_side()) || (backend && p.kind.backend_side());
     if !ok {
         let needs = if frontend { "frontend" } else { "backend" };
-        cx.mapped(
-            d,
+        let what = d.words[..d.words.len().min(2)].join(" ");
+        // HAProxy 2.6's own words: options have their own message.
+        let warning = if d.keyword() == "option" && frontend {
+            format!("'{what}' directive is ignored in backends.")
+        } else {
             format!(
-                "nothing: HAProxy warns \"'{}' ignored for {} '{}' as it requires {needs} capability\" and so does this import",
-                d.words[..d.words.len().min(2)].join(" "),
+                "'{what}' ignored for {} '{}' as it requires {needs} capability",
                 p.kind.name(),
                 p.name
-            ),
+            )
+        };
+        cx.mapped(
+            d,
+            format!("nothing: HAProxy warns \"{warning}\" and so does this import"),
         );
     }
     ok
@@ -954,10 +1050,15 @@ fn translate_directive(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
                     cx.mapped(d, "http_check_expect");
                 }
             }
+            Some("send") => {
+                if capable(cx, d, p, false, true) {
+                    http_check_send(cx, d, p);
+                }
+            }
             Some("disable-on-404") => cx.unsupported(d, "lbd has no drain-on-404"),
             _ => cx.unsupported(
                 d,
-                "lbd sends the option httpchk request as written: put method, URI, version and headers there",
+                "lbd's checks are one request (option httpchk / http-check send) and one expect",
             ),
         },
         "description" => cx.approx(d, "lbd keeps no description: left as a comment"),
@@ -990,6 +1091,61 @@ fn translate_directive(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
         ),
         other => cx.unsupported(d, format!("unknown to lbd: \"{other}\"")),
     }
+}
+
+/// `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...`: the
+/// check request, written into `httpchk` in HAProxy's older single-line
+/// form (what lbd takes), over what `option httpchk` said.
+fn http_check_send(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
+    let base = match p.table.get("httpchk") {
+        Some(Value::Str(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let mut base_words = base.split_whitespace();
+    let mut method = base_words.next().unwrap_or("OPTIONS").to_string();
+    let mut uri = base_words.next().unwrap_or("/").to_string();
+    let mut version = base_words.next().unwrap_or("HTTP/1.0").to_string();
+    let mut headers = String::new();
+    let escape = |text: &str| text.replace('\\', "\\\\").replace(' ', "\\ ");
+    let mut words = d.words[2..].iter();
+    while let Some(w) = words.next() {
+        let mut value = || words.next().cloned();
+        match w.as_str() {
+            "meth" => method = value().unwrap_or_default(),
+            "uri" => uri = value().unwrap_or_default(),
+            "ver" => version = value().unwrap_or_default(),
+            "hdr" => {
+                let (Some(name), Some(v)) = (value(), value()) else {
+                    cx.error(d.line, "http-check send: hdr needs a name and a value");
+                    return;
+                };
+                headers.push_str(&format!("\\r\\n{name}:\\ {}", escape(&v)));
+            }
+            other => {
+                cx.unsupported(
+                    d,
+                    format!("lbd's check request has no \"{other}\" (body, uri-lf, comment...)"),
+                );
+                return;
+            }
+        }
+    }
+    if method.is_empty() || uri.is_empty() || version.is_empty() {
+        cx.error(d.line, "http-check send: meth, uri and ver need a value");
+        return;
+    }
+    let request = format!(
+        "{} {} {}{headers}",
+        escape(&method),
+        escape(&uri),
+        escape(&version)
+    );
+    p.table.remove("tcp_check");
+    p.table.set("httpchk", Value::Str(request), None);
+    cx.mapped(
+        d,
+        "httpchk (the request as one string: METHOD URI VERSION\\r\\nHeader:\\ value)",
+    );
 }
 
 fn timeout(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
@@ -1450,7 +1606,7 @@ fn server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
         }
         let renamed = format!("{name}_{n}");
         verdict.approximations.push(format!(
-            "a second server named {name} in {}: lbd needs unique names (they identify servers across reloads), imported as {renamed}",
+            "a second server named {name} in {}: imported as {renamed} (HAProxy 2.6 refuses the file: \"another server named '{name}' was already defined, please use distinct names\"; lbd's names identify servers across reloads)",
             p.name
         ));
         p.server_names.insert(renamed.clone());
@@ -1507,432 +1663,6 @@ fn default_server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
     }
     p.table.set("default_server", Value::Inline(pairs), None);
     cx.verdict(d, verdict);
-}
-
-/// `stats ...` in a proxy section: gathered for `[stats]`. Returns true
-/// when the directive was taken (stats directives, and everything else of
-/// a section that serves stats is judged later).
-fn section_has_stats(p: &mut ProxyOut, d: &Directive) -> bool {
-    if d.keyword() == "stats" {
-        let stats = p.stats.get_or_insert_with(|| StatsOut {
-            line: d.line,
-            table: Table::new("stats", false),
-            ..StatsOut::default()
-        });
-        // HAProxy: `stats uri`, `auth`, `realm`, `refresh`... each
-        // enable the page by themselves.
-        if d.word(1) != Some("disable") {
-            stats.enabled = true;
-        }
-        p.stats_leftovers.push(d.clone());
-        return true;
-    }
-    false
-}
-
-/// A section that serves the stats page becomes `[stats]`.
-fn stats_section(cx: &mut Ctx, p: ProxyOut, out: &mut Output) {
-    if out.stats.is_some() {
-        cx.report.push(
-            cx.file,
-            p.line,
-            &format!("{} {}", p.kind.name(), p.name),
-            Outcome::NotSupported(
-                "lbd serves one stats page ([stats]): a second is left out".into(),
-            ),
-        );
-        return;
-    }
-    let mut stats = p.stats.unwrap_or_default();
-    let mut table = Table::new("stats", false);
-    table.comment(format!(
-        "{} {} ({}:{}): HAProxy's stats page",
-        p.kind.name(),
-        p.name,
-        cx.file.display(),
-        p.line
-    ));
-    let bind = &p.binds[0];
-    let address = match bind.0.as_str() {
-        a if a.starts_with(':') && !a.starts_with("::") => format!("0.0.0.0{a}"),
-        a if a.starts_with("*:") => format!("0.0.0.0{}", &a[1..]),
-        a if a.starts_with(":::") => format!("[::]{}", &a[2..]),
-        a => a.to_string(),
-    };
-    table.set(
-        "bind",
-        Value::str(&address),
-        Some(format!("bind {}", bind.0)),
-    );
-    if p.binds.len() > 1 || !bind.1.is_empty() {
-        cx.report.push(
-            cx.file,
-            p.line,
-            &format!("{} {}", p.kind.name(), p.name),
-            Outcome::Approximated(format!(
-                "[stats] listens on one address without options: {address}"
-            )),
-        );
-    }
-    for d in &p.stats_leftovers {
-        let verdict = match (d.word(1), d.word(2)) {
-            (Some("enable"), _) => Verdict::mapped(format!("[stats] on {address}")),
-            (Some("uri"), Some(uri)) => {
-                table.set("uri", Value::str(uri), None);
-                Verdict::mapped("[stats] uri")
-            }
-            (Some("realm"), Some(_)) => {
-                table.set("realm", Value::str(d.words[2..].join(" ")), None);
-                Verdict::mapped("[stats] realm")
-            }
-            (Some("refresh"), Some(r)) => {
-                table.set("refresh", Value::str(r), None);
-                Verdict::mapped("[stats] refresh")
-            }
-            (Some("show-legends"), None) => {
-                table.set("show_legends", Value::Bool(true), None);
-                Verdict::mapped("[stats] show_legends = true")
-            }
-            (Some("hide-version"), None) => {
-                table.set("hide_version", Value::Bool(true), None);
-                Verdict::mapped("[stats] hide_version = true")
-            }
-            (Some("admin"), cond) => {
-                table.set("admin", Value::Bool(true), None);
-                match (cond, d.word(3)) {
-                    (Some("if"), Some("TRUE" | "always_true")) => {
-                        Verdict::mapped("[stats] admin = true")
-                    }
-                    _ => Verdict::approx(format!(
-                        "[stats] admin = true for every user who logs in; lbd does not evaluate \"{}\"",
-                        d.text_from(2)
-                    )),
-                }
-            }
-            (Some("auth"), Some(credentials)) => match credentials.split_once(':') {
-                Some((user, password)) => {
-                    let mut u = Table::new("stats.user", true);
-                    u.set("name", Value::str(user), None);
-                    u.set(
-                        "password",
-                        Value::str(password),
-                        Some(
-                            "plain, as in haproxy.cfg: lbd check warns; prefer password_hash"
-                                .into(),
-                        ),
-                    );
-                    stats.users.push(u);
-                    Verdict::mapped("[[stats.user]]")
-                }
-                None => {
-                    cx.error(d.line, "stats auth takes user:password");
-                    continue;
-                }
-            },
-            (Some(other), _) => {
-                Verdict::unsupported(format!("lbd's stats page has no \"stats {other}\""))
-            }
-            (None, _) => {
-                cx.error(d.line, "stats needs a keyword");
-                continue;
-            }
-        };
-        cx.verdict(d, verdict);
-    }
-    stats.table = table;
-    out.stats = Some(Group {
-        table: stats.table,
-        children: stats.users,
-    });
-    // What else the section said does not carry over: the page is lbd's
-    // own HTTP server.
-    if p.table.get("default_backend").is_some() || !p.servers.is_empty() {
-        cx.report.push(
-            cx.file,
-            p.line,
-            &format!("{} {}", p.kind.name(), p.name),
-            Outcome::Approximated(
-                "lbd's stats page serves its bind alone: requests outside the stats uri are not passed to this section's backend or servers".into(),
-            ),
-        );
-    }
-}
-
-/// `--prefer-xdp`: a tcp frontend (or listen) without content rules whose
-/// one backend has plain servers becomes an XDP service on each VIP it
-/// binds (a wildcard bind: on each VRRP address). Every frontend gets a
-/// report line saying which path it took and why.
-fn prefer_xdp_services(cx: &mut Ctx, proxies: Vec<ProxyOut>, out: &mut Output) -> Vec<ProxyOut> {
-    let mut moved: Vec<usize> = Vec::new();
-    for (index, p) in proxies.iter().enumerate() {
-        if !matches!(p.kind, Kind::Frontend | Kind::Listen) {
-            continue;
-        }
-        let backend = if p.kind == Kind::Listen {
-            Some(p)
-        } else {
-            match p.table.get("default_backend") {
-                Some(Value::Str(name)) => proxies
-                    .iter()
-                    .find(|b| b.kind == Kind::Backend && &b.name == name),
-                _ => None,
-            }
-        };
-        let mut why_not = Vec::new();
-        if p.mode_http {
-            why_not.push("mode http: requests are parsed, which only the proxy does".to_string());
-        }
-        if p.content_rules {
-            why_not.push("content rules (acl, use_backend, tcp-request) need the proxy".into());
-        }
-        let Some(backend) = backend else {
-            why_not.push("no default_backend to serve".into());
-            report_path(cx, p, Err(why_not));
-            continue;
-        };
-        if backend.mode_http {
-            why_not.push(format!("backend {} is mode http", backend.name));
-        }
-        if backend.servers.is_empty() {
-            why_not.push(format!("backend {} has no servers", backend.name));
-        }
-        for s in &backend.servers {
-            for key in ["backup", "maxconn", "ssl", "disabled"] {
-                if s.get(key).is_some() {
-                    why_not.push(format!(
-                        "server {} uses {key}, which XDP does not do",
-                        string(s.get("name"))
-                    ));
-                }
-            }
-        }
-        match backend.table.get("balance") {
-            None => {}
-            Some(Value::Str(b))
-                if [
-                    "roundrobin",
-                    "static-rr",
-                    "leastconn",
-                    "source",
-                    "random",
-                    "first",
-                ]
-                .contains(&b.as_str()) => {}
-            Some(Value::Str(b)) => why_not.push(format!("balance {b} needs the proxy")),
-            _ => {}
-        }
-        let mut targets: Vec<(IpAddr, u16)> = Vec::new();
-        for (address, options) in &p.binds {
-            if !options.is_empty() {
-                why_not.push(format!(
-                    "bind {address} has options ({})",
-                    options.join(" ")
-                ));
-                continue;
-            }
-            let Some((host, port)) = address.rsplit_once(':') else {
-                continue;
-            };
-            let Ok(port) = port.parse::<u16>() else {
-                continue;
-            };
-            match host {
-                "" | "*" | "::" => {
-                    if out.vips.is_empty() {
-                        why_not.push(format!(
-                            "bind {address} listens on every address and no VRRP address is known: an XDP service needs a VIP (import with --keepalived, or bind the VIP)"
-                        ));
-                    }
-                    for vip in &out.vips {
-                        if (host == "::") == vip.is_ipv6() || host != "::" && vip.is_ipv4() {
-                            targets.push((*vip, port));
-                        }
-                    }
-                }
-                h => match h
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                {
-                    Ok(ip) => targets.push((ip, port)),
-                    Err(_) => why_not.push(format!("bind {address}: not an address")),
-                },
-            }
-        }
-        let server_families_ok = backend.servers.iter().all(|s| {
-            let address = string(s.get("address"));
-            targets
-                .iter()
-                .all(|(vip, _)| address.starts_with('[') == vip.is_ipv6())
-        });
-        if !server_families_ok {
-            why_not.push("servers and VIP are of different address families".into());
-        }
-        if !why_not.is_empty() || targets.is_empty() {
-            if why_not.is_empty() {
-                why_not.push("no address to serve".into());
-            }
-            report_path(cx, p, Err(why_not));
-            continue;
-        }
-        let mut names = Vec::new();
-        for (n, (vip, port)) in targets.iter().enumerate() {
-            let name = if targets.len() == 1 {
-                p.name.clone()
-            } else {
-                format!("{}_{}", p.name, n + 1)
-            };
-            names.push(format!("{name} ({vip} port {port})"));
-            out.services
-                .push(xdp_service(p, backend, &name, *vip, *port));
-        }
-        report_path(cx, p, Ok(names));
-        moved.push(index);
-    }
-    // Backends only the moved frontends used go with them.
-    let used: BTreeSet<String> = proxies
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| !moved.contains(i) && matches!(p.kind, Kind::Frontend | Kind::Listen))
-        .flat_map(|(_, p)| referenced_backends(&p.table))
-        .collect();
-    let moved_backends: BTreeSet<String> = moved
-        .iter()
-        .filter(|&&i| proxies[i].kind == Kind::Frontend)
-        .flat_map(|&i| referenced_backends(&proxies[i].table))
-        .collect();
-    proxies
-        .into_iter()
-        .enumerate()
-        .filter(|(i, p)| {
-            if moved.contains(i) {
-                return false;
-            }
-            if p.kind == Kind::Backend && moved_backends.contains(&p.name) && !used.contains(&p.name) {
-                cx.report.push(
-                    cx.file,
-                    p.line,
-                    &format!("backend {}", p.name),
-                    Outcome::Mapped("the backends of the XDP service(s) of the frontends using it (no proxy backend)".into()),
-                );
-                return false;
-            }
-            true
-        })
-        .map(|(_, p)| p)
-        .collect()
-}
-
-fn referenced_backends(table: &Table) -> Vec<String> {
-    let mut names = Vec::new();
-    if let Some(Value::Str(b)) = table.get("default_backend") {
-        names.push(b.clone());
-    }
-    if let Some(Value::Array(rules)) = table.get("use_backend") {
-        for rule in rules {
-            if let Value::Str(r) = rule {
-                if let Some(first) = r.split_whitespace().next() {
-                    names.push(first.to_string());
-                }
-            }
-        }
-    }
-    names
-}
-
-fn string(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::Str(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
-fn report_path(cx: &mut Ctx, p: &ProxyOut, path: Result<Vec<String>, Vec<String>>) {
-    let shown = format!("{} {}", p.kind.name(), p.name);
-    let outcome = match path {
-        Ok(services) => Outcome::Mapped(format!(
-            "--prefer-xdp: XDP service {} in fullnat mode, since it is plain tcp to one backend: the servers see lbd's address, as they saw HAProxy's, so nothing changes on them (dsr would be faster but needs the VIP on their loopback); balancing becomes weighted Maglev hashing, timeouts and maxconn do not apply",
-            services.join(", ")
-        )),
-        Err(reasons) => Outcome::Mapped(format!(
-            "--prefer-xdp: stays in the proxy: {}",
-            reasons.join("; ")
-        )),
-    };
-    cx.report.push(cx.file, p.line, &shown, outcome);
-}
-
-fn xdp_service(p: &ProxyOut, backend: &ProxyOut, name: &str, vip: IpAddr, port: u16) -> Group {
-    let mut group = Group::new("service", true);
-    group
-        .table
-        .comment(format!(
-            "{} {} (line {}), served by XDP (--prefer-xdp)",
-            p.kind.name(),
-            p.name,
-            p.line
-        ))
-        .set("name", Value::str(name), None)
-        .set("vip", Value::str(vip.to_string()), None)
-        .set("port", Value::Int(i64::from(port)), None)
-        .set("protocol", Value::str("tcp"), None)
-        .set(
-            "mode",
-            Value::str("fullnat"),
-            Some("backends see lbd's address, as with HAProxy".into()),
-        );
-    let httpchk = match backend.table.get("httpchk") {
-        Some(Value::Str(s)) => Some(s.clone()),
-        Some(Value::Bool(true)) => Some("OPTIONS / HTTP/1.0".into()),
-        _ => None,
-    };
-    let tcp_check = matches!(backend.table.get("tcp_check"), Some(Value::Bool(true)));
-    for s in &backend.servers {
-        let mut b = Table::new("service.backend", true);
-        let address = string(s.get("address"));
-        let Ok(sa) = address.parse::<SocketAddr>() else {
-            continue;
-        };
-        b.set(
-            "address",
-            Value::str(sa.ip().to_string()),
-            Some(format!("server {}", string(s.get("name")))),
-        );
-        b.set("port", Value::Int(i64::from(sa.port())), None);
-        if let Some(Value::Int(w)) = s.get("weight") {
-            b.set("weight", Value::Int(*w), None);
-        }
-        if matches!(s.get("check"), Some(Value::Bool(true))) {
-            let mut check: Vec<(String, Value)> = Vec::new();
-            match (&httpchk, tcp_check) {
-                (Some(request), false) => {
-                    check.push(("kind".into(), Value::str("http")));
-                    let mut words = request.split_whitespace();
-                    if let Some(method) = words.next() {
-                        check.push(("method".into(), Value::str(method)));
-                    }
-                    if let Some(path) = words.next() {
-                        check.push(("path".into(), Value::str(path)));
-                    }
-                }
-                _ => check.push(("kind".into(), Value::str("tcp"))),
-            }
-            let inter = match s.get("inter") {
-                Some(Value::Int(ms)) => *ms as f64 / 1000.0,
-                Some(Value::Str(t)) => duration_seconds(t).unwrap_or(2.0),
-                _ => 2.0,
-            };
-            check.push(("interval".into(), Value::Float(inter)));
-            for key in ["rise", "fall"] {
-                if let Some(Value::Int(n)) = s.get(key) {
-                    check.push((key.into(), Value::Int(*n)));
-                }
-            }
-            b.set("health_check", Value::Inline(check), None);
-        }
-        group.children.push(b);
-    }
-    group
 }
 
 #[cfg(test)]

@@ -102,6 +102,11 @@ pub fn import(options: &Options) -> Result<Imported, SourceErrors> {
     if !errors.is_empty() {
         return Err(SourceErrors(errors));
     }
+    if out.interface.is_none() {
+        out.notes.push(
+            "no keepalived interface to take it from: [instance] interface = \"eth0\" is assumed; set the interface the VIPs arrive on".into(),
+        );
+    }
     report.notes = out.notes.clone();
     report.sort_by_source();
     Ok(Imported {

@@ -91,8 +91,22 @@ fn seed000_haproxy() {
     // `option tcplog` in a backend: HAProxy ignores it with a warning.
     let tcplog = report_line(&i, "seed000.haproxy.cfg", 59);
     assert!(
-        text(tcplog).contains("requires frontend capability"),
+        text(tcplog).contains("'option tcplog' directive is ignored in backends."),
         "{tcplog:?}"
+    );
+    // What the tcp frontend inherits for HTTP: HAProxy's two warnings.
+    let kubeproxy = i
+        .report
+        .lines
+        .iter()
+        .filter(|l| l.line == 48)
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        kubeproxy.contains("'option httplog' not usable with frontend 'kubeproxy' (needs 'mode http'). Falling back to 'option tcplog'.")
+            && kubeproxy.contains("'option forwardfor' ignored for frontend 'kubeproxy' as it requires HTTP mode."),
+        "{kubeproxy}"
     );
     assert!(
         i.toml.contains("[stats]\nbind = \"0.0.0.0:8088\""),
@@ -148,6 +162,15 @@ fn seed002_haproxy() {
         .toml
         .contains("httpchk = \"HEAD / HTTP/1.1\\\\r\\\\nHost:\\\\ localhost\""));
     assert!(i.toml.contains("realm = \"Haproxy Statistics\""));
+    // The monitoring listen became [stats]: its proxy settings do nothing,
+    // its default_backend is not reached through it.
+    assert!(text(report_line(&i, "seed002.haproxy.cfg", 46)).contains("became [stats]"));
+    let passed_on = report_line(&i, "seed002.haproxy.cfg", 55);
+    assert!(
+        matches!(passed_on, Outcome::Approximated(_)),
+        "{passed_on:?}"
+    );
+    assert!(!i.toml.contains("[[listen]]"));
     assert!(i.toml.contains("admin = true"));
     passes_check(&i);
 }
@@ -269,13 +292,24 @@ fn prefer_xdp_on_seed000_serves_both_tcp_frontends_with_xdp() {
 }
 
 fn import_text(keepalived: Option<&str>, haproxy: Option<&str>) -> Result<Imported, String> {
+    import_text_with(keepalived, haproxy, false)
+}
+
+fn import_text_with(
+    keepalived: Option<&str>,
+    haproxy: Option<&str>,
+    prefer_xdp: bool,
+) -> Result<Imported, String> {
     let dir = std::env::temp_dir().join(format!(
         "lbd-import-unit-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut options = Options::default();
+    let mut options = Options {
+        prefer_xdp,
+        ..Options::default()
+    };
     if let Some(k) = keepalived {
         let path = dir.join("keepalived.conf");
         std::fs::write(&path, k).unwrap();
@@ -390,7 +424,7 @@ backend b
     let expect = [
         (5, "log_format = \"tcplog\": HAProxy warns \"'option httplog' not usable with frontend 'f' (needs 'mode http'). Falling back to 'option tcplog'\""),
         (6, "HAProxy warns \"'option forwardfor' ignored for frontend 'f' as it requires HTTP mode\""),
-        (9, "HAProxy warns \"'option tcplog' ignored for backend 'b' as it requires frontend capability\""),
+        (9, "HAProxy warns \"'option tcplog' directive is ignored in backends.\""),
         (10, "not supported: lbd checks servers by TCP connect or HTTP"),
         (11, "not supported: unknown to lbd: \"redispatch_me\""),
         (12, "not supported: [[backend.server]]; send-proxy: lbd sends no PROXY protocol header (left out)"),
@@ -604,4 +638,132 @@ vrrp_instance V {
         "keepalived.conf:11: notify_master /bin/true: not supported: lbd has one notify program"
     ));
     assert!(unsupported[2].contains("keepalived.conf:13: auth_type AH: not supported"));
+}
+
+/// Random statements built from the keywords both translators know, in
+/// random nesting: the import returns a report or FILE:LINE errors, and
+/// never panics.
+#[test]
+fn random_sources_never_panic_the_translators() {
+    let keepalived_words = [
+        "global_defs",
+        "vrrp_instance",
+        "vrrp_script",
+        "vrrp_sync_group",
+        "virtual_server",
+        "real_server",
+        "TCP_CHECK",
+        "HTTP_GET",
+        "url",
+        "track_script",
+        "track_process",
+        "vrrp_track_process",
+        "virtual_ipaddress",
+        "authentication",
+        "group",
+        "weight",
+        "priority",
+        "interface",
+        "dev",
+        "label",
+        "198.18.0.1",
+        "198.18.0.1/24",
+        "80",
+        "-5",
+        "x",
+        "{",
+        "}",
+        "\n",
+        "\n",
+        "\n",
+    ];
+    let haproxy_words = [
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "bind",
+        "server",
+        "option",
+        "httplog",
+        "forwardfor",
+        "except",
+        "httpchk",
+        "stats",
+        "enable",
+        "auth",
+        "a:b",
+        "mode",
+        "tcp",
+        "http",
+        "timeout",
+        "client",
+        "default_backend",
+        "use_backend",
+        "acl",
+        "log",
+        "*:80",
+        ":80",
+        "198.18.0.1:80",
+        "check",
+        "weight",
+        "ssl",
+        "crt",
+        "\"",
+        "\\",
+        "#",
+        "x",
+        "\n",
+        "\n",
+        "\n",
+    ];
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..300 {
+        let mut k = String::new();
+        let mut h = String::new();
+        for _ in 0..next(60) {
+            k.push_str(keepalived_words[next(keepalived_words.len())]);
+            k.push(' ');
+            h.push_str(haproxy_words[next(haproxy_words.len())]);
+            h.push(' ');
+        }
+        let keepalived = (round % 3 != 1).then_some(k.as_str());
+        let haproxy = (round % 3 != 0).then_some(h.as_str());
+        for prefer_xdp in [false, true] {
+            if let Ok(imported) = import_text_with(keepalived, haproxy, prefer_xdp) {
+                let _ = check(&imported.toml, Path::new("lb.toml"));
+            }
+        }
+    }
+}
+
+#[test]
+fn http_check_send_becomes_the_httpchk_request() {
+    let cfg = "\
+backend b
+  mode http
+  option httpchk
+  http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host api.example hdr User-Agent \"lbd check\"
+  http-check expect status 200-399
+  server s 198.18.0.1:80 check
+";
+    let i = import_text(None, Some(cfg)).unwrap();
+    assert_eq!(i.report.unsupported().count(), 0, "{}", i.report);
+    assert!(
+        i.toml.contains(
+            r#"httpchk = "GET /healthz HTTP/1.1\\r\\nHost:\\ api.example\\r\\nUser-Agent:\\ lbd\\ check""#
+        ),
+        "{}",
+        i.toml
+    );
+    assert!(i.toml.contains("http_check_expect = \"status 200-399\""));
+    check(&i.toml, Path::new("lb.toml")).unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
+    assert!(i.report.notes[0].contains("interface = \"eth0\" is assumed"));
 }
