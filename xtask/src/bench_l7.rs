@@ -45,7 +45,17 @@ pub(crate) struct Row {
     pub(crate) range: Option<(f64, f64)>,
 }
 
+/// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline), and
+/// `LBD_BENCH_L7_RUNS=N` changes the number of runs; either leaves
+/// bench/RESULTS.md alone (the figures are printed).
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
+    let other_lbd = std::env::var_os("LBD_BENCH_L7_LBD").map(std::path::PathBuf::from);
+    let runs = match std::env::var("LBD_BENCH_L7_RUNS") {
+        Ok(n) => n.parse().context("LBD_BENCH_L7_RUNS")?,
+        Err(_) => RUNS,
+    };
+    let record = other_lbd.is_none() && runs == RUNS;
+    let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-l7: building the lab");
     let mut lab = DsrLab::build(3)?;
     for vip in [VIP_L7, VIP_L4] {
@@ -70,13 +80,44 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
     println!("bench-l7: lbd runs {workers} proxy worker threads");
-    measure(&lab, &mut rows, "lbd http mode", VIP_L7, HTTP_PORT)?;
-    measure(&lab, &mut rows, "lbd tcp mode", VIP_L7, TCP_PORT)?;
-    measure(&lab, &mut rows, "lbd L4 XDP fullnat", VIP_L4, BACKEND_PORT)?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd http mode",
+        VIP_L7,
+        HTTP_PORT,
+        Some(lbd_pid),
+    )?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd tcp mode",
+        VIP_L7,
+        TCP_PORT,
+        Some(lbd_pid),
+    )?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd L4 XDP fullnat",
+        VIP_L4,
+        BACKEND_PORT,
+        None,
+    )?;
     rows.push(Row {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
         value: crate::bench::peak_rss(lbd_pid)?,
+        unit: "MiB",
+        range: None,
+    });
+    rows.push(Row {
+        what: "RSS after the runs",
+        path: "lbd (proxy and XDP)".into(),
+        value: current_rss(lbd_pid)?,
         unit: "MiB",
         range: None,
     });
@@ -95,13 +136,36 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         wait_listening(&lab, VIP_L7, HTTP_PORT)
             .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
         let name = format!("HAProxy 2.6 mode http, nbthread {workers}");
-        measure(&lab, &mut rows, &name, VIP_L7, HTTP_PORT)?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            &name,
+            VIP_L7,
+            HTTP_PORT,
+            Some(haproxy.pid()),
+        )?;
         let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
-        measure(&lab, &mut rows, &name, VIP_L7, TCP_PORT)?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            &name,
+            VIP_L7,
+            TCP_PORT,
+            Some(haproxy.pid()),
+        )?;
         rows.push(Row {
             what: "peak RSS",
             path: format!("HAProxy 2.6, nbthread {workers}"),
             value: crate::bench::peak_rss(haproxy.pid())?,
+            unit: "MiB",
+            range: None,
+        });
+        rows.push(Row {
+            what: "RSS after the runs",
+            path: format!("HAProxy 2.6, nbthread {workers}"),
+            value: current_rss(haproxy.pid())?,
             unit: "MiB",
             range: None,
         });
@@ -112,7 +176,9 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
 
     let section = render(&rows, workers);
     print!("{section}");
-    write_section(&section)?;
+    if record {
+        write_section(&section)?;
+    }
     crate::bench_tls::run(lbd)
 }
 
@@ -218,21 +284,29 @@ pub(crate) fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
 }
 
 /// wrk keep-alive and `Connection: close` against `vip:port`, [`RUNS`]
-/// times; rows hold the median and the range.
+/// times; rows hold the median and the range. With the proxy's `pid`, also
+/// the CPU time the proxy spent per request and per connection: the
+/// figure the machine's other load disturbs least. `LBD_BENCH_L7_PERF=DIR`
+/// records a `perf record -g` CPU profile of the proxy during the first
+/// keep-alive run into DIR.
 fn measure(
     lab: &DsrLab,
+    runs: usize,
     rows: &mut Vec<Row>,
     path: &str,
     vip: Ipv4Addr,
     port: u16,
+    pid: Option<u32>,
 ) -> anyhow::Result<()> {
     println!("bench-l7: {path}");
     let url = format!("http://{vip}:{port}/");
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 5] = [
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] = [
         ("wrk keep-alive", "req/s", Vec::new()),
         ("wrk keep-alive latency p50", "ms", Vec::new()),
         ("wrk keep-alive latency p99", "ms", Vec::new()),
         ("wrk Connection: close", "conn/s", Vec::new()),
+        ("proxy CPU per keep-alive request", "us", Vec::new()),
+        ("proxy CPU per Connection: close request", "us", Vec::new()),
         (
             "failed requests (socket errors, non-2xx), all runs",
             "requests",
@@ -240,8 +314,16 @@ fn measure(
         ),
     ];
     let mut failed = 0.0;
-    for _ in 0..RUNS {
+    for run in 0..runs {
+        let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
+            (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, path)?),
+            _ => None,
+        };
+        let cpu = pid.map(cpu_ticks).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
+        drop(profile);
+        let cpu = pid.map(cpu_ticks).transpose()?;
         let close = wrk(
             lab,
             &[
@@ -254,17 +336,25 @@ fn measure(
                 &url,
             ],
         )?;
+        let close_cpu = cpu_per_request(pid, cpu, close.requests)?;
         failed += keep.failed + close.failed;
-        for (sample, value) in
-            samples
-                .iter_mut()
-                .zip([keep.rate, keep.p50_ms, keep.p99_ms, close.rate])
-        {
+        for (sample, value) in samples.iter_mut().zip([
+            keep.rate,
+            keep.p50_ms,
+            keep.p99_ms,
+            close.rate,
+            keep_cpu,
+            close_cpu,
+        ]) {
             sample.2.push(value);
         }
     }
-    samples[4].2.push(failed);
+    samples[6].2.push(failed);
     for (what, unit, mut values) in samples {
+        values.retain(|v| !v.is_nan());
+        if values.is_empty() {
+            continue;
+        }
         values.sort_by(f64::total_cmp);
         let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
         rows.push(Row {
@@ -278,8 +368,72 @@ fn measure(
     Ok(())
 }
 
+/// Resident memory of `pid` now (VmRSS), in MiB: what the proxy holds
+/// after serving, where the peak (VmHWM) also counts start-up.
+fn current_rss(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kib / 1024.0)
+}
+
+/// User and system CPU time of `pid` (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field of the line, stime the 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc/pid/stat")?.parse()?)
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Microseconds of the proxy's CPU per request since `before`; NaN
+/// without a pid.
+fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyhow::Result<f64> {
+    let (Some(pid), Some(before)) = (pid, before) else {
+        return Ok(f64::NAN);
+    };
+    // USER_HZ, the unit of /proc/PID/stat, is 100 on every Linux port.
+    let ticks_per_second = 100.0;
+    let used = cpu_ticks(pid)?.saturating_sub(before) as f64 / ticks_per_second;
+    Ok(if requests > 0.0 {
+        used * 1e6 / requests
+    } else {
+        f64::NAN
+    })
+}
+
+/// `perf record -g` on `pid` for the length of one wrk run; stopped by PID
+/// when dropped.
+fn start_profile(pid: u32, dir: &std::ffi::OsStr, path: &str) -> anyhow::Result<ChildGuard> {
+    let name: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let output = Path::new(dir).join(format!("{name}.data"));
+    let mut command = Command::new("perf");
+    command
+        .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&output)
+        .args(["--", "sleep", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard::spawn(command, "perf")
+}
+
 pub(crate) struct WrkResult {
     pub(crate) rate: f64,
+    /// Requests completed in the run.
+    pub(crate) requests: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) failed: f64,
@@ -318,8 +472,15 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
         .find_map(|l| l.trim_start().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0.0);
+    // "  120000 requests in 5.00s, 20.00MB read"
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim_start().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(f64::NAN);
     Ok(WrkResult {
         rate,
+        requests,
         p50_ms: percentile("50%"),
         p99_ms: percentile("99%"),
         failed: socket_errors + non_2xx,
@@ -411,6 +572,7 @@ mod tests {
         let out = "Running 5s test @ http://198.18.0.110:80/\n  2 threads and 32 connections\n  Latency Distribution\n     50%  410.00us\n     75%  600.00us\n     90%    1.20ms\n     99%    3.50ms\n  120000 requests in 5.00s, 20.00MB read\n  Socket errors: connect 0, read 3, write 1, timeout 0\n  Non-2xx or 3xx responses: 5\nRequests/sec:  24000.50\nTransfer/sec:      4.00MB\n";
         let r = parse_wrk(out).unwrap();
         assert_eq!(r.rate, 24000.5);
+        assert_eq!(r.requests, 120000.0);
         assert!((r.p50_ms - 0.41).abs() < 1e-9);
         assert_eq!(r.p99_ms, 3.5);
         assert_eq!(r.failed, 9.0);

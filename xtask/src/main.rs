@@ -78,7 +78,10 @@ fn main() -> anyhow::Result<()> {
         Task::BenchL7 => {
             setup::ensure()?;
             build_ebpf()?;
-            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            // A given lbd (LBD_BENCH_L7_LBD, a baseline) needs no build.
+            if std::env::var_os("LBD_BENCH_L7_LBD").is_none() {
+                cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            }
             bench_l7::run(&workspace_root().join("target/release/lbd"))
         }
         Task::BenchTls => {

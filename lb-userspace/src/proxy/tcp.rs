@@ -62,6 +62,19 @@ pub async fn serve(
     record.termination = end;
     record.timers.total = accepted.elapsed();
     record.timers.active = record.timers.total;
+    // HAProxy's counts when the line is logged (this session's own backend
+    // and server sessions have ended).
+    let counters = &shared.counters;
+    let count = |c: Arc<Counters>| u32::try_from(c.current()).unwrap_or(u32::MAX);
+    record.concurrency.process = counters.connections();
+    record.concurrency.frontend = count(counters.frontends.get(&frontend));
+    if let Some(backend) = &record.backend {
+        record.concurrency.backend = count(counters.backends.get(backend));
+        if let Some(server) = &record.server {
+            record.concurrency.server =
+                count(counters.servers.get(&(backend.clone(), server.clone())));
+        }
+    }
     shared.log(&snapshot, &frontend, record);
 }
 
@@ -214,14 +227,15 @@ async fn session(
         }
         ServerStream::Plain(server_stream) => {
             let _ = server_stream.set_nodelay(true);
-            if shared.splice() {
-                match relay::splice_relay(&client, &server_stream, idle, &meter).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return TerminationState::new(Cause::Resource, SessionPhase::Data),
-                }
-            } else {
-                relay::copy(client, server_stream, idle, &meter).await
-            }
+            let (mut client, mut server_stream) = (client, server_stream);
+            relay::adaptive_relay(
+                &mut client,
+                &mut server_stream,
+                idle,
+                &meter,
+                shared.splice(),
+            )
+            .await
         }
     };
     drop(slot);

@@ -6,7 +6,7 @@
 //! response body ends. Bodies stream both ways.
 use super::{
     body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
-    conn::{ConnContext, RequestActivity},
+    conn::{ConnContext, PendingLog, RequestActivity},
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
@@ -37,6 +37,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tokio::sync::oneshot;
 
 /// Everything that outlives the request head: the log record, counters,
 /// the server slot, and the connection's activity mark.
@@ -58,6 +59,10 @@ pub(super) struct Exchange {
     pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
+    /// HTTP/2: streams share the connection, so `%B` counts the body only.
+    http2: bool,
+    /// A 101: the record goes to the tunnel, which logs it when it closes.
+    tunnel_log: Option<oneshot::Sender<PendingLog>>,
 }
 
 impl Exchange {
@@ -145,10 +150,11 @@ impl Exchange {
         let elapsed = self.started.elapsed();
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
-        // Sessions close before the slot frees, so a queued request never
-        // counts as the server's second session.
+        // Sessions close before the slot frees (after the line is logged),
+        // so a queued request never counts as the server's second session;
+        // HAProxy's beconn and srv_conn at log time no longer count this
+        // request either.
         self.sessions.clear();
-        self.slot = None;
         let record = std::mem::replace(
             &mut self.record,
             AccessRecord::new(
@@ -159,9 +165,31 @@ impl Exchange {
                 self.context.accept_date,
             ),
         );
-        self.context
-            .shared
-            .log(&self.snapshot, &self.context.frontend, record);
+        let (write_mark, read_mark) = if self.http2 {
+            (None, None)
+        } else {
+            (
+                Some(self.context.activity.write_mark()),
+                self.tunnel_log.is_some().then(|| self.activity.read_mark()),
+            )
+        };
+        let pending = PendingLog {
+            record,
+            snapshot: self.snapshot.clone(),
+            backend: self.backend.clone(),
+            server: self.server.clone(),
+            write_mark,
+            read_mark,
+            slot: self.slot.take(),
+        };
+        match self.tunnel_log.take() {
+            Some(tunnel) => {
+                if let Err(pending) = tunnel.send(pending) {
+                    self.context.log_now(pending);
+                }
+            }
+            None => self.context.log_when_written(pending),
+        }
     }
 
     fn record_request_ms(&self) -> u64 {
@@ -236,6 +264,8 @@ pub async fn handle(
         pooled: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
         activity,
+        http2: request.version() == Version::HTTP_2,
+        tunnel_log: None,
     };
     let upgrade = headers::upgrade_protocol(request.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
@@ -412,17 +442,26 @@ pub async fn handle(
             .flatten()
             .collect();
         // The server slot stays taken while the tunnel runs (leastconn and
-        // maxconn see it); the exchange's log line is written at the 101.
+        // maxconn see it); the exchange's log line is written when the
+        // tunnel closes, with its timers and bytes (as HAProxy).
         let slot = exchange.slot.take();
         let idle = backend
             .timeouts
             .tunnel
             .unwrap_or(frontend.timeouts.client.min(backend.timeouts.server));
+        let (log_tx, log_rx) = oneshot::channel();
+        exchange.tunnel_log = Some(log_tx);
         tunnel::spawn(
-            client_upgrade,
-            server_upgrade,
+            tunnel::Ends {
+                client: client_upgrade,
+                server: server_upgrade,
+            },
             idle,
             counters,
+            tunnel::TunnelLog {
+                context: context.clone(),
+                record: log_rx,
+            },
             (slot, sender),
         );
         let response = Response::from_parts(response_parts, full(""));
