@@ -414,7 +414,7 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
     let _checks = ProxyHealth::start(
         &proxy.handle().expect("runtime"),
         snapshot.clone(),
-        Logger::disabled(),
+        vec![Logger::disabled()],
     );
 
     // Verified, with the Host as SNI (nginx logs $ssl_server_name).
@@ -506,7 +506,7 @@ fn tls_health_check_follows_the_server_tls() {
     let _checks = ProxyHealth::start(
         &proxy.handle().expect("runtime"),
         snapshot.clone(),
-        Logger::disabled(),
+        vec![Logger::disabled()],
     );
     let state = &snapshot.backends[0].servers[0];
     let wait_detail = |prefix: &str, up: bool| {

@@ -91,9 +91,16 @@ pub fn import(
             eprintln!("{}", imported.report);
         }
     }
-    if let Err(errors) = checked {
-        eprintln!("lbd: the imported configuration does not pass lbd check:\n{errors}");
-        return Ok(ExitCode::FAILURE);
+    match checked {
+        Err(errors) => {
+            eprintln!("lbd: the imported configuration does not pass lbd check:\n{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(absent) => {
+            for note in absent {
+                eprintln!("note: {note} (not on this machine: copy it where lbd will run; lbd check there reads it)");
+            }
+        }
     }
     let unsupported = imported.report.unsupported().count();
     if unsupported > 0 && !allow_partial {

@@ -216,6 +216,29 @@ impl crate::config::Environment for AnyInterface {
 }
 
 /// Validates an imported file as `lbd check` does (but for interfaces).
-pub fn check(toml: &str, path: &std::path::Path) -> Result<(), crate::config::ConfigErrors> {
-    crate::config::Config::parse(toml, path, &AnyInterface).map(|_| ())
+/// Files the configuration names (certificates, CA files, pattern files)
+/// usually live on the machine lbd will run on, not the one importing: a
+/// file that does not exist here is not an error but a note, returned for
+/// the report; `lbd check` on the target machine reads it.
+pub fn check(
+    toml: &str,
+    path: &std::path::Path,
+) -> Result<Vec<crate::config::ConfigError>, crate::config::ConfigErrors> {
+    match crate::config::Config::parse(toml, path, &AnyInterface) {
+        Ok(_) => Ok(Vec::new()),
+        Err(errors) => {
+            let (absent, other): (Vec<_>, Vec<_>) = errors
+                .0
+                .into_iter()
+                .partition(|e| e.message.contains(ABSENT_FILE));
+            if other.is_empty() {
+                Ok(absent)
+            } else {
+                Err(crate::config::ConfigErrors(other))
+            }
+        }
+    }
 }
+
+/// How an `io::Error` of a missing file reads in a configuration error.
+const ABSENT_FILE: &str = "No such file or directory (os error 2)";
