@@ -546,20 +546,31 @@ fn render(rows: &[Row], workers: usize) -> String {
 
 /// Replaces the L7 section of bench/RESULTS.md, or appends it.
 fn write_section(section: &str) -> anyhow::Result<()> {
+    replace_section(SECTION_START, SECTION_END, section, "bench-l7")
+}
+
+/// Replaces the part of bench/RESULTS.md between the markers `start` and
+/// `end` with `section`, or appends it with its markers.
+pub(crate) fn replace_section(
+    start: &str,
+    end: &str,
+    section: &str,
+    who: &str,
+) -> anyhow::Result<()> {
     let path = crate::workspace_root().join("bench/RESULTS.md");
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let block = format!("{SECTION_START}\n{section}{SECTION_END}\n");
-    let text = match (current.find(SECTION_START), current.find(SECTION_END)) {
-        (Some(start), Some(end)) if end > start => format!(
+    let block = format!("{start}\n{section}{end}\n");
+    let text = match (current.find(start), current.find(end)) {
+        (Some(from), Some(to)) if to > from => format!(
             "{}{block}{}",
-            &current[..start],
-            &current[end + SECTION_END.len()..].trim_start_matches('\n')
+            &current[..from],
+            &current[to + end.len()..].trim_start_matches('\n')
         ),
         _ => format!("{}\n{block}", current.trim_end()),
     };
     std::fs::create_dir_all(path.parent().context("bench dir")?)?;
     std::fs::write(&path, text)?;
-    println!("bench-l7: written to {}", path.display());
+    println!("{who}: written to {}", path.display());
     Ok(())
 }
 

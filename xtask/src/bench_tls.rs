@@ -340,20 +340,7 @@ fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
 }
 
 fn write_section(section: &str) -> anyhow::Result<()> {
-    let path = crate::workspace_root().join("bench/RESULTS.md");
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let block = format!("{SECTION_START}\n{section}{SECTION_END}\n");
-    let text = match (current.find(SECTION_START), current.find(SECTION_END)) {
-        (Some(start), Some(end)) if end > start => format!(
-            "{}{block}{}",
-            &current[..start],
-            &current[end + SECTION_END.len()..]
-        ),
-        _ => format!("{}\n\n{block}", current.trim_end()),
-    };
-    std::fs::write(&path, text)?;
-    println!("bench-tls: written to {}", path.display());
-    Ok(())
+    crate::bench_l7::replace_section(SECTION_START, SECTION_END, section, "bench-tls")
 }
 
 #[cfg(test)]
