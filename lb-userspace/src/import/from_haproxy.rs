@@ -999,14 +999,19 @@ fn translate_directive(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
             }
         }
         "log" => match d.word(1) {
-            Some("global") => {
+            // `log global` alone stays `log = true`; beside targets of the
+            // section's own it becomes the list's "global".
+            Some("global") if p.table.get("log").is_none() => {
                 p.table.set("log", Value::Bool(true), None);
                 cx.mapped(d, "log = true (to [[global.log]])");
             }
-            Some(_) => cx.unsupported(
-                d,
-                "lbd sends every section's logs to the [[global.log]] targets: move this target there",
-            ),
+            Some(_) => {
+                if matches!(p.table.get("log"), Some(Value::Bool(true))) {
+                    p.table.set("log", Value::strs(["global"]), None);
+                }
+                push_str(&mut p.table, "log", d.text_from(1).to_string(), None);
+                cx.mapped(d, "log (a log line of the section's own, as HAProxy writes it)");
+            }
             None => cx.error(d.line, "log needs 'global' or a target"),
         },
         "no" => match (d.word(1), d.word(2)) {

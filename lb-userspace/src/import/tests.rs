@@ -779,3 +779,33 @@ backend b
     check(&i.toml, Path::new("lb.toml")).unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
     assert!(i.report.notes[0].contains("interface = \"eth0\" is assumed"));
 }
+
+/// A section's own `log` lines map to its `log` list, beside `log global`,
+/// and the result passes `lbd check`.
+#[test]
+fn section_log_targets_are_mapped() {
+    let cfg = "global\n log 127.0.0.1 local2\n\
+               defaults\n mode http\n timeout client 1m\n timeout server 1m\n timeout connect 5s\n\
+               frontend web\n bind :80\n log global\n log 127.0.0.1:5140 len 2048 local3 info\n default_backend app\n\
+               frontend other\n bind :81\n log global\n default_backend app\n\
+               backend app\n log 198.18.0.9 local4 notice err\n server a 198.18.0.11:80\n";
+    let imported = import_text(None, Some(cfg)).unwrap_or_else(|e| panic!("{e}"));
+    for want in [
+        "log = [\"global\", \"127.0.0.1:5140 len 2048 local3 info\"]",
+        "log = true",
+        "log = [\"198.18.0.9 local4 notice err\"]",
+    ] {
+        assert!(
+            imported.toml.contains(want),
+            "{want} missing:\n{}",
+            imported.toml
+        );
+    }
+    assert_eq!(
+        imported.report.unsupported().count(),
+        0,
+        "{}",
+        imported.report
+    );
+    passes_check(&imported);
+}
