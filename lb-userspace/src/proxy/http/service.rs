@@ -270,6 +270,23 @@ pub async fn handle(
     let upgrade = headers::upgrade_protocol(request.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
+    // Two Host headers leave the target ambiguous (proxies and servers
+    // that pick differently make request smuggling possible): HAProxy
+    // refuses such a request with 400, and so does lbd.
+    if parts
+        .headers
+        .get_all(hyper::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        Counters::add(&exchange.frontend.request_errors, 1);
+        return Ok(exchange.local(
+            error_response(400, true),
+            Cause::ProxyAbort,
+            SessionPhase::Request,
+        ));
+    }
 
     let backend_id = match route::route(&snapshot, frontend_id, &context.info, &mut parts) {
         Decision::UseBackend(id) => id,
