@@ -1,10 +1,13 @@
 //! `lbd`: the control plane of the XDP load balancer.
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod import;
 pub mod log;
 pub mod proxy;
+pub mod stats;
 pub mod vrrp;

@@ -35,6 +35,23 @@ enum Command {
         #[arg(long)]
         netns: Option<String>,
     },
+    /// Translate keepalived.conf and/or haproxy.cfg into lb.toml, with a
+    /// report of what maps, what is approximated and what is not supported.
+    Import {
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        #[arg(long)]
+        haproxy: Option<PathBuf>,
+        /// Write lb.toml here (default: stdout; the report then goes to stderr).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Exit 0 even when some directives are not supported.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Serve plain `mode tcp` frontends with XDP services where possible.
+        #[arg(long)]
+        prefer_xdp: bool,
+    },
     /// Set a backend's administrative state on a running instance:
     /// enable, disable (its flows move at once) or drain (no new flows,
     /// existing ones stay).
@@ -79,6 +96,89 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// HAProxy's runtime `show ...` commands.
+    Show {
+        #[command(subcommand)]
+        what: Show,
+    },
+    /// HAProxy's runtime `set ...` commands.
+    Set {
+        #[command(subcommand)]
+        what: Set,
+    },
+}
+
+#[derive(Subcommand)]
+enum Show {
+    /// `show stat`: one row per frontend, backend and server (proxy) and
+    /// per service and backend (XDP), HAProxy's CSV columns.
+    Stat {
+        #[command(flatten)]
+        target: InstanceArgs,
+        /// JSON instead of CSV.
+        #[arg(long)]
+        json: bool,
+    },
+    /// `show servers state`: the runtime states and weights kept across
+    /// reloads and restarts.
+    Servers {
+        #[command(subcommand)]
+        what: ServersWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServersWhat {
+    State {
+        #[command(flatten)]
+        target: InstanceArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum Set {
+    /// `set server BACKEND/SERVER state ready|drain|maint` or `weight N`;
+    /// SERVICE/ADDRESS[:PORT] for an XDP backend.
+    Server {
+        #[command(flatten)]
+        target: InstanceArgs,
+        /// BACKEND/SERVER, or SERVICE/ADDRESS[:PORT].
+        name: String,
+        #[command(subcommand)]
+        change: SetServer,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetServer {
+    State {
+        #[arg(value_enum)]
+        state: StateArg,
+    },
+    /// HAProxy's `enable health` / `disable health`: disabled, the
+    /// server counts as UP and its checks' results are ignored.
+    Check {
+        #[arg(value_enum)]
+        state: OnOff,
+    },
+    /// 0..=256.
+    Weight {
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=256))]
+        weight: u32,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    Enable,
+    Disable,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Ready,
+    Drain,
+    Maint,
 }
 
 /// Which running instance: by name, or by its configuration file.
@@ -127,6 +227,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config, netns } => commands::check(&config, netns.as_deref()),
         Command::Run { config, netns } => commands::run(config, netns.as_deref()),
+        Command::Import {
+            keepalived,
+            haproxy,
+            output,
+            allow_partial,
+            prefer_xdp,
+        } => commands::import(
+            &lbd::import::Options {
+                keepalived,
+                haproxy,
+                prefer_xdp,
+            },
+            output.as_deref(),
+            allow_partial,
+        ),
         Command::Backend {
             target,
             service,
@@ -148,5 +263,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
         } => commands::flows(&target.name()?, json, limit),
         Command::Status { target, json } => commands::status(&target.name()?, json),
+        Command::Show {
+            what: Show::Stat { target, json },
+        } => commands::show_stat(&target.name()?, json),
+        Command::Show {
+            what: Show::Servers {
+                what: ServersWhat::State { target },
+            },
+        } => commands::show_servers_state(&target.name()?),
+        Command::Set {
+            what:
+                Set::Server {
+                    target,
+                    name,
+                    change,
+                },
+        } => {
+            use lbd::control::{RuntimeState, ServerChange};
+            let change = match change {
+                SetServer::State { state } => ServerChange::State(match state {
+                    StateArg::Ready => RuntimeState::Ready,
+                    StateArg::Drain => RuntimeState::Drain,
+                    StateArg::Maint => RuntimeState::Maint,
+                }),
+                SetServer::Weight { weight } => ServerChange::Weight(weight),
+                SetServer::Check { state } => ServerChange::Check(matches!(state, OnOff::Enable)),
+            };
+            commands::set_server(&target.name()?, &name, change)
+        }
     }
 }

@@ -43,7 +43,7 @@ fn seeds() -> Vec<String> {
     for block in &blocks {
         if block.starts_with("[instance]") {
             seeds.push((*block).to_owned());
-        } else if block.contains("[[vrrp]]") {
+        } else if block.contains("[[vrrp]]") || block.contains("[bgp]") {
             seeds.push(format!("{reference}\n{block}"));
         } else {
             seeds.push(format!("{instance}{block}"));

@@ -67,3 +67,31 @@ pub fn time_to_service(lab: &DsrLab, limit: Duration) -> Duration {
         })
         .unwrap()
 }
+
+/// keepalived 2.2.7 (VRRP only, in the foreground) on node `node` with the
+/// configuration file `conf`; its pid files and log go to `dir`.
+pub fn start_keepalived(
+    lab: &DsrLab,
+    node: usize,
+    conf: &Path,
+    dir: &Path,
+) -> anyhow::Result<crate::process::ChildGuard> {
+    let mut command = lab.lbs[node].ns.command(
+        "keepalived",
+        &[
+            "--vrrp",
+            "--dont-fork",
+            "--log-console",
+            "--no-syslog",
+            "-f",
+            &conf.display().to_string(),
+            "-p",
+            &dir.join("ka.pid").display().to_string(),
+            "-r",
+            &dir.join("ka-vrrp.pid").display().to_string(),
+        ],
+    );
+    command.stdout(std::fs::File::create(dir.join("keepalived.log"))?);
+    command.stderr(std::process::Stdio::null());
+    crate::process::ChildGuard::spawn(command, "keepalived")
+}

@@ -116,7 +116,7 @@ pub fn remove_instance_files(instance: &str) {
         }
         let _ = std::fs::remove_dir(&pins);
     }
-    for suffix in ["json", "lock", "sock"] {
+    for suffix in ["json", "lock", "sock", "server-state.json"] {
         let _ = std::fs::remove_file(format!("/run/lbd/{instance}.{suffix}"));
     }
 }
@@ -186,7 +186,7 @@ impl DsrLab {
     }
 
     /// Connects `ns` to the bridge as eth0 with `addr`.
-    fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
+    pub fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
         self.switch.ip(&[
             "link",
             "add",

@@ -1,9 +1,9 @@
 //! Client-side traffic. Call these inside `Netns::run_in` of the client.
 use anyhow::Context;
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -132,4 +132,29 @@ pub fn udp_names(
         names.push((port, String::from_utf8_lossy(&buffer[..n]).into_owned()));
     }
     Ok(names)
+}
+
+/// Sends `request` to `target` and reads the reply to its end, connecting
+/// again until `wait` has passed (a daemon that has just started binds its
+/// frontends shortly after).
+pub fn exchange_once_listening(
+    target: SocketAddr,
+    request: &[u8],
+    wait: Duration,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + wait;
+    let mut stream = loop {
+        match TcpStream::connect(target) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() > deadline => {
+                return Err(anyhow::Error::new(e).context(format!("connect {target}")))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    stream.set_read_timeout(Some(wait))?;
+    stream.write_all(request)?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
 }

@@ -605,7 +605,6 @@ mod reformat {
 fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
     use lb_tests::nginx::Nginx;
     use lb_tests::topology::{backend_addr, lbd_binary, DsrLab, CLIENT_ADDR};
-    use std::io::{Read, Write};
     use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 
     const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
@@ -648,22 +647,9 @@ fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
     lab.write_config(&config)?;
     lab.spawn_lbd(0, &lbd_binary())?;
     let exchange = |port: u16, request: &str| -> anyhow::Result<String> {
-        let request = request.to_owned();
-        let deadline = std::time::Instant::now() + WAIT;
-        lab.client.run_in(move || -> anyhow::Result<String> {
-            // lbd binds its frontends shortly after it starts.
-            let mut stream = loop {
-                match TcpStream::connect((L7_VIP, port)) {
-                    Ok(s) => break s,
-                    Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            };
-            stream.set_read_timeout(Some(WAIT))?;
-            stream.write_all(request.as_bytes())?;
-            let mut reply = String::new();
-            stream.read_to_string(&mut reply)?;
-            Ok(reply)
+        let target = SocketAddr::from((L7_VIP, port));
+        lab.client.run_in(|| {
+            lb_tests::traffic::exchange_once_listening(target, request.as_bytes(), WAIT)
         })?
     };
     let reply = exchange(
@@ -729,6 +715,211 @@ fn proxy_requests_and_server_events_reach_rsyslog() -> anyhow::Result<()> {
         2,
         "two access lines, none for the null connection or events:\n{}",
         access.join("\n")
+    );
+    Ok(())
+}
+
+/// The fields lbd fills from its own state, side by side with HAProxy 2.6
+/// in the same namespace, over the same nginx server, logging to the same
+/// rsyslog, each given the same requests: `%B` (the bytes the client
+/// received: head and body), `%ac/%fc/%bc/%sc/%rc` (connection counts at
+/// log time, with one idle client connection held open and three requests
+/// on a server with `maxconn 1`), `%sq/%bq` (the queue positions of the
+/// two requests that waited) and `%rc` with its termination state for a
+/// server that refuses every connection (`retries 2`). Each line of lbd's
+/// must carry HAProxy's values.
+#[test]
+fn log_counts_queues_retries_and_bytes_match_haproxy() -> anyhow::Result<()> {
+    use lb_tests::nginx::{Nginx, NginxOptions};
+    use lb_tests::process::ChildGuard;
+    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab, TempDir};
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+    const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+    /// lbd's ports; HAProxy's are 10 more.
+    const LBD_MAIN: u16 = 80;
+    const LBD_DEAD: u16 = 84;
+    const HAPROXY_OFFSET: u16 = 10;
+    let mut lab = DsrLab::build(1)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let rsyslog = Rsyslog::start(lab.lb(), "127.0.0.1:514".parse()?, "local2", false)?;
+    let server = SocketAddr::from((backend_addr(0), 8081));
+    let mut options = NginxOptions::new("web1", &[server]);
+    options.slow = Some(Duration::from_millis(800));
+    let _nginx = Nginx::start_with(&lab.backends[0].ns, options)?;
+    // Nothing listens on port 9 of the backend: every connect is refused.
+    let dead = SocketAddr::from((backend_addr(0), 9));
+
+    let config = format!(
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\n\n\
+         [global]\n[[global.log]]\ntarget = \"127.0.0.1:514\"\nfacility = \"local2\"\n\n\
+         [defaults]\nmode = \"http\"\nlog = true\ndontlognull = true\n\
+         timeout = {{ http_request = \"30s\", client = \"30s\", server = \"30s\" }}\n\n\
+         [[frontend]]\nname = \"main\"\nbind = [\"{L7_VIP}:{LBD_MAIN}\"]\nlog_format = \"httplog\"\ndefault_backend = \"app\"\n\n\
+         [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"web1\"\naddress = \"{server}\"\nmaxconn = 1\n\n\
+         [[frontend]]\nname = \"fail\"\nbind = [\"{L7_VIP}:{LBD_DEAD}\"]\nlog_format = \"httplog\"\ndefault_backend = \"dead\"\n\n\
+         [[backend]]\nname = \"dead\"\nretries = 2\n[[backend.server]]\nname = \"gone\"\naddress = \"{dead}\"\n",
+        lab.instance,
+    );
+    lab.write_config(&config)?;
+    lab.spawn_lbd(0, &lbd_binary())?;
+
+    let dir = TempDir::create(&lb_tests::netns::unique_name("haproxy"))?;
+    let conf = dir.path.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  log 127.0.0.1 local2\n  maxconn 100\n\
+             defaults\n  mode http\n  log global\n  option httplog\n  option dontlognull\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout queue 10s\n\
+             frontend main\n  bind {L7_VIP}:{}\n  default_backend app\n\
+             backend app\n  server web1 {server} maxconn 1\n\
+             frontend fail\n  bind {L7_VIP}:{}\n  default_backend dead\n\
+             backend dead\n  retries 2\n  server gone {dead}\n",
+            LBD_MAIN + HAPROXY_OFFSET,
+            LBD_DEAD + HAPROXY_OFFSET
+        ),
+    )?;
+    let mut command = lab
+        .lb()
+        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _haproxy = ChildGuard::spawn(command, "haproxy")?;
+
+    let connect = |port: u16| -> anyhow::Result<TcpStream> {
+        let deadline = std::time::Instant::now() + WAIT;
+        lab.client.run_in(move || -> anyhow::Result<TcpStream> {
+            loop {
+                match TcpStream::connect((L7_VIP, port)) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(WAIT))?;
+                        return Ok(s);
+                    }
+                    Err(e) if std::time::Instant::now() > deadline => return Err(e.into()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })?
+    };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: lbt\r\nConnection: close\r\n\r\n");
+    // Each proxy in turn, the same requests; the replies' lengths by path.
+    let mut received: Vec<Vec<(String, usize)>> = Vec::new();
+    for offset in [0, HAPROXY_OFFSET] {
+        let mut replies = Vec::new();
+        let main = LBD_MAIN + offset;
+        // An idle connection on the frontend all along (feconn, actconn).
+        let idle = connect(main)?;
+        let mut exchange = |port: u16, path: &str| -> anyhow::Result<()> {
+            let mut stream = connect(port)?;
+            stream.write_all(get(path).as_bytes())?;
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply)?;
+            replies.push((path.to_owned(), reply.len()));
+            // Let the proxy finish with the connection: the next line's
+            // counts must not depend on how fast a closed one is reaped.
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        };
+        exchange(main, "/index.html")?;
+        exchange(LBD_DEAD + offset, "/refused")?;
+        // Three slow requests on a server with maxconn 1, 200 ms apart:
+        // the second and third wait in the backend's queue.
+        let slow: Vec<TcpStream> = ["/slow?1", "/slow?2", "/slow?3"]
+            .iter()
+            .map(|path| -> anyhow::Result<TcpStream> {
+                let mut stream = connect(main)?;
+                stream.write_all(get(path).as_bytes())?;
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(stream)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for (mut stream, path) in slow.into_iter().zip(["/slow?1", "/slow?2", "/slow?3"]) {
+            let mut reply = Vec::new();
+            stream.read_to_end(&mut reply)?;
+            replies.push((path.to_owned(), reply.len()));
+        }
+        drop(idle);
+        received.push(replies);
+    }
+
+    rsyslog.wait_for_lines(LogFile::Access, 10, WAIT)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let lines = rsyslog.lines(LogFile::Access);
+    assert_eq!(lines.len(), 10, "{}", lines.join("\n"));
+    let fields_of = |tag: &str, path: &str| -> Vec<String> {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(tag) && l.contains(&format!("\"GET {path} HTTP/1.1\"")))
+            .unwrap_or_else(|| panic!("no {tag} line for {path}:\n{}", lines.join("\n")));
+        let message = &line[line.find("]: ").expect("tag") + 3..];
+        message.split(' ').map(str::to_owned).collect()
+    };
+    // httplog: 6 = %B, 9 = %tsc, 10 = %ac/%fc/%bc/%sc/%rc, 11 = %sq/%bq.
+    // lbd's %B is every byte the client received, head and body, as the
+    // manual describes it. HAProxy 2.6 counts its internal (HTX) form of
+    // the response: the head without each header's ": " and CRLF (163
+    // bytes on the wire were 139 in its log), so its count only brackets.
+    for (path, length) in &received[0] {
+        let fields = fields_of("lbd[", path);
+        assert_eq!(
+            fields[6],
+            length.to_string(),
+            "lbd's %B is what the client received: {fields:?}"
+        );
+    }
+    for (path, length) in &received[1] {
+        let fields = fields_of("haproxy[", path);
+        let counted: usize = fields[6].parse()?;
+        assert!(
+            counted <= *length && counted > length / 2,
+            "HAProxy's %B counts head and body: {counted} of {length}: {fields:?}"
+        );
+    }
+    let compared = |fields: &[String]| -> [String; 4] { [5, 9, 10, 11].map(|i| fields[i].clone()) };
+    for path in ["/index.html", "/refused"] {
+        let ours = fields_of("lbd[", path);
+        let theirs = fields_of("haproxy[", path);
+        assert_eq!(
+            compared(&ours),
+            compared(&theirs),
+            "{path}: status, termination, counts, queues\nlbd:     {}\nHAProxy: {}",
+            ours.join(" "),
+            theirs.join(" ")
+        );
+    }
+    // The slow ones in the order they got the server (their queue time):
+    // lbd's queue wakes its waiters together, so the second and third may
+    // be served in either order; the counts and positions must follow.
+    let by_queue_time = |tag: &str| -> Vec<[String; 4]> {
+        let mut lines: Vec<(u64, [String; 4])> = ["/slow?1", "/slow?2", "/slow?3"]
+            .iter()
+            .map(|path| {
+                let fields = fields_of(tag, path);
+                let queued = fields[4].split('/').nth(1).and_then(|t| t.parse().ok());
+                (queued.unwrap_or(0), compared(&fields))
+            })
+            .collect();
+        lines.sort();
+        lines.into_iter().map(|(_, fields)| fields).collect()
+    };
+    assert_eq!(
+        by_queue_time("lbd["),
+        by_queue_time("haproxy["),
+        "{}",
+        lines.join("\n")
+    );
+    // Not all zero: the counts and queues were really measured.
+    assert!(
+        by_queue_time("lbd[")[2][3] == "0/2",
+        "the last served waited behind one: {}",
+        lines.join("\n")
+    );
+    assert_eq!(
+        fields_of("lbd[", "/refused")[10].rsplit('/').next(),
+        Some("2")
     );
     Ok(())
 }

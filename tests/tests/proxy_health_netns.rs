@@ -68,7 +68,7 @@ fn httpchk_against_nginx_down_within_fall_times_inter_and_back_after_rise() {
             let _checks = ProxyHealth::start(
                 &tokio::runtime::Handle::current(),
                 Arc::clone(&snapshot),
-                Logger::disabled(),
+                vec![Logger::disabled()],
             );
             // The check as nginx saw it.
             let deadline = Instant::now() + Duration::from_secs(5);

@@ -73,8 +73,9 @@ fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
         backend("app", "", &lab.servers(&[0], "")),
     );
     lab.start(&config).expect("start");
-    let garbage: [&[u8]; 4] = [
+    let garbage: [&[u8]; 5] = [
         b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n",
         b"GET / HTTP/9.9\r\n\r\n",
         b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",

@@ -11,6 +11,7 @@ use kit::{backend, client::get_once, client::Client, frontend, vip, ProxyLab, DE
 use std::{
     collections::HashMap,
     io::{Read, Write},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -371,6 +372,82 @@ fn websocket_echo_through_the_proxy() {
         })
         .expect("websocket");
     assert_eq!(echoed, ["hello", "through lbd"]);
+}
+
+/// Access records as the proxy hands them to the log.
+#[derive(Default)]
+struct CapturedLog(std::sync::Mutex<Vec<lbd::log::AccessRecord>>);
+
+impl lbd::proxy::runtime::AccessLogger for CapturedLog {
+    fn log(&self, _: lbd::proxy::config::LogSettings, record: lbd::log::AccessRecord) {
+        self.0.lock().expect("log").push(record);
+    }
+}
+
+impl CapturedLog {
+    fn records(&self) -> Vec<lbd::log::AccessRecord> {
+        self.0.lock().expect("log").clone()
+    }
+}
+
+/// A WebSocket tunnel is logged when it closes, as HAProxy does: nothing
+/// at the 101, then one record with the bytes of the whole tunnel both
+/// ways and its whole duration.
+#[test]
+fn websocket_tunnel_is_logged_when_it_closes() {
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let config = format!(
+        "{DEFAULTS}{}{}",
+        frontend("web", 80, "default_backend = \"app\"\nlog = true"),
+        backend("app", "", &lab.servers(&[0], "")),
+    );
+    lab.start(&config).expect("start");
+    let log = Arc::new(CapturedLog::default());
+    lab.proxy.as_ref().expect("proxy").set_logger(log.clone());
+    let request: &[u8] = b"GET /chat HTTP/1.1\r\nHost: test.lbd\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let open_for = Duration::from_millis(400);
+    let sent = lab
+        .on_client(|| {
+            let mut client = Client::connect(vip(80))?;
+            let reply = client.raw(request)?;
+            anyhow::ensure!(reply.status == 101, "status {}", reply.status);
+            let mut sent = request.len() as u64;
+            for message in ["hello", "through lbd"] {
+                let mask = [1u8, 2, 3, 4];
+                let mut frame = vec![0x81, 0x80 | message.len() as u8];
+                frame.extend_from_slice(&mask);
+                frame.extend(message.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                client.stream().try_clone()?.write_all(&frame)?;
+                sent += frame.len() as u64;
+                let mut header = [0u8; 2];
+                client.reader().read_exact(&mut header)?;
+                let mut payload = vec![0u8; usize::from(header[1] & 0x7f)];
+                client.reader().read_exact(&mut payload)?;
+            }
+            std::thread::sleep(open_for);
+            anyhow::ensure!(
+                log.records().is_empty(),
+                "logged while the tunnel is open: {:?}",
+                log.records()
+            );
+            Ok(sent)
+        })
+        .expect("websocket");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log.records().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let records = log.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(record.status, Some(101));
+    // The request and both frames, as the client sent them.
+    assert_eq!(record.bytes_from_client, sent);
+    // The 101's head and both echoed frames (2 + 5 and 2 + 11 bytes).
+    let head = "HTTP/1.1 101 Switching Protocols\r\n\r\n".len() as u64;
+    assert!(record.bytes_to_client >= head + 20, "{record:?}");
+    assert!(record.timers.active >= open_for, "{record:?}");
+    assert!(record.timers.total >= record.timers.active, "{record:?}");
 }
 
 #[test]

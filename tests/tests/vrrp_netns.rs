@@ -199,28 +199,11 @@ fn an_established_dsr_connection_survives_a_failover() {
     );
 }
 
-/// keepalived 2.2.7 in node 1's namespace.
+/// keepalived 2.2.7 in `node`'s namespace, configured with `body`.
 fn start_keepalived(lab: &DsrLab, node: usize, body: &str, dir: &Path) -> ChildGuard {
     let conf = dir.join("keepalived.conf");
     std::fs::write(&conf, body).unwrap();
-    let mut command = lab.lbs[node].ns.command(
-        "keepalived",
-        &[
-            "--vrrp",
-            "--dont-fork",
-            "--log-console",
-            "--no-syslog",
-            "-f",
-            &conf.display().to_string(),
-            "-p",
-            &dir.join("ka.pid").display().to_string(),
-            "-r",
-            &dir.join("ka-vrrp.pid").display().to_string(),
-        ],
-    );
-    command.stdout(std::fs::File::create(dir.join("keepalived.log")).unwrap());
-    command.stderr(std::process::Stdio::null());
-    ChildGuard::spawn(command, "keepalived").unwrap()
+    lb_tests::ha::start_keepalived(lab, node, &conf, dir).unwrap()
 }
 
 fn keepalived_instance(version: u8, priority: u8, vip: &str) -> String {

@@ -26,7 +26,7 @@ use std::{
 };
 
 /// The L7 frontends (lbd's, then HAProxy's: never both at once).
-const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+pub(crate) const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
 /// lbd's L4 fullnat service over the same backends.
 const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
 const HTTP_PORT: u16 = 80;
@@ -37,15 +37,25 @@ const RUNS: usize = 3;
 const SECTION_START: &str = "<!-- bench-l7 start -->";
 const SECTION_END: &str = "<!-- bench-l7 end -->";
 
-struct Row {
-    what: &'static str,
-    path: String,
-    value: f64,
-    unit: &'static str,
-    range: Option<(f64, f64)>,
+pub(crate) struct Row {
+    pub(crate) what: &'static str,
+    pub(crate) path: String,
+    pub(crate) value: f64,
+    pub(crate) unit: &'static str,
+    pub(crate) range: Option<(f64, f64)>,
 }
 
+/// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline), and
+/// `LBD_BENCH_L7_RUNS=N` changes the number of runs; either leaves
+/// bench/RESULTS.md alone (the figures are printed).
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
+    let other_lbd = std::env::var_os("LBD_BENCH_L7_LBD").map(std::path::PathBuf::from);
+    let runs = match std::env::var("LBD_BENCH_L7_RUNS") {
+        Ok(n) => n.parse().context("LBD_BENCH_L7_RUNS")?,
+        Err(_) => RUNS,
+    };
+    let record = other_lbd.is_none() && runs == RUNS;
+    let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-l7: building the lab");
     let mut lab = DsrLab::build(3)?;
     for vip in [VIP_L7, VIP_L4] {
@@ -70,13 +80,44 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
     println!("bench-l7: lbd runs {workers} proxy worker threads");
-    measure(&lab, &mut rows, "lbd http mode", VIP_L7, HTTP_PORT)?;
-    measure(&lab, &mut rows, "lbd tcp mode", VIP_L7, TCP_PORT)?;
-    measure(&lab, &mut rows, "lbd L4 XDP fullnat", VIP_L4, BACKEND_PORT)?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd http mode",
+        VIP_L7,
+        HTTP_PORT,
+        Some(lbd_pid),
+    )?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd tcp mode",
+        VIP_L7,
+        TCP_PORT,
+        Some(lbd_pid),
+    )?;
+    measure(
+        &lab,
+        runs,
+        &mut rows,
+        "lbd L4 XDP fullnat",
+        VIP_L4,
+        BACKEND_PORT,
+        None,
+    )?;
     rows.push(Row {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
         value: crate::bench::peak_rss(lbd_pid)?,
+        unit: "MiB",
+        range: None,
+    });
+    rows.push(Row {
+        what: "RSS after the runs",
+        path: "lbd (proxy and XDP)".into(),
+        value: current_rss(lbd_pid)?,
         unit: "MiB",
         range: None,
     });
@@ -95,9 +136,25 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         wait_listening(&lab, VIP_L7, HTTP_PORT)
             .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
         let name = format!("HAProxy 2.6 mode http, nbthread {workers}");
-        measure(&lab, &mut rows, &name, VIP_L7, HTTP_PORT)?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            &name,
+            VIP_L7,
+            HTTP_PORT,
+            Some(haproxy.pid()),
+        )?;
         let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
-        measure(&lab, &mut rows, &name, VIP_L7, TCP_PORT)?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            &name,
+            VIP_L7,
+            TCP_PORT,
+            Some(haproxy.pid()),
+        )?;
         rows.push(Row {
             what: "peak RSS",
             path: format!("HAProxy 2.6, nbthread {workers}"),
@@ -105,14 +162,24 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             unit: "MiB",
             range: None,
         });
+        rows.push(Row {
+            what: "RSS after the runs",
+            path: format!("HAProxy 2.6, nbthread {workers}"),
+            value: current_rss(haproxy.pid())?,
+            unit: "MiB",
+            range: None,
+        });
     }
+    crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
     drop(backends);
     drop(lab);
 
     let section = render(&rows, workers);
     print!("{section}");
-    write_section(&section)?;
-    Ok(())
+    if record {
+        write_section(&section)?;
+    }
+    crate::bench_tls::run(lbd)
 }
 
 /// lbd: an http and a tcp frontend on VIP_L7 over the three backends, and
@@ -183,7 +250,7 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, Te
 }
 
 /// Connects from the client namespace until `vip:port` accepts (15 s).
-fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+pub(crate) fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
     let target = SocketAddr::from((vip, port));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -202,7 +269,7 @@ fn wait_listening(lab: &DsrLab, vip: Ipv4Addr, port: u16) -> anyhow::Result<()> 
 }
 
 /// Threads of `pid` named `lbd-proxy-*`: the proxy's tokio workers.
-fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
+pub(crate) fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
     let mut count = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
         let comm = std::fs::read_to_string(task?.path().join("comm")).unwrap_or_default();
@@ -217,21 +284,29 @@ fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
 }
 
 /// wrk keep-alive and `Connection: close` against `vip:port`, [`RUNS`]
-/// times; rows hold the median and the range.
+/// times; rows hold the median and the range. With the proxy's `pid`, also
+/// the CPU time the proxy spent per request and per connection: the
+/// figure the machine's other load disturbs least. `LBD_BENCH_L7_PERF=DIR`
+/// records a `perf record -g` CPU profile of the proxy during the first
+/// keep-alive run into DIR.
 fn measure(
     lab: &DsrLab,
+    runs: usize,
     rows: &mut Vec<Row>,
     path: &str,
     vip: Ipv4Addr,
     port: u16,
+    pid: Option<u32>,
 ) -> anyhow::Result<()> {
     println!("bench-l7: {path}");
     let url = format!("http://{vip}:{port}/");
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 5] = [
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] = [
         ("wrk keep-alive", "req/s", Vec::new()),
         ("wrk keep-alive latency p50", "ms", Vec::new()),
         ("wrk keep-alive latency p99", "ms", Vec::new()),
         ("wrk Connection: close", "conn/s", Vec::new()),
+        ("proxy CPU per keep-alive request", "us", Vec::new()),
+        ("proxy CPU per Connection: close request", "us", Vec::new()),
         (
             "failed requests (socket errors, non-2xx), all runs",
             "requests",
@@ -239,8 +314,16 @@ fn measure(
         ),
     ];
     let mut failed = 0.0;
-    for _ in 0..RUNS {
+    for run in 0..runs {
+        let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
+            (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, path)?),
+            _ => None,
+        };
+        let cpu = pid.map(cpu_ticks).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
+        drop(profile);
+        let cpu = pid.map(cpu_ticks).transpose()?;
         let close = wrk(
             lab,
             &[
@@ -253,17 +336,25 @@ fn measure(
                 &url,
             ],
         )?;
+        let close_cpu = cpu_per_request(pid, cpu, close.requests)?;
         failed += keep.failed + close.failed;
-        for (sample, value) in
-            samples
-                .iter_mut()
-                .zip([keep.rate, keep.p50_ms, keep.p99_ms, close.rate])
-        {
+        for (sample, value) in samples.iter_mut().zip([
+            keep.rate,
+            keep.p50_ms,
+            keep.p99_ms,
+            close.rate,
+            keep_cpu,
+            close_cpu,
+        ]) {
             sample.2.push(value);
         }
     }
-    samples[4].2.push(failed);
+    samples[6].2.push(failed);
     for (what, unit, mut values) in samples {
+        values.retain(|v| !v.is_nan());
+        if values.is_empty() {
+            continue;
+        }
         values.sort_by(f64::total_cmp);
         let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
         rows.push(Row {
@@ -277,14 +368,78 @@ fn measure(
     Ok(())
 }
 
-struct WrkResult {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    failed: f64,
+/// Resident memory of `pid` now (VmRSS), in MiB: what the proxy holds
+/// after serving, where the peak (VmHWM) also counts start-up.
+fn current_rss(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")?;
+    Ok(kib / 1024.0)
 }
 
-fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
+/// User and system CPU time of `pid` (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field of the line, stime the 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc/pid/stat")?.parse()?)
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Microseconds of the proxy's CPU per request since `before`; NaN
+/// without a pid.
+fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyhow::Result<f64> {
+    let (Some(pid), Some(before)) = (pid, before) else {
+        return Ok(f64::NAN);
+    };
+    // USER_HZ, the unit of /proc/PID/stat, is 100 on every Linux port.
+    let ticks_per_second = 100.0;
+    let used = cpu_ticks(pid)?.saturating_sub(before) as f64 / ticks_per_second;
+    Ok(if requests > 0.0 {
+        used * 1e6 / requests
+    } else {
+        f64::NAN
+    })
+}
+
+/// `perf record -g` on `pid` for the length of one wrk run; stopped by PID
+/// when dropped.
+fn start_profile(pid: u32, dir: &std::ffi::OsStr, path: &str) -> anyhow::Result<ChildGuard> {
+    let name: String = path
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let output = Path::new(dir).join(format!("{name}.data"));
+    let mut command = Command::new("perf");
+    command
+        .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&output)
+        .args(["--", "sleep", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard::spawn(command, "perf")
+}
+
+pub(crate) struct WrkResult {
+    pub(crate) rate: f64,
+    /// Requests completed in the run.
+    pub(crate) requests: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) failed: f64,
+}
+
+pub(crate) fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
     let out = lab.client.exec("wrk", args)?;
     parse_wrk(&out)
 }
@@ -317,8 +472,15 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
         .find_map(|l| l.trim_start().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0.0);
+    // "  120000 requests in 5.00s, 20.00MB read"
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim_start().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or(f64::NAN);
     Ok(WrkResult {
         rate,
+        requests,
         p50_ms: percentile("50%"),
         p99_ms: percentile("99%"),
         failed: socket_errors + non_2xx,
@@ -384,20 +546,31 @@ fn render(rows: &[Row], workers: usize) -> String {
 
 /// Replaces the L7 section of bench/RESULTS.md, or appends it.
 fn write_section(section: &str) -> anyhow::Result<()> {
+    replace_section(SECTION_START, SECTION_END, section, "bench-l7")
+}
+
+/// Replaces the part of bench/RESULTS.md between the markers `start` and
+/// `end` with `section`, or appends it with its markers.
+pub(crate) fn replace_section(
+    start: &str,
+    end: &str,
+    section: &str,
+    who: &str,
+) -> anyhow::Result<()> {
     let path = crate::workspace_root().join("bench/RESULTS.md");
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let block = format!("{SECTION_START}\n{section}{SECTION_END}\n");
-    let text = match (current.find(SECTION_START), current.find(SECTION_END)) {
-        (Some(start), Some(end)) if end > start => format!(
+    let block = format!("{start}\n{section}{end}\n");
+    let text = match (current.find(start), current.find(end)) {
+        (Some(from), Some(to)) if to > from => format!(
             "{}{block}{}",
-            &current[..start],
-            &current[end + SECTION_END.len()..].trim_start_matches('\n')
+            &current[..from],
+            &current[to + end.len()..].trim_start_matches('\n')
         ),
         _ => format!("{}\n{block}", current.trim_end()),
     };
     std::fs::create_dir_all(path.parent().context("bench dir")?)?;
     std::fs::write(&path, text)?;
-    println!("bench-l7: written to {}", path.display());
+    println!("{who}: written to {}", path.display());
     Ok(())
 }
 
@@ -410,6 +583,7 @@ mod tests {
         let out = "Running 5s test @ http://198.18.0.110:80/\n  2 threads and 32 connections\n  Latency Distribution\n     50%  410.00us\n     75%  600.00us\n     90%    1.20ms\n     99%    3.50ms\n  120000 requests in 5.00s, 20.00MB read\n  Socket errors: connect 0, read 3, write 1, timeout 0\n  Non-2xx or 3xx responses: 5\nRequests/sec:  24000.50\nTransfer/sec:      4.00MB\n";
         let r = parse_wrk(out).unwrap();
         assert_eq!(r.rate, 24000.5);
+        assert_eq!(r.requests, 120000.0);
         assert!((r.p50_ms - 0.41).abs() < 1e-9);
         assert_eq!(r.p99_ms, 3.5);
         assert_eq!(r.failed, 9.0);

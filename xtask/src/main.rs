@@ -1,6 +1,8 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
 mod bench_l7;
+mod bench_tls;
+mod bench_tls_pass;
 mod bench_xdp;
 mod lab;
 mod setup;
@@ -41,6 +43,9 @@ enum Task {
     /// 2.6 over three nginx backends; replaces its section of
     /// bench/RESULTS.md.
     BenchL7,
+    /// Only the TLS rows of `bench-l7` (issue 13): handshakes/s, keep-alive
+    /// and h2 over TLS, lbd vs HAProxy 2.6; replaces its section.
+    BenchTls,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -73,8 +78,17 @@ fn main() -> anyhow::Result<()> {
         Task::BenchL7 => {
             setup::ensure()?;
             build_ebpf()?;
-            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            // A given lbd (LBD_BENCH_L7_LBD, a baseline) needs no build.
+            if std::env::var_os("LBD_BENCH_L7_LBD").is_none() {
+                cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            }
             bench_l7::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchTls => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            bench_tls::run(&workspace_root().join("target/release/lbd"))
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

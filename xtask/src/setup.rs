@@ -32,6 +32,8 @@ const PACKAGES: &[&str] = &[
     "golang-github-osrg-gobgp-dev",
     "protobuf-compiler",
     "bird2",
+    // Issue 13: h2load measures HTTP/2 over TLS in bench-l7.
+    "nghttp2-client",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -38,6 +38,17 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
                 config.display(),
                 parsed.services.len()
             );
+            // Served anyway, as HAProxy does, but worth an operator's look.
+            for frontend in &parsed.proxy.frontends {
+                for tls in frontend.binds.iter().filter_map(|b| b.tls.as_ref()) {
+                    for warning in &tls.warnings {
+                        eprintln!("warning: frontend \"{}\": {warning}", frontend.name);
+                    }
+                }
+            }
+            for warning in parsed.stats.iter().flat_map(|s| s.warnings()) {
+                eprintln!("{}: warning: {warning}", config.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -45,6 +56,60 @@ pub fn check(config: &Path, netns: Option<&str>) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `lbd import`: translates keepalived.conf and haproxy.cfg into lb.toml
+/// (to `output`, or stdout) and prints the report (to stdout with `-o`,
+/// else to stderr). Fails on unreadable sources, on an output `lbd check`
+/// would refuse, and, unless `allow_partial`, when anything is not
+/// supported.
+pub fn import(
+    options: &crate::import::Options,
+    output: Option<&Path>,
+    allow_partial: bool,
+) -> anyhow::Result<ExitCode> {
+    if options.keepalived.is_none() && options.haproxy.is_none() {
+        bail!("name a file to import: --keepalived FILE and/or --haproxy FILE");
+    }
+    let imported = match crate::import::import(options) {
+        Ok(imported) => imported,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let shown = output.unwrap_or(Path::new("lb.toml"));
+    let checked = crate::import::check(&imported.toml, shown);
+    match output {
+        Some(path) => {
+            std::fs::write(path, &imported.toml)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", imported.report);
+        }
+        None => {
+            print!("{}", imported.toml);
+            eprintln!("{}", imported.report);
+        }
+    }
+    match checked {
+        Err(errors) => {
+            eprintln!("lbd: the imported configuration does not pass lbd check:\n{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Ok(absent) => {
+            for note in absent {
+                eprintln!("note: {note} (not on this machine: copy it where lbd will run; lbd check there reads it)");
+            }
+        }
+    }
+    let unsupported = imported.report.unsupported().count();
+    if unsupported > 0 && !allow_partial {
+        eprintln!(
+            "lbd: {unsupported} directive(s) not supported (listed above); the file was written without them: check it, then rerun with --allow-partial to accept"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `lbd run`: validates, then runs the daemon until it is stopped.
@@ -166,6 +231,48 @@ pub fn status(instance: &str, json: bool) -> anyhow::Result<ExitCode> {
         print!("{}", status::render_table(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd show stat`: HAProxy's `show stat`, the stats page's rows (CSV by
+/// default, as HAProxy prints them; or JSON).
+pub fn show_stat(instance: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let rows = crate::stats::export::rows(&status::collect(instance)?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::stats::export::csv(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lbd show servers state`: the runtime states and weights the daemon
+/// keeps across reloads and restarts.
+pub fn show_servers_state(instance: &str) -> anyhow::Result<ExitCode> {
+    report(control::call(
+        instance,
+        &control::Request::ShowServersState,
+    )?)
+}
+
+/// `lbd set server GROUP/MEMBER state|weight ...`: HAProxy's runtime
+/// command, for a proxy server or an XDP backend.
+pub fn set_server(
+    instance: &str,
+    target: &str,
+    change: control::ServerChange,
+) -> anyhow::Result<ExitCode> {
+    let Some((group, member)) = target.split_once('/') else {
+        bail!("name the server as BACKEND/SERVER (or SERVICE/ADDRESS[:PORT]), not \"{target}\"");
+    };
+    report(control::call(
+        instance,
+        &control::Request::SetServer {
+            group: group.to_owned(),
+            member: member.to_owned(),
+            target: None,
+            change,
+        },
+    )?)
 }
 
 /// The running instance named by `--instance`, or by the `[instance]`

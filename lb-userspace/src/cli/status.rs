@@ -31,6 +31,9 @@ pub struct StateFile {
     /// The L7/TCP proxy's frontends, backends and servers.
     #[serde(default)]
     pub proxy: Option<crate::proxy::status::ProxyStatus>,
+    /// The BGP speaker's sessions and announcements (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 /// A backend's health and administrative state, for `lbd status`.
@@ -51,19 +54,11 @@ impl StateFile {
     /// 0644 whatever the umask: anyone may read the status, only root
     /// writes it.
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let path = snapshot_path(instance);
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(self)?)?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
+        replace_file(
+            &snapshot_path(instance),
+            &serde_json::to_vec_pretty(self)?,
+            0o644,
+        )
     }
 
     /// When the file was last written.
@@ -78,6 +73,25 @@ impl StateFile {
         let bytes = std::fs::read(snapshot_path(instance)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
+}
+
+/// Replaces `path` atomically (a temporary file beside it, then a
+/// rename) with `mode` whatever the umask: a reader never sees half a file.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +147,9 @@ pub struct StatusReport {
     /// The L7/TCP proxy (none when the configuration has none).
     #[serde(default)]
     pub proxy: Option<crate::proxy::status::ProxyStatus>,
+    /// The BGP speaker's sessions and announced prefixes (`[bgp]`).
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -314,6 +331,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
     let nat_replies = maps.nat_reverse.keys().filter(Result::is_ok).count() as u64;
 
     let proxy = state.as_ref().and_then(|s| s.proxy.clone());
+    let bgp = state.as_ref().and_then(|s| s.bgp.clone());
     Ok(StatusReport {
         instance: instance.to_owned(),
         running: running.is_some(),
@@ -331,6 +349,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
             .collect(),
         services,
         proxy,
+        bgp,
     })
 }
 
@@ -501,6 +520,10 @@ pub fn render_table(report: &StatusReport) -> String {
         let _ = writeln!(out);
         out.push_str(&crate::proxy::status::render(proxy));
     }
+    if let Some(bgp) = &report.bgp {
+        let _ = writeln!(out);
+        out.push_str(&crate::bgp::status::render(bgp));
+    }
     let _ = writeln!(out);
     let _ = writeln!(out, "{:<24} {:>12}", "OUTCOME", "PACKETS");
     for (name, value) in &report.global {
@@ -548,6 +571,7 @@ mod tests {
             global: vec![],
             services: vec![],
             proxy: None,
+            bgp: None,
         }
     }
 

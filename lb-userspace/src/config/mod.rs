@@ -8,6 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub mod bgp;
 pub mod health;
 pub mod instance;
 pub mod service;
@@ -30,6 +31,10 @@ pub struct Config {
     pub vrrp: Vec<VrrpConfig>,
     /// The L7/TCP proxy's frontends and backends (HAProxy's sections).
     pub proxy: crate::proxy::config::ProxyConfig,
+    /// `[stats]`: the stats page and /metrics (none: not served).
+    pub stats: Option<crate::stats::config::StatsConfig>,
+    /// VIP announcements over BGP through gobgpd (`[bgp]`); none = off.
+    pub bgp: Option<bgp::BgpConfig>,
 }
 
 /// One problem in a configuration file.
@@ -174,4 +179,4 @@ impl Config {
 #[cfg(test)]
 mod range_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

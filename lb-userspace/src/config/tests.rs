@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use vrrp::Version;
 
-pub(super) struct FakeHost;
+pub(crate) struct FakeHost;
 impl Environment for FakeHost {
     fn interface_exists(&self, name: &str) -> bool {
         name == "eth0"
@@ -16,7 +16,7 @@ impl Environment for FakeHost {
     }
 }
 
-pub(super) const GOOD: &str = r#"[instance]
+pub(crate) const GOOD: &str = r#"[instance]
 name = "lb1"
 interface = "eth0"
 

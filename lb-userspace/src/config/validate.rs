@@ -34,6 +34,9 @@ pub(super) struct RawConfig {
     backend: Vec<Spanned<RawSection>>,
     #[serde(default)]
     listen: Vec<Spanned<RawSection>>,
+    /// The stats page and /metrics, validated by `stats::config`.
+    stats: Option<Spanned<crate::stats::config::RawStats>>,
+    bgp: Option<Spanned<super::bgp::RawBgp>>,
 }
 
 pub(crate) struct Validator<'a> {
@@ -108,11 +111,24 @@ impl<'a> Validator<'a> {
             listen: raw.listen,
         };
         let proxy = validate_beside(proxy, &l4, self);
+        let stats = raw
+            .stats
+            .as_ref()
+            .and_then(|raw| crate::stats::config::validate(raw, self));
+        let mut service_vips: Vec<IpAddr> = Vec::new();
+        for service in &services {
+            if !service_vips.contains(&service.vip) {
+                service_vips.push(service.vip);
+            }
+        }
+        let bgp = raw.bgp.map(|bgp| self.validate_bgp(bgp, &service_vips));
         Config {
             instance,
             services,
             vrrp,
             proxy,
+            stats,
+            bgp,
         }
     }
 
@@ -189,5 +205,8 @@ impl ErrorSink for Validator<'_> {
     fn report(&mut self, span: std::ops::Range<usize>, field: &str, message: String) {
         let line = self.line_of(span.start);
         self.error_at(line, field, message);
+    }
+    fn config_file(&self) -> Option<&Path> {
+        Some(self.file)
     }
 }

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 mod client;
 pub mod connection;
 mod server;
+pub mod server_state;
 
 pub use client::{call, CallError};
 pub use server::serve;
@@ -25,6 +26,83 @@ pub enum Request {
     Reload,
     /// Stop and tear the data plane down (detach, unpin).
     Stop,
+    /// HAProxy's `set server GROUP/MEMBER state|weight`: a proxy
+    /// backend's server, or an XDP service's backend (MEMBER = address or
+    /// address:port). Without `target`, a proxy backend of that name wins.
+    /// Kept in the server-state file: survives reload and restart.
+    #[serde(rename = "set-server")]
+    SetServer {
+        group: String,
+        member: String,
+        #[serde(default)]
+        target: Option<ServerTarget>,
+        change: ServerChange,
+    },
+    /// HAProxy's `show servers state`: the runtime states and weights
+    /// kept in the server-state file (the message is its JSON).
+    #[serde(rename = "show-servers-state")]
+    ShowServersState,
+}
+
+/// Which kind of row a `set server` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerTarget {
+    Xdp,
+    Proxy,
+}
+
+/// HAProxy's runtime states: `ready`, `drain`, `maint` (for an XDP
+/// backend: enabled, drain, disabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeState {
+    Ready,
+    Drain,
+    Maint,
+}
+
+impl RuntimeState {
+    pub fn of_xdp(admin: AdminState) -> RuntimeState {
+        match admin {
+            AdminState::Enabled => RuntimeState::Ready,
+            AdminState::Drain => RuntimeState::Drain,
+            AdminState::Disabled => RuntimeState::Maint,
+        }
+    }
+    pub fn xdp(self) -> AdminState {
+        match self {
+            RuntimeState::Ready => AdminState::Enabled,
+            RuntimeState::Drain => AdminState::Drain,
+            RuntimeState::Maint => AdminState::Disabled,
+        }
+    }
+    pub fn proxy(self) -> crate::proxy::snapshot::AdminState {
+        use crate::proxy::snapshot::AdminState as P;
+        match self {
+            RuntimeState::Ready => P::Ready,
+            RuntimeState::Drain => P::Drain,
+            RuntimeState::Maint => P::Maint,
+        }
+    }
+    pub fn of_proxy(admin: crate::proxy::snapshot::AdminState) -> RuntimeState {
+        use crate::proxy::snapshot::AdminState as P;
+        match admin {
+            P::Ready => RuntimeState::Ready,
+            P::Drain => RuntimeState::Drain,
+            P::Maint => RuntimeState::Maint,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerChange {
+    State(RuntimeState),
+    /// 0..=256 (HAProxy's range).
+    Weight(u32),
+    /// HAProxy's `enable health` (true) / `disable health` (false).
+    Check(bool),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

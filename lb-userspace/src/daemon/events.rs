@@ -6,7 +6,10 @@
 use crate::{
     cli::status::StateFile,
     config::{Config, HostEnvironment},
-    control::{Reply, Request, StateNotWritten},
+    control::{
+        server_state::{ServerStateFile, XdpServerState},
+        Reply, Request, RuntimeState, ServerChange, ServerTarget, StateNotWritten,
+    },
     dataplane::{
         desired, neighbour::InterfaceInfo, programmer::Programmer, resolver::backend_addresses,
         settings::sync_reply_lookup, LbMaps,
@@ -42,6 +45,16 @@ pub(super) struct Running {
     pub(super) vrrp: Option<VrrpThread>,
     /// The L7/TCP proxy, while the configuration has one.
     pub(super) proxy: Option<super::proxy::ProxyPart>,
+    /// The stats page, while `[stats]` is configured.
+    pub(super) stats: Option<crate::stats::StatsServer>,
+    /// What the stats server needs to serve and act: the loop's control
+    /// channel and the live metrics the loop feeds.
+    pub(super) control_tx: tokio::sync::mpsc::Sender<crate::control::Call>,
+    pub(super) live: crate::stats::SharedLive,
+    /// BGP announcements through gobgpd (`[bgp]`), and what they follow.
+    pub(super) bgp: Option<crate::bgp::Bgp>,
+    pub(super) usable_vips: HashMap<IpAddr, bool>,
+    pub(super) stopping: bool,
 }
 
 impl Running {
@@ -57,6 +70,7 @@ impl Running {
         self.state.snapshot = self.programmer.snapshot().clone();
         self.state.health = self.health.status(now);
         self.ramping = plan.ramping;
+        self.note_usable_vips(&plan.services);
         // The maps are programmed: a failed write does not undo that.
         self.state.write(&self.instance).map_err(StateNotWritten)?;
         Ok(())
@@ -85,8 +99,13 @@ impl Running {
         if new.vrrp != self.config.vrrp {
             bail!("the [[vrrp]] or [[vrrp_script]] sections changed; that needs a restart of lbd");
         }
+        super::bgp::check_bgp_reload(&self.config, &new)?;
         self.reload_proxy(&new)?;
+        let stats_changed = new.stats != self.config.stats;
         self.config = new;
+        if stats_changed {
+            self.restart_stats();
+        }
         // New backends are resolved beside the loop (an ARP wait must not
         // hold up the loop); they get their slots when their MACs arrive.
         let _ = self.wanted.send(backend_addresses(&self.config));
@@ -106,6 +125,176 @@ impl Running {
         }
     }
 
+    /// Starts the stats page as configured (stopping the one running). A
+    /// bind that fails is logged: the rest of the daemon runs on.
+    pub(super) fn restart_stats(&mut self) {
+        if let Some(old) = self.stats.take() {
+            old.stop();
+        }
+        if let Some(config) = self.config.stats.clone() {
+            match crate::stats::StatsServer::start(
+                config,
+                &self.instance,
+                self.control_tx.clone(),
+                self.live.clone(),
+            ) {
+                Ok(server) => self.stats = Some(server),
+                Err(e) => error!("stats page not started: {e:#}"),
+            }
+        }
+    }
+
+    /// Applies the server-state file (runtime states and weights from
+    /// before a restart) to what the configuration still has.
+    pub(super) fn restore_server_states(&mut self) {
+        let file = match ServerStateFile::read(&self.instance) {
+            Ok(file) => file,
+            Err(e) => {
+                warn!("server-state file ignored: {e}");
+                return;
+            }
+        };
+        let now = Instant::now();
+        for x in &file.xdp {
+            let backend = x.backend.to_string();
+            let mut result = Ok(());
+            if let Some(state) = x.state {
+                result = self
+                    .health
+                    .set_admin(&x.service, &backend, state.xdp(), now);
+            }
+            if let (Some(weight), Ok(())) = (x.weight, &result) {
+                result = self.health.set_weight(&x.service, &backend, weight);
+            }
+            if let (Some(false), Ok(())) = (x.check, &result) {
+                result = self
+                    .health
+                    .set_checks(&x.service, &backend, false, now)
+                    .map(|_| ());
+            }
+            if let Err(e) = result {
+                warn!("server-state file: {e} (not restored)");
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            for p in &file.proxy {
+                let mut result = Ok(String::new());
+                if let Some(state) = p.state {
+                    result = proxy.set_server(&p.backend, &p.server, ServerChange::State(state));
+                }
+                if let (Some(weight), Ok(_)) = (p.weight, &result) {
+                    result = proxy.set_server(&p.backend, &p.server, ServerChange::Weight(weight));
+                }
+                if let (Some(false), Ok(_)) = (p.check, &result) {
+                    result = proxy.set_server(&p.backend, &p.server, ServerChange::Check(false));
+                }
+                if let Err(e) = result {
+                    warn!("server-state file: {e} (not restored)");
+                }
+            }
+        }
+        if file != ServerStateFile::default() {
+            info!(
+                xdp = file.xdp.len(),
+                proxy = file.proxy.len(),
+                "runtime server states restored"
+            );
+        }
+    }
+
+    /// What differs from the configuration now.
+    fn server_states(&self) -> ServerStateFile {
+        let mut xdp: Vec<XdpServerState> = Vec::new();
+        let facts = &self.health.facts;
+        let keys: std::collections::BTreeSet<_> = facts
+            .admin
+            .keys()
+            .chain(facts.weights.keys())
+            .chain(facts.health.keys())
+            .collect();
+        for key in keys {
+            xdp.push(XdpServerState {
+                service: key.0.clone(),
+                backend: key.1,
+                state: facts
+                    .admin
+                    .get(key)
+                    .filter(|a| **a != crate::health::AdminState::Enabled)
+                    .map(|a| RuntimeState::of_xdp(*a)),
+                weight: facts.weights.get(key).copied(),
+                check: (!self.health.checks_enabled(key)).then_some(false),
+            });
+        }
+        xdp.retain(|x| x.state.is_some() || x.weight.is_some() || x.check.is_some());
+        ServerStateFile {
+            xdp,
+            proxy: self
+                .proxy
+                .as_ref()
+                .map(super::proxy::ProxyPart::runtime_states)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn save_server_states(&self) {
+        if let Err(e) = self.server_states().write(&self.instance) {
+            error!(
+                "writing the server-state file: {e} (runtime states will not survive a restart)"
+            );
+        }
+    }
+
+    /// `set server GROUP/MEMBER ...`: a proxy server, or an XDP backend.
+    fn set_server(
+        &mut self,
+        group: &str,
+        member: &str,
+        target: Option<ServerTarget>,
+        change: ServerChange,
+    ) -> Reply {
+        let proxy_has = self.proxy.as_ref().is_some_and(|p| p.has_backend(group));
+        let reply = match (target, &self.proxy) {
+            (Some(ServerTarget::Proxy), Some(proxy)) | (None, Some(proxy)) if proxy_has => {
+                match proxy.set_server(group, member, change) {
+                    Ok(message) => Reply { ok: true, message },
+                    Err(message) => Reply { ok: false, message },
+                }
+            }
+            (Some(ServerTarget::Proxy), _) => Reply {
+                ok: false,
+                message: format!("no proxy backend {group}"),
+            },
+            _ => {
+                let result = match change {
+                    ServerChange::State(state) => {
+                        self.health
+                            .set_admin(group, member, state.xdp(), Instant::now())
+                    }
+                    ServerChange::Weight(weight) => self.health.set_weight(group, member, weight),
+                    ServerChange::Check(enabled) => self
+                        .health
+                        .set_checks(group, member, enabled, Instant::now())
+                        .map(|_| ()),
+                };
+                match result {
+                    Err(message) => Reply { ok: false, message },
+                    Ok(()) => Reply::after_apply(
+                        format!("{group}/{member}: {change:?}").to_lowercase(),
+                        self.apply(),
+                    ),
+                }
+            }
+        };
+        if reply.ok {
+            self.save_server_states();
+            self.state.proxy = self.proxy.as_ref().map(super::proxy::ProxyPart::status);
+            if let Err(e) = self.state.write(&self.instance) {
+                warn!("writing the state file: {e}");
+            }
+        }
+        reply
+    }
+
     /// SIGHUP.
     pub(super) async fn on_hangup(&mut self) {
         match self.reload().await {
@@ -121,6 +310,7 @@ impl Running {
     }
 
     pub(super) fn on_health(&mut self, key: desired::BackendKey, result: CheckResult) {
+        self.live.observe_check(&key.0, key.1, result.latency);
         if self.health.record(&key, result, Instant::now()) {
             self.apply_logged("applying a health change");
         }
@@ -143,10 +333,24 @@ impl Running {
                 .set_admin(&service, &backend, admin, Instant::now())
             {
                 Err(message) => Reply { ok: false, message },
-                Ok(()) => Reply::after_apply(
-                    format!("{service} {backend}: {admin:?}").to_lowercase(),
-                    self.apply(),
-                ),
+                Ok(()) => {
+                    let reply = Reply::after_apply(
+                        format!("{service} {backend}: {admin:?}").to_lowercase(),
+                        self.apply(),
+                    );
+                    self.save_server_states();
+                    reply
+                }
+            },
+            Request::SetServer {
+                group,
+                member,
+                target,
+                change,
+            } => self.set_server(&group, &member, target, change),
+            Request::ShowServersState => Reply {
+                ok: true,
+                message: serde_json::to_string_pretty(&self.server_states()).unwrap_or_default(),
             },
             Request::Stop => {
                 let _ = reply.send(Reply {
@@ -185,9 +389,11 @@ impl Running {
 
     /// A VRRP state changed: the state file shows it at once, without
     /// waiting for the periodic refresh.
-    pub(super) fn on_vrrp_transition(&mut self) {
+    pub(super) fn on_vrrp_transition(&mut self, changes: u64) {
+        self.live.set_vrrp_transitions(changes);
         if let Some(thread) = &self.vrrp {
             self.state.vrrp = thread.status();
+            self.sync_bgp();
             if let Err(e) = self.state.write(&self.instance) {
                 warn!("writing the state file: {e}");
             }
@@ -210,6 +416,7 @@ impl Running {
         }
         self.state.health = self.health.status(Instant::now());
         self.state.proxy = self.proxy.as_ref().map(super::proxy::ProxyPart::status);
+        self.sync_bgp();
         if let Err(e) = self.state.write(&self.instance) {
             warn!("writing the state file: {e}");
         }

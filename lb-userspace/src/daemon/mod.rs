@@ -2,6 +2,7 @@
 //! runs as named phases (lock, adopt or create the data plane, resolve,
 //! program, attach, start the drivers); then one loop hands each event
 //! source to its handler in `events`.
+mod bgp;
 mod events;
 mod limits;
 mod lock;
@@ -50,6 +51,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     // Open files: raise the soft limit to the hard one.
     limits::raise_nofile();
 
+    // gobgpd first: a missing speaker fails the start before the data
+    // plane is touched. Nothing is announced until the program forwards.
+    let bgp = config
+        .bgp
+        .as_ref()
+        .map(crate::bgp::Bgp::start)
+        .transpose()
+        .context("starting BGP")?;
+
     // Adopt the data plane a previous lbd left, or create it. From here
     // on an adopted data plane is kept whatever fails: it forwards.
     let (mut dataplane, mut maps, mut pins_guard, adopted) = adopt_or_create(&config)?;
@@ -78,6 +88,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     // binds the VIP before it holds it) on its own runtime.
     let proxy = proxy::ProxyPart::start(&config.proxy).context("starting the proxy")?;
 
+    // The control channel exists before the socket: the stats page sends
+    // its actions through it too.
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
     // Program the maps.
     let mut daemon = Running {
         instance: instance.clone(),
@@ -95,7 +108,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         wanted,
         vrrp: None,
         proxy,
+        stats: None,
+        control_tx: control_tx.clone(),
+        live: std::sync::Arc::new(crate::stats::LiveMetrics::default()),
+        bgp,
+        usable_vips: Default::default(),
+        stopping: false,
     };
+    // Runtime states and weights from before a restart.
+    daemon.restore_server_states();
     daemon.apply()?;
 
     // Attach only once the maps are full, so the first packets already
@@ -121,6 +142,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     daemon.state.xdp_mode = Some(mode.into());
     daemon.state.write(&instance)?;
     info!(instance, interface = %daemon.interface.name, services = daemon.config.services.len(), "data plane attached");
+    daemon.sync_bgp();
 
     // Start the neighbour refresh, VRRP, the control socket and the flow
     // collector. Neighbour refreshes wait for ARP replies: they run beside
@@ -145,8 +167,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         daemon.vrrp = Some(thread);
         vrrp_changes = changes;
     }
-    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel(16);
     let control_task = control::serve(&instance, control_tx)?;
+    // The stats page, on a thread of its own.
+    daemon.restart_stats();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     conntrack::start_collector(&pins, conntrack::collection_interval(&tunables))?;
     // Running: from now on only a teardown that was asked for (SIGINT,
@@ -166,13 +189,21 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                     break;
                 }
             }
-            Ok(()) = vrrp_changes.changed() => daemon.on_vrrp_transition(),
+            Ok(()) = vrrp_changes.changed() => {
+                let changes = *vrrp_changes.borrow_and_update();
+                daemon.on_vrrp_transition(changes)
+            }
             Some(fresh) = macs_rx.recv() => daemon.on_neighbours(fresh),
             _ = tick.tick() => daemon.on_tick(),
         }
     }
 
     info!(instance, "stopping");
+    // Routes go first: routers move the flows before anything stops.
+    daemon.withdraw_and_drain().await;
+    if let Some(stats) = daemon.stats.take() {
+        stats.stop();
+    }
     if let Some(proxy) = daemon.proxy.take() {
         proxy.stop().await;
     }

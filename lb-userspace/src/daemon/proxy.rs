@@ -1,22 +1,28 @@
 //! The L7/TCP proxy inside the daemon: started once the configuration is
 //! validated (on its own runtime, see `proxy::runtime`), given each
-//! reloaded configuration as a new snapshot, stopped on shutdown. Its
-//! access log and its servers' UP/DOWN events go to the `[[global.log]]`
-//! syslog targets; its servers' checks run on the proxy's runtime.
+//! reloaded configuration as a new snapshot, stopped on shutdown. A
+//! frontend's access log and a backend's server UP/DOWN events go to the
+//! section's syslog targets (`log global`: the `[[global.log]]` ones; a
+//! backend without `log` sends its events to the global targets); its
+//! servers' checks run on the proxy's runtime.
 use crate::{
+    control::{server_state::ProxyServerState, RuntimeState, ServerChange},
     health::proxy::ProxyHealth,
     log::{
         format::{AccessFormat, Zone},
         AccessRecord, Facility, Framing, Logger, Origin, Severity, TargetAddr, TargetConfig,
     },
     proxy::{
-        config::{LogAddress, LogFormat, LogSettings, LogTarget, ProxyConfig, SyslogFormat},
+        config::{
+            LogAddress, LogDestinations, LogFormat, LogSettings, LogTarget, ProxyConfig,
+            SyslogFormat,
+        },
         runtime::{AccessLogger, ProxyRuntime},
         snapshot::{Snapshot, StateRegistry},
         status::ProxyStatus,
     },
 };
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 use tracing::info;
 
 /// How long connections may finish after a stop before they are cut.
@@ -28,13 +34,100 @@ pub(super) struct ProxyPart {
     runtime: ProxyRuntime,
     /// Checks of the current snapshot's servers (restarted per snapshot).
     health: Option<ProxyHealth>,
-    targets: Vec<LogTarget>,
-    logger: Logger,
+    loggers: Loggers,
+}
+
+/// The syslog senders of a configuration: the global targets and each
+/// section's own, started once per distinct configuration.
+struct Loggers {
+    /// What they were started for: a reload restarts them only when it
+    /// changes.
+    plan: LogPlan,
+    global: Logger,
+    /// Frontends with their own targets, by name.
+    frontends: Arc<HashMap<String, Logger>>,
+    /// Each backend's event logger, by backend id.
+    backends: Vec<Logger>,
+}
+
+type LogPlan = (
+    Vec<LogTarget>,
+    Vec<(String, LogDestinations)>,
+    Vec<LogDestinations>,
+);
+
+impl Loggers {
+    fn plan(config: &ProxyConfig) -> LogPlan {
+        (
+            config.global.log.clone(),
+            config
+                .frontends
+                .iter()
+                .map(|f| (f.name.clone(), f.log_to.clone()))
+                .collect(),
+            config.backends.iter().map(|b| b.log_to.clone()).collect(),
+        )
+    }
+
+    fn start(config: &ProxyConfig) -> anyhow::Result<Loggers> {
+        let global = start_logger(&config.global.log)?;
+        // A section's own `log` lines get senders of their own, started
+        // once per distinct list (sections inheriting [defaults]' lines
+        // share them); `log global` adds the global ones beside them.
+        let mut started: Vec<(Vec<LogTarget>, Logger)> = Vec::new();
+        let mut section = |to: &LogDestinations| -> anyhow::Result<Option<Logger>> {
+            if to.targets.is_empty() {
+                return Ok(None);
+            }
+            let own = match started.iter().find(|(targets, _)| *targets == to.targets) {
+                Some((_, logger)) => logger.clone(),
+                None => {
+                    let logger = start_logger(&to.targets)?;
+                    started.push((to.targets.clone(), logger.clone()));
+                    logger
+                }
+            };
+            Ok(Some(if to.global { global.join(&own) } else { own }))
+        };
+        let mut frontends = HashMap::new();
+        for frontend in &config.frontends {
+            if let Some(logger) = section(&frontend.log_to)? {
+                frontends.insert(frontend.name.clone(), logger);
+            }
+        }
+        let mut backends = Vec::new();
+        for backend in &config.backends {
+            backends.push(section(&backend.log_to)?.unwrap_or_else(|| global.clone()));
+        }
+        Ok(Loggers {
+            plan: Loggers::plan(config),
+            global,
+            frontends: Arc::new(frontends),
+            backends,
+        })
+    }
+
+    fn access(&self) -> Arc<SyslogAccess> {
+        Arc::new(SyslogAccess {
+            global: self.global.clone(),
+            frontends: self.frontends.clone(),
+        })
+    }
+
+    fn flush(&self, timeout: Duration) {
+        self.global.flush(timeout);
+        for logger in self.frontends.values().chain(&self.backends) {
+            logger.flush(timeout);
+        }
+    }
 }
 
 /// Access records to syslog, in each frontend's format, local time as
-/// HAProxy prints it.
-struct SyslogAccess(Logger);
+/// HAProxy prints it, to the frontend's own targets or the global ones.
+struct SyslogAccess {
+    global: Logger,
+    frontends: Arc<HashMap<String, Logger>>,
+}
 
 impl AccessLogger for SyslogAccess {
     fn log(&self, settings: LogSettings, record: AccessRecord) {
@@ -44,8 +137,12 @@ impl AccessLogger for SyslogAccess {
             LogFormat::Clf => AccessFormat::Clf,
             LogFormat::Json => AccessFormat::Json,
         };
+        let logger = self
+            .frontends
+            .get(&*record.frontend)
+            .unwrap_or(&self.global);
         // The runtime already left out null connections with dontlognull.
-        self.0.access(&record, format, Zone::Local, false);
+        logger.access(&record, format, Zone::Local, false);
     }
 }
 
@@ -55,6 +152,8 @@ fn target_config(target: &LogTarget) -> TargetConfig {
         LogAddress::Unix(path) => TargetAddr::Unix(path.clone()),
     };
     let mut config = TargetConfig::new(addr);
+    config.max_len = target.max_len;
+    config.min_level = target.min_level.and_then(Severity::from_code);
     config.facility = Facility::from_code(target.facility).unwrap_or(Facility::LOCAL0);
     config.level = Severity::from_code(target.level).unwrap_or(Severity::Debug);
     config.framing = match (target.format, &target.address) {
@@ -86,14 +185,13 @@ impl ProxyPart {
         let registry = StateRegistry::new();
         let snapshot = Arc::new(registry.build(Arc::new(config.clone())));
         let runtime = ProxyRuntime::start(snapshot.clone())?;
-        let logger = start_logger(&config.global.log)?;
-        runtime.set_logger(Arc::new(SyslogAccess(logger.clone())));
+        let loggers = Loggers::start(config)?;
+        runtime.set_logger(loggers.access());
         let mut part = ProxyPart {
             registry,
             runtime,
             health: None,
-            targets: config.global.log.clone(),
-            logger,
+            loggers,
         };
         part.follow(snapshot);
         info!(
@@ -107,10 +205,11 @@ impl ProxyPart {
 
     /// Restarts the server checks for `snapshot` on the proxy's runtime.
     fn follow(&mut self, snapshot: Arc<Snapshot>) {
+        let loggers = self.loggers.backends.clone();
         self.health = self
             .runtime
             .handle()
-            .map(|runtime| ProxyHealth::start(&runtime, snapshot, self.logger.clone()));
+            .map(|runtime| ProxyHealth::start(&runtime, snapshot, loggers));
     }
 
     /// Applies a reloaded configuration: a new snapshot (servers keep
@@ -118,14 +217,68 @@ impl ProxyPart {
     pub(super) fn reload(&mut self, config: &ProxyConfig) -> anyhow::Result<()> {
         let snapshot = Arc::new(self.registry.build(Arc::new(config.clone())));
         self.runtime.apply(snapshot.clone())?;
-        if config.global.log != self.targets {
-            self.logger = start_logger(&config.global.log)?;
-            self.targets = config.global.log.clone();
-            self.runtime
-                .set_logger(Arc::new(SyslogAccess(self.logger.clone())));
+        if Loggers::plan(config) != self.loggers.plan {
+            self.loggers = Loggers::start(config)?;
+            self.runtime.set_logger(self.loggers.access());
         }
         self.follow(snapshot);
         Ok(())
+    }
+
+    /// Whether the proxy has a backend named `name`.
+    pub(super) fn has_backend(&self, name: &str) -> bool {
+        self.registry.servers().iter().any(|((b, _), _)| b == name)
+    }
+
+    /// `set server BACKEND/SERVER state|weight` on a proxy server.
+    pub(super) fn set_server(
+        &self,
+        backend: &str,
+        server: &str,
+        change: ServerChange,
+    ) -> Result<String, String> {
+        let state = self
+            .registry
+            .server(backend, server)
+            .ok_or_else(|| format!("no server {server} in backend {backend}"))?;
+        match change {
+            ServerChange::State(s) => state.set_admin(s.proxy()),
+            ServerChange::Weight(w) => state.set_weight(w),
+            ServerChange::Check(enabled) => state.set_checks(enabled),
+        }
+        let (weight, admin) = (state.weight(), state.admin().name());
+        let checks = if state.checks_enabled() {
+            "checks on"
+        } else {
+            "checks off"
+        };
+        info!(
+            backend,
+            server, admin, weight, checks, "server changed at runtime"
+        );
+        Ok(format!(
+            "{backend}/{server}: {admin}, weight {weight}, {checks}"
+        ))
+    }
+
+    /// The servers whose state or weight differs from the configuration.
+    pub(super) fn runtime_states(&self) -> Vec<ProxyServerState> {
+        self.registry
+            .servers()
+            .into_iter()
+            .filter_map(|((backend, server), state)| {
+                let (weight, admin) = state.configured();
+                let entry = ProxyServerState {
+                    backend,
+                    server,
+                    state: (state.admin() != admin).then(|| RuntimeState::of_proxy(state.admin())),
+                    weight: (state.weight() != weight).then(|| state.weight()),
+                    check: (!state.checks_enabled()).then_some(false),
+                };
+                (entry.state.is_some() || entry.weight.is_some() || entry.check.is_some())
+                    .then_some(entry)
+            })
+            .collect()
     }
 
     pub(super) fn status(&self) -> ProxyStatus {
@@ -137,6 +290,6 @@ impl ProxyPart {
     pub(super) async fn stop(self) {
         drop(self.health);
         self.runtime.stop(STOP_GRACE).await;
-        self.logger.flush(Duration::from_secs(1));
+        self.loggers.flush(Duration::from_secs(1));
     }
 }

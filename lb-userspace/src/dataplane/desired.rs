@@ -23,6 +23,9 @@ pub struct Facts {
     pub health: HashMap<BackendKey, BackendHealth>,
     /// Missing = enabled.
     pub admin: HashMap<BackendKey, AdminState>,
+    /// Weights set at runtime (`set server ... weight`); missing = the
+    /// configured weight.
+    pub weights: HashMap<BackendKey, u32>,
 }
 
 pub struct Plan {
@@ -55,8 +58,9 @@ pub fn plan(config: &Config, facts: &Facts, now: Instant) -> Plan {
                 let elapsed = health.map_or(backend.slow_start, |h| {
                     now.saturating_duration_since(h.serving_since)
                 });
-                let weight = slow_start_weight(backend.weight, backend.slow_start, elapsed);
-                if weight != backend.weight && up && admin == AdminState::Enabled {
+                let base = facts.weights.get(&key).copied().unwrap_or(backend.weight);
+                let weight = slow_start_weight(base, backend.slow_start, elapsed);
+                if weight != base && up && admin == AdminState::Enabled {
                     ramping = true;
                 }
                 let state = match (admin, up) {

@@ -125,6 +125,11 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        // The loader parsed the kernel's BTF (5 MB+ of types, freed now):
+        // give that heap back to the system instead of keeping it resident.
+        drop(loader);
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         Ok(Dataplane { ebpf })
     }
 

@@ -13,7 +13,11 @@ use crate::{
         state::{AdminState, BackendHealth, CheckResult},
     },
 };
-use std::{collections::HashMap, net::SocketAddr, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    time::Instant,
+};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{error, info, warn};
 
@@ -26,6 +30,8 @@ pub struct HealthDriver {
     tasks: Vec<JoinHandle<()>>,
     events: mpsc::Sender<HealthEvent>,
     failing_open: Vec<String>,
+    /// Backends whose checks were disabled at runtime.
+    checks_off: HashSet<BackendKey>,
 }
 
 impl Drop for HealthDriver {
@@ -44,6 +50,7 @@ impl HealthDriver {
             tasks: Vec::new(),
             events,
             failing_open: Vec::new(),
+            checks_off: HashSet::new(),
         }
     }
 
@@ -55,6 +62,7 @@ impl HealthDriver {
         }
         let mut health = HashMap::new();
         let mut admin = HashMap::new();
+        let mut weights = HashMap::new();
         self.thresholds.clear();
         for service in &config.services {
             for backend in &service.backends {
@@ -70,6 +78,9 @@ impl HealthDriver {
                 health.insert(key.clone(), state);
                 if let Some(a) = self.facts.admin.remove(&key) {
                     admin.insert(key.clone(), a);
+                }
+                if let Some(w) = self.facts.weights.remove(&key) {
+                    weights.insert(key.clone(), w);
                 }
                 if let Some(check) = backend.health_check.clone() {
                     self.thresholds
@@ -109,10 +120,47 @@ impl HealthDriver {
         }
         self.facts.health = health;
         self.facts.admin = admin;
+        self.facts.weights = weights;
+        let kept = &self.facts.health;
+        self.checks_off.retain(|key| kept.contains_key(key));
+    }
+
+    /// HAProxy's `enable health` / `disable health`: disabled, results are
+    /// ignored and the backend counts as up. True when its health changed.
+    pub fn set_checks(
+        &mut self,
+        service: &str,
+        backend: &str,
+        enabled: bool,
+        now: Instant,
+    ) -> Result<bool, String> {
+        let key = self.find(service, backend)?;
+        info!(service = %key.0, backend = %key.1, enabled, "health checks switched at runtime");
+        if enabled {
+            self.checks_off.remove(&key);
+            return Ok(false);
+        }
+        self.checks_off.insert(key.clone());
+        match self.facts.health.get_mut(&key) {
+            Some(health) if !health.up => {
+                health.up = true;
+                health.changed_at = now;
+                health.serving_since = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub fn checks_enabled(&self, key: &BackendKey) -> bool {
+        !self.checks_off.contains(key)
     }
 
     /// Records a result; true when the backend changed state.
     pub fn record(&mut self, key: &BackendKey, result: CheckResult, now: Instant) -> bool {
+        if self.checks_off.contains(key) {
+            return false;
+        }
         let (Some(&(rise, fall)), Some(health)) =
             (self.thresholds.get(key), self.facts.health.get_mut(key))
         else {
@@ -132,6 +180,28 @@ impl HealthDriver {
         }
     }
 
+    /// The configured backend `backend` ("address" or "address:port")
+    /// of `service`.
+    pub fn find(&self, service: &str, backend: &str) -> Result<BackendKey, String> {
+        self.facts
+            .health
+            .keys()
+            .find(|(s, a)| {
+                s == service && (a.to_string() == backend || a.ip().to_string() == backend)
+            })
+            .cloned()
+            .ok_or_else(|| format!("no backend {backend} in service {service}"))
+    }
+
+    /// Sets a runtime weight (HAProxy's `set server ... weight`), kept
+    /// across reloads while the backend stays.
+    pub fn set_weight(&mut self, service: &str, backend: &str, weight: u32) -> Result<(), String> {
+        let key = self.find(service, backend)?;
+        info!(service = %key.0, backend = %key.1, weight, "weight changed at runtime");
+        self.facts.weights.insert(key, weight);
+        Ok(())
+    }
+
     /// Sets an administrative state. Enabling restarts slow start.
     pub fn set_admin(
         &mut self,
@@ -140,15 +210,7 @@ impl HealthDriver {
         state: AdminState,
         now: Instant,
     ) -> Result<(), String> {
-        let key = self
-            .facts
-            .health
-            .keys()
-            .find(|(s, a)| {
-                s == service && (a.to_string() == backend || a.ip().to_string() == backend)
-            })
-            .cloned()
-            .ok_or_else(|| format!("no backend {backend} in service {service}"))?;
+        let key = self.find(service, backend)?;
         let previous = self
             .facts
             .admin
@@ -190,7 +252,7 @@ impl HealthDriver {
             .map(|(key, health)| BackendHealthStatus {
                 service: key.0.clone(),
                 address: key.1,
-                health: if !self.thresholds.contains_key(key) {
+                health: if !self.thresholds.contains_key(key) || self.checks_off.contains(key) {
                     "unchecked".into()
                 } else if health.up {
                     "up".into()

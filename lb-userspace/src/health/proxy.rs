@@ -1,7 +1,9 @@
 //! Health checks of proxy servers with `check`, as HAProxy runs them:
 //! a TCP connect (`option tcp-check`, or no httpchk), or the request of
 //! `option httpchk METHOD URI VERSION[\r\nHeaders]` judged by
-//! `http-check expect` (default: any 2xx or 3xx). One task per server,
+//! `http-check expect` (default: any 2xx or 3xx), over TLS for servers
+//! with `ssl` or `check_ssl` (a failed handshake is HAProxy's L6RSP or
+//! L6TOUT, a TLS connect alone L6OK). One task per server,
 //! every `inter`; results go through the health engine's rise/fall
 //! hysteresis (`health::state::BackendHealth`) into the server's live
 //! state, and each UP/DOWN transition is logged in HAProxy's words.
@@ -15,13 +17,14 @@ use crate::proxy::config::{
     default_check_status_ok, Backend, HttpCheckExpect, HttpCheckRequest, Server,
 };
 use crate::proxy::snapshot::{AdminState, LastCheck, Snapshot};
+use crate::proxy::tls::client::{self, ServerTls};
 use std::{
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     task::JoinHandle,
 };
@@ -55,6 +58,8 @@ pub struct CheckPlan {
     pub response_timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// Checks over TLS (the server's `ssl` or `check_ssl`).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl CheckPlan {
@@ -81,6 +86,7 @@ impl CheckPlan {
             response_timeout,
             rise: server.rise,
             fall: server.fall,
+            tls: server.tls.clone(),
         }
     }
 }
@@ -233,7 +239,7 @@ fn content_length(response: &[u8]) -> Option<usize> {
 /// Runs one check of `plan`.
 pub async fn probe(plan: &CheckPlan) -> Judgement {
     let connect = tokio::time::timeout(plan.connect_timeout, TcpStream::connect(plan.address));
-    let mut stream = match connect.await {
+    let stream = match connect.await {
         Err(_) => return Judgement::new(false, CheckStatus::Layer4Timeout, None, None),
         Ok(Err(e)) => {
             let info = match e.kind() {
@@ -244,6 +250,30 @@ pub async fn probe(plan: &CheckPlan) -> Judgement {
         }
         Ok(Ok(stream)) => stream,
     };
+    let Some(tls) = &plan.tls else {
+        return converse(plan, stream).await;
+    };
+    // HAProxy: a failed handshake is a layer 6 failure (L6RSP, L6TOUT).
+    let target = tls.check_target(plan.address);
+    let handshake = client::handshake(&target, stream);
+    match tokio::time::timeout(plan.connect_timeout, handshake).await {
+        Err(_) => Judgement::new(false, CheckStatus::Layer6Timeout, None, None),
+        Ok(Err(e)) => Judgement::new(
+            false,
+            CheckStatus::Layer6InvalidResponse,
+            None,
+            Some(e.to_string()),
+        ),
+        Ok(Ok(stream)) if plan.method == CheckMethod::Connect => {
+            drop(stream);
+            Judgement::new(true, CheckStatus::Layer6Ok, None, None)
+        }
+        Ok(Ok(stream)) => converse(plan, stream).await,
+    }
+}
+
+/// The check's conversation on a connected (and maybe TLS) stream.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(plan: &CheckPlan, mut stream: S) -> Judgement {
     let CheckMethod::Http { request, expect } = &plan.method else {
         return Judgement::new(true, CheckStatus::Layer4Ok, None, None);
     };
@@ -295,13 +325,14 @@ impl ProxyHealth {
     pub fn start(
         runtime: &tokio::runtime::Handle,
         snapshot: Arc<Snapshot>,
-        logger: Logger,
+        loggers: Vec<Logger>,
     ) -> ProxyHealth {
         let tasks = plans(&snapshot)
             .into_iter()
             .map(|plan| {
                 let snapshot = Arc::clone(&snapshot);
-                let logger = logger.clone();
+                // Each backend's events go to its own log targets.
+                let logger = loggers.get(plan.backend).cloned().unwrap_or_default();
                 runtime.spawn(async move { run(plan, snapshot, logger).await })
             })
             .collect();
@@ -335,6 +366,12 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger) {
         tick.tick().await;
         if state.admin() == AdminState::Maint {
             continue; // HAProxy does not check servers in maintenance.
+        }
+        if !state.checks_enabled() {
+            // `disable health`: UP until checks are enabled again, which
+            // start over from UP as at start-up.
+            health.up = true;
+            continue;
         }
         let started = Instant::now();
         let judgement = probe(&plan).await;

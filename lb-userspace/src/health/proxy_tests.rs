@@ -266,7 +266,7 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     let health = ProxyHealth::start(
         &tokio::runtime::Handle::current(),
         Arc::clone(&snapshot),
-        Logger::disabled(),
+        vec![Logger::disabled()],
     );
     assert_eq!(health.len(), 1);
     let wait_for = |up: bool| {
@@ -301,7 +301,7 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     let _health = ProxyHealth::start(
         &tokio::runtime::Handle::current(),
         snapshot,
-        Logger::disabled(),
+        vec![Logger::disabled()],
     );
     server.abort();
 }

@@ -70,6 +70,8 @@ pub struct TargetConfig {
     pub framing: Framing,
     /// Least severe level sent to this target.
     pub level: Severity,
+    /// HAProxy's `minlevel`: more severe lines are sent at this level.
+    pub min_level: Option<Severity>,
     /// Longest datagram, header included (HAProxy's `len`, default 1024).
     pub max_len: usize,
 }
@@ -84,6 +86,7 @@ impl TargetConfig {
             facility: Facility::LOCAL0,
             framing,
             level: Severity::Debug,
+            min_level: None,
             max_len: DEFAULT_MAX_LEN,
         }
     }
@@ -124,6 +127,7 @@ struct Line {
     message: Arc<str>,
 }
 
+#[derive(Clone)]
 struct Target {
     config: TargetConfig,
     queue: SyncSender<Line>,
@@ -176,6 +180,21 @@ impl Logger {
 
     pub fn is_enabled(&self) -> bool {
         !self.targets.is_empty()
+    }
+
+    /// A logger sending to the targets of `self` and of `other` (a
+    /// section's `log global` plus its own `log` lines); the sender threads
+    /// and counters are shared, not duplicated.
+    pub fn join(&self, other: &Logger) -> Logger {
+        Logger {
+            targets: Arc::new(
+                self.targets
+                    .iter()
+                    .chain(other.targets.iter())
+                    .cloned()
+                    .collect(),
+            ),
+        }
     }
 
     /// Sends `message` at `severity` to every target whose level admits it.
@@ -312,7 +331,9 @@ impl SenderThread {
             let datagram = frame(
                 self.config.framing,
                 self.config.facility,
-                line.severity,
+                self.config
+                    .min_level
+                    .map_or(line.severity, |floor| line.severity.capped_at(floor)),
                 line.time,
                 self.zone,
                 &self.origin,

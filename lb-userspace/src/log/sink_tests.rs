@@ -148,6 +148,33 @@ fn lines_reach_a_unix_datagram_socket_framed_and_filtered_by_level() {
 }
 
 #[test]
+fn minlevel_sends_more_severe_lines_at_the_floor() {
+    let dir = TempDir::new();
+    let (socket, addr) = receiver(&dir, "min.sock");
+    let logger = Logger::start(
+        &[TargetConfig {
+            framing: Framing::Rfc3164,
+            min_level: Some(Severity::Error),
+            ..target(addr, "local2", Severity::Debug)
+        }],
+        origin(),
+        Zone::utc(),
+    )
+    .unwrap();
+    logger.emit(Severity::Alert, "Server app/web1 is DOWN");
+    logger.emit(Severity::Info, "an access line");
+    assert!(logger.flush(Duration::from_secs(5)));
+    // local2 (18 * 8): alert (1) raised to err (3) = 147; info (6) = 150.
+    assert!(recv(&socket).starts_with("<147>"));
+    assert!(recv(&socket).starts_with("<150>"));
+    assert_eq!(
+        Severity::Emerg.capped_at(Severity::Notice),
+        Severity::Notice
+    );
+    assert_eq!(Severity::Debug.capped_at(Severity::Notice), Severity::Debug);
+}
+
+#[test]
 fn access_records_obey_dontlognull() {
     let dir = TempDir::new();
     let (socket, addr) = receiver(&dir, "access.sock");

@@ -101,6 +101,16 @@ impl Severity {
         self as u8
     }
 
+    /// HAProxy's `minlevel`: a line more severe than `floor` is sent at
+    /// `floor` (an `alert` under `minlevel err` goes out as `err`).
+    pub fn capped_at(self, floor: Severity) -> Severity {
+        if self.code() < floor.code() {
+            floor
+        } else {
+            self
+        }
+    }
+
     /// The severity with syslog code `code` (0 emerg ..= 7 debug).
     pub fn from_code(code: u8) -> Option<Severity> {
         Severity::ALL.get(usize::from(code)).copied()

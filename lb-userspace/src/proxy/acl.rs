@@ -4,6 +4,7 @@
 //! Everything is compiled when the configuration is validated; evaluation
 //! is a pure function of a [`RequestView`].
 mod fetch;
+mod files;
 mod ipset;
 mod pattern;
 mod words;
@@ -12,11 +13,12 @@ mod words;
 mod tests;
 
 pub use fetch::{authority_as_host, query_param_values, Fetch, Sample, Side};
+pub use files::{parse_lines as parse_pattern_lines, FilePattern, PatternFiles};
 pub use ipset::IpSet;
 pub use pattern::{parse_net, MatchKind, Pattern};
 pub use words::split_words;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 /// What the proxy knows about a client connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +26,16 @@ pub struct ConnInfo {
     pub src: SocketAddr,
     /// The address the client connected to (a VIP, or the bind address).
     pub dst: SocketAddr,
-    /// The client side is TLS (`ssl_fc`); false until TLS termination.
+    /// The client side is TLS (`ssl_fc`): terminated on an `ssl` bind.
     pub tls: bool,
     /// SNI of the client's TLS hello (`ssl_fc_sni`, `req.ssl_sni`).
     pub sni: Option<String>,
+    /// The handshake's outcome on an `ssl` bind (`ssl_fc_protocol`,
+    /// `ssl_fc_alpn`, `ssl_c_*`).
+    pub handshake: Option<std::sync::Arc<crate::proxy::tls::server::TlsFacts>>,
+    /// What `tcp_request inspect-delay` peeked (`req_ssl_hello_type`,
+    /// `req.ssl_ver`, `req.ssl_alpn`); `None` when nothing was inspected.
+    pub client_hello: Option<std::sync::Arc<crate::proxy::tls::clienthello::Peek>>,
 }
 
 impl ConnInfo {
@@ -37,6 +45,24 @@ impl ConnInfo {
             dst,
             tls: false,
             sni: None,
+            handshake: None,
+            client_hello: None,
+        }
+    }
+
+    /// A connection whose TLS was terminated here.
+    pub fn terminated(
+        src: SocketAddr,
+        dst: SocketAddr,
+        facts: crate::proxy::tls::server::TlsFacts,
+    ) -> ConnInfo {
+        ConnInfo {
+            src,
+            dst,
+            tls: true,
+            sni: facts.sni.clone(),
+            handshake: Some(std::sync::Arc::new(facts)),
+            client_hello: None,
         }
     }
 }
@@ -76,14 +102,23 @@ pub struct AclTest {
 }
 
 impl AclTest {
-    /// Parses `criterion [flags] [values...]`.
+    /// Parses `criterion [flags] [values...]`; `-f FILE` is refused (see
+    /// [`AclTest::parse_with`]).
     pub fn parse(words: &[String]) -> Result<AclTest, String> {
+        AclTest::parse_with(words, None)
+    }
+
+    /// Parses `criterion [flags] [values...]`, reading `-f FILE` pattern
+    /// files through `files`.
+    pub fn parse_with(words: &[String], files: Option<&PatternFiles>) -> Result<AclTest, String> {
         let (criterion, rest) = words
             .split_first()
             .ok_or_else(|| "needs a fetch such as path_beg or hdr(host)".to_owned())?;
         let (fetch, mut kind) = Fetch::parse(criterion)?;
         let mut icase = false;
         let mut index = 0;
+        let mut file_patterns: Vec<(PathBuf, FilePattern)> = Vec::new();
+        let mut file_names = Vec::new();
         while let Some(flag) = rest.get(index).filter(|w| w.starts_with('-')) {
             index += 1;
             match flag.as_str() {
@@ -101,21 +136,51 @@ impl AclTest {
                         )
                     })?;
                 }
-                "-f" => return Err("pattern files (-f) are not supported".into()),
+                "-f" => {
+                    let name = rest
+                        .get(index)
+                        .ok_or_else(|| "-f needs a file name".to_owned())?;
+                    index += 1;
+                    let files =
+                        files.ok_or_else(|| "pattern files (-f) are not read here".to_owned())?;
+                    let (path, patterns) = files.read(name)?;
+                    file_names.push(path.display().to_string());
+                    file_patterns.extend(patterns.into_iter().map(|p| (path.clone(), p)));
+                }
                 other if other.parse::<i64>().is_ok() => {
                     // A negative number is a value, not a flag.
                     index -= 1;
                     break;
                 }
-                other => return Err(format!("unknown flag \"{other}\" (-i -m -n --)")),
+                other => return Err(format!("unknown flag \"{other}\" (-i -f -m -n --)")),
             }
         }
-        let pattern = Pattern::compile(kind, icase, &rest[index..])
-            .map_err(|e| format!("{criterion}: {e}"))?;
+        let mut values = rest[index..].to_vec();
+        values.extend(file_patterns.iter().map(|(_, p)| p.value.clone()));
+        let pattern = if values.is_empty() && !file_names.is_empty() {
+            // An empty pattern file: the ACL never matches (HAProxy).
+            Pattern::nothing()
+        } else {
+            Pattern::compile(kind, icase, &values).map_err(|e| {
+                // Name the file line that breaks, when one does.
+                let bad = file_patterns.iter().find_map(|(path, p)| {
+                    Pattern::compile(kind, icase, std::slice::from_ref(&p.value))
+                        .err()
+                        .map(|e| format!("{}:{}: {criterion}: {e}", path.display(), p.line))
+                });
+                bad.unwrap_or_else(|| format!("{criterion}: {e}"))
+            })?
+        };
+        let mut source = words.join(" ");
+        // The loaded patterns belong to the ACL's identity: a reload sees a
+        // changed file as a changed configuration.
+        for (path, p) in &file_patterns {
+            source.push_str(&format!("\n{}:{}:{}", path.display(), p.line, p.value));
+        }
         Ok(AclTest {
             fetch,
             pattern,
-            source: words.join(" "),
+            source,
         })
     }
 
@@ -140,6 +205,8 @@ struct NamedAcl {
 #[derive(Debug, Clone, Default)]
 pub struct AclSet {
     acls: Vec<NamedAcl>,
+    /// Where `-f` pattern files are read while lines are added.
+    files: PatternFiles,
 }
 
 impl PartialEq for AclSet {
@@ -183,6 +250,14 @@ const PREDEFINED: &[(&str, &str)] = &[
 ];
 
 impl AclSet {
+    /// A set whose `acl` lines read `-f` pattern files through `files`.
+    pub fn with_files(files: PatternFiles) -> AclSet {
+        AclSet {
+            acls: Vec::new(),
+            files,
+        }
+    }
+
     /// Adds one `acl` line: `name criterion [flags] [values...]`.
     pub fn add_line(&mut self, line: &str) -> Result<(), String> {
         let words = split_words(line)?;
@@ -198,7 +273,7 @@ impl AclSet {
                 "\"{name}\" is not a valid acl name (letters, digits, - _ . :)"
             ));
         }
-        let test = AclTest::parse(test)?;
+        let test = AclTest::parse_with(test, Some(&self.files))?;
         self.push(name, test);
         Ok(())
     }
@@ -322,7 +397,8 @@ impl Condition {
                 let inner = &terms[index..index + close];
                 index += close + 1;
                 AclRef::Anonymous(Box::new(
-                    AclTest::parse(inner).map_err(|e| format!("in {{ }}: {e}"))?,
+                    AclTest::parse_with(inner, Some(&acls.files))
+                        .map_err(|e| format!("in {{ }}: {e}"))?,
                 ))
             } else if word == "}" {
                 return Err("\"}\" without an opening \"{\"".into());

@@ -26,6 +26,12 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Binds a TCP listener on `addr` with SO_REUSEADDR and IP_FREEBIND; IPv6
 /// addresses are IPv6 only (an IPv4 bind on the same port is separate).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr)?)
+}
+
+/// [`bind`], not yet registered with a runtime (each proxy worker registers
+/// its own copy of the descriptor).
+pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv4() {
@@ -37,7 +43,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// What to do after an accept error.

@@ -13,6 +13,7 @@ pub mod runtime;
 pub mod stats;
 pub mod status;
 pub mod tcp;
+pub mod tls;
 // Sans-IO core (Helper CORE).
 pub mod acl;
 pub mod balance;

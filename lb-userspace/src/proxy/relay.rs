@@ -1,9 +1,12 @@
 //! Byte relays between two connections, both directions at once, with
 //! half-close (one side's end of stream becomes a FIN on the other, the
 //! other direction goes on) and an inactivity timeout over both
-//! directions. Two engines: a user-space copy for any stream (upgraded
-//! HTTP connections), and `splice(2)` through a pipe for two TCP sockets,
-//! which moves the bytes inside the kernel.
+//! directions. Engines: a user-space copy for any stream (upgraded HTTP
+//! connections); for two TCP sockets, a copy that turns to `splice(2)`
+//! through a pipe (the bytes stay in the kernel) once a direction carries
+//! bulk data, as HAProxy's `option splice-auto`: small messages (requests
+//! and responses) cost fewer system calls copied, long transfers less CPU
+//! spliced; and `splice(2)` throughout, for comparison.
 use crate::proxy::stats::now_ms;
 use std::{
     io,
@@ -19,6 +22,9 @@ use tokio::{
 
 /// Bytes moved per read (and the pipe's capacity for splice).
 const CHUNK: usize = 64 * 1024;
+/// The copy buffer of each direction (HAProxy's `tune.bufsize`): a read
+/// that fills it means bulk data, which the adaptive relay then splices.
+const COPY_CHUNK: usize = 16 * 1024;
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +131,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let fail = |_| CopyError { reading_client };
-    let mut buffer = vec![0u8; CHUNK];
+    let mut buffer = vec![0u8; COPY_CHUNK];
     let mut moved = 0u64;
     loop {
         let n = reader.read(&mut buffer).await.map_err(fail)?;
@@ -202,6 +208,84 @@ pub async fn splice_relay(
     let down = splice_half(server, client, &down_pipe, &meter.down, meter, false);
     let both = async { tokio::try_join!(up, down) };
     Ok(finish(both, idle, meter).await)
+}
+
+/// Relays two TCP sockets by copying, each direction turning to splice(2)
+/// once a read fills the copy buffer (bulk data); `splice: false` copies
+/// throughout.
+pub async fn adaptive_relay(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+    idle: Duration,
+    meter: &RelayMeter,
+    splice: bool,
+) -> RelayOutcome {
+    let (mut client_read, mut client_write) = client.split();
+    let (mut server_read, mut server_write) = server.split();
+    let up = adaptive_half(
+        &mut client_read,
+        &mut server_write,
+        &meter.up,
+        meter,
+        true,
+        splice,
+    );
+    let down = adaptive_half(
+        &mut server_read,
+        &mut client_write,
+        &meter.down,
+        meter,
+        false,
+        splice,
+    );
+    let both = async { tokio::try_join!(up, down) };
+    finish(both, idle, meter).await
+}
+
+async fn adaptive_half(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    writer: &mut tokio::net::tcp::WriteHalf<'_>,
+    total: &AtomicU64,
+    meter: &RelayMeter,
+    reading_client: bool,
+    splice: bool,
+) -> Result<u64, CopyError> {
+    let fail = |_| CopyError { reading_client };
+    let mut buffer = vec![0u8; COPY_CHUNK];
+    let mut moved = 0u64;
+    loop {
+        // tokio's read of a partly filled buffer marks the socket drained:
+        // no extra read that only says EAGAIN.
+        let n = reader.read(&mut buffer).await.map_err(fail)?;
+        if n == 0 {
+            let _ = writer.shutdown().await;
+            return Ok(moved);
+        }
+        writer
+            .write_all(&buffer[..n])
+            .await
+            .map_err(|_| CopyError {
+                reading_client: !reading_client,
+            })?;
+        moved += n as u64;
+        total.fetch_add(n as u64, Relaxed);
+        meter.touch();
+        if splice && n == buffer.len() {
+            if let Ok(pipe) = Pipe::new() {
+                drop(buffer);
+                let spliced = splice_half(
+                    reader.as_ref(),
+                    writer.as_ref(),
+                    &pipe,
+                    total,
+                    meter,
+                    reading_client,
+                )
+                .await?;
+                return Ok(moved + spliced);
+            }
+        }
+    }
 }
 
 async fn splice_half(
@@ -282,17 +366,27 @@ mod tests {
         (connected.expect("connect"), accepted.expect("accept").0)
     }
 
-    async fn check_half_close(use_splice: bool) {
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_server, mut server) = pair().await;
+    #[derive(Clone, Copy)]
+    enum Engine {
+        Copy,
+        Splice,
+        Adaptive,
+    }
+
+    async fn check_half_close(engine: Engine) {
+        let (mut client, mut proxy_client) = pair().await;
+        let (mut proxy_server, mut server) = pair().await;
         let meter = RelayMeter::default();
+        let idle = Duration::from_secs(5);
         let relay = async {
-            if use_splice {
-                splice_relay(&proxy_client, &proxy_server, Duration::from_secs(5), &meter)
+            match engine {
+                Engine::Splice => splice_relay(&proxy_client, &proxy_server, idle, &meter)
                     .await
-                    .expect("splice")
-            } else {
-                copy(proxy_client, proxy_server, Duration::from_secs(5), &meter).await
+                    .expect("splice"),
+                Engine::Copy => copy(proxy_client, proxy_server, idle, &meter).await,
+                Engine::Adaptive => {
+                    adaptive_relay(&mut proxy_client, &mut proxy_server, idle, &meter, true).await
+                }
             }
         };
         let peers = async {
@@ -324,12 +418,53 @@ mod tests {
 
     #[test]
     fn copy_passes_half_close_both_ways() {
-        in_private_netns(|| check_half_close(false));
+        in_private_netns(|| check_half_close(Engine::Copy));
     }
 
     #[test]
     fn splice_passes_half_close_both_ways() {
-        in_private_netns(|| check_half_close(true));
+        in_private_netns(|| check_half_close(Engine::Splice));
+    }
+
+    #[test]
+    fn adaptive_passes_half_close_both_ways() {
+        in_private_netns(|| check_half_close(Engine::Adaptive));
+    }
+
+    /// A bulk transfer turns the adaptive relay to splice part way; every
+    /// byte still arrives, in order, and is counted.
+    #[test]
+    fn adaptive_relay_carries_bulk_data_whole() {
+        in_private_netns(|| async {
+            let (mut client, mut proxy_client) = pair().await;
+            let (mut proxy_server, mut server) = pair().await;
+            let meter = RelayMeter::default();
+            let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+            let relay = adaptive_relay(
+                &mut proxy_client,
+                &mut proxy_server,
+                Duration::from_secs(5),
+                &meter,
+                true,
+            );
+            let peers = async {
+                let send = async {
+                    client.write_all(&data).await.expect("write");
+                    client.shutdown().await.expect("shutdown");
+                };
+                let receive = async {
+                    let mut got = Vec::new();
+                    server.read_to_end(&mut got).await.expect("read");
+                    server.shutdown().await.expect("shutdown");
+                    got
+                };
+                let ((), got) = tokio::join!(send, receive);
+                assert!(got == data, "bytes differ");
+            };
+            let (outcome, ()) = tokio::join!(relay, peers);
+            assert_eq!((outcome.up, outcome.down), (1_000_000, 0));
+            assert_eq!(outcome.end, RelayEnd::Closed);
+        });
     }
 
     #[test]

@@ -50,10 +50,11 @@ const REDIRECT_CODES: &[u16] = &[301, 302, 303, 307, 308];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedirectTarget {
-    /// `location <url>`: exactly this.
-    Location(String),
-    /// `prefix <p>`: the prefix, then the request's path and query.
-    Prefix(String),
+    /// `location <fmt>`: exactly this, `%[fetch]` expressions rendered.
+    Location(HeaderFormat),
+    /// `prefix <fmt>`: the rendered prefix, then the request's path and
+    /// query.
+    Prefix(HeaderFormat),
     /// `scheme <s>`: `<s>://<host><path and query>`.
     Scheme(String),
 }
@@ -67,11 +68,15 @@ pub struct Redirect {
     pub drop_query: bool,
     /// `append-slash`: add `/` to a path without one (with drop-query).
     pub append_slash: bool,
+    /// `ignore-empty`: a location or prefix that renders
+    /// empty skips the rule instead of redirecting to "".
+    pub ignore_empty: bool,
 }
 
 impl Redirect {
-    /// The `Location` value for this request.
-    pub fn location(&self, request: &request::Parts) -> String {
+    /// The `Location` value for this request; `None` when `ignore-empty`
+    /// skips the rule.
+    pub fn location(&self, view: &RequestView, request: &request::Parts) -> Option<String> {
         let uri = &request.uri;
         let mut tail = uri.path().to_owned();
         if self.append_slash && !tail.ends_with('/') {
@@ -83,11 +88,17 @@ impl Redirect {
                 tail.push_str(query);
             }
         }
-        match &self.target {
-            RedirectTarget::Location(location) => location.clone(),
-            // HAProxy: a prefix of "/" means "the same URI, relative".
-            RedirectTarget::Prefix(prefix) if prefix == "/" => tail,
-            RedirectTarget::Prefix(prefix) => format!("{prefix}{tail}"),
+        let rendered = |format: &HeaderFormat| {
+            let text = String::from_utf8_lossy(&format.render_bytes(view)).into_owned();
+            (!(text.is_empty() && self.ignore_empty)).then_some(text)
+        };
+        Some(match &self.target {
+            RedirectTarget::Location(location) => rendered(location)?,
+            RedirectTarget::Prefix(prefix) => match rendered(prefix)? {
+                // HAProxy: a prefix of "/" means "the same URI, relative".
+                prefix if prefix == "/" => tail,
+                prefix => format!("{prefix}{tail}"),
+            },
             RedirectTarget::Scheme(scheme) => {
                 let host = request
                     .headers
@@ -97,7 +108,7 @@ impl Redirect {
                     .unwrap_or("");
                 format!("{scheme}://{host}{tail}")
             }
-        }
+        })
     }
 }
 
@@ -211,9 +222,15 @@ fn parse_redirect(words: &[String]) -> Result<Redirect, String> {
     let [kind, value, options @ ..] = words else {
         return Err("expected \"redirect location|prefix|scheme <value> [code <n>]\"".into());
     };
+    let format = || {
+        if !value.contains('%') && HeaderValue::from_str(value).is_err() {
+            return Err(format!("\"{value}\" cannot be a Location header value"));
+        }
+        HeaderFormat::parse(value).map_err(|e| e.replace("in header values", "in redirects"))
+    };
     let target = match kind.as_str() {
-        "location" => RedirectTarget::Location(value.clone()),
-        "prefix" => RedirectTarget::Prefix(value.clone()),
+        "location" => RedirectTarget::Location(format()?),
+        "prefix" => RedirectTarget::Prefix(format()?),
         "scheme" => RedirectTarget::Scheme(value.clone()),
         other => {
             return Err(format!(
@@ -221,10 +238,7 @@ fn parse_redirect(words: &[String]) -> Result<Redirect, String> {
             ))
         }
     };
-    if value.contains("%[") {
-        return Err("log-format expressions in redirects are not supported".into());
-    }
-    if HeaderValue::from_str(value).is_err() {
+    if matches!(target, RedirectTarget::Scheme(_)) && HeaderValue::from_str(value).is_err() {
         return Err(format!("\"{value}\" cannot be a Location header value"));
     }
     let mut redirect = Redirect {
@@ -232,6 +246,7 @@ fn parse_redirect(words: &[String]) -> Result<Redirect, String> {
         code: 302,
         drop_query: false,
         append_slash: false,
+        ignore_empty: false,
     };
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
@@ -248,9 +263,12 @@ fn parse_redirect(words: &[String]) -> Result<Redirect, String> {
             }
             "drop-query" => redirect.drop_query = true,
             "append-slash" => redirect.append_slash = true,
+            "ignore-empty" if !matches!(redirect.target, RedirectTarget::Scheme(_)) => {
+                redirect.ignore_empty = true
+            }
             other => {
                 return Err(format!(
-                    "unknown redirect option \"{other}\" (code, drop-query, append-slash)"
+                    "unknown redirect option \"{other}\" (code, drop-query, append-slash, ignore-empty)"
                 ))
             }
         }
@@ -319,9 +337,11 @@ pub fn apply_request_rules(
             RequestAction::Allow => return RequestVerdict::Continue,
             RequestAction::Deny { status } => return RequestVerdict::Deny { status: *status },
             RequestAction::Redirect(redirect) => {
-                return RequestVerdict::Redirect {
-                    code: redirect.code,
-                    location: redirect.location(request),
+                if let Some(location) = redirect.location(&view, request) {
+                    return RequestVerdict::Redirect {
+                        code: redirect.code,
+                        location,
+                    };
                 }
             }
             RequestAction::Header(edit) => {

@@ -1,5 +1,8 @@
-//! The proxy's own multi-thread tokio runtime (one worker per core, named
-//! `lbd-proxy-N`), so nothing the proxy does — slow clients, floods, file
+//! The proxy's own threads, one per core (named `lbd-proxy-N`), each with
+//! a single-threaded tokio runtime, as HAProxy's `nbthread`: every worker
+//! accepts on every listener and serves what it accepted to the end, so a
+//! request never crosses threads (no work stealing, no cross-thread
+//! wake-ups), and nothing the proxy does — slow clients, floods, file
 //! descriptor exhaustion — can delay the daemon's VRRP timers. `start`
 //! binds every frontend's addresses, `apply` swaps in a new snapshot and
 //! opens/closes listeners by difference (connections keep running; each
@@ -11,9 +14,10 @@ use super::{
     http,
     listener::{self, AcceptErrorAction, Limit},
     snapshot::Snapshot,
-    stats::ProxyCounters,
+    stats::{Counters, ProxyCounters},
     status::ProxyStatus,
     tcp,
+    tls::server::TlsBind,
 };
 use crate::log::AccessRecord;
 use std::{
@@ -27,11 +31,13 @@ use std::{
     time::Duration,
 };
 
-/// tcp mode relays with splice(2) unless told otherwise: it measured faster
-/// than the user-space copy (`tcp_relay_splice_vs_copy` in proxy_netns,
-/// iperf3 through a tcp frontend over veth, release build, 2 cores shared:
-/// median of 3 runs 4.76 Gbit/s with splice (3.90-5.52) against 3.94
-/// Gbit/s with copy (3.88-4.12)).
+/// tcp mode copies small messages and splices bulk data (a direction turns
+/// to splice(2) once a read fills the copy buffer) unless told otherwise:
+/// splice measured faster for bulk (`tcp_relay_splice_vs_copy` in
+/// proxy_netns, iperf3 through a tcp frontend over veth, release build, 2
+/// cores shared: median of 3 runs 4.76 Gbit/s with splice (3.90-5.52)
+/// against 3.94 Gbit/s with copy (3.88-4.12)), copying for request and
+/// response sized messages (one system call less per message).
 pub const SPLICE_BY_DEFAULT: bool = true;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
@@ -126,12 +132,55 @@ impl Shared {
 
 struct ListenerHandle {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per worker.
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The worker threads: each runs its runtime until told to stop (then the
+/// runtime, and every connection on it, is dropped).
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Workers {
+    fn start(count: usize) -> io::Result<Workers> {
+        let mut workers = Workers {
+            handles: Vec::with_capacity(count),
+            stop: Vec::with_capacity(count),
+        };
+        for index in 0..count {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("lbd-proxy-{index}"))
+                .spawn(move || {
+                    http::upstream::set_worker(index);
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            workers.handles.push(handle);
+            workers.stop.push(stop);
+        }
+        Ok(workers)
+    }
+
+    /// Tells every worker to end; does not wait for them.
+    fn stop(&mut self) {
+        for stop in self.stop.drain(..) {
+            let _ = stop.send(());
+        }
+        self.handles.clear();
+    }
 }
 
 /// The running proxy.
 pub struct ProxyRuntime {
-    runtime: Option<tokio::runtime::Runtime>,
+    workers: Option<Workers>,
     shared: Arc<Shared>,
     listeners: HashMap<SocketAddr, ListenerHandle>,
 }
@@ -150,17 +199,7 @@ impl ProxyRuntime {
     /// Starts the runtime and binds every frontend of `snapshot`.
     pub fn start(snapshot: Arc<Snapshot>) -> Result<ProxyRuntime, ProxyError> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name_fn(|| {
-                static NEXT: std::sync::atomic::AtomicUsize =
-                    std::sync::atomic::AtomicUsize::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                format!("lbd-proxy-{n}")
-            })
-            .enable_all()
-            .build()
-            .map_err(ProxyError::Runtime)?;
+        let workers = Workers::start(workers).map_err(ProxyError::Runtime)?;
         let shared = Arc::new(Shared {
             snapshot: RwLock::new(snapshot.clone()),
             counters: ProxyCounters::default(),
@@ -171,7 +210,7 @@ impl ProxyRuntime {
             splice: AtomicBool::new(SPLICE_BY_DEFAULT),
         });
         let mut proxy = ProxyRuntime {
-            runtime: Some(runtime),
+            workers: Some(workers),
             shared,
             listeners: HashMap::new(),
         };
@@ -195,7 +234,7 @@ impl ProxyRuntime {
     /// The proxy's runtime, for tasks that belong on its threads (the
     /// proxy servers' health checks); `None` once stopped.
     pub fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.runtime.as_ref().map(|r| r.handle().clone())
+        self.workers.as_ref()?.handles.first().cloned()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -214,10 +253,9 @@ impl ProxyRuntime {
     /// snapshot is swapped, the limits updated and removed binds closed.
     /// A bind that only conflicts with a removed one is opened after it.
     pub fn apply(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ProxyError> {
-        let Some(runtime) = &self.runtime else {
+        if self.workers.is_none() {
             return Ok(());
-        };
-        let _context = runtime.enter();
+        }
         let wanted = binds_of(&snapshot);
         let mut opened = HashMap::new();
         let mut deferred = Vec::new();
@@ -225,7 +263,7 @@ impl ProxyRuntime {
             if self.listeners.contains_key(address) {
                 continue;
             }
-            match listener::bind(*address) {
+            match listener::bind_std(*address) {
                 Ok(socket) => {
                     opened.insert(*address, socket);
                 }
@@ -273,15 +311,17 @@ impl ProxyRuntime {
         for address in removed {
             if let Some(handle) = self.listeners.remove(&address) {
                 let _ = handle.stop.send(true);
-                // The listening socket closes when its task returns.
-                let _ = futures::executor::block_on(handle.task);
+                // The listening socket closes when its tasks return.
+                for task in handle.tasks {
+                    let _ = futures::executor::block_on(task);
+                }
             }
         }
         for (address, socket) in opened {
             self.spawn_listener(address, socket);
         }
         for (address, frontend, first_error) in deferred {
-            match listener::bind(address) {
+            match listener::bind_std(address) {
                 Ok(socket) => self.spawn_listener(address, socket),
                 Err(_) => {
                     return Err(ProxyError::Bind {
@@ -318,14 +358,33 @@ impl ProxyRuntime {
             .retain(|(backend, server)| servers.contains(&(&**backend, &**server)));
     }
 
-    fn spawn_listener(&mut self, address: SocketAddr, socket: TcpListener) {
-        let Some(runtime) = &self.runtime else {
+    /// Every worker accepts on `socket` (its own copy of the descriptor,
+    /// registered with its own runtime).
+    fn spawn_listener(&mut self, address: SocketAddr, socket: std::net::TcpListener) {
+        let Some(workers) = &self.workers else {
             return;
         };
         let (stop, stopped) = watch::channel(false);
-        let task = runtime.spawn(accept_loop(socket, address, self.shared.clone(), stopped));
+        let mut tasks = Vec::with_capacity(workers.handles.len());
+        for handle in &workers.handles {
+            let socket = match socket.try_clone() {
+                Ok(socket) => socket,
+                Err(error) => {
+                    tracing::warn!(%address, %error, "listener not shared with a worker");
+                    continue;
+                }
+            };
+            let shared = self.shared.clone();
+            let stopped = stopped.clone();
+            tasks.push(handle.spawn(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(listener, address, shared, stopped).await,
+                    Err(error) => tracing::warn!(%address, %error, "listener not registered"),
+                }
+            }));
+        }
         self.listeners
-            .insert(address, ListenerHandle { stop, task });
+            .insert(address, ListenerHandle { stop, tasks });
     }
 
     /// The counters and states for `lbd status`.
@@ -342,38 +401,49 @@ impl ProxyRuntime {
     pub async fn stop(mut self, grace: Duration) {
         for (_, handle) in self.listeners.drain() {
             let _ = handle.stop.send(true);
-            let _ = handle.task.await;
+            for task in handle.tasks {
+                let _ = task.await;
+            }
         }
         let deadline = tokio::time::Instant::now() + grace;
         while self.shared.connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.shared.pool.clear();
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        if let Some(mut workers) = self.workers.take() {
+            workers.stop();
         }
     }
 }
 
 impl Drop for ProxyRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+        if let Some(mut workers) = self.workers.take() {
+            workers.stop();
         }
     }
 }
 
-/// The frontend that owns `address` in `snapshot`: name, mode, maxconn.
-fn owner(
-    snapshot: &Snapshot,
-    address: SocketAddr,
-) -> Option<(Arc<str>, Mode, u32, super::config::FrontendTimeouts)> {
-    snapshot
-        .config
-        .frontends
-        .iter()
-        .find(|f| f.binds.iter().any(|b| b.address == address))
-        .map(|f| (f.name.as_str().into(), f.mode, f.maxconn, f.timeouts))
+/// The frontend that owns `address` in `snapshot`: name, mode, maxconn,
+/// timeouts and the bind's TLS side.
+type Owner = (
+    Arc<str>,
+    Mode,
+    u32,
+    super::config::FrontendTimeouts,
+    Option<Arc<TlsBind>>,
+);
+fn owner(snapshot: &Snapshot, address: SocketAddr) -> Option<Owner> {
+    snapshot.config.frontends.iter().find_map(|f| {
+        let bind = f.binds.iter().find(|b| b.address == address)?;
+        Some((
+            f.name.as_str().into(),
+            f.mode,
+            f.maxconn,
+            f.timeouts,
+            bind.tls.clone(),
+        ))
+    })
 }
 
 /// Accepts while the frontend and the process have connection slots free;
@@ -386,7 +456,7 @@ async fn accept_loop(
 ) {
     loop {
         let snapshot = shared.snapshot();
-        let Some((frontend, mode, maxconn, timeouts)) = owner(&snapshot, address) else {
+        let Some((frontend, mode, maxconn, timeouts, tls)) = owner(&snapshot, address) else {
             return;
         };
         let frontend_limit = shared.frontend_limit(&frontend, maxconn);
@@ -416,15 +486,41 @@ async fn accept_loop(
         };
         let local = stream.local_addr().unwrap_or(address);
         let info = ConnInfo::plain(peer, local);
-        // The snapshot may have changed while waiting for a slot.
+        // The snapshot may have changed while waiting for a slot: a
+        // reload's certificates serve the connections accepted after it.
         let snapshot = shared.snapshot();
+        let tls = match owner(&snapshot, address) {
+            Some((.., fresh)) => fresh,
+            None => tls,
+        };
         let session = shared.counters.frontends.get(&frontend).open_session();
+        let connection = shared.counters.open_connection();
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _held = (slots, session);
-            match mode {
-                Mode::Http => http::serve(stream, shared, snapshot, frontend, info, timeouts).await,
-                Mode::Tcp => tcp::serve(stream, shared, snapshot, frontend, info).await,
+            let _held = (slots, session, connection);
+            match (mode, tls) {
+                (Mode::Http, None) => {
+                    let _ = stream.set_nodelay(true);
+                    http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+                }
+                (Mode::Http, Some(tls)) => {
+                    let _ = stream.set_nodelay(true);
+                    // The handshake runs under `timeout http-request`
+                    // (`timeout client` when unset): half-open handshakes
+                    // cannot pile up.
+                    match tls.handshake(stream, timeouts.http_request).await {
+                        Ok((stream, facts)) => {
+                            let info = ConnInfo::terminated(info.src, info.dst, facts);
+                            http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+                        }
+                        Err(error) => {
+                            let counters = shared.counters.frontends.get(&frontend);
+                            Counters::add(&counters.connection_errors, 1);
+                            tracing::debug!(%frontend, src = %info.src, ?error, "TLS handshake failed");
+                        }
+                    }
+                }
+                (Mode::Tcp, _) => tcp::serve(stream, shared, snapshot, frontend, info).await,
             }
         });
     }

@@ -74,6 +74,9 @@ pub struct ServerState {
     config_weight: AtomicU32,
     /// The configured `disabled`, likewise.
     config_disabled: AtomicBool,
+    /// Health checks stopped at runtime (HAProxy's `disable health`):
+    /// the server counts as UP.
+    checks_disabled: AtomicBool,
     /// Failed checks while up (HAProxy's `chkfail`).
     pub failed_checks: AtomicU64,
     /// UP->DOWN transitions (HAProxy's `chkdown`).
@@ -99,6 +102,7 @@ impl ServerState {
             weight: AtomicU32::new(server.weight),
             config_weight: AtomicU32::new(server.weight),
             config_disabled: AtomicBool::new(server.disabled),
+            checks_disabled: AtomicBool::new(false),
             failed_checks: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_check: Mutex::new(None),
@@ -130,6 +134,27 @@ impl ServerState {
     /// the hashing algorithms follow it, static-rr does not (HAProxy).
     pub fn set_weight(&self, weight: u32) {
         self.weight.store(weight.min(256), Ordering::Relaxed);
+    }
+    pub fn checks_enabled(&self) -> bool {
+        !self.checks_disabled.load(Ordering::Relaxed)
+    }
+    /// HAProxy's `enable health` / `disable health`: disabled, the last
+    /// result is ignored and the server counts as UP.
+    pub fn set_checks(&self, enabled: bool) {
+        self.checks_disabled.store(!enabled, Ordering::Relaxed);
+        if !enabled {
+            self.health_up.store(true, Ordering::Relaxed);
+        }
+    }
+    /// The configuration's weight and `disabled`: a runtime state is what
+    /// differs from them (the server-state file keeps only that).
+    pub fn configured(&self) -> (u32, AdminState) {
+        let admin = if self.config_disabled.load(Ordering::Relaxed) {
+            AdminState::Maint
+        } else {
+            AdminState::Ready
+        };
+        (self.config_weight.load(Ordering::Relaxed), admin)
     }
     pub fn last_check(&self) -> Option<LastCheck> {
         self.last_check
@@ -325,7 +350,7 @@ impl Snapshot {
     }
 }
 
-type ServerKey = (String, String);
+pub type ServerKey = (String, String);
 
 #[derive(Default)]
 struct Registered {
@@ -385,6 +410,18 @@ impl StateRegistry {
             backends,
             counters: OnceLock::new(),
         }
+    }
+
+    /// Every server's state by (backend, server) name, sorted.
+    pub fn servers(&self) -> Vec<(ServerKey, Arc<ServerState>)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<_> = inner
+            .servers
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// A server's state by name (health engine, runtime commands).

@@ -85,6 +85,9 @@ pub struct Counters {
     pub redispatches: AtomicU64,
     pub queued_current: AtomicU64,
     pub queued_max: AtomicU64,
+    /// Requests that left this queue with a slot: a request's position in
+    /// the queue (`%sq`/`%bq`) is how many left before it.
+    queue_served: AtomicU64,
     responses: [AtomicU64; STATUS_CLASSES],
 }
 
@@ -121,7 +124,10 @@ impl Counters {
     pub fn enter_queue(self: &Arc<Self>) -> QueueGuard {
         let queued = self.queued_current.fetch_add(1, Relaxed) + 1;
         self.queued_max.fetch_max(queued, Relaxed);
-        QueueGuard(self.clone())
+        QueueGuard {
+            counters: self.clone(),
+            entered: self.queue_served.load(Relaxed),
+        }
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {
@@ -174,11 +180,37 @@ impl Drop for SessionGuard {
 
 /// One queued request; leaves the queue on drop.
 #[derive(Debug)]
-pub struct QueueGuard(Arc<Counters>);
+pub struct QueueGuard {
+    counters: Arc<Counters>,
+    /// `queue_served` when the request entered.
+    entered: u64,
+}
+
+impl QueueGuard {
+    /// The request got its slot: leaves the queue and returns its position
+    /// as HAProxy logs it (`%sq`/`%bq`): the requests that left the queue
+    /// since it entered, itself included (HAProxy 2.6 counts the dequeue
+    /// before reading the queue's index). A request that never queued
+    /// logs 0.
+    pub fn served(self) -> u32 {
+        let served = self.counters.queue_served.fetch_add(1, Relaxed) + 1;
+        u32::try_from(served.saturating_sub(self.entered)).unwrap_or(u32::MAX)
+    }
+}
 
 impl Drop for QueueGuard {
     fn drop(&mut self) {
-        self.0.queued_current.fetch_sub(1, Relaxed);
+        self.counters.queued_current.fetch_sub(1, Relaxed);
+    }
+}
+
+/// One client connection open in the process (HAProxy's `actconn`).
+#[derive(Debug)]
+pub struct ConnectionGuard(Arc<AtomicU64>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -256,6 +288,21 @@ pub struct ProxyCounters {
     pub frontends: Registry<Arc<str>>,
     pub backends: Registry<Arc<str>>,
     pub servers: Registry<(Arc<str>, Arc<str>)>,
+    /// Client connections open on every frontend (`actconn`).
+    connections: Arc<AtomicU64>,
+}
+
+impl ProxyCounters {
+    /// Counts a client connection for as long as the guard lives.
+    pub fn open_connection(&self) -> ConnectionGuard {
+        self.connections.fetch_add(1, Relaxed);
+        ConnectionGuard(self.connections.clone())
+    }
+
+    /// Client connections open now (`actconn`).
+    pub fn connections(&self) -> u32 {
+        u32::try_from(self.connections.load(Relaxed)).unwrap_or(u32::MAX)
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +358,28 @@ mod tests {
             ],
             [1, 2, 1, 1, 1, 1]
         );
+    }
+
+    #[test]
+    fn queue_position_counts_the_requests_served_before() {
+        let backend = Arc::new(Counters::default());
+        let first = backend.enter_queue();
+        let second = backend.enter_queue();
+        let third = backend.enter_queue();
+        assert_eq!(backend.snapshot().queue_current, 3);
+        assert_eq!(first.served(), 1);
+        assert_eq!(second.served(), 2);
+        // One that arrives later is behind none of those already served.
+        let fourth = backend.enter_queue();
+        assert_eq!(third.served(), 3);
+        assert_eq!(fourth.served(), 2);
+        assert_eq!(backend.snapshot().queue_current, 0);
+        let counters = ProxyCounters::default();
+        let a = counters.open_connection();
+        let b = counters.open_connection();
+        assert_eq!(counters.connections(), 2);
+        drop((a, b));
+        assert_eq!(counters.connections(), 0);
     }
 
     #[test]

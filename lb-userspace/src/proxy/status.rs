@@ -119,7 +119,7 @@ impl ProxyStatus {
                             status: status.into(),
                             weight: state.map_or(s.weight, |st| st.weight()),
                             backup: s.backup,
-                            check: s.check,
+                            check: s.check && state.is_none_or(|st| st.checks_enabled()),
                             last_check: state.and_then(|st| st.last_check()).map(|c| c.detail),
                             downs: state.map_or(0, |st| {
                                 st.downs.load(std::sync::atomic::Ordering::Relaxed)

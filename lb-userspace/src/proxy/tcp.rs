@@ -15,6 +15,8 @@ use crate::proxy::{
     runtime::Shared,
     snapshot::{ServerSlot, Snapshot},
     stats::Counters,
+    tls::client::{self as client_tls, ServerStream},
+    tls::passthrough,
 };
 use std::{
     sync::{atomic::Ordering::Relaxed, Arc},
@@ -60,6 +62,19 @@ pub async fn serve(
     record.termination = end;
     record.timers.total = accepted.elapsed();
     record.timers.active = record.timers.total;
+    // HAProxy's counts when the line is logged (this session's own backend
+    // and server sessions have ended).
+    let counters = &shared.counters;
+    let count = |c: Arc<Counters>| u32::try_from(c.current()).unwrap_or(u32::MAX);
+    record.concurrency.process = counters.connections();
+    record.concurrency.frontend = count(counters.frontends.get(&frontend));
+    if let Some(backend) = &record.backend {
+        record.concurrency.backend = count(counters.backends.get(backend));
+        if let Some(server) = &record.server {
+            record.concurrency.server =
+                count(counters.servers.get(&(backend.clone(), server.clone())));
+        }
+    }
     shared.log(&snapshot, &frontend, record);
 }
 
@@ -78,6 +93,16 @@ async fn session(
     let Some(frontend_config) = snapshot.frontend(frontend_id) else {
         return TerminationState::new(Cause::Internal, SessionPhase::Request);
     };
+    // `tcp_request` (TLS passthrough): peek at the ClientHello, left in
+    // the socket for the server.
+    let inspected = match passthrough::run(&client, frontend_config, info).await {
+        Ok(inspected) => inspected,
+        Err(passthrough::Rejected) => {
+            Counters::add(&shared.counters.frontends.get(frontend).denied_requests, 1);
+            return TerminationState::new(Cause::ProxyAbort, SessionPhase::Request);
+        }
+    };
+    let info = inspected.as_ref().unwrap_or(info);
     let Decision::UseBackend(backend_id) = route::route_tcp(snapshot, frontend_id, info) else {
         return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect);
     };
@@ -113,6 +138,7 @@ async fn session(
                     src: info.src.ip(),
                     request: None,
                     payload: &payload,
+                    body: &[],
                     exclude,
                 };
                 match route::choose(snapshot, backend_id, &input) {
@@ -147,9 +173,8 @@ async fn session(
             .servers
             .get(&(backend_name.clone(), server_name));
         let connect_started = Instant::now();
-        let attempt =
-            tokio::time::timeout(backend.timeouts.connect, TcpStream::connect(config.address))
-                .await;
+        let connect = client_tls::connect(config.address, config.tls.as_deref(), info);
+        let attempt = tokio::time::timeout(backend.timeouts.connect, connect).await;
         match attempt {
             Ok(Ok(stream)) => {
                 record.timers.connect = Some(connect_started.elapsed());
@@ -187,7 +212,6 @@ async fn session(
         }
     };
     let _server_session = server_counters.open_session();
-    let _ = server_stream.set_nodelay(true);
     let _ = client.set_nodelay(true);
     // HAProxy: `timeout tunnel` once both sides are connected, else the
     // client and server timeouts (the first to expire ends the session).
@@ -196,13 +220,23 @@ async fn session(
         .tunnel
         .unwrap_or(frontend_config.timeouts.client.min(backend.timeouts.server));
     let meter = RelayMeter::default();
-    let outcome = if shared.splice() {
-        match relay::splice_relay(&client, &server_stream, idle, &meter).await {
-            Ok(outcome) => outcome,
-            Err(_) => return TerminationState::new(Cause::Resource, SessionPhase::Data),
+    let outcome = match server_stream {
+        ServerStream::Tls(stream) => {
+            let _ = stream.get_ref().0.set_nodelay(true);
+            relay::copy(client, stream, idle, &meter).await
         }
-    } else {
-        relay::copy(client, server_stream, idle, &meter).await
+        ServerStream::Plain(server_stream) => {
+            let _ = server_stream.set_nodelay(true);
+            let (mut client, mut server_stream) = (client, server_stream);
+            relay::adaptive_relay(
+                &mut client,
+                &mut server_stream,
+                idle,
+                &meter,
+                shared.splice(),
+            )
+            .await
+        }
     };
     drop(slot);
     let frontend_counters = shared.counters.frontends.get(frontend);

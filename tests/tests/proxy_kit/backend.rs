@@ -4,7 +4,8 @@
 //! the proxy sent (`X-Seen-Forwarded-For`, `X-Seen-Path`, `X-Seen-Connection`),
 //! an optional per-request delay (a slow server), a broken answer on
 //! `/broken` (not HTTP), and a WebSocket echo
-//! (`Upgrade: websocket` -> 101, then each frame sent back).
+//! (`Upgrade: websocket` -> 101, then each frame sent back). `RawServer`
+//! is the accept loop under them, for tests that need other protocols.
 use std::{
     io::{BufRead, BufReader, ErrorKind, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -28,8 +29,7 @@ pub struct BackendStats {
 
 pub struct TestBackend {
     pub stats: Arc<BackendStats>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _server: RawServer,
 }
 
 impl TestBackend {
@@ -38,20 +38,52 @@ impl TestBackend {
         name: &str,
         addr: SocketAddr,
     ) -> anyhow::Result<Self> {
+        let stats = Arc::new(BackendStats::default());
+        let (st, name) = (stats.clone(), name.to_owned());
+        let server = RawServer::start(ns, addr, move |stream, stop| {
+            st.connections.fetch_add(1, Relaxed);
+            serve(stream, &name, &st, stop)
+        })?;
+        Ok(TestBackend {
+            stats,
+            _server: server,
+        })
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(Relaxed)
+    }
+}
+
+/// A raw TCP server on a thread of the test, its socket bound inside a
+/// namespace; `handle` serves each connection. Stopped on drop.
+pub struct RawServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RawServer {
+    pub fn start<H>(
+        ns: &lb_tests::netns::Netns,
+        addr: SocketAddr,
+        handle: H,
+    ) -> anyhow::Result<RawServer>
+    where
+        H: Fn(TcpStream, &AtomicBool) + Send + Sync + 'static,
+    {
         let listener = ns.run_in(|| TcpListener::bind(addr))??;
         listener.set_nonblocking(true)?;
-        let stats = Arc::new(BackendStats::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp, name) = (stats.clone(), stop.clone(), name.to_owned());
+        let handle = Arc::new(handle);
+        let running = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut connections: Vec<JoinHandle<()>> = Vec::new();
-            while !sp.load(Relaxed) {
+            while !running.load(Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        st.connections.fetch_add(1, Relaxed);
-                        let (st, sp, name) = (st.clone(), sp.clone(), name.clone());
-                        connections
-                            .push(std::thread::spawn(move || serve(stream, &name, &st, &sp)));
+                        let _ = stream.set_nonblocking(false);
+                        let (handle, running) = (handle.clone(), running.clone());
+                        connections.push(std::thread::spawn(move || handle(stream, &running)));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2))
@@ -64,19 +96,14 @@ impl TestBackend {
                 let _ = c.join();
             }
         });
-        Ok(TestBackend {
-            stats,
+        Ok(RawServer {
             stop,
             thread: Some(thread),
         })
     }
-
-    pub fn requests(&self) -> u64 {
-        self.stats.requests.load(Relaxed)
-    }
 }
 
-impl Drop for TestBackend {
+impl Drop for RawServer {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(thread) = self.thread.take() {

@@ -50,6 +50,11 @@ impl Backend {
         )
     }
 
+    /// The backend's namespace (its own servers, addresses).
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
     /// A command that runs in the backend's namespace.
     pub fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
         self.ns.command(program, args)

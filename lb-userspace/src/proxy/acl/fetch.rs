@@ -51,6 +51,24 @@ pub enum Fetch {
     SslFc,
     /// The SNI of the client's TLS hello (`ssl_fc_sni`, `req.ssl_sni`).
     Sni,
+    /// "TLSv1.2" or "TLSv1.3" (`ssl_fc_protocol`).
+    SslFcProtocol,
+    /// The protocol chosen by ALPN (`ssl_fc_alpn`).
+    SslFcAlpn,
+    /// The client sent a certificate (`ssl_c_used`).
+    SslCUsed,
+    /// The client certificate's verification result, 0 = valid
+    /// (`ssl_c_verify`; a failed one ends the handshake in lbd).
+    SslCVerify,
+    /// The client certificate's subject, `/C=../CN=..` (`ssl_c_s_dn`).
+    SslCSDn,
+    /// The handshake type of the peeked TLS hello (`req_ssl_hello_type`).
+    SslHelloType,
+    /// The highest TLS version the peeked hello offers, major * 65536 +
+    /// minor (`req.ssl_ver`).
+    SslHelloVersion,
+    /// Each ALPN protocol of the peeked hello (`req.ssl_alpn`).
+    SslHelloAlpn,
     /// The response status (`status`).
     Status,
     /// Each comma-separated value of a response header (`res.hdr(NAME)`).
@@ -89,6 +107,7 @@ impl Fetch {
                 if let Some((fetch, MatchKind::Str)) = Self::exact(base, arg)? {
                     if matches!(fetch, Fetch::Path | Fetch::Url | Fetch::Query)
                         || matches!(fetch, Fetch::Hdr(_) | Fetch::UrlParam(_) | Fetch::Sni)
+                        || matches!(fetch, Fetch::SslHelloAlpn)
                         || matches!(fetch, Fetch::ResHdr(_))
                     {
                         return Ok((fetch, *kind));
@@ -132,6 +151,16 @@ impl Fetch {
             "ssl_fc_sni" | "req.ssl_sni" | "req_ssl_sni" => {
                 return no_arg(Fetch::Sni, MatchKind::Str)
             }
+            "ssl_fc_protocol" => return no_arg(Fetch::SslFcProtocol, MatchKind::Str),
+            "ssl_fc_alpn" => return no_arg(Fetch::SslFcAlpn, MatchKind::Str),
+            "ssl_c_used" => return no_arg(Fetch::SslCUsed, MatchKind::Bool),
+            "ssl_c_verify" => return no_arg(Fetch::SslCVerify, MatchKind::Int),
+            "ssl_c_s_dn" => return no_arg(Fetch::SslCSDn, MatchKind::Str),
+            "req_ssl_hello_type" | "req.ssl_hello_type" => {
+                return no_arg(Fetch::SslHelloType, MatchKind::Int)
+            }
+            "req.ssl_ver" | "req_ssl_ver" => return no_arg(Fetch::SslHelloVersion, MatchKind::Int),
+            "req.ssl_alpn" | "req_ssl_alpn" => return no_arg(Fetch::SslHelloAlpn, MatchKind::Str),
             "status" => return no_arg(Fetch::Status, MatchKind::Int),
             "url_param" | "urlp" => {
                 let param = arg.filter(|a| !a.is_empty()).ok_or_else(|| {
@@ -165,7 +194,15 @@ impl Fetch {
             | Fetch::SrcPort
             | Fetch::Constant(_)
             | Fetch::SslFc
-            | Fetch::Sni => Side::Connection,
+            | Fetch::Sni
+            | Fetch::SslFcProtocol
+            | Fetch::SslFcAlpn
+            | Fetch::SslCUsed
+            | Fetch::SslCVerify
+            | Fetch::SslCSDn
+            | Fetch::SslHelloType
+            | Fetch::SslHelloVersion
+            | Fetch::SslHelloAlpn => Side::Connection,
             Fetch::Status | Fetch::ResHdr(_) => Side::Response,
             _ => Side::Request,
         }
@@ -186,6 +223,29 @@ impl Fetch {
                 Some(sni) => visit(Sample::Bytes(Cow::Borrowed(sni.as_bytes()))),
                 None => false,
             },
+            Fetch::SslFcProtocol
+            | Fetch::SslFcAlpn
+            | Fetch::SslCUsed
+            | Fetch::SslCVerify
+            | Fetch::SslCSDn => {
+                let Some(facts) = conn.handshake.as_deref() else {
+                    return false;
+                };
+                let mut text = |s: &str| visit(Sample::Bytes(Cow::Owned(s.as_bytes().to_vec())));
+                match self {
+                    Fetch::SslFcProtocol => text(facts.protocol),
+                    Fetch::SslFcAlpn => facts.alpn.as_deref().is_some_and(text),
+                    Fetch::SslCUsed => visit(Sample::Bool(facts.client_cert)),
+                    Fetch::SslCVerify => visit(Sample::Int(0)),
+                    _ => facts.client_subject.as_deref().is_some_and(text),
+                }
+            }
+            Fetch::SslHelloType | Fetch::SslHelloVersion | Fetch::SslHelloAlpn => {
+                match conn.client_hello.as_deref() {
+                    Some(peeked) => hello_samples(self, peeked, visit),
+                    None => false,
+                }
+            }
             Fetch::Status => match view.response {
                 Some(response) => visit(Sample::Int(i64::from(response.status.as_u16()))),
                 None => false,
@@ -254,6 +314,31 @@ impl Fetch {
             }
             _ => false,
         }
+    }
+}
+
+/// Samples of the peeked TLS hello (tcp_request inspect-delay).
+fn hello_samples(
+    fetch: &Fetch,
+    peeked: &crate::proxy::tls::clienthello::Peek,
+    visit: &mut dyn FnMut(Sample) -> bool,
+) -> bool {
+    use crate::proxy::tls::clienthello::Peek;
+    match (fetch, peeked) {
+        (Fetch::SslHelloType, _) => peeked
+            .hello_type()
+            .is_some_and(|kind| visit(Sample::Int(i64::from(kind)))),
+        (Fetch::SslHelloVersion, Peek::ClientHello(hello)) => {
+            let version = hello.max_version();
+            visit(Sample::Int(
+                i64::from(version >> 8) * 65536 + i64::from(version & 0xff),
+            ))
+        }
+        (Fetch::SslHelloAlpn, Peek::ClientHello(hello)) => hello
+            .alpn
+            .iter()
+            .any(|name| visit(Sample::Bytes(Cow::Borrowed(name.as_bytes())))),
+        _ => false,
     }
 }
 

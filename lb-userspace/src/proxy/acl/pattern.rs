@@ -78,6 +78,14 @@ pub enum Pattern {
 }
 
 impl Pattern {
+    /// A pattern without values (an empty `-f` file): matches nothing.
+    pub fn nothing() -> Pattern {
+        Pattern::Exact {
+            icase: false,
+            values: HashSet::new(),
+        }
+    }
+
     /// Compiles `values` for `kind`; `icase` is `-i`.
     pub fn compile(kind: MatchKind, icase: bool, values: &[String]) -> Result<Pattern, String> {
         let need_values = !matches!(kind, MatchKind::Bool | MatchKind::Found);

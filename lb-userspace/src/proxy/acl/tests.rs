@@ -216,7 +216,11 @@ fn bad_acls_and_conditions_are_explained() {
         ("x dst_port lt", "needs exactly one value"),
         ("x path -m wat /", "unknown match method"),
         ("x path -z /", "unknown flag"),
-        ("x path -f /etc/list", "not supported"),
+        (
+            "x path -f /nonexistent/list",
+            "pattern file /nonexistent/list: No such file",
+        ),
+        ("x path -f", "-f needs a file name"),
         ("x hdr /", "needs a header name"),
         ("x hdr(a:b) /", "not a valid header name"),
         ("x hdr(a b) /", "missing ')'"),

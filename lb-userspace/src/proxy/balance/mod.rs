@@ -6,6 +6,7 @@
 //! its `maxconn` is skipped by the load-spreading algorithms and queued on
 //! by the hashing ones (whose point is to keep a key on its server).
 mod hash;
+pub mod post;
 mod rdp;
 mod weighted;
 
@@ -42,14 +43,41 @@ pub enum Balance {
     Source,
     /// Hash of the path (or path and query with `whole`).
     Uri(UriHash),
-    /// Hash of a query-string parameter; round robin without it.
-    UrlParam(String),
+    /// Hash of a query-string parameter (or, with `check_post`, of a
+    /// urlencoded POST body's parameter); round robin without it.
+    UrlParam(UrlParam),
     /// Hash of a request header; round robin without it.
-    Hdr(HeaderName),
+    Hdr(HdrHash),
     /// Hash of the RDP cookie (`mstshash` by default); round robin without.
     RdpCookie(String),
     /// Power of `draws` random choices (weighted), the least loaded wins.
     Random { draws: u32 },
+}
+
+/// `balance url_param <name> [check_post [<max_wait>]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParam {
+    pub name: String,
+    /// `check_post`: without the parameter in the query string, a POST
+    /// with an `application/x-www-form-urlencoded` body is searched in its
+    /// first this many bytes (never more are held back from the server).
+    pub check_post: Option<usize>,
+}
+
+/// How many bytes of a POST body `check_post` looks into without an
+/// explicit `<max_wait>` (HAProxy: one buffer; lbd's request head limit).
+pub const CHECK_POST_DEFAULT: usize = 16 * 1024;
+/// The largest `<max_wait>` accepted: the body bytes held back before
+/// choosing a server stay bounded.
+pub const CHECK_POST_MAX: usize = 1024 * 1024;
+
+/// `balance hdr(<name>) [use_domain_only]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HdrHash {
+    pub name: HeaderName,
+    /// `use_domain_only`: hash only the main domain of a host name
+    /// (`haproxy` of `www.haproxy.org`), as HAProxy does for `Host`.
+    pub domain_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,22 +122,23 @@ impl Balance {
             "first" => no_more(Balance::First),
             "source" => no_more(Balance::Source),
             "uri" if arg.is_none() => Ok(Balance::Uri(parse_uri_options(rest)?)),
-            "url_param" if arg.is_none() => match rest {
-                [param] => Ok(Balance::UrlParam((*param).to_owned())),
-                [param, "check_post", ..] => Err(format!(
-                    "url_param {param}: check_post (hashing POST bodies) is not supported"
-                )),
-                _ => Err("expected \"url_param <name>\"".into()),
-            },
+            "url_param" if arg.is_none() => parse_url_param(rest).map(Balance::UrlParam),
             "hdr" => {
                 let header = arg
                     .filter(|a| !a.is_empty())
                     .ok_or("expected \"hdr(<name>)\"")?;
-                if !rest.is_empty() {
-                    return Err(format!("hdr({header}): options ({}) are not supported", rest.join(" ")));
-                }
+                let domain_only = match rest {
+                    [] => false,
+                    ["use_domain_only"] => true,
+                    _ => {
+                        return Err(format!(
+                            "hdr({header}): unknown option \"{}\" (use_domain_only)",
+                            rest.join(" ")
+                        ))
+                    }
+                };
                 HeaderName::from_bytes(header.as_bytes())
-                    .map(Balance::Hdr)
+                    .map(|name| Balance::Hdr(HdrHash { name, domain_only }))
                     .map_err(|_| format!("\"{header}\" is not a valid header name"))
             }
             "rdp-cookie" if rest.is_empty() => Ok(Balance::RdpCookie(
@@ -153,6 +182,44 @@ impl Balance {
     }
 }
 
+fn parse_url_param(words: &[&str]) -> Result<UrlParam, String> {
+    let (name, check_post) = match words {
+        [name] => (name, None),
+        [name, "check_post"] => (name, Some(CHECK_POST_DEFAULT)),
+        [name, "check_post", max_wait] => {
+            let bytes = max_wait
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=CHECK_POST_MAX).contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "url_param {name} check_post: \"{max_wait}\" is not a byte count 1..={CHECK_POST_MAX}"
+                    )
+                })?;
+            (name, Some(bytes))
+        }
+        _ => return Err("expected \"url_param <name> [check_post [<max_wait>]]\"".into()),
+    };
+    Ok(UrlParam {
+        name: (*name).to_owned(),
+        check_post,
+    })
+}
+
+/// HAProxy's `use_domain_only`: the label before the last dot (`haproxy`
+/// of `www.haproxy.org`, `example` of `example.com:8080`), the whole value
+/// when it has no dot.
+pub fn main_domain(host: &[u8]) -> &[u8] {
+    let Some(last_dot) = host.iter().rposition(|&b| b == b'.') else {
+        return host;
+    };
+    let start = host[..last_dot]
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(0, |dot| dot + 1);
+    &host[start..last_dot]
+}
+
 fn parse_uri_options(words: &[&str]) -> Result<UriHash, String> {
     let mut uri = UriHash::default();
     let mut rest = words.iter();
@@ -190,6 +257,9 @@ pub struct BalanceInput<'a> {
     pub request: Option<&'a request::Parts>,
     /// The first bytes from the client (`mode tcp`, for `rdp-cookie`).
     pub payload: &'a [u8],
+    /// The first bytes of a POST body (`url_param ... check_post`); empty
+    /// when the request has none or the body was not looked into.
+    pub body: &'a [u8],
     /// A server not to pick again (`option redispatch` after a failure).
     pub exclude: Option<ServerId>,
 }
@@ -200,6 +270,7 @@ impl<'a> BalanceInput<'a> {
             src,
             request: None,
             payload: &[],
+            body: &[],
             exclude: None,
         }
     }
@@ -334,6 +405,34 @@ pub fn choose(config: &Backend, runtime: &BackendRuntime, input: &BalanceInput) 
     }
 }
 
+/// Whether `check_post` looks into this request's body: a POST with an
+/// urlencoded form (HAProxy also requires the content type).
+pub fn post_body_is_searched(request: &request::Parts) -> bool {
+    request.method == hyper::http::Method::POST
+        && request
+            .headers
+            .get(hyper::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                t.split(';').next().is_some_and(|m| {
+                    m.trim()
+                        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+                })
+            })
+}
+
+/// How many body bytes a request must offer before `choose` for `balance`:
+/// `Some(n)` for `url_param ... check_post` on a urlencoded POST whose
+/// query lacks the parameter, else `None` (choose at once).
+pub fn body_wanted(balance: &Balance, request: &request::Parts) -> Option<usize> {
+    let Balance::UrlParam(param) = balance else {
+        return None;
+    };
+    let limit = param.check_post?;
+    let in_query = query_param_values(request.uri.query(), &param.name).any(|v| !v.is_empty());
+    (!in_query && post_body_is_searched(request)).then_some(limit)
+}
+
 /// The bytes a hashing algorithm hashes; `None` when the request has none
 /// (HAProxy then falls back to round robin).
 fn hash_key(balance: &Balance, input: &BalanceInput) -> Option<Vec<u8>> {
@@ -348,18 +447,38 @@ fn hash_key(balance: &Balance, input: &BalanceInput) -> Option<Vec<u8>> {
         Balance::Uri(options) => input
             .request
             .map(|r| uri_key(&r.uri, *options).into_bytes()),
-        Balance::UrlParam(name) => {
+        Balance::UrlParam(param) => {
             let request = input.request?;
             // HAProxy hashes a value: `id` or `id=` alone means absent.
-            query_param_values(request.uri.query(), name)
+            let in_query = query_param_values(request.uri.query(), &param.name)
                 .find(|v| !v.is_empty())
-                .map(|v| v.as_bytes().to_vec())
+                .map(|v| v.as_bytes().to_vec());
+            in_query.or_else(|| {
+                let limit = param.check_post?;
+                if !post_body_is_searched(request) {
+                    return None;
+                }
+                let body = &input.body[..input.body.len().min(limit)];
+                let body = std::str::from_utf8(body).ok().or_else(|| {
+                    // A cut multi-byte character at the end: search before it.
+                    let valid = std::str::from_utf8(body).err()?.valid_up_to();
+                    std::str::from_utf8(&body[..valid]).ok()
+                })?;
+                query_param_values(Some(body), &param.name)
+                    .find(|v| !v.is_empty())
+                    .map(|v| v.as_bytes().to_vec())
+            })
         }
-        Balance::Hdr(name) => {
+        Balance::Hdr(hdr) => {
             let request = input.request?;
-            let value = match authority_as_host(request, name) {
+            let value = match authority_as_host(request, &hdr.name) {
                 Some(host) => host.as_bytes(),
-                None => request.headers.get(name)?.as_bytes().trim_ascii(),
+                None => request.headers.get(&hdr.name)?.as_bytes().trim_ascii(),
+            };
+            let value = if hdr.domain_only {
+                main_domain(value)
+            } else {
+                value
             };
             (!value.is_empty()).then(|| value.to_vec())
         }

@@ -97,8 +97,41 @@ fn parses_every_algorithm_of_the_seeds() {
                 depth: 3,
             }),
         ),
-        ("url_param id", Balance::UrlParam("id".into())),
-        ("hdr(Host)", Balance::Hdr(HeaderName::from_static("host"))),
+        (
+            "url_param id",
+            Balance::UrlParam(UrlParam {
+                name: "id".into(),
+                check_post: None,
+            }),
+        ),
+        (
+            "url_param id check_post",
+            Balance::UrlParam(UrlParam {
+                name: "id".into(),
+                check_post: Some(CHECK_POST_DEFAULT),
+            }),
+        ),
+        (
+            "url_param id check_post 64",
+            Balance::UrlParam(UrlParam {
+                name: "id".into(),
+                check_post: Some(64),
+            }),
+        ),
+        (
+            "hdr(Host)",
+            Balance::Hdr(HdrHash {
+                name: HeaderName::from_static("host"),
+                domain_only: false,
+            }),
+        ),
+        (
+            "hdr(host) use_domain_only",
+            Balance::Hdr(HdrHash {
+                name: HeaderName::from_static("host"),
+                domain_only: true,
+            }),
+        ),
         ("rdp-cookie", Balance::RdpCookie("mstshash".into())),
         ("rdp-cookie(user)", Balance::RdpCookie("user".into())),
         ("random", Balance::Random { draws: 2 }),
@@ -121,6 +154,13 @@ fn parses_every_algorithm_of_the_seeds() {
         "leastconn(2)",
         "wrr",
         "hdr(a b)",
+        "hdr(host) use_domain",
+        "hdr(host) use_domain_only x",
+        "url_param id check_get",
+        "url_param id check_post 0",
+        "url_param id check_post x",
+        "url_param id check_post 2000000",
+        "url_param id check_post 64 1",
     ] {
         assert!(Balance::parse(bad).is_err(), "{bad} should be refused");
     }
@@ -556,4 +596,136 @@ fn hdr_host_reads_the_http2_authority() {
         };
         assert_eq!(at(&h1), at(&h2), "{host}");
     }
+}
+
+#[test]
+fn main_domain_is_haproxys_use_domain_only_cut() {
+    for (host, domain) in [
+        ("www.haproxy.org", "haproxy"),
+        ("haproxy.org", "haproxy"),
+        ("a.b.example.com:8080", "example"),
+        ("localhost", "localhost"),
+        ("localhost:80", "localhost:80"),
+        ("", ""),
+        (".org", ""),
+    ] {
+        assert_eq!(main_domain(host.as_bytes()), domain.as_bytes(), "{host}");
+    }
+}
+
+#[test]
+fn hdr_use_domain_only_hashes_the_main_domain() {
+    let snap = snapshot("hdr(host) use_domain_only", &equal(5));
+    let by_host = |host: &str| {
+        let request = get("/", &[("host", host)]);
+        server(
+            &snap,
+            &BalanceInput {
+                request: Some(&request),
+                ..BalanceInput::new(src(1))
+            },
+        )
+    };
+    // Every host of one domain lands together; the domains spread.
+    for domain in ["alpha", "bravo", "charlie", "delta"] {
+        let first = by_host(&format!("www.{domain}.com"));
+        for host in [
+            format!("{domain}.com"),
+            format!("img.{domain}.com"),
+            format!("x.{domain}.org:80"),
+        ] {
+            assert_eq!(by_host(&host), first, "{host}");
+        }
+    }
+    let servers: std::collections::HashSet<usize> = (0..40)
+        .map(|i| by_host(&format!("www.site{i}.com")))
+        .collect();
+    assert!(servers.len() >= 4, "domains spread over {servers:?}");
+    // Without the option the full host is the key: subdomains spread.
+    let whole = snapshot("hdr(host)", &equal(5));
+    let subdomains: std::collections::HashSet<usize> = (0..40)
+        .map(|i| {
+            let request = get("/", &[("host", &format!("h{i}.alpha.com"))]);
+            server(
+                &whole,
+                &BalanceInput {
+                    request: Some(&request),
+                    ..BalanceInput::new(src(1))
+                },
+            )
+        })
+        .collect();
+    assert!(subdomains.len() >= 4, "{subdomains:?}");
+}
+
+#[test]
+fn url_param_check_post_reads_the_first_bytes_of_a_form_body() {
+    let form = "application/x-www-form-urlencoded";
+    let post = |uri: &str, content_type: &str| {
+        let mut request = get(uri, &[("content-type", content_type)]);
+        request.method = hyper::http::Method::POST;
+        request
+    };
+    let snap = snapshot("url_param user check_post 32", &equal(5));
+    let choice = |request: &request::Parts, body: &[u8]| {
+        hash_key(
+            &snap.backend(0).unwrap().0.balance,
+            &BalanceInput {
+                request: Some(request),
+                body,
+                ..BalanceInput::new(src(1))
+            },
+        )
+    };
+    let plain = post("/login", form);
+    // The body's parameter is the key; the query's wins when both exist.
+    assert_eq!(choice(&plain, b"a=1&user=bob&b=2"), Some(b"bob".to_vec()));
+    assert_eq!(
+        choice(&post("/login?user=ann", form), b"user=bob"),
+        Some(b"ann".to_vec())
+    );
+    assert_eq!(
+        choice(
+            &post("/", "application/x-www-form-urlencoded; charset=utf-8"),
+            b"user=eve"
+        ),
+        Some(b"eve".to_vec())
+    );
+    // Beyond max_wait (32 bytes), another content type, another method,
+    // an empty value: not found, round robin.
+    let late = format!("pad={}&user=bob", "x".repeat(40));
+    assert_eq!(choice(&plain, late.as_bytes()), None);
+    assert_eq!(choice(&post("/", "application/json"), b"user=bob"), None);
+    let mut put = post("/", form);
+    put.method = hyper::http::Method::PUT;
+    assert_eq!(choice(&put, b"user=bob"), None);
+    assert_eq!(choice(&plain, b"user=&x=1"), None);
+    // A multi-byte character cut at the limit does not hide the parameter.
+    let cut = "user=bob&n=\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}";
+    assert_eq!(choice(&plain, cut.as_bytes()), Some(b"bob".to_vec()));
+    // What the proxy must wait for before choosing.
+    let balance = &snap.backend(0).unwrap().0.balance;
+    assert_eq!(body_wanted(balance, &plain), Some(32));
+    assert_eq!(body_wanted(balance, &post("/?user=a", form)), None);
+    assert_eq!(
+        body_wanted(balance, &get("/", &[("content-type", form)])),
+        None
+    );
+    let without = snapshot("url_param user", &equal(5));
+    assert_eq!(
+        body_wanted(&without.backend(0).unwrap().0.balance, &plain),
+        None
+    );
+    // Without check_post the body is never read.
+    assert_eq!(
+        hash_key(
+            &without.backend(0).unwrap().0.balance,
+            &BalanceInput {
+                request: Some(&plain),
+                body: b"user=bob",
+                ..BalanceInput::new(src(1))
+            }
+        ),
+        None
+    );
 }

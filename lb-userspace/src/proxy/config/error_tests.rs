@@ -71,8 +71,20 @@ fn errors_name_file_line_and_field() {
             "lb.toml:3: frontend[0].bind[0]: \"80\" is not a bind address",
         ),
         (
-            "[[frontend]]\nname = \"f\"\nbind = [\":443 ssl crt /etc/haproxy/tls/cert.pem\"]\n",
-            "lb.toml:3: frontend[0].bind[0]: \":443 ssl crt /etc/haproxy/tls/cert.pem\": bind options (\"ssl crt /etc/haproxy/tls/cert.pem\") are not supported",
+            "[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = [\":443 ssl crt /nonexistent/lbd/cert.pem\"]\n",
+            "lb.toml:4: frontend[0].bind[0]: cannot read /nonexistent/lbd/cert.pem: No such file or directory",
+        ),
+        (
+            "[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = [\":443 ssl crt /x.pem ssl-min-ver TLSv1.0\"]\n",
+            "lb.toml:4: frontend[0].bind[0]: TLSv1.0 is not supported",
+        ),
+        (
+            "[[frontend]]\nname = \"f\"\nmode = \"tcp\"\nbind = [\":443 ssl crt /x.pem\"]\n",
+            "lb.toml:4: frontend[0].bind[0]: \"ssl\" terminates TLS for mode http frontends",
+        ),
+        (
+            "[global]\nssl_default_bind_options = \"ssl-min-ver TLSv1.1\"\n",
+            "lb.toml:2: global.ssl_default_bind_options: TLSv1.1 is not supported",
         ),
         (
             "[[frontend]]\nname = \"f\"\nbind = [\"1.2.3.4:0\"]\n",

@@ -13,12 +13,18 @@ mod timeouts;
 #[cfg(test)]
 mod error_tests;
 #[cfg(test)]
+mod gaps_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod whole_file_tests;
 
-pub use raw::{RawDefaults, RawFrontend, RawGlobal, RawProxy, RawSection};
+pub use raw::{
+    RawDefaults, RawDuration, RawFrontend, RawGlobal, RawProxy, RawSection, RawServer,
+    RawServerDefaults,
+};
 pub use sections::{validate, validate_beside, L4Service};
+pub use timeouts::parse_duration;
 
 use crate::proxy::acl::AclSet;
 use crate::proxy::balance::Balance;
@@ -31,6 +37,11 @@ use std::{net::SocketAddr, ops::Range, path::PathBuf, time::Duration};
 /// span into `FILE:LINE`.
 pub trait ErrorSink {
     fn report(&mut self, span: Range<usize>, field: &str, message: String);
+    /// The file being validated: relative `-f` pattern files are read
+    /// beside it.
+    fn config_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The validated proxy configuration.
@@ -65,6 +76,9 @@ pub struct Global {
     pub maxconn: u32,
     /// `log` targets used by sections with `log = true` (`log global`).
     pub log: Vec<LogTarget>,
+    /// `ssl_default_bind_options` (HAProxy's `ssl-default-bind-options`):
+    /// what every `ssl` bind takes unless it says otherwise.
+    pub ssl_default_bind: crate::proxy::tls::options::BindOptions,
 }
 
 impl Default for Global {
@@ -72,6 +86,7 @@ impl Default for Global {
         Global {
             maxconn: DEFAULT_GLOBAL_MAXCONN,
             log: Vec::new(),
+            ssl_default_bind: Default::default(),
         }
     }
 }
@@ -88,6 +103,29 @@ pub struct LogTarget {
     pub format: SyslogFormat,
     /// Most verbose severity sent, 0 (emerg) ..= 7 (debug).
     pub level: u8,
+    /// Longest datagram, header included (HAProxy's `len`, 80..=65535).
+    pub max_len: usize,
+    /// HAProxy's `minlevel`: more severe lines are sent at this level.
+    pub min_level: Option<u8>,
+}
+
+/// HAProxy's default `len` of a log target.
+pub const DEFAULT_LOG_LEN: usize = 1024;
+
+/// Where a section's log lines go: `log global` and/or the section's own
+/// `log <target> <facility> [level]` lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogDestinations {
+    /// `log global`: the `[global]` targets.
+    pub global: bool,
+    /// The section's own targets.
+    pub targets: Vec<LogTarget>,
+}
+
+impl LogDestinations {
+    pub fn is_empty(&self) -> bool {
+        !self.global && self.targets.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,18 +194,26 @@ impl HttpConnectionMode {
     }
 }
 
-/// `option forwardfor [except CIDR] [header NAME]`.
+/// `option forwardfor [except CIDR] [header NAME] [if-none]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardFor {
     /// Header name, default `X-Forwarded-For`.
     pub header: String,
     /// Clients in these networks get no header added.
     pub except: Vec<IpNet>,
+    /// `if-none`: a request that already carries the header keeps it as it
+    /// is (a trusted proxy in front of lbd set it); lbd adds none.
+    pub if_none: bool,
 }
 
 impl ForwardFor {
     pub fn applies_to(&self, client: std::net::IpAddr) -> bool {
         !self.except.iter().any(|net| net.contains(&client))
+    }
+
+    /// Whether lbd adds its header line to a request with these headers.
+    pub fn adds_to(&self, headers: &hyper::http::HeaderMap) -> bool {
+        !(self.if_none && headers.contains_key(self.header.as_str()))
     }
 }
 
@@ -201,10 +247,13 @@ pub struct BackendTimeouts {
 }
 
 /// One `bind` address. `":80"` and `"*:80"` bind every IPv4 address, as in
-/// HAProxy; `"[::]:80"` binds IPv6 (and v4-mapped) addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// HAProxy; `"[::]:80"` binds IPv6 (and v4-mapped) addresses. HAProxy's
+/// TLS options follow the address (`":443 ssl crt site.pem"`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bind {
     pub address: SocketAddr,
+    /// `ssl crt ...`: TLS terminated here, certificates loaded.
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::server::TlsBind>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,8 +264,10 @@ pub struct Frontend {
     /// Concurrent client connections accepted by this frontend.
     pub maxconn: u32,
     pub timeouts: FrontendTimeouts,
-    /// `None`: nothing logged (no `log global`).
+    /// `None`: nothing logged (neither `log global` nor own targets).
     pub log: Option<LogSettings>,
+    /// Where its access log goes.
+    pub log_to: LogDestinations,
     pub http_connection_mode: HttpConnectionMode,
     pub forwardfor: Option<ForwardFor>,
     /// `option forwarded` (RFC 7239).
@@ -226,6 +277,8 @@ pub struct Frontend {
     pub use_backend: Vec<UseBackend>,
     pub default_backend: Option<BackendId>,
     pub http_response: Vec<ResponseRule>,
+    /// `tcp_request` lines (HAProxy `tcp-request`), tcp mode only.
+    pub tcp_request: crate::proxy::tls::passthrough::TcpRequest,
     /// True for a `[[listen]]` section (its backend has the same name).
     pub from_listen: bool,
 }
@@ -248,9 +301,11 @@ pub struct Backend {
     pub http_connection_mode: HttpConnectionMode,
     pub forwardfor: Option<ForwardFor>,
     pub forwarded: bool,
-    /// `None`: no `log global`. Used by `listen` sections and for server
+    /// `None`: no `log` line. Used by `listen` sections and for server
     /// events.
     pub log: Option<LogSettings>,
+    /// Where its server events go (the `[global]` targets when empty).
+    pub log_to: LogDestinations,
     pub acls: AclSet,
     pub http_request: Vec<RequestRule>,
     pub http_response: Vec<ResponseRule>,
@@ -275,6 +330,8 @@ pub struct Server {
     pub maxconn: u32,
     /// Starts in maintenance (`disabled`).
     pub disabled: bool,
+    /// TLS to the server (`ssl`) and/or its checks (`check_ssl`).
+    pub tls: Option<std::sync::Arc<crate::proxy::tls::client::ServerTls>>,
 }
 
 /// How a backend's servers with `check` are checked.
@@ -373,6 +430,9 @@ impl ErrorSink for Collector<'_> {
             "{}:{line}: {field}: {message}",
             self.file.display()
         ));
+    }
+    fn config_file(&self) -> Option<&std::path::Path> {
+        Some(&self.file)
     }
 }
 

@@ -1,9 +1,10 @@
 //! Settings shared by both sides of the proxy: `[global]`, logging, modes,
 //! `forwardfor`, and `[defaults]` inheritance; a backend's health checks.
-use super::raw::{RawForwardFor, RawGlobal, RawLogTarget, RawSection};
+use super::raw::{RawForwardFor, RawGlobal, RawLog, RawLogLine, RawLogTarget, RawSection};
 use super::{
     servers, ErrorSink, ForwardFor, Global, HealthSettings, HttpConnectionMode, LogAddress,
-    LogFormat, LogSettings, LogTarget, Mode, SyslogFormat, DEFAULT_GLOBAL_MAXCONN,
+    LogDestinations, LogFormat, LogSettings, LogTarget, Mode, SyslogFormat, DEFAULT_GLOBAL_MAXCONN,
+    DEFAULT_LOG_LEN,
 };
 use crate::proxy::acl::parse_net;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +29,19 @@ pub(super) fn global(raw: RawGlobal, sink: &mut dyn ErrorSink) -> Global {
         .enumerate()
         .filter_map(|(i, t)| log_target(t.get_ref(), &format!("global.log[{i}]"), sink))
         .collect();
-    Global { maxconn, log }
+    let ssl_default_bind = match &raw.ssl_default_bind_options {
+        None => Default::default(),
+        Some(text) => crate::proxy::tls::options::BindOptions::parse(text.get_ref(), true)
+            .unwrap_or_else(|message| {
+                sink.report(text.span(), "global.ssl_default_bind_options", message);
+                Default::default()
+            }),
+    };
+    Global {
+        maxconn,
+        log,
+        ssl_default_bind,
+    }
 }
 
 pub(super) const FACILITIES: &[&str] = &[
@@ -45,50 +58,167 @@ pub(super) fn log_target(
     field: &str,
     sink: &mut dyn ErrorSink,
 ) -> Option<LogTarget> {
-    let text = raw.target.get_ref();
-    let address = if text.starts_with('/') {
-        Some(LogAddress::Unix(text.into()))
-    } else if let Ok(address) = text.parse::<SocketAddr>() {
-        Some(LogAddress::Udp(address))
-    } else if let Ok(ip) = text.parse::<IpAddr>() {
-        Some(LogAddress::Udp(SocketAddr::new(ip, 514)))
-    } else {
-        sink.report(
-            raw.target.span(),
-            &format!("{field}.target"),
-            format!(
-                "\"{text}\" is neither ip[:port] (UDP, default port 514) nor a unix socket path"
-            ),
-        );
-        None
+    let address = log_address(raw.target.get_ref())
+        .map_err(|message| sink.report(raw.target.span(), &format!("{field}.target"), message))
+        .ok();
+    let mut pick = |value: &Option<Spanned<String>>, name: &str, list: &[&str], default: usize| {
+        value.as_ref().map_or(default, |v| {
+            pick_word(v.get_ref(), name, list).unwrap_or_else(|message| {
+                sink.report(v.span(), &format!("{field}.{name}"), message);
+                default
+            })
+        })
     };
-    let mut pick =
-        |value: &Option<Spanned<String>>, name: &str, list: &[&str], default: usize| match value {
-            None => default,
-            Some(v) => list
-                .iter()
-                .position(|n| n == v.get_ref())
-                .unwrap_or_else(|| {
-                    sink.report(
-                        v.span(),
-                        &format!("{field}.{name}"),
-                        format!("unknown {name} \"{}\" ({})", v.get_ref(), list.join(" ")),
-                    );
-                    default
-                }),
-        };
     let facility = pick(&raw.facility, "facility", FACILITIES, 16) as u8;
     let level = pick(&raw.level, "level", LEVELS, 7) as u8;
-    let format = match pick(&raw.format, "format", &["rfc3164", "rfc5424"], 0) {
-        0 => SyslogFormat::Rfc3164,
-        _ => SyslogFormat::Rfc5424,
-    };
+    let min_level = raw
+        .minlevel
+        .as_ref()
+        .map(|_| pick(&raw.minlevel, "minlevel", LEVELS, 0) as u8);
+    let format = syslog_format(pick(&raw.format, "format", SYSLOG_FORMATS, 0));
+    let max_len = raw.len.as_ref().map_or(DEFAULT_LOG_LEN, |l| {
+        log_len(*l.get_ref()).unwrap_or_else(|message| {
+            sink.report(l.span(), &format!("{field}.len"), message);
+            DEFAULT_LOG_LEN
+        })
+    });
     Some(LogTarget {
         address: address?,
         facility,
         format,
         level,
+        max_len,
+        min_level,
     })
+}
+
+const SYSLOG_FORMATS: &[&str] = &["rfc3164", "rfc5424"];
+
+fn syslog_format(index: usize) -> SyslogFormat {
+    match index {
+        0 => SyslogFormat::Rfc3164,
+        _ => SyslogFormat::Rfc5424,
+    }
+}
+
+fn pick_word(value: &str, name: &str, list: &[&str]) -> Result<usize, String> {
+    list.iter()
+        .position(|n| *n == value)
+        .ok_or_else(|| format!("unknown {name} \"{value}\" ({})", list.join(" ")))
+}
+
+fn log_len(len: i64) -> Result<usize, String> {
+    usize::try_from(len)
+        .ok()
+        .filter(|l| (80..=65535).contains(l))
+        .ok_or_else(|| format!("len {len} is outside 80..=65535"))
+}
+
+/// `ip[:port]` (UDP, default port 514; HAProxy's `udp@` prefix allowed) or
+/// a unix datagram socket path.
+fn log_address(text: &str) -> Result<LogAddress, String> {
+    let bare = ["udp@", "udp4@", "udp6@", "ipv4@", "ipv6@"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p))
+        .unwrap_or(text);
+    let bare = bare.strip_prefix("unix@").unwrap_or(bare);
+    if bare.starts_with('/') {
+        Ok(LogAddress::Unix(bare.into()))
+    } else if let Ok(address) = bare.parse::<SocketAddr>() {
+        Ok(LogAddress::Udp(address))
+    } else if let Ok(ip) = bare.parse::<IpAddr>() {
+        Ok(LogAddress::Udp(SocketAddr::new(ip, 514)))
+    } else {
+        Err(format!(
+            "\"{text}\" is neither ip[:port] (UDP, default port 514) nor a unix socket path"
+        ))
+    }
+}
+
+/// One HAProxy `log` line of a section, as written after `log`:
+/// `<target> [len <n>] [format <f>] <facility> [<level>]`.
+pub(super) fn log_line(text: &str) -> Result<LogTarget, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let Some((target, mut rest)) = words.split_first() else {
+        return Err("empty log line (\"global\" or \"<target> <facility> [level]\")".into());
+    };
+    let address = log_address(target)?;
+    let mut max_len = DEFAULT_LOG_LEN;
+    let mut format = SyslogFormat::Rfc3164;
+    loop {
+        match rest {
+            ["len", n, tail @ ..] => {
+                let n = n
+                    .parse::<i64>()
+                    .map_err(|_| format!("len \"{n}\" is not a number"))?;
+                max_len = log_len(n)?;
+                rest = tail;
+            }
+            ["format", f, tail @ ..] => {
+                format = syslog_format(pick_word(f, "format", SYSLOG_FORMATS)?);
+                rest = tail;
+            }
+            _ => break,
+        }
+    }
+    let (facility, level, min_level) = match rest {
+        [facility] => (facility, None, None),
+        [facility, level] => (facility, Some(level), None),
+        [facility, level, min_level] => (facility, Some(level), Some(min_level)),
+        [_, _, _, extra, ..] => {
+            return Err(format!(
+            "\"{extra}\": expected \"<target> [len N] [format F] <facility> [level [minlevel]]\""
+        ))
+        }
+        [] => {
+            return Err(format!(
+                "\"{text}\": the facility is missing (\"<target> <facility> [level]\")"
+            ))
+        }
+    };
+    Ok(LogTarget {
+        address,
+        facility: pick_word(facility, "facility", FACILITIES)? as u8,
+        format,
+        level: level.map_or(Ok(7), |l| pick_word(l, "level", LEVELS))? as u8,
+        max_len,
+        min_level: min_level
+            .map(|m| pick_word(m, "minlevel", LEVELS).map(|m| m as u8))
+            .transpose()?,
+    })
+}
+
+/// A section's `log` setting: `true` = `log global`, a list = its lines.
+pub(super) fn log_destinations(
+    raw: &RawLog,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) -> LogDestinations {
+    let mut out = LogDestinations::default();
+    match raw {
+        RawLog::Enabled(global) => out.global = *global,
+        RawLog::Lines(lines) => {
+            for (i, line) in lines.iter().enumerate() {
+                let field = format!("{field}.log[{i}]");
+                match line.get_ref() {
+                    RawLogLine::Text(text) if text.trim() == "global" => {
+                        if out.global {
+                            sink.report(line.span(), &field, "\"global\" twice".into());
+                        }
+                        out.global = true;
+                    }
+                    RawLogLine::Text(text) => match log_line(text) {
+                        Ok(target) => out.targets.push(target),
+                        Err(message) => sink.report(line.span(), &field, message),
+                    },
+                    RawLogLine::Table(table) => {
+                        out.targets.extend(log_target(table, &field, sink));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A setting from the section, else from `[defaults]`; `.1` says whether
@@ -144,6 +274,7 @@ pub(super) fn http_only<T>(
 /// Settings common to both sides: logging, connection mode, forwardfor.
 pub(super) struct Common {
     pub(super) log: Option<LogSettings>,
+    pub(super) log_to: LogDestinations,
     pub(super) connection: HttpConnectionMode,
     pub(super) forwardfor: Option<ForwardFor>,
     pub(super) forwarded: bool,
@@ -156,9 +287,13 @@ pub(super) fn common(
     field: &str,
     sink: &mut dyn ErrorSink,
 ) -> Common {
-    let enabled = inherit(&raw.log, &defaults.log)
+    // HAProxy: a section with its own `log` lines does not inherit those
+    // of [defaults]; `false` is `no log`.
+    let log_to = inherit(&raw.log, &defaults.log)
         .0
-        .is_some_and(|l| *l.get_ref());
+        .map(|l| log_destinations(l.get_ref(), field, sink))
+        .unwrap_or_default();
+    let enabled = !log_to.is_empty();
     let (format, own) = inherit(&raw.log_format, &defaults.log_format);
     let format = match format.map(|f| (f, f.get_ref().as_str())) {
         None => None,
@@ -229,6 +364,7 @@ pub(super) fn common(
             format,
             dontlognull,
         }),
+        log_to,
         connection,
         forwardfor,
         forwarded,
@@ -246,6 +382,7 @@ pub(super) fn forwardfor(
             return Some(ForwardFor {
                 header: "X-Forwarded-For".into(),
                 except: Vec::new(),
+                if_none: false,
             })
         }
         RawForwardFor::Options(options) => options,
@@ -270,7 +407,11 @@ pub(super) fn forwardfor(
             h.get_ref().clone()
         }
     };
-    Some(ForwardFor { header, except })
+    Some(ForwardFor {
+        header,
+        except,
+        if_none: options.if_none.as_ref().is_some_and(|i| *i.get_ref()),
+    })
 }
 
 /// Parses `acl` lines into `acls`, reporting each bad line.

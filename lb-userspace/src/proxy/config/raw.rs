@@ -28,15 +28,75 @@ pub struct RawGlobal {
     pub maxconn: Option<Spanned<i64>>,
     #[serde(default)]
     pub log: Vec<Spanned<RawLogTarget>>,
+    pub ssl_default_bind_options: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogTarget {
     pub target: Spanned<String>,
     pub facility: Option<Spanned<String>>,
     pub format: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
+    /// Longest datagram (HAProxy's `len`).
+    pub len: Option<Spanned<i64>>,
+    pub minlevel: Option<Spanned<String>>,
+}
+
+/// A section's `log`: `true` (`log global`), `false` (`no log`), or a list
+/// of HAProxy's `log` lines, each `"global"`, a line such as
+/// `"127.0.0.1:514 local2 info"`, or a table like `[[global.log]]`'s.
+#[derive(Clone)]
+pub enum RawLog {
+    Enabled(bool),
+    Lines(Vec<Spanned<RawLogLine>>),
+}
+
+#[derive(Clone)]
+pub enum RawLogLine {
+    /// `"global"` or `"<target> [len N] [format F] <facility> [level]"`.
+    Text(String),
+    Table(Box<RawLogTarget>),
+}
+
+impl<'de> Deserialize<'de> for RawLogLine {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LineVisitor;
+        impl<'de> Visitor<'de> for LineVisitor {
+            type Value = RawLogLine;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"global\", \"<target> <facility> [level]\", or a table { target = ..., facility = ... }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLogLine, E> {
+                Ok(RawLogLine::Text(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawLogLine, A::Error> {
+                RawLogTarget::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|t| RawLogLine::Table(Box::new(t)))
+            }
+        }
+        deserializer.deserialize_any(LineVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawLog {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LogVisitor;
+        impl<'de> Visitor<'de> for LogVisitor {
+            type Value = RawLog;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true (log global), false, or a list of log lines such as [\"global\", \"127.0.0.1:514 local2\"]")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawLog, E> {
+                Ok(RawLog::Enabled(v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<RawLog, A::Error> {
+                Vec::<Spanned<RawLogLine>>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+                    .map(RawLog::Lines)
+            }
+        }
+        deserializer.deserialize_any(LogVisitor)
+    }
 }
 
 /// `[defaults]`, `[[frontend]]`, `[[backend]]` and `[[listen]]` share one
@@ -53,9 +113,10 @@ pub struct RawSection {
     pub default_backend: Option<Spanned<String>>,
     pub http_request: Option<Spanned<Vec<Spanned<String>>>>,
     pub http_response: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tcp_request: Option<Spanned<Vec<Spanned<String>>>>,
     pub maxconn: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<RawTimeouts>>,
-    pub log: Option<Spanned<bool>>,
+    pub log: Option<Spanned<RawLog>>,
     pub log_format: Option<Spanned<String>>,
     pub dontlognull: Option<Spanned<bool>>,
     pub http_connection_mode: Option<Spanned<String>>,
@@ -121,11 +182,17 @@ pub struct RawServer {
     pub backup: Option<Spanned<bool>>,
     pub maxconn: Option<Spanned<i64>>,
     pub disabled: Option<Spanned<bool>>,
+    pub ssl: Option<Spanned<bool>>,
+    pub check_ssl: Option<Spanned<bool>>,
+    pub verify: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub crt: Option<Spanned<String>>,
 }
 
 /// `default_server`: HAProxy's `default-server`, settings every server of
 /// the section takes unless it sets its own.
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawServerDefaults {
     pub weight: Option<Spanned<i64>>,
@@ -134,6 +201,12 @@ pub struct RawServerDefaults {
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
     pub maxconn: Option<Spanned<i64>>,
+    pub ssl: Option<Spanned<bool>>,
+    pub check_ssl: Option<Spanned<bool>>,
+    pub verify: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub crt: Option<Spanned<String>>,
 }
 
 impl RawServerDefaults {
@@ -147,6 +220,12 @@ impl RawServerDefaults {
             rise: self.rise.or(d.rise),
             fall: self.fall.or(d.fall),
             maxconn: self.maxconn.or(d.maxconn),
+            ssl: self.ssl.or(d.ssl),
+            check_ssl: self.check_ssl.or(d.check_ssl),
+            verify: self.verify.or(d.verify),
+            ca_file: self.ca_file.or(d.ca_file),
+            sni: self.sni.or(d.sni),
+            crt: self.crt.or(d.crt),
         }
     }
 }
@@ -181,7 +260,8 @@ impl<'de> Deserialize<'de> for RawDuration {
     }
 }
 
-/// `forwardfor = true` or `forwardfor = { except = [...], header = "..." }`.
+/// `forwardfor = true` or `forwardfor = { except = [...], header = "...",
+/// if_none = true }`.
 pub enum RawForwardFor {
     Enabled(bool),
     Options(RawForwardForOptions),
@@ -193,6 +273,7 @@ pub struct RawForwardForOptions {
     #[serde(default)]
     pub except: Vec<Spanned<String>>,
     pub header: Option<Spanned<String>>,
+    pub if_none: Option<Spanned<bool>>,
 }
 
 impl<'de> Deserialize<'de> for RawForwardFor {
@@ -201,7 +282,9 @@ impl<'de> Deserialize<'de> for RawForwardFor {
         impl<'de> Visitor<'de> for ForwardForVisitor {
             type Value = RawForwardFor;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("true, false, or a table { except = [...], header = \"...\" }")
+                f.write_str(
+                    "true, false, or a table { except = [...], header = \"...\", if_none = true }",
+                )
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawForwardFor, E> {
                 Ok(RawForwardFor::Enabled(v))

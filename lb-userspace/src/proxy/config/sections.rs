@@ -23,7 +23,13 @@ pub(super) enum Kind {
 
 /// Fields only a frontend side takes, only a backend side takes, and none
 /// `[defaults]` takes.
-pub(super) const FRONTEND_ONLY: &[&str] = &["bind", "use_backend", "default_backend", "maxconn"];
+pub(super) const FRONTEND_ONLY: &[&str] = &[
+    "bind",
+    "use_backend",
+    "default_backend",
+    "maxconn",
+    "tcp_request",
+];
 pub(super) const BACKEND_ONLY: &[&str] = &[
     "balance",
     "server",
@@ -43,6 +49,7 @@ pub(super) const NOT_IN_DEFAULTS: &[&str] = &[
     "default_backend",
     "http_request",
     "http_response",
+    "tcp_request",
     "server",
 ];
 
@@ -204,6 +211,9 @@ impl ErrorSink for SkipSpan<'_> {
             self.inner.report(span, field, message);
         }
     }
+    fn config_file(&self) -> Option<&std::path::Path> {
+        self.inner.config_file()
+    }
 }
 
 /// Reports every bad value of `[defaults]`, whether or not a section
@@ -307,6 +317,7 @@ pub(super) fn present(raw: &RawSection) -> Vec<(&'static str, Range<usize>)> {
         default_backend,
         http_request,
         http_response,
+        tcp_request,
         maxconn,
         timeout,
         log,

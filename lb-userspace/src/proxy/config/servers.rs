@@ -18,7 +18,7 @@ pub const MAX_WEIGHT: i64 = 256;
 
 /// Server settings after `default_server` (the section's over the one of
 /// `[defaults]`, over HAProxy's own defaults).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServerDefaults {
     weight: u32,
     check: bool,
@@ -26,6 +26,8 @@ pub struct ServerDefaults {
     rise: u32,
     fall: u32,
     maxconn: u32,
+    /// The TLS fields (`ssl`, `verify` ...), validated per server.
+    tls: RawServerDefaults,
 }
 
 impl Default for ServerDefaults {
@@ -37,6 +39,7 @@ impl Default for ServerDefaults {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             maxconn: 0,
+            tls: RawServerDefaults::default(),
         }
     }
 }
@@ -73,6 +76,7 @@ pub fn server_defaults(
     sink: &mut dyn ErrorSink,
 ) -> ServerDefaults {
     let base = ServerDefaults::default();
+    crate::proxy::tls::client::check_defaults(raw, field, sink);
     ServerDefaults {
         weight: ranged(
             &raw.weight,
@@ -92,6 +96,7 @@ pub fn server_defaults(
             MAXCONNS,
             sink,
         ),
+        tls: raw.clone(),
     }
 }
 
@@ -127,7 +132,7 @@ pub fn servers(
                 None
             }
         };
-        let d = defaults;
+        let d = &defaults;
         let weight = ranged(
             &raw.weight,
             &format!("{field}.weight"),
@@ -146,6 +151,7 @@ pub fn servers(
         );
         let inter = duration(&raw.inter, &format!("{field}.inter"), sink).unwrap_or(d.inter);
         let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|b| *b.get_ref());
+        let tls = crate::proxy::tls::client::server_tls(spanned, &d.tls, &field, sink);
         if let Some(address) = address {
             out.push(Server {
                 name: name.clone(),
@@ -158,6 +164,7 @@ pub fn servers(
                 backup: flag(&raw.backup),
                 maxconn,
                 disabled: flag(&raw.disabled),
+                tls,
             });
         }
     }

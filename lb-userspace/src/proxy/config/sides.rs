@@ -3,14 +3,14 @@ use super::options::*;
 use super::raw::RawSection;
 use super::sections::Kind;
 use super::{servers, timeouts, Backend, BackendId, Bind, ErrorSink, Frontend, Global, Mode};
-use crate::proxy::acl::{AclSet, Side};
+use crate::proxy::acl::{AclSet, PatternFiles, Side};
 use crate::proxy::balance::Balance;
 use crate::proxy::rules::{RequestRule, ResponseRule, UseBackend};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::Spanned;
 
 pub(super) fn acls(raw: &RawSection, field: &str, sink: &mut dyn ErrorSink) -> AclSet {
-    let mut set = AclSet::default();
+    let mut set = AclSet::with_files(PatternFiles::beside(sink.config_file()));
     for (i, line) in raw.acl.iter().flat_map(|a| a.get_ref().iter()).enumerate() {
         if let Err(message) = set.add_line(line.get_ref()) {
             sink.report(line.span(), &format!("{field}.acl[{i}]"), message);
@@ -118,9 +118,10 @@ pub(super) fn frontend(
                 );
             }
             for (i, bind) in list.get_ref().iter().enumerate() {
-                match parse_bind(bind.get_ref()) {
-                    Ok(address) => binds.push(Bind { address }),
-                    Err(message) => {
+                let tls = crate::proxy::tls::bind_tls(bind.get_ref(), mode, global);
+                match (parse_bind(bind.get_ref()), tls) {
+                    (Ok(address), Ok(tls)) => binds.push(Bind { address, tls }),
+                    (Err(message), _) | (_, Err(message)) => {
                         sink.report(bind.span(), &format!("{field}.bind[{i}]"), message)
                     }
                 }
@@ -166,6 +167,8 @@ pub(super) fn frontend(
     let common = common(raw, defaults, mode, field, sink);
     let mut set = acls(raw, field, sink);
     let (http_request, http_response) = http_rules(raw, mode, &mut set, field, sink);
+    let tcp_request =
+        crate::proxy::tls::passthrough::parse_lines(&raw.tcp_request, mode, &mut set, field, sink);
     let mut use_backend = Vec::new();
     for (i, line) in lines(&raw.use_backend) {
         let rule_field = format!("{field}.use_backend[{i}]");
@@ -206,6 +209,7 @@ pub(super) fn frontend(
         maxconn,
         timeouts,
         log: common.log,
+        log_to: common.log_to.clone(),
         http_connection_mode: common.connection,
         forwardfor: common.forwardfor,
         forwarded: common.forwarded,
@@ -214,6 +218,7 @@ pub(super) fn frontend(
         use_backend,
         default_backend,
         http_response,
+        tcp_request,
         from_listen: kind == Kind::Listen,
     }
 }
@@ -263,14 +268,10 @@ pub(super) fn check_backend_modes(
 }
 
 /// ":80" and "*:80" (every IPv4 address), ":::80" (every IPv6 address, as
-/// HAProxy writes it), "198.18.0.1:80", "[fd00::1]:80".
+/// HAProxy writes it), "198.18.0.1:80", "[fd00::1]:80"; the bind options
+/// after the address are `tls::bind_tls`'s.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
-    if let Some((address, options)) = text.trim().split_once(char::is_whitespace) {
-        return Err(format!(
-            "\"{text}\": bind options (\"{}\") are not supported; a bind is only an address and port such as \"{address}\"",
-            options.trim()
-        ));
-    }
+    let text = text.split_whitespace().next().unwrap_or("");
     // HAProxy's IPv6 wildcard: ":::80" is [::]:80.
     if let Some(port) = text.strip_prefix(":::") {
         return match port.parse::<u16>() {
@@ -418,6 +419,7 @@ pub(super) fn backend(
         forwardfor: common.forwardfor,
         forwarded: common.forwarded,
         log: common.log,
+        log_to: common.log_to,
         acls: set,
         http_request,
         http_response,

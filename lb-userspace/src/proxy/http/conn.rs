@@ -12,7 +12,7 @@ use crate::proxy::{
     acl::ConnInfo,
     config::FrontendTimeouts,
     runtime::Shared,
-    snapshot::Snapshot,
+    snapshot::{ServerSlot, Snapshot},
     stats::{now_ms, Counters},
 };
 use hyper::service::service_fn;
@@ -24,16 +24,14 @@ use std::{
     io,
     pin::Pin,
     sync::{
-        atomic::{AtomicU32, AtomicU64, Ordering::Relaxed},
-        Arc,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
     },
     task::{Context, Poll},
     time::{Duration, SystemTime},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-    sync::Notify,
     time::Instant,
 };
 
@@ -59,7 +57,48 @@ pub struct Activity {
     /// `bytes_read` when the last request ended: what a request sent is
     /// the difference (head and body).
     read_mark: AtomicU64,
-    changed: Notify,
+    /// Bytes written to the client on the connection.
+    bytes_written: AtomicU64,
+    /// `bytes_written` when the current request began.
+    write_mark: AtomicU64,
+    /// A record waits in `logs` for its response's last bytes to be written.
+    has_pending: AtomicBool,
+    logs: Mutex<PendingLogs>,
+}
+
+/// Records whose response is not written out yet, and whether the
+/// connection is gone (then nothing more will be written).
+#[derive(Default)]
+struct PendingLogs {
+    closed: bool,
+    records: Vec<PendingLog>,
+}
+
+impl std::fmt::Debug for PendingLogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogs")
+            .field("closed", &self.closed)
+            .field("records", &self.records.len())
+            .finish()
+    }
+}
+
+/// A finished request's record, completed when it is logged: HAProxy's
+/// connection counts at log time and the bytes the client was sent.
+pub struct PendingLog {
+    pub record: AccessRecord,
+    pub snapshot: Arc<Snapshot>,
+    pub backend: Option<Arc<Counters>>,
+    pub server: Option<Arc<Counters>>,
+    /// `bytes_written` when the response began: `%B` is what was written
+    /// since (head and body, as HAProxy counts). `None`: the record's count
+    /// stands (HTTP/2, where streams share the connection).
+    pub write_mark: Option<u64>,
+    /// Likewise `bytes_read` for `%U` (a tunnel counts what it relayed).
+    pub read_mark: Option<u64>,
+    /// The server slot, freed once the line is logged: as in HAProxy, a
+    /// request waiting for it is not yet on the server at log time.
+    pub slot: Option<ServerSlot>,
 }
 
 impl Activity {
@@ -74,11 +113,22 @@ impl Activity {
         self.active.fetch_add(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
         self.head_started_ms.store(0, Relaxed);
-        self.changed.notify_one();
+        self.write_mark
+            .store(self.bytes_written.load(Relaxed), Relaxed);
         RequestActivity {
             activity: self.clone(),
             mark: self.read_mark.load(Relaxed),
         }
+    }
+
+    /// `bytes_written` when the current request began.
+    pub fn write_mark(&self) -> u64 {
+        self.write_mark.load(Relaxed)
+    }
+
+    /// `bytes_read` when the current request began.
+    pub fn read_mark(&self) -> u64 {
+        self.read_mark.load(Relaxed)
     }
 
     /// Ms between accept or the last response and this request's first
@@ -96,7 +146,6 @@ impl Activity {
         self.bytes_read.fetch_add(bytes, Relaxed);
         if self.active.load(Relaxed) == 0 && self.head_started_ms.load(Relaxed) == 0 {
             self.head_started_ms.store(now_ms().max(1), Relaxed);
-            self.changed.notify_one();
         }
     }
 
@@ -146,6 +195,11 @@ pub struct RequestActivity {
 }
 
 impl RequestActivity {
+    /// `bytes_read` when this request began.
+    pub fn read_mark(&self) -> u64 {
+        self.mark
+    }
+
     /// Bytes the client sent since the previous request ended: this
     /// request's head and body (HAProxy's `%U`).
     pub fn bytes_from_client(&self) -> u64 {
@@ -165,7 +219,6 @@ impl Drop for RequestActivity {
         if activity.active.fetch_sub(1, Relaxed) == 1 {
             activity.idle_since_ms.store(now_ms(), Relaxed);
         }
-        activity.changed.notify_one();
     }
 }
 
@@ -183,15 +236,102 @@ pub struct ConnContext {
     pub counters: Arc<Counters>,
 }
 
+impl ConnContext {
+    /// Logs `pending` once its response has been written out (HTTP/1: the
+    /// next flush of the connection), or now if it has nothing to wait for.
+    pub fn log_when_written(&self, pending: PendingLog) {
+        if pending.write_mark.is_some() {
+            let mut logs = self.activity.logs.lock().unwrap_or_else(|p| p.into_inner());
+            if !logs.closed {
+                logs.records.push(pending);
+                self.activity.has_pending.store(true, Relaxed);
+                return;
+            }
+        }
+        self.log_now(pending);
+    }
+
+    /// Completes `pending` with the counts and bytes of now and logs it.
+    pub fn log_now(&self, pending: PendingLog) {
+        let PendingLog {
+            mut record,
+            snapshot,
+            backend,
+            server,
+            write_mark,
+            read_mark,
+            slot,
+        } = pending;
+        let activity = &self.activity;
+        if let Some(mark) = write_mark {
+            let written = activity.bytes_written.load(Relaxed);
+            record.bytes_to_client = written.saturating_sub(mark);
+            // What a later error page of this connection is counted from.
+            activity.write_mark.store(written, Relaxed);
+        }
+        if let Some(mark) = read_mark {
+            record.bytes_from_client = activity.bytes_read.load(Relaxed).saturating_sub(mark);
+        }
+        let count = |c: &Counters| u32::try_from(c.current()).unwrap_or(u32::MAX);
+        let concurrency = &mut record.concurrency;
+        concurrency.process = self.shared.counters.connections();
+        concurrency.frontend = count(&self.counters);
+        concurrency.backend = backend.as_deref().map_or(0, count);
+        concurrency.server = server.as_deref().map_or(0, count);
+        self.shared.log(&snapshot, &self.frontend, record);
+        drop(slot);
+    }
+
+    /// Logs what waited for the connection's writes (all of it is out).
+    fn log_written(&self) {
+        if !self.activity.has_pending.load(Relaxed) {
+            return;
+        }
+        let records = {
+            let mut logs = self.activity.logs.lock().unwrap_or_else(|p| p.into_inner());
+            self.activity.has_pending.store(false, Relaxed);
+            std::mem::take(&mut logs.records)
+        };
+        for pending in records {
+            self.log_now(pending);
+        }
+    }
+
+    /// The connection is gone: what still waits is logged now, and
+    /// anything finished later is logged at once.
+    fn log_closed(&self) {
+        self.activity
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.activity.has_pending.store(true, Relaxed);
+        self.log_written();
+    }
+}
+
+/// Logs whatever still waits when the connection's serving ends (declared
+/// before the connection, so it runs after the connection and its bodies
+/// are dropped).
+struct CloseLogs(Arc<ConnContext>);
+
+impl Drop for CloseLogs {
+    fn drop(&mut self) {
+        self.0.log_closed();
+    }
+}
+
 /// Counts bytes both ways into the frontend's counters and feeds the
-/// watchdog.
-struct WatchedIo {
-    stream: TcpStream,
+/// watchdog; a flush that completes logs the records that waited for it.
+/// `S` is the socket, or the TLS stream over it.
+struct WatchedIo<S> {
+    stream: S,
+    context: Arc<ConnContext>,
     activity: Arc<Activity>,
     counters: Arc<Counters>,
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -209,7 +349,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -220,6 +360,7 @@ impl AsyncWrite for WatchedIo {
         this.note_write(&result);
         if let Poll::Ready(Ok(n)) = result {
             Counters::add(&this.counters.bytes_out, n as u64);
+            this.activity.bytes_written.fetch_add(n as u64, Relaxed);
         }
         result
     }
@@ -234,6 +375,7 @@ impl AsyncWrite for WatchedIo {
         this.note_write(&result);
         if let Poll::Ready(Ok(n)) = result {
             Counters::add(&this.counters.bytes_out, n as u64);
+            this.activity.bytes_written.fetch_add(n as u64, Relaxed);
         }
         result
     }
@@ -243,7 +385,13 @@ impl AsyncWrite for WatchedIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = result {
+            // hyper flushes after writing out what it buffered.
+            this.context.log_written();
+        }
+        result
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -251,14 +399,13 @@ impl AsyncWrite for WatchedIo {
     }
 }
 
-impl WatchedIo {
+impl<S> WatchedIo<S> {
     fn note_write<T>(&self, result: &Poll<T>) {
         let blocked = &self.activity.write_blocked_ms;
         match result {
             Poll::Pending => {
                 if blocked.load(Relaxed) == 0 {
                     blocked.store(now_ms().max(1), Relaxed);
-                    self.activity.changed.notify_one();
                 }
             }
             Poll::Ready(_) => blocked.store(0, Relaxed),
@@ -266,16 +413,20 @@ impl WatchedIo {
     }
 }
 
-/// Serves one accepted client connection until it closes.
-pub async fn serve(
-    stream: TcpStream,
+/// Serves one accepted client connection until it closes: the socket, or
+/// the TLS stream of an `ssl` bind (`info.handshake` then says which
+/// protocol ALPN chose).
+pub async fn serve<S>(
+    stream: S,
     shared: Arc<Shared>,
     snapshot: Arc<Snapshot>,
     frontend: Arc<str>,
     info: ConnInfo,
     timeouts: FrontendTimeouts,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let alpn_h2 = info.handshake.as_ref().map(|facts| facts.is_h2());
     let counters = shared.counters.frontends.get(&frontend);
     let activity = Activity::new();
     let context = Arc::new(ConnContext {
@@ -287,12 +438,21 @@ pub async fn serve(
         activity: activity.clone(),
         counters: counters.clone(),
     });
+    let _close_logs = CloseLogs(context.clone());
     let io = TokioIo::new(WatchedIo {
         stream,
+        context: context.clone(),
         activity: activity.clone(),
         counters: counters.clone(),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Over TLS, ALPN decided the protocol; in clear, hyper tells h2c by
+    // its preface.
+    builder = match alpn_h2 {
+        Some(true) => builder.http2_only(),
+        Some(false) => builder.http1_only(),
+        None => builder,
+    };
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -311,17 +471,35 @@ pub async fn serve(
     };
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
+    // The watchdog is never told about activity (that cost a wake-up and a
+    // timer per request): it sleeps until the current deadline or the
+    // shortest timeout from now, whichever is first. Any later change of
+    // state starts a deadline at least that far away, so waking then and
+    // computing again is never late, and the deadline it finds is exact.
+    let shortest = [
+        timeouts.client,
+        timeouts.http_request,
+        timeouts.http_keep_alive,
+    ]
+    .into_iter()
+    .map(ms)
+    .filter(|&t| t > 0)
+    .min()
+    .unwrap_or(1);
+    let watchdog = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(watchdog);
     let mut shutting_down = false;
     let outcome = loop {
-        let (deadline_ms, expiry) = activity.deadline(&timeouts);
-        let wait = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
-        let changed = activity.changed.notified();
         tokio::select! {
             result = connection.as_mut() => break result.err(),
-            _ = changed => continue,
-            _ = tokio::time::sleep_until(Instant::now() + wait) => {
-                let (again_ms, again) = activity.deadline(&timeouts);
-                if again != expiry || again_ms > now_ms() {
+            _ = watchdog.as_mut() => {
+                let now = now_ms();
+                let (deadline_ms, expiry) = activity.deadline(&timeouts);
+                if expiry == Expiry::Recheck || deadline_ms > now {
+                    let wake = deadline_ms.min(now + shortest);
+                    watchdog
+                        .as_mut()
+                        .reset(Instant::now() + Duration::from_millis(wake.saturating_sub(now)));
                     continue;
                 }
                 match expiry {
@@ -331,6 +509,7 @@ pub async fn serve(
                         // close quietly, as HAProxy does.
                         shutting_down = true;
                         connection.as_mut().graceful_shutdown();
+                        watchdog.as_mut().reset(Instant::now());
                         continue;
                     }
                     Expiry::Idle => return,
@@ -384,6 +563,7 @@ fn log_connection_error(
         context.frontend.clone(),
         context.accept_date,
     );
+    record.frontend_tls = context.info.tls;
     record.status = Some(status);
     record.termination = TerminationState::new(cause, SessionPhase::Request);
     let (idle, head) = context.activity.idle_and_head_ms(now_ms());
@@ -391,9 +571,15 @@ fn log_connection_error(
     record.timers.request = None;
     record.timers.total = Duration::from_millis(idle + head);
     record.timers.active = Duration::from_millis(head);
-    // A connection that sent nothing is what `dontlognull` leaves out.
-    record.bytes_from_client = context.activity.bytes_read.load(Relaxed);
-    context
-        .shared
-        .log(&context.accepted_snapshot, &context.frontend, record);
+    context.log_now(PendingLog {
+        record,
+        snapshot: context.accepted_snapshot.clone(),
+        backend: None,
+        server: None,
+        // The error page hyper wrote; a connection that sent nothing is
+        // what `dontlognull` leaves out.
+        write_mark: Some(context.activity.write_mark()),
+        read_mark: Some(context.activity.read_mark()),
+        slot: None,
+    });
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::log::{SessionPhase, TerminationCause as Cause};
 use crate::proxy::{
     balance::{BalanceInput, Pick},
-    config::{Backend, BackendId, HttpConnectionMode, ServerId},
+    config::{BackendId, HttpConnectionMode, ServerId},
     route,
     snapshot::{BackendRuntime, BackendState, ServerSlot, ServerState},
     stats::{Counters, QueueGuard},
@@ -30,6 +30,9 @@ pub(super) struct Connected {
     pub(super) server: ServerId,
     pub(super) sender: SendRequest<ProxyBody>,
     pub(super) reused: bool,
+    /// TLS to the server (`ssl`), for a fresh connection if the pooled one
+    /// was closed; pooled only when `poolable`.
+    pub(super) tls: Option<crate::proxy::tls::client::TlsTarget>,
 }
 
 /// Why no server connection could be had.
@@ -70,6 +73,7 @@ impl ConnectFailure {
 pub(super) async fn connect_with_retries(
     exchange: &mut Exchange,
     request: &request::Parts,
+    post_body: &[u8],
     backend_id: BackendId,
     mode: HttpConnectionMode,
 ) -> Result<Connected, ConnectFailure> {
@@ -91,6 +95,7 @@ pub(super) async fn connect_with_retries(
                     src: exchange.context.info.src.ip(),
                     request: Some(request),
                     payload: &[],
+                    body: post_body,
                     exclude,
                 };
                 match route::choose(&snapshot, backend_id, &input) {
@@ -98,7 +103,7 @@ pub(super) async fn connect_with_retries(
                     Pick::NoServer => return Err(ConnectFailure::NoServer),
                     Pick::Queue(target) => {
                         if queued.is_none() {
-                            queued = Some(queue_guards(exchange, backend, runtime, target));
+                            queued = Some(queue_guards(exchange, backend_id, runtime, target));
                         }
                         wait_in_queue(runtime, queue_deadline).await?;
                         continue;
@@ -110,13 +115,15 @@ pub(super) async fn connect_with_retries(
         else {
             // Taken between choice and acquisition: queue like a full server.
             if queued.is_none() {
-                queued = Some(queue_guards(exchange, backend, runtime, Some(server)));
+                queued = Some(queue_guards(exchange, backend_id, runtime, Some(server)));
             }
             wait_in_queue(runtime, queue_deadline).await?;
             continue;
         };
         if let Some(waited) = queued.take() {
-            drop(waited);
+            let (server_queue, backend_queue) = waited.served();
+            exchange.record.concurrency.server_queue = server_queue;
+            exchange.record.concurrency.backend_queue = backend_queue;
             exchange.record.timers.queue = Some(started.elapsed());
         } else if exchange.record.timers.queue.is_none() {
             exchange.record.timers.queue = Some(Duration::ZERO);
@@ -139,12 +146,15 @@ pub(super) async fn connect_with_retries(
         };
         exchange.record.server = Some(server_name);
         let connect_started = Instant::now();
-        let pooled = (mode == HttpConnectionMode::KeepAlive)
+        let tls = (config.tls.as_ref().filter(|t| t.ssl))
+            .map(|t| t.target(Some(&exchange.context.info), Some(request), config.address));
+        let poolable = tls.as_ref().is_none_or(|t| t.poolable);
+        let pooled = (mode == HttpConnectionMode::KeepAlive && poolable)
             .then(|| exchange.context.shared.pool.take(config.address))
             .flatten();
         let attempt = match pooled {
             Some(sender) => Ok((sender, true)),
-            None => upstream::connect(config.address, backend.timeouts.connect)
+            None => upstream::connect(config.address, tls.as_ref(), backend.timeouts.connect)
                 .await
                 .map(|sender| (sender, false)),
         };
@@ -158,6 +168,7 @@ pub(super) async fn connect_with_retries(
                     server,
                     sender,
                     reused,
+                    tls,
                 });
             }
             Err(error) => {
@@ -200,11 +211,12 @@ pub(super) async fn connect_with_retries(
     }
 }
 
-/// Counts the request as queued on the backend (and its server for the
-/// hashing algorithms) until the returned guard drops.
+/// Counts the request as queued on the backend, or on its server for the
+/// hashing algorithms (HAProxy's server queue), until the returned mark
+/// is served or dropped.
 fn queue_guards(
     exchange: &Exchange,
-    backend: &Backend,
+    backend_id: BackendId,
     runtime: &BackendRuntime,
     target: Option<ServerId>,
 ) -> QueueMark {
@@ -213,19 +225,39 @@ fn queue_guards(
     if let Some(server) = &server {
         server.queued.fetch_add(1, Relaxed);
     }
-    let counters = exchange.backend.as_ref().map(|c| c.enter_queue());
-    let _ = backend;
+    let counters = match target {
+        Some(id) => exchange
+            .snapshot
+            .counters(&exchange.context.shared.counters)
+            .servers
+            .get(backend_id)
+            .and_then(|servers| servers.get(id))
+            .map(|c| (true, c.enter_queue())),
+        None => exchange.backend.as_ref().map(|c| (false, c.enter_queue())),
+    };
     QueueMark {
         backend: runtime.state.clone(),
         server,
-        _counters: counters,
+        counters,
     }
 }
 
 struct QueueMark {
     backend: Arc<BackendState>,
     server: Option<Arc<ServerState>>,
-    _counters: Option<QueueGuard>,
+    /// Whether it is the server's queue, and the place in it.
+    counters: Option<(bool, QueueGuard)>,
+}
+
+impl QueueMark {
+    /// Leaves the queue with a slot: the positions (`%sq`, `%bq`).
+    fn served(mut self) -> (u32, u32) {
+        match self.counters.take() {
+            Some((true, guard)) => (guard.served(), 0),
+            Some((false, guard)) => (0, guard.served()),
+            None => (0, 0),
+        }
+    }
 }
 
 impl Drop for QueueMark {

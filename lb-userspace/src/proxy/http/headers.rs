@@ -74,7 +74,8 @@ pub fn add_forwarding(parts: &mut request::Parts, forwarding: &Forwarding) {
         if forwardfor.applies_to(client) {
             // HAProxy adds its own header line after any the client sent;
             // one line per hop reads the same as a comma-separated list.
-            if let Ok(name) = HeaderName::from_bytes(forwardfor.header.as_bytes()) {
+            let name = HeaderName::from_bytes(forwardfor.header.as_bytes()).ok();
+            if let Some(name) = name.filter(|_| forwardfor.adds_to(&parts.headers)) {
                 if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
                     parts.headers.append(name, value);
                 }
@@ -202,6 +203,7 @@ mod tests {
         ForwardFor {
             header: "X-Forwarded-For".into(),
             except: except.iter().map(|n| n.parse().expect("net")).collect(),
+            if_none: false,
         }
     }
 
@@ -230,6 +232,26 @@ mod tests {
         assert_eq!(values, ["203.0.113.9", "198.18.0.2"]);
         assert_eq!(p.headers["x-forwarded-proto"], "http");
         assert_eq!(p.headers["x-forwarded-host"], "example.test");
+    }
+
+    #[test]
+    fn forwardfor_if_none_keeps_the_clients_header() {
+        let ff = ForwardFor {
+            if_none: true,
+            ..forwardfor(&[])
+        };
+        let mut sent = parts(
+            Request::get("/")
+                .header("X-Forwarded-For", "203.0.113.9")
+                .body(())
+                .expect("request"),
+        );
+        add_forwarding(&mut sent, &forwarding(Some(&ff), false, "198.18.0.2:4000"));
+        let values: Vec<_> = sent.headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values, ["203.0.113.9"]);
+        let mut bare = parts(Request::get("/").body(()).expect("request"));
+        add_forwarding(&mut bare, &forwarding(Some(&ff), false, "198.18.0.2:4000"));
+        assert_eq!(bare.headers["x-forwarded-for"], "198.18.0.2");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! response body ends. Bodies stream both ways.
 use super::{
     body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
-    conn::{ConnContext, RequestActivity},
+    conn::{ConnContext, PendingLog, RequestActivity},
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
@@ -17,12 +17,14 @@ use crate::log::{
     AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
 };
 use crate::proxy::{
+    balance,
     config::HttpConnectionMode,
     route::{self, Decision},
     snapshot::{ServerSlot, Snapshot},
     stats::{now_ms, Counters, SessionGuard},
 };
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either};
 use hyper::{
     body::Incoming, client::conn::http1::SendRequest, http::Version, Request, Response, StatusCode,
 };
@@ -35,6 +37,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tokio::sync::oneshot;
 
 /// Everything that outlives the request head: the log record, counters,
 /// the server slot, and the connection's activity mark.
@@ -56,6 +59,10 @@ pub(super) struct Exchange {
     pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
+    /// HTTP/2: streams share the connection, so `%B` counts the body only.
+    http2: bool,
+    /// A 101: the record goes to the tunnel, which logs it when it closes.
+    tunnel_log: Option<oneshot::Sender<PendingLog>>,
 }
 
 impl Exchange {
@@ -143,10 +150,11 @@ impl Exchange {
         let elapsed = self.started.elapsed();
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
-        // Sessions close before the slot frees, so a queued request never
-        // counts as the server's second session.
+        // Sessions close before the slot frees (after the line is logged),
+        // so a queued request never counts as the server's second session;
+        // HAProxy's beconn and srv_conn at log time no longer count this
+        // request either.
         self.sessions.clear();
-        self.slot = None;
         let record = std::mem::replace(
             &mut self.record,
             AccessRecord::new(
@@ -157,9 +165,31 @@ impl Exchange {
                 self.context.accept_date,
             ),
         );
-        self.context
-            .shared
-            .log(&self.snapshot, &self.context.frontend, record);
+        let (write_mark, read_mark) = if self.http2 {
+            (None, None)
+        } else {
+            (
+                Some(self.context.activity.write_mark()),
+                self.tunnel_log.is_some().then(|| self.activity.read_mark()),
+            )
+        };
+        let pending = PendingLog {
+            record,
+            snapshot: self.snapshot.clone(),
+            backend: self.backend.clone(),
+            server: self.server.clone(),
+            write_mark,
+            read_mark,
+            slot: self.slot.take(),
+        };
+        match self.tunnel_log.take() {
+            Some(tunnel) => {
+                if let Err(pending) = tunnel.send(pending) {
+                    self.context.log_now(pending);
+                }
+            }
+            None => self.context.log_when_written(pending),
+        }
     }
 
     fn record_request_ms(&self) -> u64 {
@@ -203,6 +233,7 @@ pub async fn handle(
         context.frontend.clone(),
         context.accept_date,
     );
+    record.frontend_tls = context.info.tls;
     record.request_date = context.accept_date + Duration::from_millis(idle_ms);
     record.timers.handshake = Some(Duration::ZERO);
     record.timers.idle = Some(Duration::from_millis(idle_ms));
@@ -233,10 +264,29 @@ pub async fn handle(
         pooled: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
         activity,
+        http2: request.version() == Version::HTTP_2,
+        tunnel_log: None,
     };
     let upgrade = headers::upgrade_protocol(request.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
+    // Two Host headers leave the target ambiguous (proxies and servers
+    // that pick differently make request smuggling possible): HAProxy
+    // refuses such a request with 400, and so does lbd.
+    if parts
+        .headers
+        .get_all(hyper::header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        Counters::add(&exchange.frontend.request_errors, 1);
+        return Ok(exchange.local(
+            error_response(400, true),
+            Cause::ProxyAbort,
+            SessionPhase::Request,
+        ));
+    }
 
     let backend_id = match route::route(&snapshot, frontend_id, &context.info, &mut parts) {
         Decision::UseBackend(id) => id,
@@ -305,25 +355,51 @@ pub async fn handle(
             forwarded: frontend.forwarded || backend.forwarded,
             client: context.info.src,
             local: context.info.dst,
-            scheme: "http",
+            scheme: if context.info.tls { "https" } else { "http" },
         },
     );
 
-    let connected = match connect_with_retries(&mut exchange, &parts, backend_id, mode).await {
-        Ok(connected) => connected,
-        Err(failure) => {
-            let status = failure.status();
-            return Ok(exchange.local(
-                error_response(status, false),
-                failure.cause(),
-                failure.phase(),
-            ));
+    // `balance url_param ... check_post`: the body's first bytes choose.
+    let mut post_prefix = Bytes::new();
+    let body = match balance::body_wanted(&backend.balance, &parts) {
+        None => Either::Left(body),
+        Some(limit) => {
+            match balance::post::peek(body, limit, frontend.timeouts.http_request).await {
+                Ok(peeked) => {
+                    post_prefix = peeked.prefix;
+                    Either::Right(peeked.body)
+                }
+                Err(error) => {
+                    let (status, cause) = match error {
+                        balance::post::PeekError::Timeout => (408, Cause::ClientTimeout),
+                        balance::post::PeekError::Body(_) => (400, Cause::ClientAbort),
+                    };
+                    return Ok(exchange.local(
+                        error_response(status, false),
+                        cause,
+                        SessionPhase::Request,
+                    ));
+                }
+            }
         }
     };
+    let connected =
+        match connect_with_retries(&mut exchange, &parts, &post_prefix, backend_id, mode).await {
+            Ok(connected) => connected,
+            Err(failure) => {
+                let status = failure.status();
+                return Ok(exchange.local(
+                    error_response(status, false),
+                    failure.cause(),
+                    failure.phase(),
+                ));
+            }
+        };
     let Connected {
         server,
         mut sender,
         reused,
+        tls,
     } = connected;
     let address = backend.servers[server].address;
 
@@ -337,7 +413,8 @@ pub async fn handle(
         // not sent, so it goes again on a fresh connection.
         if let Err(SendFailure::NotSent(returned)) = result {
             outgoing = *returned;
-            result = match upstream::connect(address, backend.timeouts.connect).await {
+            result = match upstream::connect(address, tls.as_ref(), backend.timeouts.connect).await
+            {
                 Ok(fresh) => {
                     sender = fresh;
                     send(&mut sender, outgoing, backend.timeouts.server).await
@@ -382,17 +459,26 @@ pub async fn handle(
             .flatten()
             .collect();
         // The server slot stays taken while the tunnel runs (leastconn and
-        // maxconn see it); the exchange's log line is written at the 101.
+        // maxconn see it); the exchange's log line is written when the
+        // tunnel closes, with its timers and bytes (as HAProxy).
         let slot = exchange.slot.take();
         let idle = backend
             .timeouts
             .tunnel
             .unwrap_or(frontend.timeouts.client.min(backend.timeouts.server));
+        let (log_tx, log_rx) = oneshot::channel();
+        exchange.tunnel_log = Some(log_tx);
         tunnel::spawn(
-            client_upgrade,
-            server_upgrade,
+            tunnel::Ends {
+                client: client_upgrade,
+                server: server_upgrade,
+            },
             idle,
             counters,
+            tunnel::TunnelLog {
+                context: context.clone(),
+                record: log_rx,
+            },
             (slot, sender),
         );
         let response = Response::from_parts(response_parts, full(""));
@@ -406,7 +492,7 @@ pub async fn handle(
         &context.info,
         &mut response_parts,
     );
-    if mode == HttpConnectionMode::KeepAlive {
+    if mode == HttpConnectionMode::KeepAlive && tls.as_ref().is_none_or(|t| t.poolable) {
         exchange.pooled = Some((address, sender, backend.timeouts.server));
     }
     let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
@@ -424,7 +510,11 @@ impl BoxIncoming for Incoming {
     }
 }
 
-fn meter_request_body(exchange: &Exchange, body: Incoming, client_timeout: Duration) -> ProxyBody {
+fn meter_request_body<B>(exchange: &Exchange, body: B, client_timeout: Duration) -> ProxyBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<super::body::BoxError>,
+{
     let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
         .into_iter()
         .flatten()

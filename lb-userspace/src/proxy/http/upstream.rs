@@ -2,11 +2,14 @@
 //! them, and a keep-alive pool keyed by server address (two connections to
 //! the same address are interchangeable until TLS to servers exists). A
 //! connection goes back to the pool only once its response has been read
-//! to the end and hyper says it can take another request.
+//! to the end and hyper says it can take another request. The pool has a
+//! part per proxy worker thread: a connection is reused by the thread that
+//! runs it (no cross-thread wake-up per request, no shared lock).
 use super::body::ProxyBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::{
+    cell::Cell,
     collections::HashMap,
     io,
     net::SocketAddr,
@@ -24,6 +27,8 @@ pub enum ConnectError {
     Io(#[from] io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] hyper::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
 }
 
 /// How long an idle server connection stays pooled (HAProxy's
@@ -37,10 +42,32 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle keep-alive connections by server address.
-#[derive(Default)]
+/// Parts of the pool: worker threads beyond this share parts.
+const POOL_PARTS: usize = 16;
+
+thread_local! {
+    /// The proxy worker this thread is (0 for any other thread).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as proxy worker `index`.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+type IdleByServer = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
+
+/// Idle keep-alive connections by worker thread and server address.
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    parts: Vec<IdleByServer>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            parts: (0..POOL_PARTS).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -52,7 +79,7 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// The most recently used idle connection to `server` that is still open.
     pub fn take(&self, server: SocketAddr) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(&server)?;
         while let Some(entry) = list.pop() {
             if entry.since.elapsed() < POOL_IDLE_TIMEOUT
@@ -65,16 +92,33 @@ impl Pool {
         None
     }
 
-    /// Idle connections pooled for `server` now.
+    /// This thread's part of the pool.
+    fn part(&self) -> &IdleByServer {
+        &self.parts[WORKER.with(Cell::get) % POOL_PARTS]
+    }
+
+    /// Idle connections pooled for `server` now (all workers).
     pub fn idle_count(&self, server: SocketAddr) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.get(&server).map_or(0, Vec::len)
+        self.parts
+            .iter()
+            .map(|part| {
+                let idle = part.lock().unwrap_or_else(|p| p.into_inner());
+                idle.get(&server).map_or(0, Vec::len)
+            })
+            .sum()
     }
 
     fn put(&self, server: SocketAddr, sender: SendRequest<ProxyBody>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(server).or_default();
-        list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT && !e.sender.is_closed());
+        // Oldest first: only when the oldest has expired is there anything
+        // to purge (no clock read per entry on every return).
+        if list
+            .first()
+            .is_some_and(|e| e.since.elapsed() >= POOL_IDLE_TIMEOUT)
+        {
+            list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT && !e.sender.is_closed());
+        }
         if list.len() < MAX_IDLE_PER_SERVER {
             list.push(Idle {
                 sender,
@@ -114,15 +158,19 @@ impl Pool {
 
     /// Forgets every idle connection (they close when dropped).
     pub fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        for part in &self.parts {
+            part.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 }
 
-/// Opens an HTTP/1.1 connection to `server` within `timeout`; the
+/// Opens an HTTP/1.1 connection to `server` within `timeout` (TLS first
+/// when `tls` is given, the handshake within `timeout` too); the
 /// connection's task runs until the server or the last sender closes it,
 /// with upgrades enabled (WebSocket).
 pub async fn connect(
     server: SocketAddr,
+    tls: Option<&crate::proxy::tls::client::TlsTarget>,
     timeout: Duration,
 ) -> Result<SendRequest<ProxyBody>, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
@@ -130,6 +178,27 @@ pub async fn connect(
         Err(_) => return Err(ConnectError::Timeout),
     };
     stream.set_nodelay(true)?;
+    match tls {
+        None => http_handshake(stream).await,
+        Some(target) => {
+            // HAProxy counts the TLS handshake in `timeout connect`.
+            let handshake = crate::proxy::tls::client::handshake(target, stream);
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(stream)) => http_handshake(stream).await,
+                Ok(Err(error)) => {
+                    crate::proxy::tls::client::log_failure(server, &error);
+                    Err(ConnectError::Tls(error))
+                }
+                Err(_) => Err(ConnectError::Timeout),
+            }
+        }
+    }
+}
+
+async fn http_handshake<T>(stream: T) -> Result<SendRequest<ProxyBody>, ConnectError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;

@@ -87,6 +87,12 @@ impl HeaderFormat {
         if let Some(fixed) = &self.fixed {
             return Some(fixed.clone());
         }
+        HeaderValue::from_bytes(&self.render_bytes(view)).ok()
+    }
+
+    /// The rendered bytes: literals as written, each `%[fetch]` replaced by
+    /// its first sample (nothing when the sample is absent).
+    pub fn render_bytes(&self, view: &RequestView) -> Vec<u8> {
         let mut out: Vec<u8> = Vec::new();
         for part in &self.parts {
             match part {
@@ -105,7 +111,7 @@ impl HeaderFormat {
                 }
             }
         }
-        HeaderValue::from_bytes(&out).ok()
+        out
     }
 
     pub fn source(&self) -> &str {

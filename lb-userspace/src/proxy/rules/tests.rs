@@ -163,11 +163,94 @@ fn redirect_locations() {
         ),
         ("redirect prefix /", "/a/b?x=1", 302),
     ];
+    let c = conn();
+    let view = |r| RequestView::request(&c, r);
     for (line, location, code) in cases {
         let redirect = parse(line);
-        assert_eq!(redirect.location(&r), location, "{line}");
+        assert_eq!(
+            redirect.location(&view(&r), &r).as_deref(),
+            Some(location),
+            "{line}"
+        );
         assert_eq!(redirect.code, code, "{line}");
     }
+}
+
+#[test]
+fn redirect_sample_expressions() {
+    let parse = |line: &str| match RequestRule::parse(line, &mut AclSet::default())
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+        .action
+    {
+        RequestAction::Redirect(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let c = conn();
+    let r = req("/a/b?x=1&lang=ko", &[("host", "www.example.com")]);
+    let bare = req("/a", &[]);
+    let cases: &[(&str, &request::Parts, Option<&str>)] = &[
+        (
+            "redirect location https://%[hdr(host)]%[path]",
+            &r,
+            Some("https://www.example.com/a/b"),
+        ),
+        (
+            "redirect location /%[url_param(lang)]/home?from=%[src]",
+            &r,
+            Some("/ko/home?from=198.18.9.7"),
+        ),
+        (
+            "redirect prefix https://%[hdr(host)]:8443",
+            &r,
+            Some("https://www.example.com:8443/a/b?x=1&lang=ko"),
+        ),
+        ("redirect location 100%%/%[dst_port]", &r, Some("100%/80")),
+        // An absent sample renders as nothing, as in HAProxy.
+        (
+            "redirect location https://%[hdr(host)]/x",
+            &bare,
+            Some("https:///x"),
+        ),
+        ("redirect prefix %[hdr(host)]", &bare, Some("/a")),
+        // ignore-empty: an empty result skips the rule.
+        ("redirect location %[hdr(host)] ignore-empty", &bare, None),
+        (
+            "redirect location %[hdr(host)] ignore-empty",
+            &r,
+            Some("www.example.com"),
+        ),
+        ("redirect prefix %[hdr(x-none)] ignore-empty", &bare, None),
+    ];
+    for (line, request, location) in cases {
+        let redirect = parse(line);
+        assert_eq!(
+            redirect
+                .location(&RequestView::request(&c, request), request)
+                .as_deref(),
+            *location,
+            "{line}"
+        );
+    }
+    // Through the rule engine: a skipped redirect lets later rules run.
+    let mut acls = AclSet::default();
+    let rules = rules(
+        &[
+            "redirect location %[hdr(x-to)] code 307 ignore-empty",
+            "deny deny_status 404",
+        ],
+        &mut acls,
+    );
+    assert_eq!(
+        apply_request_rules(&rules, &acls, &c, &mut req("/", &[("x-to", "/there")])),
+        RequestVerdict::Redirect {
+            code: 307,
+            location: "/there".into()
+        }
+    );
+    assert_eq!(
+        apply_request_rules(&rules, &acls, &c, &mut req("/", &[])),
+        RequestVerdict::Deny { status: 404 }
+    );
 }
 
 #[test]
@@ -180,6 +263,13 @@ fn bad_rules_are_explained() {
         ("redirect elsewhere /x", "unknown redirect type"),
         ("redirect location /x code 200", "not one of"),
         ("redirect location /x keep-query", "unknown redirect option"),
+        (
+            "redirect scheme https ignore-empty",
+            "unknown redirect option",
+        ),
+        ("redirect location %[nope]", "unknown fetch"),
+        ("redirect prefix /%[path", "without its closing"),
+        ("redirect location %ci", "only %[fetch]"),
         (
             "redirect location \"/a\x7fb\"",
             "cannot be a Location header value",

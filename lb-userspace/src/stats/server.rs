@@ -1,0 +1,322 @@
+//! The stats server: axum on a thread of its own with a single-threaded
+//! runtime, so a page view, an export or a scrape never runs on the
+//! daemon's loop (VRRP has its own thread too, and the proxy its own
+//! runtime). Admin actions go to the daemon's loop as control requests,
+//! exactly as `lbd set server` sends them.
+use super::{
+    auth::{authenticate, CsrfToken},
+    config::StatsConfig,
+    export,
+    metrics::{self, SharedLive},
+    page::{self, Viewer},
+    sample::Sampler,
+};
+use crate::control::{Call, Reply, Request, RuntimeState, ServerChange, ServerTarget};
+use axum::{
+    body::Bytes,
+    extract::State,
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    response::{IntoResponse, Response},
+    Router,
+};
+use serde::Deserialize;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// How long an action waits for the daemon's loop.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct App {
+    config: StatsConfig,
+    sampler: Sampler,
+    token: CsrfToken,
+    control: mpsc::Sender<Call>,
+    live: SharedLive,
+}
+
+/// The running server; dropping it does not stop it, [`StatsServer::stop`]
+/// does.
+pub struct StatsServer {
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub config: StatsConfig,
+}
+
+impl StatsServer {
+    /// Binds `config.bind` (an error here is the caller's: the address is
+    /// taken or not ours) and serves on a new thread.
+    pub fn start(
+        config: StatsConfig,
+        instance: &str,
+        control: mpsc::Sender<Call>,
+        live: SharedLive,
+    ) -> anyhow::Result<StatsServer> {
+        let listener = std::net::TcpListener::bind(config.bind)
+            .map_err(|e| anyhow::anyhow!("stats: binding {}: {e}", config.bind))?;
+        listener.set_nonblocking(true)?;
+        let app = Arc::new(App {
+            sampler: Sampler::new(instance.to_owned(), config.refresh),
+            config: config.clone(),
+            token: CsrfToken::random()?,
+            control,
+            live,
+        });
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("lbd-stats".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        warn!("stats: no runtime: {e}");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            warn!("stats: {e}");
+                            return;
+                        }
+                    };
+                    let router = Router::new().fallback(handle).with_state(app);
+                    let served = axum::serve(listener, router)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        warn!("stats server stopped: {e}");
+                    }
+                });
+            })?;
+        info!(bind = %config.bind, uri = %config.uri, admin = config.admin, "stats page started");
+        Ok(StatsServer {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+            config,
+        })
+    }
+
+    /// Stops accepting, lets requests in progress finish, joins the thread.
+    pub fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // Blocking briefly: the server stops within its open requests.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn unauthorized(realm: &str) -> Response {
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page::unauthorized().into_string(),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\""))
+    {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn typed(content_type: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let config = &app.config;
+    let user = if config.users.is_empty() {
+        None
+    } else {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match authenticate(&config.users, header) {
+            Some(user) => Some(user.to_owned()),
+            None => return unauthorized(&config.realm),
+        }
+    };
+    let path = uri.path();
+    let route = if path == config.uri {
+        Some("")
+    } else {
+        path.strip_prefix(config.uri.as_str())
+            .and_then(|rest| rest.strip_prefix(';'))
+    };
+    match (method, route, path) {
+        (Method::GET, _, "/metrics") if config.metrics => match app.sampler.get() {
+            Ok(sample) => typed(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics::render(&sample.report, &app.live),
+            ),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        },
+        (Method::GET, Some(view), _) => get(&app, view, user.as_deref(), uri.query()),
+        (Method::POST, Some(""), _) => post(&app, user.as_deref(), &body).await,
+        (_, Some(_), _) => (StatusCode::METHOD_NOT_ALLOWED, "GET or POST only").into_response(),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    msg: Option<String>,
+}
+
+fn get(app: &App, view: &str, user: Option<&str>, query: Option<&str>) -> Response {
+    let sample = match app.sampler.get() {
+        Ok(sample) => sample,
+        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    };
+    let message = query
+        .and_then(|q| serde_urlencoded::from_str::<PageQuery>(q).ok())
+        .and_then(|q| q.msg);
+    let viewer = Viewer {
+        user,
+        token: app.config.admin.then(|| app.token.as_str()),
+        message: message.as_deref(),
+    };
+    match view {
+        "" => typed(
+            "text/html; charset=utf-8",
+            page::full_page(&app.config, &sample, &viewer).into_string(),
+        ),
+        "fragment" => typed(
+            "text/html; charset=utf-8",
+            page::fragment(&sample, &viewer).into_string(),
+        ),
+        "csv" => typed(
+            "text/csv; charset=utf-8",
+            export::csv(&export::rows(&sample.report)),
+        ),
+        "json" => typed(
+            "application/json",
+            serde_json::to_string_pretty(&export::rows(&sample.report)).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// An admin form: which row, what to do. Every field may be missing, so
+/// that the token is checked before anything else is judged.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ActionForm {
+    pub token: Option<String>,
+    pub kind: String,
+    pub group: String,
+    pub member: String,
+    pub action: String,
+    pub weight: Option<String>,
+}
+
+/// The control request an admin form stands for.
+pub fn request_of(form: &ActionForm) -> Result<Request, String> {
+    let change = match form.action.as_str() {
+        "ready" => ServerChange::State(RuntimeState::Ready),
+        "drain" => ServerChange::State(RuntimeState::Drain),
+        "maint" => ServerChange::State(RuntimeState::Maint),
+        "check-off" => ServerChange::Check(false),
+        "check-on" => ServerChange::Check(true),
+        "weight" => {
+            let text = form.weight.as_deref().unwrap_or("").trim();
+            match text.parse::<u32>() {
+                Ok(w) if w <= 256 => ServerChange::Weight(w),
+                _ => return Err(format!("weight \"{text}\" is not 0..=256")),
+            }
+        }
+        other => return Err(format!("unknown action \"{other}\"")),
+    };
+    let target = match form.kind.as_str() {
+        "xdp" => ServerTarget::Xdp,
+        "proxy" => ServerTarget::Proxy,
+        other => return Err(format!("unknown kind \"{other}\"")),
+    };
+    Ok(Request::SetServer {
+        group: form.group.clone(),
+        member: form.member.clone(),
+        target: Some(target),
+        change,
+    })
+}
+
+async fn post(app: &App, user: Option<&str>, body: &[u8]) -> Response {
+    if !app.config.admin {
+        return (
+            StatusCode::FORBIDDEN,
+            "admin actions are off (stats.admin = false)",
+        )
+            .into_response();
+    }
+    let form: ActionForm = match serde_urlencoded::from_bytes(body) {
+        Ok(form) => form,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad form: {e}")).into_response(),
+    };
+    if !app.token.matches(form.token.as_deref()) {
+        warn!(
+            "stats page action refused: missing or wrong CSRF token (user {})",
+            user.unwrap_or("-")
+        );
+        return (StatusCode::FORBIDDEN, "missing or invalid CSRF token").into_response();
+    }
+    let who = user.unwrap_or("-");
+    let target = format!("{}/{}", form.group, form.member);
+    let reply = match request_of(&form) {
+        Err(message) => Reply { ok: false, message },
+        Ok(request) => call(&app.control, request).await,
+    };
+    info!(
+        ok = reply.ok,
+        "stats page action by {who}: {} {target}: {}", form.action, reply.message
+    );
+    let message = format!("{}: {} by {who}: {}", target, form.action, reply.message);
+    let query = serde_urlencoded::to_string([("msg", message)]).unwrap_or_default();
+    let location = format!("{}?{query}", app.config.uri);
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+async fn call(control: &mpsc::Sender<Call>, request: Request) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    if control.send((request, tx)).await.is_err() {
+        return Reply {
+            ok: false,
+            message: "the daemon is stopping".into(),
+        };
+    }
+    match tokio::time::timeout(ACTION_TIMEOUT, rx).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Reply {
+            ok: false,
+            message: "the daemon dropped the request".into(),
+        },
+        Err(_) => Reply {
+            ok: false,
+            message: "no answer from the daemon within 10 s".into(),
+        },
+    }
+}

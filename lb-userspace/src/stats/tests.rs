@@ -1,0 +1,278 @@
+//! The page, the exports and the metrics rendered from one report, with a
+//! hostile name in every place a name goes.
+use super::{
+    export, metrics,
+    page::{fragment, full_page, Viewer},
+    sample::Sample,
+};
+use crate::{
+    cli::status::{BackendStatus, ServiceStatus, StatusReport},
+    dataplane::programmer::BackendState,
+    health::state::AdminState,
+    proxy::status::{BackendStatus as ProxyBackend, FrontendStatus, ProxyStatus, ServerStatus},
+};
+use std::{collections::HashMap, time::Instant};
+
+const EVIL: &str = "<script>alert(1)</script>";
+
+fn report() -> StatusReport {
+    StatusReport {
+        instance: "lb1".into(),
+        running: true,
+        state_written: None,
+        link_pinned: true,
+        bgp: None,
+        pid: Some(42),
+        xdp_mode: Some("native".into()),
+        vrrp: vec![crate::vrrp::VrrpStatus {
+            name: format!("VI_{EVIL}"),
+            vrid: 51,
+            version: crate::vrrp::packet::Version::V3,
+            state: crate::vrrp::State::Master,
+            priority: 150,
+            effective_priority: 140,
+            master: None,
+            local_address: "198.18.0.1".parse().unwrap(),
+            seconds_in_state: 75.0,
+            last_transition: "master down timer".into(),
+            counters: Default::default(),
+        }],
+        flows: 3,
+        nat_replies: 0,
+        global: vec![("tx_dsr".into(), 1234), ("pass_not_ip".into(), 5)],
+        services: vec![ServiceStatus {
+            id: 0,
+            name: Some(EVIL.into()),
+            vip: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            protocol: "tcp".into(),
+            mode: "dsr".into(),
+            table_size: 65537,
+            packets: 1000,
+            bytes: 64000,
+            new_flows: 10,
+            backends: vec![
+                BackendStatus {
+                    id: 0,
+                    address: "198.18.0.11".parse().unwrap(),
+                    port: 80,
+                    mac: "02:00:00:00:00:11".into(),
+                    weight: Some(2),
+                    slots: Some(40000),
+                    state: Some(BackendState::Serving),
+                    health: Some("up".into()),
+                    admin: Some(AdminState::Enabled),
+                    last_check: Some("HTTP 200".into()),
+                    last_latency_ms: Some(0.4),
+                    seconds_since_change: Some(12.0),
+                    packets: 700,
+                    bytes: 44800,
+                    new_flows: 7,
+                },
+                BackendStatus {
+                    id: 1,
+                    address: "198.18.0.12".parse().unwrap(),
+                    port: 80,
+                    mac: "02:00:00:00:00:12".into(),
+                    weight: Some(1),
+                    slots: Some(0),
+                    state: Some(BackendState::Draining),
+                    health: Some("up".into()),
+                    admin: Some(AdminState::Drain),
+                    last_check: None,
+                    last_latency_ms: None,
+                    seconds_since_change: Some(3.0),
+                    packets: 300,
+                    bytes: 19200,
+                    new_flows: 3,
+                },
+            ],
+        }],
+        proxy: Some(ProxyStatus {
+            connections: 1,
+            frontends: vec![FrontendStatus {
+                name: format!("fe{EVIL}"),
+                mode: "http".into(),
+                binds: vec!["198.18.0.100:8080".into()],
+                maxconn: 100,
+                status: "OPEN".into(),
+                counters: Default::default(),
+            }],
+            backends: vec![ProxyBackend {
+                name: "app".into(),
+                mode: "http".into(),
+                status: "UP".into(),
+                active_servers: 1,
+                backup_servers: 0,
+                counters: Default::default(),
+                servers: vec![
+                    ServerStatus {
+                        name: format!("s{EVIL}"),
+                        address: "198.18.0.11:8080".into(),
+                        status: "DOWN".into(),
+                        weight: 1,
+                        backup: false,
+                        check: true,
+                        last_check: Some("L4CON connection refused".into()),
+                        downs: 2,
+                        maxconn: 0,
+                        counters: Default::default(),
+                    },
+                    ServerStatus {
+                        name: "b2".into(),
+                        address: "198.18.0.12:8080".into(),
+                        status: "UP".into(),
+                        weight: 1,
+                        backup: false,
+                        check: true,
+                        last_check: Some("L7OK 200".into()),
+                        downs: 0,
+                        maxconn: 0,
+                        counters: Default::default(),
+                    },
+                ],
+            }],
+        }),
+    }
+}
+
+fn sample() -> Sample {
+    Sample {
+        report: report(),
+        rates: HashMap::new(),
+        at: Instant::now(),
+    }
+}
+
+fn config() -> super::StatsConfig {
+    let text = "[stats]\nadmin = true\nrefresh = \"2s\"\n[[stats.user]]\nname = \"admin\"\npassword = \"admin\"\n";
+    super::config::tests_parse(text).expect("valid")
+}
+
+#[test]
+fn every_name_is_escaped() {
+    let viewer = Viewer {
+        user: Some("admin"),
+        token: Some("tok"),
+        message: Some(EVIL),
+    };
+    let html = full_page(&config(), &sample(), &viewer).into_string();
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    // The service, the VRRP instance, the frontend, the server, the message.
+    assert!(html.matches("&lt;script&gt;").count() >= 5, "{html}");
+    // The page's own inline script is still there, once.
+    assert_eq!(html.matches("<script>").count(), 1);
+}
+
+#[test]
+fn rows_carry_their_states_colours_and_forms() {
+    let with_admin = Viewer {
+        user: Some("admin"),
+        token: Some("tok123"),
+        message: None,
+    };
+    let html = fragment(&sample(), &with_admin).into_string();
+    assert!(html.contains(r#"class="backend active_up" data-row="&lt;script&gt;alert(1)&lt;/script&gt;/198.18.0.11:80""#), "{html}");
+    assert!(html.contains(r#"class="backend active_draining""#));
+    assert!(html.contains(r#"class="server active_down""#));
+    assert!(html.contains(r#"class="server active_up" data-row="app/b2""#));
+    assert!(html.contains(r#"class="vrrp_master""#));
+    assert!(html.contains(r#"name="token" value="tok123""#));
+    assert!(html.contains(r#"data-action="drain" data-target="app/b2""#));
+    let read_only = Viewer {
+        user: None,
+        token: None,
+        message: None,
+    };
+    let html = fragment(&sample(), &read_only).into_string();
+    assert!(!html.contains("<form"), "no forms without admin");
+}
+
+#[test]
+fn csv_and_json_have_the_same_rows() {
+    let rows = export::rows(&report());
+    let names: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.pxname.clone(), r.svname.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (EVIL.to_owned(), "198.18.0.11:80".to_owned()),
+            (EVIL.to_owned(), "198.18.0.12:80".to_owned()),
+            (EVIL.to_owned(), "BACKEND".to_owned()),
+            (format!("fe{EVIL}"), "FRONTEND".to_owned()),
+            ("app".to_owned(), format!("s{EVIL}")),
+            ("app".to_owned(), "b2".to_owned()),
+            ("app".to_owned(), "BACKEND".to_owned()),
+        ]
+    );
+    assert_eq!(rows[0].status, "UP");
+    assert_eq!(rows[1].status, "DRAIN");
+    assert_eq!(rows[0].packets, Some(700));
+    let csv = export::csv(&rows);
+    assert_eq!(csv.lines().count(), rows.len() + 1);
+    assert!(csv.lines().nth(1).unwrap().contains(",UP,2,1,0,"), "{csv}");
+}
+
+#[test]
+fn metrics_parse_and_match_the_report() {
+    let live = metrics::LiveMetrics::default();
+    live.observe_check(
+        "web",
+        "198.18.0.11:80".parse().unwrap(),
+        std::time::Duration::from_millis(3),
+    );
+    live.set_vrrp_transitions(4);
+    let text = metrics::render(&report(), &live);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("parses");
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no {name} {label:?} in\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a number"),
+        }
+    };
+    assert_eq!(
+        value("lbd_xdp_packets_total", Some(("outcome", "tx_dsr"))),
+        1234.0
+    );
+    assert_eq!(
+        value(
+            "lbd_backend_packets_total",
+            Some(("backend", "198.18.0.11:80"))
+        ),
+        700.0
+    );
+    assert_eq!(value("lbd_service_new_flows_total", None), 10.0);
+    assert_eq!(value("lbd_backend_state", Some(("state", "draining"))), 1.0);
+    assert_eq!(value("lbd_server_up", Some(("server", "b2"))), 1.0);
+    assert_eq!(
+        value(
+            "lbd_server_check_down_transitions_total",
+            Some(("server", &format!("s{EVIL}")))
+        ),
+        2.0
+    );
+    assert_eq!(value("lbd_vrrp_state", Some(("state", "master"))), 1.0);
+    assert_eq!(value("lbd_vrrp_effective_priority", None), 140.0);
+    assert_eq!(value("lbd_vrrp_transitions_total", None), 4.0);
+    assert!(
+        text.contains("lbd_health_check_latency_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "lbd_health_check_latency_seconds_count{service=\"web\",backend=\"198.18.0.11:80\"} 1"
+        ),
+        "{text}"
+    );
+}

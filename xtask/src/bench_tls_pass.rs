@@ -1,0 +1,287 @@
+//! The TLS passthrough rows of `cargo xtask bench-l7` (issue 13): lbd's tcp
+//! frontend peeking at the ClientHello and routing by `req.ssl_sni` vs
+//! HAProxy 2.6 `mode tcp` with `tcp-request inspect-delay` and the same
+//! rules, over the bench lab's three backends, each running an nginx TLS
+//! server (one worker) on port 8443. wrk speaks https to `a.example` (the
+//! client namespace resolves it to the VIP through `/etc/netns/NS/hosts`,
+//! removed afterwards): keep-alive req/s and p99, and `Connection: close`
+//! conn/s (a full TLS handshake with nginx per connection). Called by
+//! `bench_l7::run` after its own rows, with lbd stopped.
+use crate::bench_l7::{wait_listening, wrk, Row, VIP_L7};
+use anyhow::{bail, Context};
+use lb_tests::{
+    process::ChildGuard,
+    topology::{backend_addr, DsrLab, TempDir},
+};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+const TLS_PORT: u16 = 443;
+const BACKEND_TLS_PORT: u16 = 8443;
+const WRK_SECONDS: &str = "5s";
+const RUNS: usize = 3;
+const NAMES: [&str; 2] = ["a.example", "b.example"];
+
+/// `/etc/netns/NS/hosts`, which `ip netns exec` mounts over /etc/hosts.
+struct NetnsHosts(PathBuf);
+
+impl Drop for NetnsHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn measure(
+    lbd: &Path,
+    lab: &mut DsrLab,
+    workers: usize,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    println!("bench-l7: TLS passthrough");
+    let scratch = TempDir::create(&format!("{}-tls-pass", lab.instance))?;
+    certificates(&scratch.path)?;
+    let hosts_dir = PathBuf::from("/etc/netns").join(lab.client.name());
+    std::fs::create_dir_all(&hosts_dir)?;
+    let _hosts = NetnsHosts(hosts_dir.clone());
+    let mut hosts = String::from("127.0.0.1 localhost\n");
+    for name in NAMES {
+        hosts.push_str(&format!("{VIP_L7} {name}\n"));
+    }
+    std::fs::write(hosts_dir.join("hosts"), hosts)?;
+    let mut nginx = Vec::new();
+    for index in 0..3 {
+        nginx.push(start_nginx(lab, index, &scratch.path)?);
+    }
+
+    lab.write_config(&lbd_config(lab))?;
+    lab.start_lbd(lbd)?;
+    wait_listening(lab, VIP_L7, TLS_PORT).context("lbd's passthrough frontend")?;
+    measure_path(lab, rows, "lbd tcp TLS passthrough (req.ssl_sni)")?;
+    let stop = Command::new(lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()?;
+    if !stop.status.success() {
+        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
+    }
+    lab.stop_lbd();
+
+    let haproxy = start_haproxy(lab, &scratch.path, workers)?;
+    wait_listening(lab, VIP_L7, TLS_PORT).with_context(|| {
+        format!(
+            "HAProxy's passthrough frontend: {}",
+            std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default()
+        )
+    })?;
+    let name = format!("HAProxy 2.6 mode tcp TLS passthrough (req.ssl_sni), nbthread {workers}");
+    measure_path(lab, rows, &name)?;
+    drop(haproxy);
+    ratios(rows);
+    Ok(())
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// One ECDSA P-256 certificate for both names (wrk does not verify).
+fn certificates(dir: &Path) -> anyhow::Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "site.key",
+            "-out",
+            "site.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=a.example",
+            "-addext",
+            &format!("subjectAltName=DNS:{},DNS:{}", NAMES[0], NAMES[1]),
+        ],
+    )
+}
+
+fn start_nginx(lab: &DsrLab, index: usize, certs: &Path) -> anyhow::Result<(ChildGuard, TempDir)> {
+    let dir = TempDir::create(&format!("{}-tls-nginx{index}", lab.instance))?;
+    let d = dir.path.display();
+    let c = certs.display();
+    let text = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 16384; }}\n\
+         http {{\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+         access_log off;\n keepalive_requests 1000000;\n\
+         server {{\n listen {}:{BACKEND_TLS_PORT} ssl backlog=4096;\n\
+         ssl_certificate {c}/site.pem;\n ssl_certificate_key {c}/site.key;\n\
+         location / {{ return 200 \"b{}\\n\"; }}\n }}\n}}\n",
+        backend_addr(index),
+        index + 1
+    );
+    let conf = dir.path.join("nginx.conf");
+    std::fs::write(&conf, text)?;
+    let mut command = lab.backends[index].ns.command(
+        "nginx",
+        &["-c", &conf.display().to_string(), "-p", &d.to_string()],
+    );
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    let guard = ChildGuard::spawn(command, "nginx (TLS)")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dir.path.join("nginx.pid").exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("nginx TLS b{} did not start", index + 1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok((guard, dir))
+}
+
+fn servers(line: impl Fn(usize) -> String) -> String {
+    (0..3).map(line).collect()
+}
+
+fn lbd_config(lab: &DsrLab) -> String {
+    let servers = servers(|i| {
+        format!(
+            "[[backend.server]]\nname = \"b{}\"\naddress = \"{}:{BACKEND_TLS_PORT}\"\n",
+            i + 1,
+            backend_addr(i)
+        )
+    });
+    format!(
+        "[instance]\nname = \"{}\"\ninterface = \"eth0\"\n\n\
+         [global]\nmaxconn = 8000\n\n\
+         [defaults]\ntimeout = {{ connect = \"5s\", client = \"60s\", server = \"60s\" }}\n\n\
+         [[frontend]]\nname = \"tlspass\"\nmode = \"tcp\"\nbind = [\"{VIP_L7}:{TLS_PORT}\"]\n\
+         tcp_request = [\"inspect-delay 5s\", \"content accept if {{ req_ssl_hello_type 1 }}\"]\n\
+         use_backend = [\"a if {{ req.ssl_sni -i a.example }}\", \"b if {{ req.ssl_sni -i b.example }}\"]\n\
+         default_backend = \"b\"\n\n\
+         [[backend]]\nname = \"a\"\nmode = \"tcp\"\nbalance = \"roundrobin\"\n{servers}\n\
+         [[backend]]\nname = \"b\"\nmode = \"tcp\"\nbalance = \"roundrobin\"\n{servers}",
+        lab.instance
+    )
+}
+
+fn start_haproxy(lab: &DsrLab, dir: &Path, threads: usize) -> anyhow::Result<ChildGuard> {
+    let servers = servers(|i| {
+        format!(
+            "  server b{} {}:{BACKEND_TLS_PORT}\n",
+            i + 1,
+            backend_addr(i)
+        )
+    });
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(
+        &conf,
+        format!(
+            "global\n  maxconn 8000\n  nbthread {threads}\n\
+             defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend tlspass\n  mode tcp\n  bind {VIP_L7}:{TLS_PORT}\n\
+             \x20 tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
+             \x20 use_backend a if {{ req.ssl_sni -i a.example }}\n  use_backend b if {{ req.ssl_sni -i b.example }}\n\
+             \x20 default_backend b\n\
+             backend a\n  mode tcp\n  balance roundrobin\n{servers}\
+             backend b\n  mode tcp\n  balance roundrobin\n{servers}"
+        ),
+    )?;
+    let mut command = lab
+        .lb()
+        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
+    command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log"))?);
+    ChildGuard::spawn(command, "haproxy")
+}
+
+/// wrk over https to a.example through VIP:443, keep-alive then
+/// `Connection: close`, [`RUNS`] times: medians and ranges.
+fn measure_path(lab: &DsrLab, rows: &mut Vec<Row>, path: &str) -> anyhow::Result<()> {
+    println!("bench-l7: {path}");
+    let url = format!("https://{}:{TLS_PORT}/", NAMES[0]);
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 4] = [
+        ("wrk https keep-alive", "req/s", Vec::new()),
+        ("wrk https keep-alive latency p99", "ms", Vec::new()),
+        ("wrk https Connection: close", "conn/s", Vec::new()),
+        ("failed https requests, all runs", "requests", Vec::new()),
+    ];
+    let mut failed = 0.0;
+    for _ in 0..RUNS {
+        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let close = wrk(
+            lab,
+            &[
+                "-t2",
+                "-c32",
+                "-d",
+                WRK_SECONDS,
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        )?;
+        failed += keep.failed + close.failed;
+        for (sample, value) in samples.iter_mut().zip([keep.rate, keep.p99_ms, close.rate]) {
+            sample.2.push(value);
+        }
+    }
+    samples[3].2.push(failed);
+    for (what, unit, mut values) in samples {
+        values.sort_by(f64::total_cmp);
+        let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
+        rows.push(Row {
+            what,
+            path: path.into(),
+            value: values[values.len() / 2],
+            unit,
+            range,
+        });
+    }
+    Ok(())
+}
+
+/// lbd / HAProxy for each passthrough measurement (medians).
+fn ratios(rows: &mut Vec<Row>) {
+    let median = |what: &str, start: &str| {
+        rows.iter()
+            .find(|r| r.what == what && r.path.starts_with(start))
+            .map(|r| r.value)
+    };
+    let mut out = Vec::new();
+    for what in [
+        "wrk https keep-alive",
+        "wrk https Connection: close",
+        "wrk https keep-alive latency p99",
+    ] {
+        if let (Some(lbd), Some(haproxy)) = (median(what, "lbd tcp TLS"), median(what, "HAProxy")) {
+            if haproxy > 0.0 {
+                out.push(Row {
+                    what,
+                    path: "TLS passthrough: lbd / HAProxy".into(),
+                    value: lbd / haproxy,
+                    unit: "x",
+                    range: None,
+                });
+            }
+        }
+    }
+    rows.extend(out);
+}
