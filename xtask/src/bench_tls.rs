@@ -316,7 +316,7 @@ fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
         .unwrap_or_default();
     let mut out = format!(
         "## TLS termination: lbd vs HAProxy 2.6 ({date})\n\n\
-         `cargo xtask bench-l7` (release build), namespaces on this machine, one run: \
+         `cargo xtask bench-tls` (also run at the end of `bench-l7`; release build), namespaces on this machine: \
          wrk -t2 -c32 for {SECONDS} s and h2load -c32 -m10 -t2 for {SECONDS} s from the client \
          namespace, 3 nginx backends, {workers} proxy worker threads for lbd and `nbthread \
          {workers}` for HAProxy; median of {RUNS} runs [min - max]. lbd: rustls 0.23 with the \
