@@ -107,7 +107,7 @@ fn make_certificates(dir: &Path) {
 
 /// nginx on backend `index`'s address:443, with TLS (its own certificate)
 /// or, to break TLS, plain HTTP on the same port. Its log lines are
-/// `$ssl_server_name|$host|$request_uri|$status`.
+/// `$ssl_server_name|$host|$request_uri|$status|$ssl_alpn_protocol`.
 struct TlsNginx {
     guard: Option<ChildGuard>,
     dir: TempDir,
@@ -132,7 +132,7 @@ impl TlsNginx {
              events {{ worker_connections 256; }}\n\
              http {{\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             log_format t '$ssl_server_name|$host|$request_uri|$status';\n access_log {d}/access.log t;\n\
+             log_format t '$ssl_server_name|$host|$request_uri|$status|$ssl_alpn_protocol';\n access_log {d}/access.log t;\n\
              server {{\n {ssl} location / {{ return 200 \"b{n}\\n\"; }}\n }}\n}}\n",
             n = index + 1
         );
@@ -391,8 +391,22 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         .map(|i| TlsNginx::start(&lab, i, &certs, true))
         .collect();
     let c = certs.display();
+    // `ca_base` (HAProxy's ca-base): relative ca_file paths are read there.
+    let defaults = DEFAULTS.replacen(
+        "maxconn = 20000\n",
+        &format!("maxconn = 20000\nca_base = \"{c}\"\n"),
+        1,
+    );
     let config = format!(
-        "{DEFAULTS}\n[[frontend]]\nname = \"web\"\nbind = [\"{VIP}:80\"]\ndefault_backend = \"secure\"\n\
+        "{defaults}\n[[frontend]]\nname = \"web\"\nbind = [\"{VIP}:80\"]\ndefault_backend = \"secure\"\n\
+         [[frontend]]\nname = \"hosts\"\nbind = [\"{VIP}:83\"]\n\
+         use_backend = [\"badhost if {{ path_beg /bad }}\"]\ndefault_backend = \"goodhost\"\n\
+         [[backend]]\nname = \"goodhost\"\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         ca_file = \"ca.pem\"\nverifyhost = \"a.example\"\nalpn = \"http/1.1\"\n\
+         [[backend]]\nname = \"badhost\"\nretries = 0\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         ca_file = \"ca.pem\"\nverifyhost = \"b.example\"\n\
          [[frontend]]\nname = \"wrong\"\nbind = [\"{VIP}:81\"]\ndefault_backend = \"wrongca\"\n\
          [[frontend]]\nname = \"tcp\"\nmode = \"tcp\"\nbind = [\"{VIP}:82\"]\ndefault_backend = \"tcpsecure\"\n\
          [[backend]]\nname = \"tcpsecure\"\nmode = \"tcp\"\n\
@@ -429,7 +443,7 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         nginx[0]
             .log()
             .lines()
-            .any(|l| l == "a.example|a.example|/x|200"),
+            .any(|l| l.starts_with("a.example|a.example|/x|200|")),
         "{}",
         nginx[0].log()
     );
@@ -446,10 +460,48 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         nginx[0]
             .log()
             .lines()
-            .any(|l| l == "a.example|t.example|/tcp|200"),
+            .any(|l| l.starts_with("a.example|t.example|/tcp|200|")),
         "{}",
         nginx[0].log()
     );
+
+    // No SNI: `verifyhost` names what the certificate must carry (b1's is
+    // a.example), and `alpn` offers http/1.1, which nginx logs.
+    let status = |path: &str| {
+        let url = format!("http://{VIP}:83{path}");
+        let (_, text) = client_run(
+            &lab,
+            "curl",
+            &[
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: a.example",
+                &url,
+            ],
+        );
+        text.trim().to_owned()
+    };
+    assert_eq!(status("/good"), "200");
+    assert!(
+        nginx[0]
+            .log()
+            .lines()
+            .any(|l| l.ends_with("|a.example|/good|200|http/1.1")),
+        "{}",
+        nginx[0].log()
+    );
+    assert_eq!(
+        status("/bad"),
+        "503",
+        "verifyhost b.example accepted a.example"
+    );
+    assert!(!nginx[0].log().contains("/bad"), "{}", nginx[0].log());
 
     // A CA that did not sign b2's certificate: 503, nothing reaches b2.
     let url = format!("http://{VIP}:81/");
@@ -495,10 +547,12 @@ fn tls_health_check_follows_the_server_tls() {
     let mut nginx = TlsNginx::start(&lab, 0, &certs, true);
     let config = format!(
         "{DEFAULTS}\n[[backend]]\nname = \"app\"\nmode = \"tcp\"\n\
-         [[backend.server]]\nname = \"b1\"\naddress = \"{}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
-         ca_file = \"{}/ca.pem\"\nsni = \"str(a.example)\"\ninter = 200\nfall = 2\nrise = 2\n",
-        backend_addr(0),
-        certs.display()
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
+         ca_file = \"{c}/ca.pem\"\nsni = \"str(a.example)\"\ninter = 200\nfall = 2\nrise = 2\n\
+         [[backend.server]]\nname = \"wrongname\"\naddress = \"{b1}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
+         ca_file = \"{c}/ca.pem\"\ncheck_sni = \"wrong.example\"\ninter = 200\nfall = 1\n",
+        b1 = backend_addr(0),
+        c = certs.display()
     );
     lab.start(&config).expect("proxy");
     let proxy = lab.proxy.as_ref().expect("proxy");
@@ -509,6 +563,19 @@ fn tls_health_check_follows_the_server_tls() {
         vec![Logger::disabled()],
     );
     let state = &snapshot.backends[0].servers[0];
+    // `check_sni`: the check sends wrong.example and checks the
+    // certificate's names against it: b1's (a.example) fails.
+    let wrong = &snapshot.backends[0].servers[1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while wrong.is_health_up() || wrong.last_check().is_none() {
+        assert!(Instant::now() < deadline, "{:?}", wrong.last_check());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let detail = wrong.last_check().expect("checked").detail;
+    assert!(
+        detail.starts_with("L6RSP") && detail.contains("not valid for name \"wrong.example\""),
+        "{detail}"
+    );
     let wait_detail = |prefix: &str, up: bool| {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

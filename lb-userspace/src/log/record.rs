@@ -258,6 +258,18 @@ pub struct AccessRecord {
     /// empty when nothing is captured, and then not printed at all.
     pub captured_request_headers: Vec<String>,
     pub captured_response_headers: Vec<String>,
+    /// The connection failed before any request (a TLS handshake): logged
+    /// in HAProxy's error format instead (§8.2.6).
+    pub connection_error: Option<ConnectionError>,
+}
+
+/// HAProxy's error log line: `%ci:%cp [%t] %ft/<bind>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionError {
+    /// The bind's name: HAProxy numbers a frontend's binds from 1.
+    pub bind: Arc<str>,
+    /// HAProxy's wording, e.g. `SSL handshake failure`.
+    pub message: &'static str,
 }
 
 impl AccessRecord {
@@ -291,6 +303,7 @@ impl AccessRecord {
             request_line: None,
             captured_request_headers: Vec::new(),
             captured_response_headers: Vec::new(),
+            connection_error: None,
         }
     }
 

@@ -304,6 +304,7 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
 pub(super) fn backend(
     raw: &RawSection,
     defaults: &RawSection,
+    global: &Global,
     kind: Kind,
     name: String,
     field: &str,
@@ -352,6 +353,7 @@ pub(super) fn backend(
         .unwrap_or_default();
     let server_defaults = servers::server_defaults(
         &own.over(&inherited),
+        &global.tls_paths,
         &format!("{field}.default_server"),
         sink,
     );

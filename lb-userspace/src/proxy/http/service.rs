@@ -216,6 +216,13 @@ pub async fn handle(
     context: Arc<ConnContext>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (idle_ms, request_ms) = context.activity.idle_and_head_ms(now_ms());
+    // `Th`: the TLS handshake, counted in the connection's first request.
+    let handshake = context
+        .info
+        .handshake
+        .as_ref()
+        .map_or(Duration::ZERO, |facts| facts.handshake_time);
+    let first = context.activity.requests_started() == 0;
     let activity = context.activity.begin();
     let current = context.shared.snapshot();
     // A reload that removed this frontend: finish on the snapshot the
@@ -234,8 +241,8 @@ pub async fn handle(
         context.accept_date,
     );
     record.frontend_tls = context.info.tls;
-    record.request_date = context.accept_date + Duration::from_millis(idle_ms);
-    record.timers.handshake = Some(Duration::ZERO);
+    record.request_date = context.accept_date + handshake + Duration::from_millis(idle_ms);
+    record.timers.handshake = Some(if first { handshake } else { Duration::ZERO });
     record.timers.idle = Some(Duration::from_millis(idle_ms));
     record.timers.request = Some(Duration::from_millis(request_ms));
     // Only a frontend that logs needs the request line.
