@@ -1,6 +1,7 @@
 //! Test kit: network-namespace topologies, process guards and traffic, used
 //! by the integration tests and by `cargo xtask lab`.
 pub mod adverts;
+pub mod bgp_lab;
 pub mod browser;
 pub mod fixture;
 pub mod ha;

@@ -444,7 +444,7 @@ pub(crate) fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
     parse_wrk(&out)
 }
 
-fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
+pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     let rate = out
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))

@@ -1,5 +1,6 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
+mod bench_bgp;
 mod bench_l7;
 mod bench_tls;
 mod bench_tls_pass;
@@ -46,6 +47,11 @@ enum Task {
     /// Only the TLS rows of `bench-l7` (issue 13): handshakes/s, keep-alive
     /// and h2 over TLS, lbd vs HAProxy 2.6; replaces its section.
     BenchTls,
+    /// Only the BGP ECMP part of `bench` (issue 15): wrk req/s through a
+    /// BIRD ECMP router with 1, 2 and 3 lbd nodes, and kill -9 to
+    /// withdrawal; replaces its section. LBD_BENCH_BGP_LBD=PATH uses that
+    /// lbd instead of a release build.
+    BenchBgp,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -89,6 +95,18 @@ fn main() -> anyhow::Result<()> {
             build_ebpf()?;
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench_tls::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchBgp => {
+            setup::ensure()?;
+            build_ebpf()?;
+            let lbd = match std::env::var_os("LBD_BENCH_BGP_LBD") {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    cargo(&["build", "--release", "-p", "lb-userspace"])?;
+                    workspace_root().join("target/release/lbd")
+                }
+            };
+            bench_bgp::run(&lbd)
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

@@ -276,6 +276,9 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
         }
     }
 
+    if let Some(bgp) = &report.bgp {
+        crate::bgp::status::register_metrics(bgp, r);
+    }
     if let Some(proxy) = &report.proxy {
         let connections = Families::<VrrpLabels, Gauge>::register(
             r,

@@ -168,6 +168,7 @@ pub fn fragment(sample: &Sample, viewer: &Viewer) -> Markup {
                 @for v in &report.vrrp { (vrrp_row(v, report.running)) }
             }
         }
+        @if let Some(bgp) = &report.bgp { (crate::bgp::status::html(bgp)) }
         h2 { "XDP outcomes (packets, all CPUs)" }
         table #outcomes {
             tr { th.name { "outcome" } th { "packets" } }
