@@ -327,6 +327,13 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
     let reached = nodes_reached(&lab, &lbd, &[1, 2, 3], || requests(&router, 22000..22300));
     assert_eq!(reached, [1, 2, 3]);
 
+    // Some held connections go through node 1 now.
+    let reached = nodes_reached(&lab, &lbd, &[1, 2, 3], || still_working(&router, &mut held));
+    assert!(
+        reached.contains(&1),
+        "some held connections use node 1: {reached:?}"
+    );
+
     // lbd stop on node 1: withdrawn while its program still forwards,
     // detached only after the drain time; no request fails meanwhile.
     let load = Load::start(&router.client, 40000);
@@ -365,6 +372,8 @@ fn ecmp_over_bgp_spreads_flows_and_survives_node_changes() {
         "{failed} of {done} requests failed during lbd stop"
     );
     still_working(&router, &mut held);
+    let reached = nodes_reached(&lab, &lbd, &[2, 3], || requests(&router, 23000..23200));
+    assert_eq!(reached, [2, 3], "new flows spread over the remaining two");
 
     // gobgpd dies on node 2: lbd starts it again and announces again.
     let before = status_of(&lbd, &lab.lbs[2].instance).unwrap().bgp.unwrap();
