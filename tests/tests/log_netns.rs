@@ -917,7 +917,11 @@ fn log_counts_queues_retries_and_bytes_match_haproxy() -> anyhow::Result<()> {
     // retries take about 2 s (`%Ta`, the last timer), on both proxies.
     let total = |tag: &str| -> u64 {
         let fields = fields_of(tag, "/refused");
-        fields[4].rsplit('/').next().and_then(|t| t.parse().ok()).unwrap_or(0)
+        fields[4]
+            .rsplit('/')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
     };
     let (ours, theirs) = (total("lbd["), total("haproxy["));
     assert!(

@@ -59,7 +59,8 @@ pub(super) struct Exchange {
     pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
-    /// HTTP/2: streams share the connection, so `%B` counts the body only.
+    /// HTTP/2: streams share the connection, so `%B` is counted per
+    /// stream (the head as HTTP/1.1 would write it, and the body).
     http2: bool,
     /// A 101: the record goes to the tunnel, which logs it when it closes.
     tunnel_log: Option<oneshot::Sender<PendingLog>>,
@@ -100,6 +101,12 @@ impl Exchange {
             counters.count_response(status);
         }
         let (parts, body) = response.into_parts();
+        // HTTP/2's `%B`: the head as HTTP/1.1 writes it, plus the body.
+        let head = if self.http2 {
+            crate::log::record::http1_head_len(&parts)
+        } else {
+            0
+        };
         let data_counters: Vec<Arc<Counters>> = [self.backend.clone(), self.server.clone()]
             .into_iter()
             .flatten()
@@ -109,7 +116,7 @@ impl Exchange {
                 Counters::add(&counters.bytes_out, n);
             }
         });
-        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, bytes));
+        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes));
         Response::from_parts(
             parts,
             Metered::new(body, idle, on_data, on_end).boxed_unsync(),
