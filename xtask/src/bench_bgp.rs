@@ -17,8 +17,7 @@
 use crate::bench_l7::{parse_wrk, replace_section, WrkResult};
 use anyhow::Context;
 use lb_tests::{
-    bgp_lab::{bgp_section, start_nginx, Router},
-    lbd_status::{status_of, wait_until_ready},
+    bgp_lab::{self, bgp_section, start_nginx, web_packets, Router},
     topology::{backend_addr, DsrLab, TCP_PORT, VIP},
 };
 use std::{
@@ -159,33 +158,10 @@ fn wrk(out: &str) -> anyhow::Result<WrkResult> {
     parse_wrk(out)
 }
 
-/// Starts lbd on `node` with its `[bgp]` section and waits until it has
-/// programmed its three backends.
+/// Starts lbd on `node` with its `[bgp]` section.
 fn start_node(lab: &mut DsrLab, lbd: &Path, node: usize) -> anyhow::Result<()> {
     let config = lab.config_for(node, 3) + &bgp_section(lab.lbs[node].addr, HOLD_TIME, 1.0, false);
-    lab.write_config_of(node, &config)?;
-    lab.spawn_lbd(node, lbd)?;
-    let instance = lab.lbs[node].instance.clone();
-    wait_until_ready(lbd, &instance, Duration::from_secs(30), None, |r| {
-        r.xdp_mode.is_some()
-            && r.services.iter().all(|s| {
-                s.backends.len() == 3 && s.backends.iter().all(|b| b.slots.unwrap_or(0) > 0)
-            })
-    })
-    .map_err(|why| why.into_error(&lab.lbd_log_of(node)))
-}
-
-/// Packets node `node` forwarded for the web service so far.
-fn web_packets(lab: &DsrLab, lbd: &Path, node: usize) -> u64 {
-    status_of(lbd, &lab.lbs[node].instance)
-        .map(|r| {
-            r.services
-                .iter()
-                .filter(|s| s.port == TCP_PORT)
-                .map(|s| s.packets)
-                .sum()
-        })
-        .unwrap_or(0)
+    bgp_lab::start_node(lab, lbd, node, &config)
 }
 
 /// `RUNS` wrk runs: the median rate with the range, the failures, and
