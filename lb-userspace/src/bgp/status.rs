@@ -262,18 +262,6 @@ mod tests {
     #[test]
     fn status_lines_show_peers_and_prefixes() {
         let status = BgpStatus {
-            speaker_pid: Some(42),
-            speaker_starts: 2,
-            error: None,
-            peers: vec![PeerStatus {
-                address: "198.18.0.254".into(),
-                remote_as: 65000,
-                state: "established".into(),
-                uptime_seconds: Some(12),
-                sent: 1,
-                received: 0,
-                accepted: 0,
-            }],
             announced: vec![AnnouncedPrefix::of(
                 "198.18.0.100".parse().unwrap(),
                 &crate::config::bgp::Attributes {
@@ -282,6 +270,7 @@ mod tests {
                     communities: vec![(65000 << 16) | 100],
                 },
             )],
+            ..example()
         };
         assert_eq!(
             render(&status),
