@@ -10,6 +10,7 @@
 //!   b1..b3 198.18.0.11-13 fd00:18::11-13 (nginx; VIPs on lo, DSR replies via the router)
 //! ```
 use crate::{
+    lbd_status::{status_of, wait_until_ready},
     netns::{self, Netns},
     nginx::{Nginx, NginxOptions},
     process::ChildGuard,
@@ -20,6 +21,7 @@ use anyhow::Context;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -304,6 +306,37 @@ pub fn start_nginx(
         servers.push(Nginx::start_with(&backend.ns, options)?);
     }
     Ok(servers)
+}
+
+/// Starts lbd on `node` with `config` and waits until it is attached and
+/// has programmed three backends (MAC known, slots) in every service.
+pub fn start_node(lab: &mut DsrLab, lbd: &Path, node: usize, config: &str) -> anyhow::Result<()> {
+    lab.write_config_of(node, config)?;
+    lab.spawn_lbd(node, lbd)?;
+    let instance = lab.lbs[node].instance.clone();
+    wait_until_ready(lbd, &instance, Duration::from_secs(30), None, |r| {
+        r.xdp_mode.is_some()
+            && r.services.iter().all(|s| {
+                s.backends.len() == 3
+                    && s.backends
+                        .iter()
+                        .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
+            })
+    })
+    .map_err(|why| why.into_error(&lab.lbd_log_of(node)))
+}
+
+/// Packets node `node` forwarded on port 80 (every service there) so far.
+pub fn web_packets(lab: &DsrLab, lbd: &Path, node: usize) -> u64 {
+    status_of(lbd, &lab.lbs[node].instance)
+        .map(|r| {
+            r.services
+                .iter()
+                .filter(|s| s.port == TCP_PORT)
+                .map(|s| s.packets)
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// A keep-alive HTTP connection from a chosen client port through the

@@ -7,8 +7,8 @@
 //! `flock /tmp/lbd-netns.lock cargo test -p lb-tests --test bgp_netns`.
 use lb_tests::{
     bgp_lab::{
-        add_ipv6, bgp_section, http_names, start_nginx, v6_of, HttpConnection, Router, CLIENT,
-        CLIENT6, ROUTER_ADDR, ROUTER_ADDR6, VIP6,
+        self, add_ipv6, bgp_section, http_names, start_nginx, v6_of, web_packets, HttpConnection,
+        Router, CLIENT, CLIENT6, ROUTER_ADDR, ROUTER_ADDR6, VIP6,
     },
     browser::http,
     lbd_status::{status_of, wait_until_ready},
@@ -43,7 +43,8 @@ fn wait_for_hops(router: &Router, wanted: &[Ipv4Addr], timeout: Duration) -> Dur
         .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// Starts lbd on `node` and waits until it programmed its 3 backends.
+/// Starts lbd on `node` (node 0 with the stats page) and waits until it
+/// programmed its 3 backends.
 fn start_node(lab: &mut DsrLab, lbd: &Path, node: usize) {
     let mut config =
         lab.config_for(node, 3) + &bgp_section(lab.lbs[node].addr, HOLD_TIME, 2.0, false);
@@ -52,31 +53,7 @@ fn start_node(lab: &mut DsrLab, lbd: &Path, node: usize) {
             "\n[stats]\nbind = \"{STATS}\"\nuri = \"/stats\"\n"
         ));
     }
-    lab.write_config_of(node, &config).unwrap();
-    lab.spawn_lbd(node, lbd).unwrap();
-    let instance = lab.lbs[node].instance.clone();
-    let ready = wait_until_ready(lbd, &instance, Duration::from_secs(20), None, |r| {
-        r.xdp_mode.is_some()
-            && r.services.iter().all(|s| {
-                s.backends.len() == 3 && s.backends.iter().all(|b| b.slots.unwrap_or(0) > 0)
-            })
-    });
-    if let Err(why) = ready {
-        panic!("{}", why.into_error(&lab.lbd_log_of(node)));
-    }
-}
-
-/// Packets node `node` forwarded for the web service so far.
-fn web_packets(lab: &DsrLab, lbd: &Path, node: usize) -> u64 {
-    status_of(lbd, &lab.lbs[node].instance)
-        .map(|r| {
-            r.services
-                .iter()
-                .filter(|s| s.port == TCP_PORT)
-                .map(|s| s.packets)
-                .sum()
-        })
-        .unwrap_or(0)
+    bgp_lab::start_node(lab, lbd, node, &config).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 fn target() -> SocketAddr {
@@ -518,21 +495,8 @@ fn ipv6_vip_is_announced_spread_and_withdrawn() {
         nodes.iter().map(|&n| IpAddr::V6(v6_of(addrs[n]))).collect()
     };
     for node in 0..2 {
-        lab.write_config_of(node, &ipv6_config(&lab, node)).unwrap();
-        lab.spawn_lbd(node, &lbd).unwrap();
-        let instance = lab.lbs[node].instance.clone();
-        let ready = wait_until_ready(&lbd, &instance, Duration::from_secs(20), None, |r| {
-            r.xdp_mode.is_some()
-                && r.services.iter().all(|s| {
-                    s.backends.len() == 3
-                        && s.backends
-                            .iter()
-                            .all(|b| b.mac != "unresolved" && b.slots.unwrap_or(0) > 0)
-                })
-        });
-        if let Err(why) = ready {
-            panic!("{}", why.into_error(&lab.lbd_log_of(node)));
-        }
+        let config = ipv6_config(&lab, node);
+        bgp_lab::start_node(&mut lab, &lbd, node, &config).unwrap_or_else(|e| panic!("{e:#}"));
     }
     let wait = |nodes: &[usize], timeout: Duration| -> Duration {
         router

@@ -6,8 +6,10 @@
 //!
 //! - aggregate wrk keep-alive req/s through the router with 1, 2 and 3
 //!   nodes (and how the flows split over the nodes, from their counters);
-//! - the router's own cost: wrk to one nginx backend from the bridge
-//!   (no router) and from behind the router (routed, no lbd);
+//! - the router's own cost: its forwarding CPU per request from kernel
+//!   samples (`perf record -a -g`, call chains through `ip_forward` or the
+//!   multipath hash), and wrk to one nginx backend from the bridge (no
+//!   router) and from behind the router (routed, no lbd);
 //! - the time from `kill -9` of one node to the withdrawal of its path at
 //!   the router (the kernel route losing that next hop), several samples.
 //!
@@ -15,8 +17,7 @@
 use crate::bench_l7::{parse_wrk, replace_section, WrkResult};
 use anyhow::Context;
 use lb_tests::{
-    bgp_lab::{bgp_section, start_nginx, Router},
-    lbd_status::{status_of, wait_until_ready},
+    bgp_lab::{self, bgp_section, start_nginx, web_packets, Router},
     topology::{backend_addr, DsrLab, TCP_PORT, VIP},
 };
 use std::{
@@ -48,6 +49,9 @@ struct Rate {
     failed: f64,
     /// Share of the VIP's packets each node forwarded (lbd rows).
     shares: Vec<f64>,
+    /// The router's forwarding CPU per request (µs), from kernel samples
+    /// during the first run; None when not sampled or perf failed.
+    router_us: Option<(f64, usize)>,
 }
 
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
@@ -66,6 +70,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         lbd,
         "one nginx backend, from the bridge (no router)",
         &[],
+        false,
         || wrk(&lab.client.exec("wrk", &wrk_args(&direct))?),
     )?);
     rates.push(measure(
@@ -73,6 +78,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         lbd,
         "one nginx backend, through the router (no lbd)",
         &[],
+        true,
         || wrk(&router.client.exec("wrk", &wrk_args(&direct))?),
     )?);
 
@@ -93,6 +99,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             lbd,
             &format!("VIP through the router, {count} lbd node(s), DSR to 3 nginx"),
             &nodes,
+            true,
             || wrk(&router.client.exec("wrk", &wrk_args(&vip))?),
         )?);
     }
@@ -151,33 +158,10 @@ fn wrk(out: &str) -> anyhow::Result<WrkResult> {
     parse_wrk(out)
 }
 
-/// Starts lbd on `node` with its `[bgp]` section and waits until it has
-/// programmed its three backends.
+/// Starts lbd on `node` with its `[bgp]` section.
 fn start_node(lab: &mut DsrLab, lbd: &Path, node: usize) -> anyhow::Result<()> {
     let config = lab.config_for(node, 3) + &bgp_section(lab.lbs[node].addr, HOLD_TIME, 1.0, false);
-    lab.write_config_of(node, &config)?;
-    lab.spawn_lbd(node, lbd)?;
-    let instance = lab.lbs[node].instance.clone();
-    wait_until_ready(lbd, &instance, Duration::from_secs(30), None, |r| {
-        r.xdp_mode.is_some()
-            && r.services.iter().all(|s| {
-                s.backends.len() == 3 && s.backends.iter().all(|b| b.slots.unwrap_or(0) > 0)
-            })
-    })
-    .map_err(|why| why.into_error(&lab.lbd_log_of(node)))
-}
-
-/// Packets node `node` forwarded for the web service so far.
-fn web_packets(lab: &DsrLab, lbd: &Path, node: usize) -> u64 {
-    status_of(lbd, &lab.lbs[node].instance)
-        .map(|r| {
-            r.services
-                .iter()
-                .filter(|s| s.port == TCP_PORT)
-                .map(|s| s.packets)
-                .sum()
-        })
-        .unwrap_or(0)
+    bgp_lab::start_node(lab, lbd, node, &config)
 }
 
 /// `RUNS` wrk runs: the median rate with the range, the failures, and
@@ -187,13 +171,26 @@ fn measure(
     lbd: &Path,
     what: &str,
     nodes: &[usize],
+    routed: bool,
     run: impl Fn() -> anyhow::Result<WrkResult>,
 ) -> anyhow::Result<Rate> {
     let before: Vec<u64> = nodes.iter().map(|&n| web_packets(lab, lbd, n)).collect();
     let mut values = Vec::new();
     let mut failed = 0.0;
-    for _ in 0..RUNS {
+    let mut router_us = None;
+    for index in 0..RUNS {
+        let sampler = if index == 0 && routed {
+            RouterSampler::start().ok()
+        } else {
+            None
+        };
         let result = run().with_context(|| what.to_owned())?;
+        if let Some(sampler) = sampler {
+            router_us = sampler
+                .finish(result.rate)
+                .map_err(|e| println!("bench-bgp: no router CPU figure: {e:#}"))
+                .ok();
+        }
         values.push(result.rate);
         failed += result.failed;
     }
@@ -216,7 +213,82 @@ fn measure(
         high,
         failed,
         shares,
+        router_us,
     })
+}
+
+/// Kernel functions only the router runs here (no other namespace forwards
+/// or has a multipath route while the bench holds the lock): a sample with
+/// one of them in its call chain is the router's forwarding.
+const ROUTER_FUNCTIONS: [&str; 4] = [
+    "ip_forward",
+    "ip6_forward",
+    "fib_multipath_hash",
+    "rt6_multipath_hash",
+];
+const SAMPLE_HZ: u32 = 999;
+const SAMPLE_SECONDS: u32 = 4;
+
+/// `perf record -a -g` (cpu-clock) over the first seconds of a wrk run.
+struct RouterSampler {
+    perf: std::process::Child,
+    dir: lb_tests::topology::TempDir,
+}
+
+impl RouterSampler {
+    fn start() -> anyhow::Result<Self> {
+        let dir =
+            lb_tests::topology::TempDir::create(&lb_tests::netns::unique_name("bench-bgp-perf"))?;
+        let perf = Command::new("perf")
+            .args(["record", "-a", "-g", "-e", "cpu-clock", "-F"])
+            .arg(SAMPLE_HZ.to_string())
+            .arg("-o")
+            .arg(dir.path.join("perf.data"))
+            .args(["--", "sleep"])
+            .arg(SAMPLE_SECONDS.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting perf")?;
+        Ok(RouterSampler { perf, dir })
+    }
+
+    /// µs of CPU in the router's forwarding per request, at `rate` req/s,
+    /// and the samples it rests on.
+    fn finish(mut self, rate: f64) -> anyhow::Result<(f64, usize)> {
+        let status = self.perf.wait()?;
+        anyhow::ensure!(status.success(), "perf record: {status}");
+        let out = Command::new("perf")
+            .arg("script")
+            .arg("-i")
+            .arg(self.dir.path.join("perf.data"))
+            .output()
+            .context("perf script")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (samples, router) = count_router_samples(&text);
+        anyhow::ensure!(samples > 0, "no samples");
+        let seconds = router as f64 / f64::from(SAMPLE_HZ);
+        let requests = rate * f64::from(SAMPLE_SECONDS);
+        Ok((seconds * 1e6 / requests, router))
+    }
+}
+
+/// (samples, samples in the router's forwarding) of `perf script` text:
+/// samples are blocks separated by blank lines.
+fn count_router_samples(text: &str) -> (usize, usize) {
+    let mut samples = 0;
+    let mut router = 0;
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        samples += 1;
+        let forwarding = block.lines().skip(1).any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|symbol| symbol.split('+').next())
+                .is_some_and(|name| ROUTER_FUNCTIONS.contains(&name))
+        });
+        router += usize::from(forwarding);
+    }
+    (samples, router)
 }
 
 /// (median, lowest, highest); NaN for none.
@@ -244,7 +316,7 @@ fn render(rates: &[Rate], kills: &[f64], lbd: &Path, load_before: &str) -> Strin
     let mut out = format!(
         "## BGP ECMP scale-out (issue 15)\n\n\
          Measured by `cargo xtask bench-bgp` on {date} ({cpus} CPUs, lbd {}): a router namespace running BIRD 2 (`merge paths`, `fib_multipath_hash_policy = 1`) with a client subnet behind it; 1 to 3 lbd nodes announce the VIP /32 through gobgpd (hold time {HOLD_TIME} s) and forward DSR (XDP) to the same three nginx backends (one worker each), which answer through the router. Everything (client, router, nodes, backends, wrk) shares the same {cpus} CPUs, so adding nodes adds no CPU: the rows show what the ECMP path costs and that flows spread, not capacity scaling. wrk: 2 threads, {WRK_CONNECTIONS} keep-alive connections, {WRK_SECONDS} per run, median of {RUNS} runs with the range.\n\n\
-         | path | req/s | range of runs | failed | packets per node |\n|---|---:|---:|---:|---|\n",
+         | path | req/s | range of runs | failed | packets per node | router CPU per request |\n|---|---:|---:|---:|---|---:|\n",
         lbd.display()
     );
     for rate in rates {
@@ -256,7 +328,7 @@ fn render(rates: &[Rate], kills: &[f64], lbd: &Path, load_before: &str) -> Strin
             .join(" / ");
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {:.0}-{:.0} | {} | {} |",
+            "| {} | {:.0} | {:.0}-{:.0} | {} | {} | {} |",
             rate.what,
             rate.median,
             rate.low,
@@ -266,12 +338,19 @@ fn render(rates: &[Rate], kills: &[f64], lbd: &Path, load_before: &str) -> Strin
                 "-".into()
             } else {
                 shares
-            }
+            },
+            rate.router_us.map_or("-".into(), |(us, samples)| {
+                format!("{us:.2} µs ({samples} samples)")
+            })
         );
     }
     out.push_str(
         "\nWith every process on the same CPUs, more nodes cannot add capacity: differences between the lbd rows that stay within their ranges are noise, and a run on a busy machine (see the load average below) says little about scaling. What the rows do show: every node count serves without a failed request, and the router's L4 hash spreads the connections over the nodes (the packet shares).\n",
     );
+    out.push_str(&format!(
+        "\nRouter CPU per request: during the first run of each routed row, `perf record -a -g` (cpu-clock, {SAMPLE_HZ} Hz, {SAMPLE_SECONDS} s) samples every CPU; the samples whose kernel call chain holds {} are the router namespace's forwarding (no other namespace forwards or has a multipath route while the bench holds the lock), divided by the requests wrk made in those seconds. It counts the forwarding and the multipath hash, not the receive path before the route lookup nor the veth hand-off after it; other load on the machine does not enter it, unlike the wall-clock rates.\n",
+        ROUTER_FUNCTIONS.map(|f| format!("`{f}`")).join(", ")
+    ));
     let _ = writeln!(
         out,
         "\nLoad average (1 min) at the start and end of the bench: {load_before} and {}.",
@@ -280,15 +359,29 @@ fn render(rates: &[Rate], kills: &[f64], lbd: &Path, load_before: &str) -> Strin
     // The router's cost from the two one-backend rows: with both CPUs
     // busy, CPU per request is about CPUs / rate.
     if let (Some(direct), Some(routed)) = (rates.first(), rates.get(1)) {
-        if direct.median > 0.0 && routed.median > 0.0 {
+        let _ = write!(
+            out,
+            "\nWall clock, for comparison: the same nginx served {:.0} req/s ({:.0}-{:.0}) through the router and {:.0} ({:.0}-{:.0}) from the bridge ({:.2}x). ",
+            routed.median,
+            routed.low,
+            routed.high,
+            direct.median,
+            direct.low,
+            direct.high,
+            routed.median / direct.median,
+        );
+        if routed.high < direct.low {
+            // With every CPU busy, CPU per request is about CPUs / rate.
             let per = |rate: f64| cpus as f64 * 1e6 / rate;
             let _ = writeln!(
                 out,
-                "\nThe router's own cost: the same nginx served {:.0} req/s through the router and {:.0} from the bridge ({:.2}x); with every CPU busy that is about {:.0} µs of CPU per request added by the router's forwarding (both directions), derived as {cpus} CPUs / rate, not read from a counter.",
-                routed.median,
-                direct.median,
-                routed.median / direct.median,
+                "With every CPU busy that is about {:.1} µs of CPU per request for the router's forwarding (both directions), derived as {cpus} CPUs / rate, not read from a counter.",
                 per(routed.median) - per(direct.median)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "The ranges overlap: in wall-clock rates the router's cost is below what this run can resolve."
             );
         }
     }
@@ -311,6 +404,13 @@ fn render(rates: &[Rate], kills: &[f64], lbd: &Path, load_before: &str) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn router_samples_are_counted_by_call_chain() {
+        let text = "wrk 1 [000] 1.0: 1001001 cpu-clock: \n\tffffffff8 fib_multipath_hash+0x10 ([kernel.kallsyms])\n\tffffffff9 ip_route_input_slow+0x5 ([kernel.kallsyms])\n\nnginx 2 [001] 1.1: 1001001 cpu-clock: \n\tffffffff1 tcp_v4_rcv+0x1 ([kernel.kallsyms])\n\nswapper 0 [000] 1.2: 1001001 cpu-clock: \n\tffffffff2 dev_queue_xmit+0x1 ([kernel.kallsyms])\n\tffffffff3 ip_forward+0x9 ([kernel.kallsyms])\n\tffffffff4 ip_forward_finish_x+0x9 ([kernel.kallsyms])\n\n";
+        assert_eq!(count_router_samples(text), (3, 2));
+        assert_eq!(count_router_samples(""), (0, 0));
+    }
 
     #[test]
     fn median_and_range() {

@@ -32,6 +32,9 @@ const PACKAGES: &[&str] = &[
     "golang-github-osrg-gobgp-dev",
     "protobuf-compiler",
     "bird2",
+    // bench-bgp samples the router's forwarding with `perf record -a -g`
+    // (bench-l7's optional profile uses it too).
+    "linux-perf",
     // Issue 13: h2load measures HTTP/2 over TLS in bench-l7.
     "nghttp2-client",
 ];

@@ -175,58 +175,57 @@ pub fn register_metrics(status: &BgpStatus, registry: &mut prometheus_client::re
         "Times lbd started gobgpd (more than 1: restarted)",
         starts,
     );
-    let established = Family::<PeerLabels, Gauge>::default();
+    // One gauge per peer for each of these, from the peer's status.
+    type PeerValue = fn(&PeerStatus) -> u64;
+    let per_peer: [(&str, &str, PeerValue); 5] = [
+        (
+            "bgp_session_established",
+            "1 while the BGP session with a peer is established",
+            |p| u64::from(p.state == "established"),
+        ),
+        (
+            "bgp_session_uptime_seconds",
+            "Seconds since the session was established (0 when it is not)",
+            |p| p.uptime_seconds.unwrap_or(0),
+        ),
+        ("bgp_prefixes_sent", "Prefixes advertised to a peer", |p| {
+            p.sent
+        }),
+        (
+            "bgp_prefixes_received",
+            "Prefixes received from a peer",
+            |p| p.received,
+        ),
+        (
+            "bgp_prefixes_accepted",
+            "Prefixes received from a peer and accepted",
+            |p| p.accepted,
+        ),
+    ];
+    for (name, help, value) in per_peer {
+        let family = Family::<PeerLabels, Gauge>::default();
+        for peer in &status.peers {
+            let labels = PeerLabels {
+                peer: peer.address.clone(),
+                remote_as: peer.remote_as.to_string(),
+            };
+            family.get_or_create(&labels).set(gauge(value(peer)));
+        }
+        registry.register(name, help, family);
+    }
     let state = Family::<PeerStateLabels, Gauge>::default();
-    let uptime = Family::<PeerLabels, Gauge>::default();
-    let sent = Family::<PeerLabels, Gauge>::default();
-    let received = Family::<PeerLabels, Gauge>::default();
-    let accepted = Family::<PeerLabels, Gauge>::default();
     for peer in &status.peers {
-        let labels = PeerLabels {
-            peer: peer.address.clone(),
-            remote_as: peer.remote_as.to_string(),
-        };
-        established
-            .get_or_create(&labels)
-            .set(i64::from(peer.state == "established"));
         state
             .get_or_create(&PeerStateLabels {
                 peer: peer.address.clone(),
                 state: peer.state.clone(),
             })
             .set(1);
-        uptime
-            .get_or_create(&labels)
-            .set(gauge(peer.uptime_seconds.unwrap_or(0)));
-        sent.get_or_create(&labels).set(gauge(peer.sent));
-        received.get_or_create(&labels).set(gauge(peer.received));
-        accepted.get_or_create(&labels).set(gauge(peer.accepted));
     }
-    registry.register(
-        "bgp_session_established",
-        "1 while the BGP session with a peer is established",
-        established,
-    );
     registry.register(
         "bgp_session_state",
         "1 for a BGP session's state (established, active, idle, ...)",
         state,
-    );
-    registry.register(
-        "bgp_session_uptime_seconds",
-        "Seconds since the session was established (0 when it is not)",
-        uptime,
-    );
-    registry.register("bgp_prefixes_sent", "Prefixes advertised to a peer", sent);
-    registry.register(
-        "bgp_prefixes_received",
-        "Prefixes received from a peer",
-        received,
-    );
-    registry.register(
-        "bgp_prefixes_accepted",
-        "Prefixes received from a peer and accepted",
-        accepted,
     );
     let announced = Family::<PrefixLabels, Gauge>::default();
     let med = Family::<PrefixLabels, Gauge>::default();
@@ -263,18 +262,6 @@ mod tests {
     #[test]
     fn status_lines_show_peers_and_prefixes() {
         let status = BgpStatus {
-            speaker_pid: Some(42),
-            speaker_starts: 2,
-            error: None,
-            peers: vec![PeerStatus {
-                address: "198.18.0.254".into(),
-                remote_as: 65000,
-                state: "established".into(),
-                uptime_seconds: Some(12),
-                sent: 1,
-                received: 0,
-                accepted: 0,
-            }],
             announced: vec![AnnouncedPrefix::of(
                 "198.18.0.100".parse().unwrap(),
                 &crate::config::bgp::Attributes {
@@ -283,6 +270,7 @@ mod tests {
                     communities: vec![(65000 << 16) | 100],
                 },
             )],
+            ..example()
         };
         assert_eq!(
             render(&status),
