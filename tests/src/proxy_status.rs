@@ -4,19 +4,17 @@
 use lbd::proxy::status::{BackendStatus, FrontendStatus, ProxyStatus};
 
 pub fn frontend(status: ProxyStatus, name: &str) -> FrontendStatus {
-    let names: Vec<String> = status.frontends.iter().map(|f| f.name.clone()).collect();
-    status
-        .frontends
-        .into_iter()
-        .find(|f| f.name == name)
-        .unwrap_or_else(|| panic!("no frontend {name} among {names:?}"))
+    named(status.frontends, name, "frontend", |f| &f.name)
 }
 
 pub fn backend(status: ProxyStatus, name: &str) -> BackendStatus {
-    let names: Vec<String> = status.backends.iter().map(|b| b.name.clone()).collect();
-    status
-        .backends
-        .into_iter()
-        .find(|b| b.name == name)
-        .unwrap_or_else(|| panic!("no backend {name} among {names:?}"))
+    named(status.backends, name, "backend", |b| &b.name)
+}
+
+fn named<T>(items: Vec<T>, name: &str, what: &str, name_of: fn(&T) -> &String) -> T {
+    let names: Vec<&String> = items.iter().map(name_of).collect();
+    let Some(index) = names.iter().position(|n| *n == name) else {
+        panic!("no {what} {name} among {names:?}");
+    };
+    items.into_iter().nth(index).expect("the index was found")
 }
