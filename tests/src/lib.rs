@@ -13,6 +13,7 @@ pub mod nft;
 pub mod nginx;
 pub mod predict;
 pub mod process;
+pub mod proxy_status;
 pub mod rsyslog;
 pub mod servers;
 pub mod topology;
