@@ -17,6 +17,8 @@
 #[allow(dead_code)]
 #[path = "proxy_kit/mod.rs"]
 mod kit;
+#[path = "tls_kit/mod.rs"]
+mod tls_kit;
 
 use kit::{backend_addr, ProxyLab, DEFAULTS, VIP};
 use lb_tests::{netns::unique_name, process::ChildGuard, topology::TempDir};
@@ -25,26 +27,14 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
+use tls_kit::openssl;
 
 /// Backend i serves this name's certificate.
 const NAMES: [&str; 3] = ["a.example", "b.example", "default.example"];
 const TLS_PORT: u16 = 443;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A test CA (`ca.pem`), a leaf per name signed by it (`NAME.pem`,
 /// `NAME.key`, SAN = the name), and an unrelated CA (`wrong-ca.pem`).
