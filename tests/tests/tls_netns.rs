@@ -6,6 +6,8 @@
 #[allow(dead_code)]
 #[path = "proxy_kit/mod.rs"]
 mod kit;
+#[path = "tls_kit/mod.rs"]
+mod tls_kit;
 
 use kit::{backend, vip, ProxyLab, DEFAULTS, VIP};
 use lb_tests::topology::TempDir;
@@ -17,19 +19,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use tls_kit::openssl;
 
 /// A test CA and leaves it signs, in a scratch directory.
 struct Certs {

@@ -298,21 +298,39 @@ fn measure(
     port: u16,
     pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    println!("bench-l7: {path}");
     let url = format!("http://{vip}:{port}/");
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] = [
-        ("wrk keep-alive", "req/s", Vec::new()),
-        ("wrk keep-alive latency p50", "ms", Vec::new()),
-        ("wrk keep-alive latency p99", "ms", Vec::new()),
-        ("wrk Connection: close", "conn/s", Vec::new()),
-        ("proxy CPU per keep-alive request", "us", Vec::new()),
-        ("proxy CPU per Connection: close request", "us", Vec::new()),
-        (
-            "failed requests (socket errors, non-2xx), all runs",
-            "requests",
-            Vec::new(),
-        ),
-    ];
+    measure_url(lab, runs, rows, path, &url, pid, MEASURED)
+}
+
+/// The rows [`measure_url`] writes, in its order: keep-alive req/s, its
+/// p50 and p99, `Connection: close` conn/s, CPU per keep-alive request
+/// and per close request, failed requests.
+pub(crate) type Measured = [&'static str; 7];
+
+const MEASURED: Measured = [
+    "wrk keep-alive",
+    "wrk keep-alive latency p50",
+    "wrk keep-alive latency p99",
+    "wrk Connection: close",
+    "proxy CPU per keep-alive request",
+    "proxy CPU per Connection: close request",
+    "failed requests (socket errors, non-2xx), all runs",
+];
+
+/// [`measure`] against any `url` (https too), its rows named `what`.
+pub(crate) fn measure_url(
+    lab: &DsrLab,
+    runs: usize,
+    rows: &mut Vec<Row>,
+    path: &str,
+    url: &str,
+    pid: Option<u32>,
+    what: Measured,
+) -> anyhow::Result<()> {
+    println!("bench-l7: {path}");
+    let units = ["req/s", "ms", "ms", "conn/s", "us", "us", "requests"];
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] =
+        std::array::from_fn(|i| (what[i], units[i], Vec::new()));
     let mut failed = 0.0;
     for run in 0..runs {
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
@@ -320,7 +338,7 @@ fn measure(
             _ => None,
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
-        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
         let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
         drop(profile);
         let cpu = pid.map(cpu_ticks).transpose()?;
@@ -333,7 +351,7 @@ fn measure(
                 WRK_SECONDS,
                 "-H",
                 "Connection: close",
-                &url,
+                url,
             ],
         )?;
         let close_cpu = cpu_per_request(pid, cpu, close.requests)?;

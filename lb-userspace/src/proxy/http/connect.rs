@@ -20,7 +20,7 @@ pub(super) struct Connected {
     pub(super) sender: SendRequest<ProxyBody>,
     pub(super) reused: bool,
     /// TLS to the server (`ssl`), for a fresh connection if the pooled one
-    /// was closed; pooled only when `poolable`.
+    /// was closed; pooled under its SNI when that depends on the request.
     pub(super) tls: Option<crate::proxy::tls::client::TlsTarget>,
 }
 
@@ -90,9 +90,9 @@ pub(super) async fn connect_with_retries(
         let config = &backend.servers[server];
         let tls = (config.tls.as_ref().filter(|t| t.ssl))
             .map(|t| t.target(Some(info), Some(request), config.address));
-        let poolable = tls.as_ref().is_none_or(|t| t.poolable);
-        let pooled = (mode == HttpConnectionMode::KeepAlive && poolable)
-            .then(|| shared.pool.take(config.address))
+        let pool_key = (config.address, tls.as_ref().and_then(|t| t.pool_name()));
+        let pooled = (mode == HttpConnectionMode::KeepAlive)
+            .then(|| shared.pool.take(&pool_key))
             .flatten();
         let address = config.address;
         let timeout = backend.timeouts.connect;

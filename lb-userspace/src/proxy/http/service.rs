@@ -30,7 +30,6 @@ use hyper::{
 };
 use std::{
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
@@ -56,7 +55,7 @@ pub(super) struct Exchange {
     pub(super) slot: Option<ServerSlot>,
     /// The server connection (and how long it may take to be ready again),
     /// pooled when the response has been read whole.
-    pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
+    pooled: Option<(upstream::PoolKey, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
     /// HTTP/2: streams share the connection, so `%B` is counted per
@@ -506,8 +505,9 @@ pub async fn handle(
         &context.info,
         &mut response_parts,
     );
-    if mode == HttpConnectionMode::KeepAlive && tls.as_ref().is_none_or(|t| t.poolable) {
-        exchange.pooled = Some((address, sender, backend.timeouts.server));
+    if mode == HttpConnectionMode::KeepAlive {
+        let key = (address, tls.as_ref().and_then(|t| t.pool_name()));
+        exchange.pooled = Some((key, sender, backend.timeouts.server));
     }
     let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
     Ok(exchange.respond(response, Some(backend.timeouts.server)))

@@ -97,6 +97,11 @@ pub struct ServerTls {
     /// What the settings were built from, with the files' contents, so
     /// that a reload after a changed CA file is a change.
     identity: String,
+    /// A digest of `identity`: pooled connections are kept under it, so
+    /// that a connection opened with these settings (CA, `verifyhost`,
+    /// client certificate ...) never serves a server with others at the
+    /// same address.
+    pool_tag: Arc<str>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -122,9 +127,27 @@ pub struct TlsTarget {
     /// A DNS name (sent as SNI, certificate names checked) or the server's
     /// IP address (no SNI, names not checked).
     pub name: ServerName<'static>,
-    /// The name is the same for every request (a connection may be pooled
-    /// and reused by another request).
-    pub poolable: bool,
+    /// The name depends on the request or the client connection: a pooled
+    /// connection serves only requests that want the same name.
+    pub per_request: bool,
+    /// See [`ServerTls`]'s `pool_tag`.
+    pool_tag: Arc<str>,
+}
+
+impl TlsTarget {
+    /// What a pooled TLS connection is kept under: the settings' digest,
+    /// and the SNI when it is chosen per request (so a connection opened
+    /// for one name serves only that name).
+    pub fn pool_name(&self) -> Option<Arc<str>> {
+        if !self.per_request {
+            return Some(self.pool_tag.clone());
+        }
+        let name = match &self.name {
+            ServerName::DnsName(name) => name.as_ref(),
+            _ => "",
+        };
+        Some(Arc::from(format!("{}|{name}", self.pool_tag)))
+    }
 }
 
 impl ServerTls {
@@ -150,7 +173,8 @@ impl ServerTls {
         TlsTarget {
             connector: self.connector.clone(),
             name: name.unwrap_or(ServerName::IpAddress(address.ip().into())),
-            poolable: self.sni.as_ref().is_none_or(|sni| !sni.is_dynamic()),
+            per_request: self.sni.as_ref().is_some_and(SniExpr::is_dynamic),
+            pool_tag: self.pool_tag.clone(),
         }
     }
 
@@ -166,7 +190,8 @@ impl ServerTls {
             connector: self.connector.clone(),
             name: (self.check_sni.as_ref().or(fixed).cloned())
                 .unwrap_or(ServerName::IpAddress(address.ip().into())),
-            poolable: true,
+            per_request: false,
+            pool_tag: self.pool_tag.clone(),
         }
     }
 }
@@ -373,6 +398,12 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
         .map(SniExpr::parse)
         .transpose()
         .map_err(|e| (TlsField::Sni, e))?;
+    let pool_tag = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        identity.hash(&mut hasher);
+        Arc::from(format!("tls:{:016x}", hasher.finish()))
+    };
     Ok(Some(Arc::new(ServerTls {
         ssl: fields.ssl,
         connector: TlsConnector::from(Arc::new(config)),
@@ -380,6 +411,7 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
         check_sni,
         verify,
         identity,
+        pool_tag,
     })))
 }
 
@@ -676,6 +708,38 @@ mod tests {
         assert_eq!(
             with(Some("req.hdr(host)"), None),
             ServerName::IpAddress(address.ip().into())
+        );
+    }
+
+    #[test]
+    fn pooled_connections_are_kept_per_settings_and_per_request_name() {
+        let tls = |sni: &str, verifyhost: Option<&str>| {
+            build(&TlsFields {
+                ssl: true,
+                verify: Some("none".into()),
+                sni: Some(sni.into()),
+                verifyhost: verifyhost.map(str::to_owned),
+                ..TlsFields::default()
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let address: SocketAddr = "198.18.0.11:443".parse().unwrap();
+        let per_host = tls("req.hdr(host)", None);
+        let key =
+            |t: &ServerTls, host: &str| t.target(None, Some(&request(host)), address).pool_name();
+        assert_eq!(key(&per_host, "a.example"), key(&per_host, "a.example:443"));
+        assert_ne!(key(&per_host, "a.example"), key(&per_host, "b.example"));
+        let fixed = tls("str(a.example)", None);
+        assert_eq!(key(&fixed, "a.example"), key(&fixed, "b.example"));
+        assert!(key(&fixed, "a.example").is_some());
+        // Other settings to the same address: never the same pool.
+        let other = tls("str(a.example)", Some("b.example"));
+        assert_ne!(key(&fixed, "a.example"), key(&other, "a.example"));
+        assert_eq!(
+            key(&fixed, "x"),
+            key(&tls("str(a.example)", None), "y"),
+            "a reload with the same settings keeps the pool"
         );
     }
 
