@@ -190,7 +190,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     drop(backends);
     drop(lab);
 
-    let section = render(&rows, workers);
+    let section = render(&rows, workers, runs);
     print!("{section}");
     if record && tls {
         write_section(&section)?;
@@ -443,7 +443,8 @@ fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyh
 /// System calls of every thread of `pid` per request during a short wrk
 /// keep-alive run (`strace -c -f`, which slows the proxy but not the count:
 /// a figure the machine's other load does not disturb), and the most
-/// frequent calls. strace is stopped by its PID with SIGINT, which makes it
+/// frequent calls. strace is stopped by its PID with SIGTERM (SIGINT may be
+/// ignored when the bench runs in the background), which makes it
 /// detach and write its summary.
 fn syscalls_per_request(lab: &DsrLab, pid: u32, url: &str) -> anyhow::Result<(f64, String)> {
     let scratch = TempDir::create(&format!("{}-strace", lab.instance))?;
@@ -460,9 +461,11 @@ fn syscalls_per_request(lab: &DsrLab, pid: u32, url: &str) -> anyhow::Result<(f6
     // strace attaches to every thread before the load starts.
     std::thread::sleep(Duration::from_millis(500));
     let run = wrk(lab, &["-t2", "-c32", "-d", "3s", url]);
-    let stopped = strace.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+    // strace re-raises the signal after writing its summary: it ends, but
+    // not "successfully"; what counts is that it has ended.
+    let _ = strace.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
     let run = run?;
-    if !stopped {
+    if strace.try_wait().is_none() {
         bail!("strace did not stop");
     }
     let summary = std::fs::read_to_string(&output).context("strace summary")?;
@@ -480,28 +483,26 @@ fn syscalls_per_request(lab: &DsrLab, pid: u32, url: &str) -> anyhow::Result<(f6
 }
 
 /// The total calls of an `strace -c` summary and the calls by name, most
-/// frequent first.
+/// frequent first. The total is summed from the rows (strace versions
+/// differ in whether the total line has a usecs/call column).
 fn parse_strace_summary(summary: &str) -> anyhow::Result<(u64, Vec<(String, u64)>)> {
-    let mut total = None;
     let mut by_name = Vec::new();
     for line in summary.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        // % time, seconds, usecs/call, calls, [errors], syscall; the total
-        // line leaves usecs/call empty.
+        // % time, seconds, usecs/call, calls, [errors], syscall.
         let Some(name) = fields.last() else { continue };
-        if name.starts_with('-') || *name == "syscall" {
-            continue;
-        }
-        if *name == "total" {
-            total = fields.get(2).and_then(|c| c.parse().ok());
+        if name.starts_with('-') || *name == "syscall" || *name == "total" {
             continue;
         }
         if let Some(calls) = fields.get(3).and_then(|c| c.parse::<u64>().ok()) {
             by_name.push((name.to_string(), calls));
         }
     }
+    if by_name.is_empty() {
+        bail!("no system call in the strace summary");
+    }
     by_name.sort_by(|a, b| b.1.cmp(&a.1));
-    Ok((total.context("no total in the strace summary")?, by_name))
+    Ok((by_name.iter().map(|(_, calls)| calls).sum(), by_name))
 }
 
 /// `perf record -g` on `pid` for the length of one wrk run; stopped by PID
@@ -581,7 +582,7 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     })
 }
 
-fn render(rows: &[Row], workers: usize) -> String {
+fn render(rows: &[Row], workers: usize, runs: usize) -> String {
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -596,7 +597,7 @@ fn render(rows: &[Row], workers: usize) -> String {
         .unwrap_or_else(|| "?".into());
     let mut out = format!(
         "## L7 proxy: lbd vs HAProxy 2.6\n\n\
-         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {RUNS} runs with the range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
          | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
     );
     for row in rows {

@@ -10,13 +10,6 @@ use lb_common::{
 };
 use std::path::{Path, PathBuf};
 
-/// Whether `object` has CO-RE relocations, the only use aya makes of the
-/// kernel's BTF; an object that does not parse here is given the kernel's
-/// BTF (the load reports the real error).
-fn needs_kernel_btf(object: &[u8]) -> bool {
-    aya_obj::Object::parse(object).map_or(true, |o| o.has_btf_relocations())
-}
-
 /// Root of the BPF filesystem; each instance pins under `<root>/<instance>`.
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
 
@@ -115,17 +108,6 @@ impl Dataplane {
             .map(|dir| map_names::ALL.iter().map(|n| (*n, dir.join(n))).collect())
             .unwrap_or_default();
         let mut loader = EbpfLoader::new();
-        // The kernel's BTF (/sys/kernel/btf/vmlinux, 5 MB+ of types parsed
-        // into about 10 MiB of heap) only serves CO-RE relocations; lb-ebpf
-        // has none (it reads packets, not kernel structures), so it is not
-        // parsed at all unless a future program needs it. The object's
-        // own BTF is still loaded for its maps and functions.
-        let kernel_btf = if needs_kernel_btf(object) {
-            aya::Btf::from_sys_fs().ok()
-        } else {
-            None
-        };
-        loader.btf(kernel_btf.as_ref());
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -143,10 +125,14 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
-        // Whatever the loader parsed is freed now: give that heap back to
-        // the system instead of keeping it resident.
+        // aya 0.14's `EbpfLoader::new()` parses the kernel's BTF whatever
+        // `.btf()` says later (lb-ebpf has no CO-RE relocation, so it is not
+        // needed). Start-up sets lbd's peak RSS (bench-l7: "peak RSS before
+        // traffic" equals the peak) and this parse is the suspect; avoiding
+        // it takes a change in aya.
+        // The loader parsed the kernel's BTF (5 MB+ of types, freed now):
+        // give that heap back to the system instead of keeping it resident.
         drop(loader);
-        drop(kernel_btf);
         // SAFETY: malloc_trim only releases free heap memory.
         unsafe { libc::malloc_trim(0) };
         Ok(Dataplane { ebpf })
@@ -415,25 +401,4 @@ fn zeroed_per_cpu<T: aya::Pod + Default + Clone>(
             io_error: e,
         })
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unparsable_object_gets_the_kernel_btf() {
-        assert!(needs_kernel_btf(b"not an ELF object"));
-    }
-
-    /// The embedded XDP program reads packets only: no CO-RE relocation, so
-    /// the kernel's BTF is never parsed (peak RSS). A program that starts
-    /// reading kernel structures fails this and must be measured again.
-    #[test]
-    fn the_embedded_object_needs_no_kernel_btf() {
-        let Ok(object) = embedded_object() else {
-            return;
-        };
-        assert!(!needs_kernel_btf(object));
-    }
 }
