@@ -501,7 +501,7 @@ fn parse_strace_summary(summary: &str) -> anyhow::Result<(u64, Vec<(String, u64)
     if by_name.is_empty() {
         bail!("no system call in the strace summary");
     }
-    by_name.sort_by(|a, b| b.1.cmp(&a.1));
+    by_name.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     Ok((by_name.iter().map(|(_, calls)| calls).sum(), by_name))
 }
 
