@@ -14,6 +14,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "iperf3",
     "wrk",
+    // bench-l7 counts the proxies' system calls per request.
+    "strace",
     "nftables",
     "procps",
     "keepalived",

@@ -465,10 +465,10 @@ pub async fn serve<S>(
     };
     builder
         .http1()
-        .timer(TokioTimer::new())
-        // The watchdog applies http-request and http-keep-alive exactly;
-        // hyper's own head timer is the backstop for the longer of the two.
-        .header_read_timeout(timeouts.http_request.max(timeouts.http_keep_alive))
+        // The watchdog applies http-request and http-keep-alive exactly (and
+        // logs the 408); hyper's own head timer would only duplicate it, at
+        // the cost of a boxed timer armed and dropped per request.
+        .header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD.max(8192))
         .keep_alive(true);
     builder
