@@ -47,6 +47,9 @@ pub struct BackendHealthStatus {
     pub last_check: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub seconds_since_change: f64,
+    /// Total time down by health (HAProxy's `downtime`).
+    #[serde(default)]
+    pub downtime_seconds: f64,
 }
 
 impl StateFile {
@@ -186,6 +189,9 @@ pub struct BackendStatus {
     pub last_check: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub seconds_since_change: Option<f64>,
+    /// Total time down by health (HAProxy's `downtime`).
+    #[serde(default)]
+    pub downtime_seconds: Option<f64>,
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
@@ -290,6 +296,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
                 last_check: health.and_then(|h| h.last_check.clone()),
                 last_latency_ms: health.and_then(|h| h.last_latency_ms),
                 seconds_since_change: health.map(|h| h.seconds_since_change),
+                downtime_seconds: health.map(|h| h.downtime_seconds),
                 packets: counters.packets,
                 bytes: counters.bytes,
                 new_flows: counters.new_flows,

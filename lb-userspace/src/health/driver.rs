@@ -146,6 +146,7 @@ impl HealthDriver {
                 health.up = true;
                 health.changed_at = now;
                 health.serving_since = now;
+                health.downtime.observe(false, now);
                 Ok(true)
             }
             _ => Ok(false),
@@ -273,6 +274,7 @@ impl HealthDriver {
                 seconds_since_change: now
                     .saturating_duration_since(health.changed_at)
                     .as_secs_f64(),
+                downtime_seconds: health.downtime.total(now).as_secs_f64(),
             })
             .collect();
         out.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));
