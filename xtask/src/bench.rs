@@ -188,6 +188,8 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     crate::bench_l7::run(lbd)?;
     println!("bench: BGP ECMP scale-out (cargo xtask bench-bgp)");
     crate::bench_bgp::run(lbd)?;
+    println!("bench: the stats page (cargo xtask bench-stats)");
+    crate::bench_stats::run(lbd)?;
     Ok(())
 }
 

@@ -388,7 +388,7 @@ pub(crate) fn measure_url(
     }
     samples[6].2.push(failed);
     if let Some(pid) = pid {
-        let (calls, top) = syscalls_per_request(lab, pid, &url)?;
+        let (calls, top) = syscalls_per_request(lab, pid, url)?;
         println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
         rows.push(Row {
             what: "proxy system calls per keep-alive request",

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_bgp;
 mod bench_l7;
+mod bench_stats;
 mod bench_tls;
 mod bench_tls_pass;
 mod bench_xdp;
@@ -52,6 +53,10 @@ enum Task {
     /// withdrawal; replaces its section. LBD_BENCH_BGP_LBD=PATH uses that
     /// lbd instead of a release build.
     BenchBgp,
+    /// The stats page's cost (issue 14): a scrape and a page view at 64
+    /// services x 16 backends, and data-path req/s with the page open;
+    /// replaces its section of bench/RESULTS.md.
+    BenchStats,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -107,6 +112,14 @@ fn main() -> anyhow::Result<()> {
                 }
             };
             bench_bgp::run(&lbd)
+        }
+        Task::BenchStats => {
+            setup::ensure()?;
+            build_ebpf()?;
+            if std::env::var_os("LBD_BENCH_STATS_LBD").is_none() {
+                cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            }
+            bench_stats::run(&workspace_root().join("target/release/lbd"))
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

@@ -9,12 +9,7 @@ use std::{
     path::PathBuf,
 };
 
-// The state file moved to `control::state_file`; re-exported here so
-// that callers elsewhere (daemon/, health/, control/server_state.rs)
-// keep compiling until they name the new path.
-pub use crate::control::state_file::{
-    replace_file, snapshot_path, BackendHealthStatus, StateFile, RUN_DIR,
-};
+use crate::control::state_file::StateFile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -108,6 +103,9 @@ pub struct BackendStatus {
     pub last_check: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub seconds_since_change: Option<f64>,
+    /// Total time down by health (HAProxy's `downtime`).
+    #[serde(default)]
+    pub downtime_seconds: Option<f64>,
     pub packets: u64,
     pub bytes: u64,
     pub new_flows: u64,
@@ -212,6 +210,7 @@ pub fn collect(instance: &str) -> Result<StatusReport, StatusError> {
                 last_check: health.and_then(|h| h.last_check.clone()),
                 last_latency_ms: health.and_then(|h| h.last_latency_ms),
                 seconds_since_change: health.map(|h| h.seconds_since_change),
+                downtime_seconds: health.map(|h| h.downtime_seconds),
                 packets: counters.packets,
                 bytes: counters.bytes,
                 new_flows: counters.new_flows,

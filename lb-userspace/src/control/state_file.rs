@@ -47,6 +47,9 @@ pub struct BackendHealthStatus {
     pub last_check: Option<String>,
     pub last_latency_ms: Option<f64>,
     pub seconds_since_change: f64,
+    /// Total time down by health (HAProxy's `downtime`).
+    #[serde(default)]
+    pub downtime_seconds: f64,
 }
 
 impl StateFile {

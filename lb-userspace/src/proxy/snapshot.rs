@@ -4,6 +4,7 @@
 //! and servers that keep their names keep their counters and
 //! administrative state; the proxy swaps the `Arc<Snapshot>` atomically
 //! and each connection/request loads it once.
+use crate::health::state::Downtime;
 use crate::proxy::balance::{self, Balance, BalanceInput, Balancer, Pick};
 use crate::proxy::config::{Backend, BackendId, Frontend, ProxyConfig, Server, ServerId};
 use crate::proxy::queue::{Pendings, Place, Ticket};
@@ -83,6 +84,9 @@ pub struct ServerState {
     /// UP->DOWN transitions (HAProxy's `chkdown`).
     pub downs: AtomicU64,
     last_check: Mutex<Option<LastCheck>>,
+    /// Down (health down or MAINT) since when, and for how long in all
+    /// (HAProxy's `lastchg`, `downtime`).
+    downtime: Mutex<Downtime>,
 }
 
 impl ServerState {
@@ -107,7 +111,26 @@ impl ServerState {
             failed_checks: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_check: Mutex::new(None),
+            downtime: Mutex::new(Downtime::new(server.disabled, Instant::now())),
         }
+    }
+
+    /// HAProxy's operational "down": failed by health, or in maintenance.
+    fn is_down(&self) -> bool {
+        self.admin() == AdminState::Maint || !self.is_health_up()
+    }
+    fn note_state(&self) {
+        let down = self.is_down();
+        self.downtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(down, Instant::now());
+    }
+    /// (time since the last UP/DOWN change, total time down) now.
+    pub fn downtime(&self) -> (Duration, Duration) {
+        let now = Instant::now();
+        let d = self.downtime.lock().unwrap_or_else(|e| e.into_inner());
+        (d.since_change(now), d.total(now))
     }
 
     pub fn is_health_up(&self) -> bool {
@@ -120,6 +143,7 @@ impl ServerState {
         if was && !up {
             self.downs.fetch_add(1, Ordering::Relaxed);
         }
+        self.note_state();
         was != up
     }
     pub fn admin(&self) -> AdminState {
@@ -127,6 +151,7 @@ impl ServerState {
     }
     pub fn set_admin(&self, state: AdminState) {
         self.admin.store(state as u8, Ordering::Relaxed);
+        self.note_state();
     }
     pub fn weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
@@ -145,6 +170,7 @@ impl ServerState {
         self.checks_disabled.store(!enabled, Ordering::Relaxed);
         if !enabled {
             self.health_up.store(true, Ordering::Relaxed);
+            self.note_state();
         }
     }
     /// The configuration's weight and `disabled`: a runtime state is what
@@ -385,9 +411,22 @@ pub struct BackendState {
     /// Requests waiting for a server slot, in both kinds of queue.
     pub queued: AtomicU32,
     queue: Mutex<QueueState>,
+    /// No usable server since when, and for how long in all (HAProxy's
+    /// backend `lastchg`, `downtime`): noted by the checks at each server
+    /// transition and by every status read.
+    pub downtime: Mutex<Downtime>,
 }
 
 impl BackendState {
+    /// Notes whether the backend has a usable server now; returns (time
+    /// since the last change, total time down).
+    pub fn note_usable(&self, usable: bool) -> (Duration, Duration) {
+        let now = Instant::now();
+        let mut d = self.downtime.lock().unwrap_or_else(|e| e.into_inner());
+        d.observe(!usable, now);
+        (d.since_change(now), d.total(now))
+    }
+
     /// A reload: the queue serves the new snapshot's servers; requests
     /// bound to a server that left may go to any server now.
     fn rejoin(&self, config: &Backend, servers: &[Arc<ServerState>]) {
