@@ -236,20 +236,9 @@ impl Harness {
     /// BPF_PROG_TEST_RUN inside the fixture namespace: (last action, last
     /// output frame, mean time per run).
     fn test_run(&mut self, packet: &[u8], repeat: u32) -> anyhow::Result<(u32, Vec<u8>, Duration)> {
-        let ifindex_context = self.context(packet);
+        let context = self.context(packet);
         let program = self.dataplane.program(MAIN_PROGRAM)?;
-        self.netns.run_in(|| {
-            let mut out = vec![0u8; packet.len() + 256];
-            let result = program.test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ifindex_context),
-                repeat,
-                ..TestRunOptions::default()
-            })?;
-            out.truncate(result.data_size_out as usize);
-            Ok((result.return_value, out, result.duration))
-        })?
+        test_run_in(&self.netns, program, &context, packet, repeat)
     }
 
     /// Runs any XDP `program` (e.g. the benchmark's restore wrapper, which
@@ -262,18 +251,9 @@ impl Harness {
         packet: &[u8],
         repeat: u32,
     ) -> anyhow::Result<(u32, Duration)> {
-        let ifindex_context = self.context(packet);
-        self.netns.run_in(|| {
-            let mut out = vec![0u8; packet.len() + 256];
-            let result = program.test_run(TestRunOptions {
-                data_in: Some(packet),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ifindex_context),
-                repeat,
-                ..TestRunOptions::default()
-            })?;
-            Ok((result.return_value, result.duration))
-        })?
+        let context = self.context(packet);
+        let (action, _, took) = test_run_in(&self.netns, program, &context, packet, repeat)?;
+        Ok((action, took))
     }
 
     pub fn global(&self) -> anyhow::Result<GlobalCounters> {
@@ -308,6 +288,29 @@ impl Harness {
 
 fn mac_text(mac: [u8; 6]) -> String {
     lbd::cli::format_mac(mac)
+}
+
+/// BPF_PROG_TEST_RUN of an XDP `program` inside `netns` with the xdp_md
+/// `context`: (last action, last output frame, mean time per run).
+fn test_run_in(
+    netns: &Netns,
+    program: &aya::programs::Xdp,
+    context: &[u8],
+    packet: &[u8],
+    repeat: u32,
+) -> anyhow::Result<(u32, Vec<u8>, Duration)> {
+    netns.run_in(|| {
+        let mut out = vec![0u8; packet.len() + 256];
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(packet),
+            data_out: Some(&mut out),
+            ctx_in: Some(context),
+            repeat,
+            ..TestRunOptions::default()
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out, result.duration))
+    })?
 }
 
 fn interface_index(netns: &Netns) -> anyhow::Result<u32> {

@@ -1,6 +1,7 @@
 //! Test kit: network-namespace topologies, process guards and traffic, used
 //! by the integration tests and by `cargo xtask lab`.
 pub mod adverts;
+pub mod bgp_lab;
 pub mod browser;
 pub mod fixture;
 pub mod ha;
@@ -12,6 +13,7 @@ pub mod nft;
 pub mod nginx;
 pub mod predict;
 pub mod process;
+pub mod proxy_status;
 pub mod rsyslog;
 pub mod servers;
 pub mod topology;

@@ -412,19 +412,7 @@ fn parse_answer(text: &str) -> anyhow::Result<(String, SocketAddr)> {
 
 /// Connects `ns` to the bridge as eth0 with the given addresses.
 fn plug(switch: &Netns, ns: &Netns, port: &str, v4: &[&str], v6: &[&str]) -> anyhow::Result<()> {
-    switch.ip(&[
-        "link",
-        "add",
-        port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name(),
-    ])?;
-    switch.ip(&["link", "set", port, "master", "br0", "up"])?;
+    switch.plug_into_bridge(ns, port)?;
     for scope in ["all", "default"] {
         ns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
         ns.sysctl(&format!("net.ipv6.conf.{scope}.disable_ipv6"), "0")?;

@@ -76,6 +76,26 @@ impl Netns {
         command
     }
 
+    /// Links `ns` to this (switch) namespace's bridge `br0` by a veth
+    /// pair: `port` here, enslaved and up; `eth0` in `ns`, left for the
+    /// caller to address and bring up.
+    pub fn plug_into_bridge(&self, ns: &Netns, port: &str) -> anyhow::Result<()> {
+        self.ip(&[
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])?;
+        self.ip(&["link", "set", port, "master", "br0", "up"])?;
+        Ok(())
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
         self.exec("sysctl", &["-q", "-w", &format!("{key}={value}")])?;
         Ok(())

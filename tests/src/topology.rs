@@ -187,20 +187,7 @@ impl DsrLab {
 
     /// Connects `ns` to the bridge as eth0 with `addr`.
     pub fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
-        self.switch.ip(&[
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])?;
-        self.switch
-            .ip(&["link", "set", port, "master", "br0", "up"])?;
+        self.switch.plug_into_bridge(ns, port)?;
         ns.ip(&["addr", "add", &format!("{addr}/{PREFIX}"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         // Native XDP on the path loses CHECKSUM_PARTIAL: senders compute
@@ -511,4 +498,19 @@ pub fn lbd_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Runs `lbd ARGS` (a command-line client of a running instance): whether
+/// it succeeded, and its stdout then stderr.
+pub fn lbd_cli(lbd: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(lbd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} {args:?}: {e}", lbd.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

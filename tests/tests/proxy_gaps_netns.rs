@@ -598,3 +598,157 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
     assert!(down.starts_with("<163>"), "local4.err: {down}");
     Ok(())
 }
+
+/// Through the real daemon, each log line checked: an HTTP/2 request's
+/// `%B` (the head as HTTP/1.1 writes it, plus the body) equals the same
+/// request's over HTTP/1.1, and what curl received over HTTP/1.1; tcp
+/// mode's queue is HAProxy's: three sessions on a server with `maxconn 1`
+/// are served in arrival order, the later two logging `%bq` 1 and 2 and a
+/// `%Tw` of about one and two slow responses.
+#[test]
+fn http2_bytes_and_tcp_queue_positions_in_the_log() -> anyhow::Result<()> {
+    use lb_tests::nginx::{Nginx, NginxOptions};
+    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab};
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
+    const WAIT: Duration = Duration::from_secs(10);
+    const SLOW: Duration = Duration::from_millis(600);
+    let mut lab = DsrLab::build(2)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let log = lab.lb().run_in(|| UdpSocket::bind(("127.0.0.1", 5143)))??;
+    log.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let web = SocketAddr::from((backend_addr(0), 8081));
+    let _web = Nginx::start(&lab.backends[0].ns, "web1", &[web])?;
+    let slow = SocketAddr::from((backend_addr(1), 8081));
+    let mut options = NginxOptions::new("slow1", &[slow]);
+    options.slow = Some(SLOW);
+    let _slow = Nginx::start_with(&lab.backends[1].ns, options)?;
+    let config = format!(
+        "[instance]\nname = \"{instance}\"\ninterface = \"eth0\"\n\n\
+         [global]\n[[global.log]]\ntarget = \"127.0.0.1:5143\"\nfacility = \"local2\"\n\n\
+         [defaults]\nmode = \"http\"\nlog = true\n\n\
+         [[frontend]]\nname = \"site\"\nbind = [\"{L7_VIP}:80\"]\nlog_format = \"httplog\"\ndefault_backend = \"app\"\n\n\
+         [[frontend]]\nname = \"relay\"\nmode = \"tcp\"\nbind = [\"{L7_VIP}:82\"]\nlog_format = \"tcplog\"\ndefault_backend = \"slow\"\n\n\
+         [[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"web1\"\naddress = \"{web}\"\n\n\
+         [[backend]]\nname = \"slow\"\nmode = \"tcp\"\n[[backend.server]]\nname = \"slow1\"\naddress = \"{slow}\"\nmaxconn = 1\n",
+        instance = lab.instance,
+    );
+    lab.write_config(&config)?;
+    lab.spawn_lbd(0, &lbd_binary())?;
+    // The same page over HTTP/1.1 and HTTP/2 (h2c, prior knowledge).
+    let curl = |flag: &str, query: &str| -> anyhow::Result<u64> {
+        let url = format!("http://{L7_VIP}/index.html?{query}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let out = lab
+                .client
+                .command(
+                    "curl",
+                    &[
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        flag,
+                        "-w",
+                        "%{size_header} %{size_download}",
+                        &url,
+                    ],
+                )
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let sizes: Vec<u64> = text.split(' ').filter_map(|n| n.parse().ok()).collect();
+            if out.status.success() && sizes.len() == 2 {
+                return Ok(sizes[0] + sizes[1]);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "curl {flag}: {text}; lbd log:\n{}",
+                lab.lbd_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let received = curl("--http1.1", "h1")?;
+    curl("--http2-prior-knowledge", "h2")?;
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while lines.len() < 2 && Instant::now() < deadline {
+        if let Some(line) = wait_datagram(&log, "/index.html?", Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    let bytes_of = |request: &str| -> u64 {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(request))
+            .unwrap_or_else(|| panic!("no line for {request} in {lines:?}"));
+        let message = &line[line.find("]: ").expect("tag") + 3..];
+        message
+            .split(' ')
+            .nth(6)
+            .and_then(|b| b.parse().ok())
+            .expect("%B")
+    };
+    let h1 = bytes_of("\"GET /index.html?h1 HTTP/1.1\"");
+    // HTTP/2 requests carry scheme and authority, logged as received.
+    let h2 = bytes_of("/index.html?h2 HTTP/2.0\"");
+    assert_eq!(h1, received, "HTTP/1.1's %B is what the client received");
+    assert_eq!(h2, h1, "HTTP/2's %B counts the same response alike");
+
+    // Three tcp sessions on a server with maxconn 1, 150 ms apart.
+    let sessions: Vec<(u16, TcpStream)> = (0..3)
+        .map(|i| -> anyhow::Result<(u16, TcpStream)> {
+            let mut stream = lab.client.run_in(|| TcpStream::connect((L7_VIP, 82)))??;
+            stream.set_read_timeout(Some(WAIT))?;
+            let request = format!("GET /slow?{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes())?;
+            std::thread::sleep(Duration::from_millis(150));
+            Ok((stream.local_addr()?.port(), stream))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // Each session ends when its client closes too: read, then close.
+    let mut ports = Vec::new();
+    for (port, mut stream) in sessions {
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply)?;
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        ports.push(port);
+    }
+    let mut queue = Vec::new();
+    for port in &ports {
+        let line = wait_datagram(&log, &format!(":{port} ["), WAIT).unwrap_or_else(|| {
+            panic!(
+                "no tcplog line for port {port}; lbd log:\n{}",
+                lab.lbd_log()
+            )
+        });
+        let message = &line[line.find("]: ").expect("tag") + 3..];
+        let fields: Vec<&str> = message.split(' ').collect();
+        // tcplog: 4 = Tw/Tc/Tt, last = %sq/%bq.
+        let waited: u64 = fields[4]
+            .split('/')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("Tw");
+        queue.push((waited, fields.last().expect("queues").trim().to_owned()));
+    }
+    let positions: Vec<&str> = queue.iter().map(|(_, q)| q.as_str()).collect();
+    assert_eq!(positions, ["0/0", "0/1", "0/2"], "arrival order: {queue:?}");
+    // Session k arrived k x 150 ms after the first and got the server
+    // after k slow responses.
+    let slow_ms = SLOW.as_millis() as u64;
+    for (k, (waited, _)) in queue.iter().enumerate() {
+        let expected = k as u64 * (slow_ms - 150);
+        assert!(
+            *waited + 150 >= expected && *waited <= expected + 300,
+            "session {k} waited {waited} ms, about {expected} expected: {queue:?}"
+        );
+    }
+    Ok(())
+}

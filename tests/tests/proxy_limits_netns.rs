@@ -9,6 +9,7 @@
 mod kit;
 
 use kit::{backend, client::get_once, client::Client, frontend, vip, ProxyLab, DEFAULTS};
+use lb_tests::proxy_status;
 use std::{
     io::{Read, Write},
     time::{Duration, Instant},
@@ -18,11 +19,7 @@ use std::{
 fn slow_loris_is_closed_at_http_request_while_others_are_served() {
     let mut lab = ProxyLab::build(1).expect("lab");
     let defaults = DEFAULTS.replace("http_request = \"5s\"", "http_request = \"1s\"");
-    let config = format!(
-        "{defaults}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(&defaults, "", "", &[0]);
     lab.start(&config).expect("start");
     let (closed_after, served) = lab
         .on_client(|| {
@@ -55,23 +52,14 @@ fn slow_loris_is_closed_at_http_request_while_others_are_served() {
         closed_after >= Duration::from_millis(900) && closed_after < Duration::from_millis(2500),
         "closed after {closed_after:?}"
     );
-    let web = lab
-        .status()
-        .frontends
-        .into_iter()
-        .find(|f| f.name == "web")
-        .expect("web");
+    let web = proxy_status::frontend(lab.status(), "web");
     assert_eq!(web.counters.request_errors, 1);
 }
 
 #[test]
 fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
     let mut lab = ProxyLab::build(1).expect("lab");
-    let config = format!(
-        "{DEFAULTS}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(DEFAULTS, "", "", &[0]);
     lab.start(&config).expect("start");
     let garbage: [&[u8]; 5] = [
         b"GARBAGE\r\n\r\n",
@@ -98,12 +86,7 @@ fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
     assert!(statuses.iter().all(|s| *s == 400), "{statuses:?}");
     assert_eq!(good.status, 200);
     assert_eq!(lab.backends[0].requests(), 1);
-    let web = lab
-        .status()
-        .frontends
-        .into_iter()
-        .find(|f| f.name == "web")
-        .expect("web");
+    let web = proxy_status::frontend(lab.status(), "web");
     assert_eq!(web.counters.request_errors, 200);
 }
 
@@ -117,11 +100,7 @@ fn ten_thousand_idle_keep_alive_connections_are_held() {
     raise_nofile_to_hard();
     let mut lab = ProxyLab::build(1).expect("lab");
     let defaults = DEFAULTS.replace("http_keep_alive = \"30s\"", "http_keep_alive = \"2m\"");
-    let config = format!(
-        "{defaults}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(&defaults, "", "", &[0]);
     lab.start(&config).expect("start");
     let exe = std::env::current_exe().expect("test binary");
     let mut command = lab.client.command(
@@ -154,12 +133,7 @@ fn ten_thousand_idle_keep_alive_connections_are_held() {
         }
     };
     assert_eq!(held, HELD);
-    let web = lab
-        .status()
-        .frontends
-        .into_iter()
-        .find(|f| f.name == "web")
-        .expect("web");
+    let web = proxy_status::frontend(lab.status(), "web");
     assert_eq!(web.counters.sessions_current, HELD as u64);
     // Idle for a while; then the helper reuses every 100th connection, and
     // a new client is served meanwhile.
@@ -267,12 +241,7 @@ fn server_maxconn_queues_and_a_late_server_is_a_504() {
         })
         .expect("requests");
     assert!(queued.iter().all(|r| r.status == 200));
-    let status = lab.status();
-    let one = status
-        .backends
-        .iter()
-        .find(|b| b.name == "one")
-        .expect("one");
+    let one = proxy_status::backend(lab.status(), "one");
     assert_eq!(
         one.servers[0].counters.sessions_max, 1,
         "maxconn 1 exceeded"
@@ -286,11 +255,7 @@ fn server_maxconn_queues_and_a_late_server_is_a_504() {
 #[test]
 fn an_oversized_request_head_is_refused() {
     let mut lab = ProxyLab::build(1).expect("lab");
-    let config = format!(
-        "{DEFAULTS}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(DEFAULTS, "", "", &[0]);
     lab.start(&config).expect("start");
     let big = "x".repeat(20 * 1024);
     let (refused, fine) = lab
@@ -310,11 +275,7 @@ fn an_oversized_request_head_is_refused() {
 #[test]
 fn frontend_maxconn_leaves_excess_connections_in_the_backlog() {
     let mut lab = ProxyLab::build(1).expect("lab");
-    let config = format!(
-        "{DEFAULTS}{}{}",
-        frontend("web", 80, "maxconn = 2\ndefault_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(DEFAULTS, "maxconn = 2", "", &[0]);
     lab.start(&config).expect("start");
     let (waited, served) = lab
         .on_client(|| {
@@ -347,11 +308,7 @@ fn frontend_maxconn_leaves_excess_connections_in_the_backlog() {
 fn idle_keep_alive_connections_close_at_http_keep_alive() {
     let mut lab = ProxyLab::build(1).expect("lab");
     let defaults = DEFAULTS.replace("http_keep_alive = \"30s\"", "http_keep_alive = \"500ms\"");
-    let config = format!(
-        "{defaults}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(&defaults, "", "", &[0]);
     lab.start(&config).expect("start");
     lab.backends[0].set_delay_ms(1000);
     let (slow, closed_after) = lab
@@ -375,11 +332,7 @@ fn idle_keep_alive_connections_close_at_http_keep_alive() {
 #[test]
 fn a_broken_server_response_is_a_502() {
     let mut lab = ProxyLab::build(1).expect("lab");
-    let config = format!(
-        "{DEFAULTS}{}{}",
-        frontend("web", 80, "default_backend = \"app\""),
-        backend("app", "", &lab.servers(&[0], "")),
-    );
+    let config = lab.web_to_app(DEFAULTS, "", "", &[0]);
     lab.start(&config).expect("start");
     let (broken, fine) = lab
         .on_client(|| {
@@ -392,12 +345,7 @@ fn a_broken_server_response_is_a_502() {
     assert_eq!(broken.status, 502);
     assert!(String::from_utf8_lossy(&broken.body).contains("invalid or incomplete response"));
     assert_eq!(fine.status, 200);
-    let status = lab.status();
-    let app = status
-        .backends
-        .iter()
-        .find(|b| b.name == "app")
-        .expect("app");
+    let app = proxy_status::backend(lab.status(), "app");
     assert_eq!(app.counters.response_errors, 1);
     assert_eq!(app.servers[0].counters.response_errors, 1);
 }

@@ -356,6 +356,32 @@ fn the_stats_page_in_a_real_browser() {
     assert_eq!(escaped[1], json!(true), "the name ran as a script");
     assert_eq!(escaped[2], json!(1), "only the page's own script");
 
+    // `refresh = "1s"` is honoured: the page fetches its fragment about
+    // once a second.
+    let fragments = |browser: &Browser| -> u64 {
+        browser
+            .eval(
+                "return performance.getEntriesByType('resource').filter(function(e){return e.name.indexOf(';fragment') >= 0;}).length;",
+                json!([]),
+            )
+            .expect("resource entries")
+            .as_u64()
+            .expect("a count")
+    };
+    browser
+        .eval(
+            "performance.setResourceTimingBufferSize(100000); return true;",
+            json!([]),
+        )
+        .expect("buffer");
+    let before = fragments(&browser);
+    std::thread::sleep(Duration::from_secs(4));
+    let fetched = fragments(&browser) - before;
+    assert!(
+        (3..=5).contains(&fetched),
+        "{fetched} fragment fetches in 4 s with refresh = 1s"
+    );
+
     // Live: a stopped nginx turns its rows down without a reload.
     browser
         .eval("window.__same_page = 42; return true;", json!([]))
@@ -387,6 +413,16 @@ fn the_stats_page_in_a_real_browser() {
     let shown = rows(&browser);
     assert_eq!(row(&shown, "app/n1").2, "rgb(255, 144, 144)");
     eprintln!("stopped nginx shown down on the page after {took:?}");
+    // HAProxy's Dwntme grows while it is down, and LastChg counts from the
+    // change (n2 has been up since the start: longer).
+    browser
+        .wait_for(
+            "var secs = function(t){return t.split(' ').reduce(function(a, p){return a + parseInt(p) * {d: 86400, h: 3600, m: 60, s: 1}[p.slice(-1)];}, 0);};\
+             var c = function(r, col){return document.querySelector('tr[data-row=\"' + r + '\"] td[data-col=' + col + ']').textContent;};             return ['2s','3s','4s','5s'].indexOf(c('app/n1','downtime')) >= 0 && ['2s','3s','4s','5s'].indexOf(c('web/198.18.0.11:80','downtime')) >= 0                    && c('app/n2','downtime') === '0s' && secs(c('app/n2','lastchg')) > secs(c('app/n1','lastchg'));",
+            json!([]),
+            Duration::from_secs(6),
+        )
+        .unwrap_or_else(|e| panic!("downtime not shown: {e}: {:?}", lab.status(&lbd).map(|r| r.proxy)));
 
     // Traffic, then /metrics against `lbd status --json`.
     let names = lab.tcp_names(40000..40040).expect("traffic");
@@ -456,6 +492,30 @@ fn the_stats_page_in_a_real_browser() {
         0.0
     );
     assert!(metric(&scrape, "lbd_vrrp_transitions_total", &[]) >= 1.0);
+    // The proxy servers' checks are in the latency histogram too, and
+    // n1's downtime is counted (down for more than 2 s by now).
+    assert!(
+        metric(
+            &scrape,
+            "lbd_server_check_latency_seconds_count",
+            &[("proxy", "app"), ("server", "n2")]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &scrape,
+            "lbd_server_downtime_seconds_total",
+            &[("proxy", "app"), ("server", "n1")]
+        ) >= 2.0
+    );
+    assert_eq!(
+        metric(
+            &scrape,
+            "lbd_server_downtime_seconds_total",
+            &[("proxy", "app"), ("server", "n2")]
+        ),
+        0.0
+    );
     assert!(
         metric(
             &scrape,
@@ -472,6 +532,18 @@ fn the_stats_page_in_a_real_browser() {
         "{}",
         csv.body
     );
+    let header: Vec<&str> = csv.body.lines().next().unwrap_or("").split(',').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).expect(name);
+    let n1: Vec<&str> = csv
+        .body
+        .lines()
+        .find(|l| l.starts_with("app,n1,"))
+        .expect("n1 row")
+        .split(',')
+        .collect();
+    let downtime: u64 = n1[column("downtime")].parse().expect("downtime");
+    assert!(downtime >= 2, "{}", csv.body);
+    assert!(n1[column("lastchg")].parse::<u64>().expect("lastchg") <= downtime + 1);
 
     // Health checks off: n1 and web's first backend count as up ("no
     // check", grey); on again: down at the next check.

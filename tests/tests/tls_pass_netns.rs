@@ -17,6 +17,8 @@
 #[allow(dead_code)]
 #[path = "proxy_kit/mod.rs"]
 mod kit;
+#[path = "tls_kit/mod.rs"]
+mod tls_kit;
 
 use kit::{backend_addr, ProxyLab, DEFAULTS, VIP};
 use lb_tests::{netns::unique_name, process::ChildGuard, topology::TempDir};
@@ -25,26 +27,14 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
+use tls_kit::openssl;
 
 /// Backend i serves this name's certificate.
 const NAMES: [&str; 3] = ["a.example", "b.example", "default.example"];
 const TLS_PORT: u16 = 443;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// A test CA (`ca.pem`), a leaf per name signed by it (`NAME.pem`,
 /// `NAME.key`, SAN = the name), and an unrelated CA (`wrong-ca.pem`).
@@ -107,7 +97,7 @@ fn make_certificates(dir: &Path) {
 
 /// nginx on backend `index`'s address:443, with TLS (its own certificate)
 /// or, to break TLS, plain HTTP on the same port. Its log lines are
-/// `$ssl_server_name|$host|$request_uri|$status`.
+/// `$ssl_server_name|$host|$request_uri|$status|$ssl_alpn_protocol|$connection`.
 struct TlsNginx {
     guard: Option<ChildGuard>,
     dir: TempDir,
@@ -132,7 +122,7 @@ impl TlsNginx {
              events {{ worker_connections 256; }}\n\
              http {{\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             log_format t '$ssl_server_name|$host|$request_uri|$status';\n access_log {d}/access.log t;\n\
+             log_format t '$ssl_server_name|$host|$request_uri|$status|$ssl_alpn_protocol|$connection';\n access_log {d}/access.log t;\n\
              server {{\n {ssl} location / {{ return 200 \"b{n}\\n\"; }}\n }}\n}}\n",
             n = index + 1
         );
@@ -391,8 +381,26 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         .map(|i| TlsNginx::start(&lab, i, &certs, true))
         .collect();
     let c = certs.display();
+    // `ca_base` (HAProxy's ca-base): relative ca_file paths are read there.
+    let defaults = DEFAULTS.replacen(
+        "maxconn = 20000\n",
+        &format!("maxconn = 20000\nca_base = \"{c}\"\n"),
+        1,
+    );
     let config = format!(
-        "{DEFAULTS}\n[[frontend]]\nname = \"web\"\nbind = [\"{VIP}:80\"]\ndefault_backend = \"secure\"\n\
+        "{defaults}\n[[frontend]]\nname = \"web\"\nbind = [\"{VIP}:80\"]\ndefault_backend = \"secure\"\n\
+         [[frontend]]\nname = \"perhost\"\nbind = [\"{VIP}:84\"]\ndefault_backend = \"perhost\"\n\
+         [[backend]]\nname = \"perhost\"\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         verify = \"none\"\nsni = \"req.hdr(host)\"\n\
+         [[frontend]]\nname = \"hosts\"\nbind = [\"{VIP}:83\"]\n\
+         use_backend = [\"badhost if {{ path_beg /bad }}\"]\ndefault_backend = \"goodhost\"\n\
+         [[backend]]\nname = \"goodhost\"\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         ca_file = \"ca.pem\"\nverifyhost = \"a.example\"\nalpn = \"http/1.1\"\n\
+         [[backend]]\nname = \"badhost\"\nretries = 0\n\
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\nssl = true\n\
+         ca_file = \"ca.pem\"\nverifyhost = \"b.example\"\n\
          [[frontend]]\nname = \"wrong\"\nbind = [\"{VIP}:81\"]\ndefault_backend = \"wrongca\"\n\
          [[frontend]]\nname = \"tcp\"\nmode = \"tcp\"\nbind = [\"{VIP}:82\"]\ndefault_backend = \"tcpsecure\"\n\
          [[backend]]\nname = \"tcpsecure\"\nmode = \"tcp\"\n\
@@ -417,57 +425,118 @@ fn reencryption_verifies_the_server_and_sends_sni_and_a_wrong_ca_fails() {
         vec![Logger::disabled()],
     );
 
+    // b1 answers `url` (Host: `host`) and nginx logged the request with
+    // the `logged` prefix (`$ssl_server_name|$host|$request_uri|$status|`).
+    let served_by_b1 = |url: &str, host: &str, logged: &str| {
+        let host = format!("Host: {host}");
+        let (ok, text) = client_run(&lab, "curl", &["-sS", "-m", "5", "-H", &host, url]);
+        assert!(ok && text.trim() == "b1", "{url}: {text}");
+        let log = nginx[0].log();
+        assert!(
+            log.lines().any(|l| l.starts_with(logged)),
+            "{logged}: {log}"
+        );
+    };
     // Verified, with the Host as SNI (nginx logs $ssl_server_name).
-    let url = format!("http://{VIP}/x");
-    let (ok, text) = client_run(
-        &lab,
-        "curl",
-        &["-sS", "-m", "5", "-H", "Host: a.example", &url],
+    served_by_b1(
+        &format!("http://{VIP}/x"),
+        "a.example",
+        "a.example|a.example|/x|200|",
     );
-    assert!(ok && text.trim() == "b1", "{text}");
-    assert!(
-        nginx[0]
-            .log()
-            .lines()
-            .any(|l| l == "a.example|a.example|/x|200"),
-        "{}",
-        nginx[0].log()
+    // tcp mode: plain bytes from the client, TLS to the server.
+    served_by_b1(
+        &format!("http://{VIP}:82/tcp"),
+        "t.example",
+        "a.example|t.example|/tcp|200|",
     );
 
-    // tcp mode: plain bytes from the client, TLS to the server.
-    let url = format!("http://{VIP}:82/tcp");
-    let (ok, text) = client_run(
-        &lab,
-        "curl",
-        &["-sS", "-m", "5", "-H", "Host: t.example", &url],
-    );
-    assert!(ok && text.trim() == "b1", "{text}");
+    // No SNI: `verifyhost` names what the certificate must carry (b1's is
+    // a.example), and `alpn` offers http/1.1, which nginx logs.
+    // The status of http://VIP:`port_path` (Host: a.example).
+    let status = |port_path: &str| {
+        let url = format!("http://{VIP}:{port_path}");
+        let (_, text) = client_run(
+            &lab,
+            "curl",
+            &[
+                "-s",
+                "-m",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Host: a.example",
+                &url,
+            ],
+        );
+        text.trim().to_owned()
+    };
+    assert_eq!(status("83/good"), "200");
     assert!(
         nginx[0]
             .log()
             .lines()
-            .any(|l| l == "a.example|t.example|/tcp|200"),
+            .any(|l| l.contains("|a.example|/good|200|http/1.1|")),
         "{}",
         nginx[0].log()
+    );
+    assert_eq!(
+        status("83/bad"),
+        "503",
+        "verifyhost b.example accepted a.example"
+    );
+    assert!(!nginx[0].log().contains("/bad"), "{}", nginx[0].log());
+
+    // A per-request SNI (`req.hdr(host)`): connections are pooled under
+    // the name they were opened with. Six requests for x.example reuse
+    // connections (two proxy workers: at most two opened), and the
+    // y.example ones never ride an x.example connection.
+    for host in [
+        "x.example",
+        "y.example",
+        "x.example",
+        "x.example",
+        "y.example",
+        "x.example",
+        "x.example",
+        "x.example",
+    ] {
+        let header = format!("Host: {host}");
+        let url = format!("http://{VIP}:84/pool");
+        let (ok, text) = client_run(&lab, "curl", &["-sS", "-m", "5", "-H", &header, &url]);
+        assert!(ok && text.trim() == "b1", "{text}");
+    }
+    let log = nginx[0].log();
+    let pooled: Vec<(&str, &str)> = log
+        .lines()
+        .filter(|l| l.contains("|/pool|"))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split('|').collect();
+            Some((*fields.first()?, *fields.last()?))
+        })
+        .collect();
+    assert_eq!(pooled.len(), 8, "{log}");
+    let connections = |name: &str| {
+        let mut serials: Vec<&str> = pooled
+            .iter()
+            .filter(|(sni, _)| *sni == name)
+            .map(|(_, connection)| *connection)
+            .collect();
+        serials.sort_unstable();
+        serials.dedup();
+        serials
+    };
+    let (x, y) = (connections("x.example"), connections("y.example"));
+    assert!(x.len() <= 2, "x.example not pooled: {log}");
+    assert!(
+        x.iter().all(|c| !y.contains(c)),
+        "a connection served two names: {log}"
     );
 
     // A CA that did not sign b2's certificate: 503, nothing reaches b2.
-    let url = format!("http://{VIP}:81/");
-    let (_, text) = client_run(
-        &lab,
-        "curl",
-        &[
-            "-s",
-            "-m",
-            "5",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &url,
-        ],
-    );
-    assert_eq!(text.trim(), "503");
+    assert_eq!(status("81/"), "503");
     assert_eq!(nginx[1].log(), "", "a request reached b2");
     // ... and the TLS check marks it down with the handshake's cause.
     let wrongca = snapshot.config.backend_by_name("wrongca").expect("wrongca");
@@ -495,10 +564,12 @@ fn tls_health_check_follows_the_server_tls() {
     let mut nginx = TlsNginx::start(&lab, 0, &certs, true);
     let config = format!(
         "{DEFAULTS}\n[[backend]]\nname = \"app\"\nmode = \"tcp\"\n\
-         [[backend.server]]\nname = \"b1\"\naddress = \"{}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
-         ca_file = \"{}/ca.pem\"\nsni = \"str(a.example)\"\ninter = 200\nfall = 2\nrise = 2\n",
-        backend_addr(0),
-        certs.display()
+         [[backend.server]]\nname = \"b1\"\naddress = \"{b1}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
+         ca_file = \"{c}/ca.pem\"\nsni = \"str(a.example)\"\ninter = 200\nfall = 2\nrise = 2\n\
+         [[backend.server]]\nname = \"wrongname\"\naddress = \"{b1}:{TLS_PORT}\"\ncheck = true\ncheck_ssl = true\n\
+         ca_file = \"{c}/ca.pem\"\ncheck_sni = \"wrong.example\"\ninter = 200\nfall = 1\n",
+        b1 = backend_addr(0),
+        c = certs.display()
     );
     lab.start(&config).expect("proxy");
     let proxy = lab.proxy.as_ref().expect("proxy");
@@ -509,6 +580,19 @@ fn tls_health_check_follows_the_server_tls() {
         vec![Logger::disabled()],
     );
     let state = &snapshot.backends[0].servers[0];
+    // `check_sni`: the check sends wrong.example and checks the
+    // certificate's names against it: b1's (a.example) fails.
+    let wrong = &snapshot.backends[0].servers[1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while wrong.is_health_up() || wrong.last_check().is_none() {
+        assert!(Instant::now() < deadline, "{:?}", wrong.last_check());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let detail = wrong.last_check().expect("checked").detail;
+    assert!(
+        detail.starts_with("L6RSP") && detail.contains("not valid for name \"wrong.example\""),
+        "{detail}"
+    );
     let wait_detail = |prefix: &str, up: bool| {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

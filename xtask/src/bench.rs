@@ -186,6 +186,10 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     println!("bench: written to {}", path.display());
     println!("bench: the L7 proxy (cargo xtask bench-l7)");
     crate::bench_l7::run(lbd)?;
+    println!("bench: BGP ECMP scale-out (cargo xtask bench-bgp)");
+    crate::bench_bgp::run(lbd)?;
+    println!("bench: the stats page (cargo xtask bench-stats)");
+    crate::bench_stats::run(lbd)?;
     Ok(())
 }
 

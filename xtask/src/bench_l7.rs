@@ -45,8 +45,9 @@ pub(crate) struct Row {
     pub(crate) range: Option<(f64, f64)>,
 }
 
-/// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline), and
-/// `LBD_BENCH_L7_RUNS=N` changes the number of runs; either leaves
+/// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline),
+/// `LBD_BENCH_L7_RUNS=N` changes the number of runs and
+/// `LBD_BENCH_L7_NO_TLS=1` leaves the TLS benches out; each leaves
 /// bench/RESULTS.md alone (the figures are printed).
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let other_lbd = std::env::var_os("LBD_BENCH_L7_LBD").map(std::path::PathBuf::from);
@@ -80,6 +81,9 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
     println!("bench-l7: lbd runs {workers} proxy worker threads");
+    // Start-up's share of the peak (loading the XDP object, parsing the
+    // configuration), before any traffic.
+    let startup_peak = crate::bench::peak_rss(lbd_pid)?;
     measure(
         &lab,
         runs,
@@ -111,6 +115,13 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
         value: crate::bench::peak_rss(lbd_pid)?,
+        unit: "MiB",
+        range: None,
+    });
+    rows.push(Row {
+        what: "peak RSS before traffic",
+        path: "lbd (proxy and XDP)".into(),
+        value: startup_peak,
         unit: "MiB",
         range: None,
     });
@@ -170,16 +181,24 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             range: None,
         });
     }
-    crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
+    // `LBD_BENCH_L7_NO_TLS=1` leaves out the TLS benches (a quicker loop
+    // while working on the proxy; the section is then only printed).
+    let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none();
+    if tls {
+        crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
+    }
     drop(backends);
     drop(lab);
 
-    let section = render(&rows, workers);
+    let section = render(&rows, workers, runs);
     print!("{section}");
-    if record {
+    if record && tls {
         write_section(&section)?;
     }
-    crate::bench_tls::run(lbd)
+    if tls {
+        crate::bench_tls::run(lbd)?;
+    }
+    Ok(())
 }
 
 /// lbd: an http and a tcp frontend on VIP_L7 over the three backends, and
@@ -298,21 +317,39 @@ fn measure(
     port: u16,
     pid: Option<u32>,
 ) -> anyhow::Result<()> {
-    println!("bench-l7: {path}");
     let url = format!("http://{vip}:{port}/");
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] = [
-        ("wrk keep-alive", "req/s", Vec::new()),
-        ("wrk keep-alive latency p50", "ms", Vec::new()),
-        ("wrk keep-alive latency p99", "ms", Vec::new()),
-        ("wrk Connection: close", "conn/s", Vec::new()),
-        ("proxy CPU per keep-alive request", "us", Vec::new()),
-        ("proxy CPU per Connection: close request", "us", Vec::new()),
-        (
-            "failed requests (socket errors, non-2xx), all runs",
-            "requests",
-            Vec::new(),
-        ),
-    ];
+    measure_url(lab, runs, rows, path, &url, pid, MEASURED)
+}
+
+/// The rows [`measure_url`] writes, in its order: keep-alive req/s, its
+/// p50 and p99, `Connection: close` conn/s, CPU per keep-alive request
+/// and per close request, failed requests.
+pub(crate) type Measured = [&'static str; 7];
+
+const MEASURED: Measured = [
+    "wrk keep-alive",
+    "wrk keep-alive latency p50",
+    "wrk keep-alive latency p99",
+    "wrk Connection: close",
+    "proxy CPU per keep-alive request",
+    "proxy CPU per Connection: close request",
+    "failed requests (socket errors, non-2xx), all runs",
+];
+
+/// [`measure`] against any `url` (https too), its rows named `what`.
+pub(crate) fn measure_url(
+    lab: &DsrLab,
+    runs: usize,
+    rows: &mut Vec<Row>,
+    path: &str,
+    url: &str,
+    pid: Option<u32>,
+    what: Measured,
+) -> anyhow::Result<()> {
+    println!("bench-l7: {path}");
+    let units = ["req/s", "ms", "ms", "conn/s", "us", "us", "requests"];
+    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] =
+        std::array::from_fn(|i| (what[i], units[i], Vec::new()));
     let mut failed = 0.0;
     for run in 0..runs {
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
@@ -320,7 +357,7 @@ fn measure(
             _ => None,
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
-        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
+        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
         let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
         drop(profile);
         let cpu = pid.map(cpu_ticks).transpose()?;
@@ -333,7 +370,7 @@ fn measure(
                 WRK_SECONDS,
                 "-H",
                 "Connection: close",
-                &url,
+                url,
             ],
         )?;
         let close_cpu = cpu_per_request(pid, cpu, close.requests)?;
@@ -350,6 +387,17 @@ fn measure(
         }
     }
     samples[6].2.push(failed);
+    if let Some(pid) = pid {
+        let (calls, top) = syscalls_per_request(lab, pid, url)?;
+        println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
+        rows.push(Row {
+            what: "proxy system calls per keep-alive request",
+            path: path.into(),
+            value: calls,
+            unit: "calls",
+            range: None,
+        });
+    }
     for (what, unit, mut values) in samples {
         values.retain(|v| !v.is_nan());
         if values.is_empty() {
@@ -410,6 +458,71 @@ fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyh
     })
 }
 
+/// System calls of every thread of `pid` per request during a short wrk
+/// keep-alive run (`strace -c -f`, which slows the proxy but not the count:
+/// a figure the machine's other load does not disturb), and the most
+/// frequent calls. strace is stopped by its PID with SIGTERM (SIGINT may be
+/// ignored when the bench runs in the background), which makes it
+/// detach and write its summary.
+fn syscalls_per_request(lab: &DsrLab, pid: u32, url: &str) -> anyhow::Result<(f64, String)> {
+    let scratch = TempDir::create(&format!("{}-strace", lab.instance))?;
+    let output = scratch.path.join("strace.txt");
+    let mut command = Command::new("strace");
+    command
+        .args(["-c", "-f", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&output)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut strace = ChildGuard::spawn(command, "strace")?;
+    // strace attaches to every thread before the load starts.
+    std::thread::sleep(Duration::from_millis(500));
+    let run = wrk(lab, &["-t2", "-c32", "-d", "3s", url]);
+    // strace re-raises the signal after writing its summary: it ends, but
+    // not "successfully"; what counts is that it has ended.
+    let _ = strace.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
+    let run = run?;
+    if strace.try_wait().is_none() {
+        bail!("strace did not stop");
+    }
+    let summary = std::fs::read_to_string(&output).context("strace summary")?;
+    let (total, top) = parse_strace_summary(&summary)?;
+    if run.requests <= 0.0 {
+        bail!("no request completed under strace");
+    }
+    let top = top
+        .iter()
+        .take(5)
+        .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / run.requests))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((total as f64 / run.requests, top))
+}
+
+/// The total calls of an `strace -c` summary and the calls by name, most
+/// frequent first. The total is summed from the rows (strace versions
+/// differ in whether the total line has a usecs/call column).
+fn parse_strace_summary(summary: &str) -> anyhow::Result<(u64, Vec<(String, u64)>)> {
+    let mut by_name = Vec::new();
+    for line in summary.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall.
+        let Some(name) = fields.last() else { continue };
+        if name.starts_with('-') || *name == "syscall" || *name == "total" {
+            continue;
+        }
+        if let Some(calls) = fields.get(3).and_then(|c| c.parse::<u64>().ok()) {
+            by_name.push((name.to_string(), calls));
+        }
+    }
+    if by_name.is_empty() {
+        bail!("no system call in the strace summary");
+    }
+    by_name.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    Ok((by_name.iter().map(|(_, calls)| calls).sum(), by_name))
+}
+
 /// `perf record -g` on `pid` for the length of one wrk run; stopped by PID
 /// when dropped.
 fn start_profile(pid: u32, dir: &std::ffi::OsStr, path: &str) -> anyhow::Result<ChildGuard> {
@@ -444,7 +557,7 @@ pub(crate) fn wrk(lab: &DsrLab, args: &[&str]) -> anyhow::Result<WrkResult> {
     parse_wrk(&out)
 }
 
-fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
+pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     let rate = out
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
@@ -487,15 +600,22 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     })
 }
 
-fn render(rows: &[Row], workers: usize) -> String {
+fn render(rows: &[Row], workers: usize, runs: usize) -> String {
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    // How busy the machine was: other work on the same cores moves the
+    // rates and latencies, much less the CPU time and system calls per
+    // request.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
     let mut out = format!(
         "## L7 proxy: lbd vs HAProxy 2.6\n\n\
-         Measured by `cargo xtask bench-l7` on {date}: client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {RUNS} runs with the range. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
          | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
     );
     for row in rows {
@@ -508,7 +628,7 @@ fn render(rows: &[Row], workers: usize) -> String {
             row.what, row.path, row.value, row.unit, range
         );
     }
-    out.push_str("\n| lbd / HAProxy (goal: ≥ 1.0x req/s and conn/s, p99 ≤ 1.0x) | http mode | tcp mode |\n|---|---:|---:|\n");
+    out.push_str("\n| lbd / HAProxy (goal: ≥ 1.0x req/s and conn/s, p99, CPU and calls ≤ 1.0x) | http mode | tcp mode |\n|---|---:|---:|\n");
     let value = |what: &str, path_start: &str| {
         rows.iter()
             .find(|r| r.what == what && r.path.starts_with(path_start))
@@ -518,6 +638,8 @@ fn render(rows: &[Row], workers: usize) -> String {
         "wrk keep-alive",
         "wrk Connection: close",
         "wrk keep-alive latency p99",
+        "proxy CPU per keep-alive request",
+        "proxy system calls per keep-alive request",
     ] {
         let mut cells = Vec::new();
         for mode in ["http", "tcp"] {
@@ -588,5 +710,20 @@ mod tests {
         assert_eq!(r.p99_ms, 3.5);
         assert_eq!(r.failed, 9.0);
         assert!(parse_wrk("nothing").is_err());
+    }
+
+    #[test]
+    fn strace_summary_parses() {
+        let out = "% time     seconds  usecs/call     calls    errors syscall\n\
+------ ----------- ----------- --------- --------- ----------------\n\
+ 40.00    0.400000           4    100000           writev\n\
+ 30.00    0.300000           2    150000     50000 recvfrom\n\
+------ ----------- ----------- --------- --------- ----------------\n\
+100.00    1.000000           3    250000     50000 total\n";
+        let (total, by_name) = parse_strace_summary(out).unwrap();
+        assert_eq!(total, 250000);
+        assert_eq!(by_name[0], ("recvfrom".to_string(), 150000));
+        assert_eq!(by_name[1], ("writev".to_string(), 100000));
+        assert!(parse_strace_summary("nothing").is_err());
     }
 }

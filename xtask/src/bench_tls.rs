@@ -185,10 +185,10 @@ fn start_haproxy(
     let servers: String = (0..3)
         .map(|i| format!("  server b{} {}:{BACKEND_PORT}\n", i + 1, backend_addr(i)))
         .collect();
-    let conf = dir.join("haproxy.cfg");
-    std::fs::write(
-        &conf,
-        format!(
+    run_haproxy(
+        lab,
+        dir,
+        &format!(
             "global\n  maxconn 8000\n  nbthread {threads}\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend tls_ec\n  bind {VIP}:{EC_PORT} ssl crt {} alpn h2,http/1.1\n  default_backend web\n\
@@ -197,7 +197,14 @@ fn start_haproxy(
             ec.display(),
             rsa.display()
         ),
-    )?;
+    )
+}
+
+/// Writes `config` as `dir/haproxy.cfg` and runs HAProxy 2.6 in the load
+/// balancer's namespace, its output in `dir/haproxy.log`.
+pub(crate) fn run_haproxy(lab: &DsrLab, dir: &Path, config: &str) -> anyhow::Result<ChildGuard> {
+    let conf = dir.join("haproxy.cfg");
+    std::fs::write(&conf, config)?;
     let mut command = lab
         .lb()
         .command("haproxy", &["-db", "-f", &conf.display().to_string()]);

@@ -7,7 +7,7 @@
 //! removed afterwards): keep-alive req/s and p99, and `Connection: close`
 //! conn/s (a full TLS handshake with nginx per connection). Called by
 //! `bench_l7::run` after its own rows, with lbd stopped.
-use crate::bench_l7::{wait_listening, wrk, Row, VIP_L7};
+use crate::bench_l7::{measure_url, wait_listening, Measured, Row, VIP_L7};
 use anyhow::{bail, Context};
 use lb_tests::{
     process::ChildGuard,
@@ -20,7 +20,6 @@ use std::{
 
 const TLS_PORT: u16 = 443;
 const BACKEND_TLS_PORT: u16 = 8443;
-const WRK_SECONDS: &str = "5s";
 const RUNS: usize = 3;
 const NAMES: [&str; 2] = ["a.example", "b.example"];
 
@@ -58,7 +57,8 @@ pub(crate) fn measure(
     lab.write_config(&lbd_config(lab))?;
     lab.start_lbd(lbd)?;
     wait_listening(lab, VIP_L7, TLS_PORT).context("lbd's passthrough frontend")?;
-    measure_path(lab, rows, "lbd tcp TLS passthrough (req.ssl_sni)")?;
+    let pid = lab.lbd_pid();
+    measure_path(lab, rows, "lbd tcp TLS passthrough (req.ssl_sni)", pid)?;
     let stop = Command::new(lbd)
         .args(["stop", "--instance", &lab.instance])
         .output()?;
@@ -75,7 +75,7 @@ pub(crate) fn measure(
         )
     })?;
     let name = format!("HAProxy 2.6 mode tcp TLS passthrough (req.ssl_sni), nbthread {workers}");
-    measure_path(lab, rows, &name)?;
+    measure_path(lab, rows, &name, Some(haproxy.pid()))?;
     drop(haproxy);
     ratios(rows);
     Ok(())
@@ -189,10 +189,10 @@ fn start_haproxy(lab: &DsrLab, dir: &Path, threads: usize) -> anyhow::Result<Chi
             backend_addr(i)
         )
     });
-    let conf = dir.join("haproxy.cfg");
-    std::fs::write(
-        &conf,
-        format!(
+    crate::bench_tls::run_haproxy(
+        lab,
+        dir,
+        &format!(
             "global\n  maxconn 8000\n  nbthread {threads}\n\
              defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
              frontend tlspass\n  mode tcp\n  bind {VIP_L7}:{TLS_PORT}\n\
@@ -202,61 +202,32 @@ fn start_haproxy(lab: &DsrLab, dir: &Path, threads: usize) -> anyhow::Result<Chi
              backend a\n  mode tcp\n  balance roundrobin\n{servers}\
              backend b\n  mode tcp\n  balance roundrobin\n{servers}"
         ),
-    )?;
-    let mut command = lab
-        .lb()
-        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
-    command
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("haproxy.log"))?);
-    ChildGuard::spawn(command, "haproxy")
+    )
 }
 
 /// wrk over https to a.example through VIP:443, keep-alive then
 /// `Connection: close`, [`RUNS`] times: medians and ranges.
-fn measure_path(lab: &DsrLab, rows: &mut Vec<Row>, path: &str) -> anyhow::Result<()> {
-    println!("bench-l7: {path}");
+/// bench-l7's measurement over https through the passthrough frontend;
+/// with the proxy's `pid`, its CPU per request too.
+fn measure_path(
+    lab: &DsrLab,
+    rows: &mut Vec<Row>,
+    path: &str,
+    pid: Option<u32>,
+) -> anyhow::Result<()> {
     let url = format!("https://{}:{TLS_PORT}/", NAMES[0]);
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 4] = [
-        ("wrk https keep-alive", "req/s", Vec::new()),
-        ("wrk https keep-alive latency p99", "ms", Vec::new()),
-        ("wrk https Connection: close", "conn/s", Vec::new()),
-        ("failed https requests, all runs", "requests", Vec::new()),
-    ];
-    let mut failed = 0.0;
-    for _ in 0..RUNS {
-        let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", &url])?;
-        let close = wrk(
-            lab,
-            &[
-                "-t2",
-                "-c32",
-                "-d",
-                WRK_SECONDS,
-                "-H",
-                "Connection: close",
-                &url,
-            ],
-        )?;
-        failed += keep.failed + close.failed;
-        for (sample, value) in samples.iter_mut().zip([keep.rate, keep.p99_ms, close.rate]) {
-            sample.2.push(value);
-        }
-    }
-    samples[3].2.push(failed);
-    for (what, unit, mut values) in samples {
-        values.sort_by(f64::total_cmp);
-        let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
-        rows.push(Row {
-            what,
-            path: path.into(),
-            value: values[values.len() / 2],
-            unit,
-            range,
-        });
-    }
-    Ok(())
+    measure_url(lab, RUNS, rows, path, &url, pid, MEASURED_HTTPS)
 }
+
+const MEASURED_HTTPS: Measured = [
+    "wrk https keep-alive",
+    "wrk https keep-alive latency p50",
+    "wrk https keep-alive latency p99",
+    "wrk https Connection: close",
+    "proxy CPU per https keep-alive request",
+    "proxy CPU per https Connection: close request",
+    "failed https requests, all runs",
+];
 
 /// lbd / HAProxy for each passthrough measurement (medians).
 fn ratios(rows: &mut Vec<Row>) {

@@ -1,6 +1,8 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
+mod bench_bgp;
 mod bench_l7;
+mod bench_stats;
 mod bench_tls;
 mod bench_tls_pass;
 mod bench_xdp;
@@ -46,6 +48,15 @@ enum Task {
     /// Only the TLS rows of `bench-l7` (issue 13): handshakes/s, keep-alive
     /// and h2 over TLS, lbd vs HAProxy 2.6; replaces its section.
     BenchTls,
+    /// Only the BGP ECMP part of `bench` (issue 15): wrk req/s through a
+    /// BIRD ECMP router with 1, 2 and 3 lbd nodes, and kill -9 to
+    /// withdrawal; replaces its section. LBD_BENCH_BGP_LBD=PATH uses that
+    /// lbd instead of a release build.
+    BenchBgp,
+    /// The stats page's cost (issue 14): a scrape and a page view at 64
+    /// services x 16 backends, and data-path req/s with the page open;
+    /// replaces its section of bench/RESULTS.md.
+    BenchStats,
     /// Build a namespace topology, run lbd, send traffic, show the result.
     Lab {
         /// TCP connections to open through the VIP.
@@ -89,6 +100,26 @@ fn main() -> anyhow::Result<()> {
             build_ebpf()?;
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
             bench_tls::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchBgp => {
+            setup::ensure()?;
+            build_ebpf()?;
+            let lbd = match std::env::var_os("LBD_BENCH_BGP_LBD") {
+                Some(path) => PathBuf::from(path),
+                None => {
+                    cargo(&["build", "--release", "-p", "lb-userspace"])?;
+                    workspace_root().join("target/release/lbd")
+                }
+            };
+            bench_bgp::run(&lbd)
+        }
+        Task::BenchStats => {
+            setup::ensure()?;
+            build_ebpf()?;
+            if std::env::var_os("LBD_BENCH_STATS_LBD").is_none() {
+                cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            }
+            bench_stats::run(&workspace_root().join("target/release/lbd"))
         }
         Task::Lab { connections, mode } => {
             setup::ensure()?;

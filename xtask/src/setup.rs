@@ -14,6 +14,8 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "iperf3",
     "wrk",
+    // bench-l7 counts the proxies' system calls per request.
+    "strace",
     "nftables",
     "procps",
     "keepalived",
@@ -32,6 +34,9 @@ const PACKAGES: &[&str] = &[
     "golang-github-osrg-gobgp-dev",
     "protobuf-compiler",
     "bird2",
+    // bench-bgp samples the router's forwarding with `perf record -a -g`
+    // (bench-l7's optional profile uses it too).
+    "linux-perf",
     // Issue 13: h2load measures HTTP/2 over TLS in bench-l7.
     "nghttp2-client",
 ];

@@ -189,7 +189,7 @@ pub fn stop(instance: &str) -> anyhow::Result<ExitCode> {
                     pins.display()
                 )
             })?;
-            let snapshot = status::snapshot_path(instance);
+            let snapshot = crate::control::state_file::snapshot_path(instance);
             match std::fs::remove_file(&snapshot) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(e).with_context(|| format!("removing {}", snapshot.display()));

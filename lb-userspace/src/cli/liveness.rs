@@ -4,7 +4,7 @@
 //! The holder is read from `/proc/locks` (which names it), so asking
 //! never takes the lock itself (a probe that locked could make a daemon
 //! starting at that moment fail) and needs no permission on the file.
-use super::status::RUN_DIR;
+use crate::control::state_file::RUN_DIR;
 use anyhow::Context;
 use std::{
     os::unix::fs::MetadataExt,

@@ -1,7 +1,7 @@
 //! The control socket, `/run/lbd/<instance>.sock`: one JSON request per
 //! line, one JSON reply per line. `lbd backend` and `lbd reload` are its
 //! clients; the daemon's loop answers.
-use crate::{cli::status::RUN_DIR, health::state::AdminState};
+use crate::health::state::AdminState;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
@@ -10,9 +10,11 @@ mod client;
 pub mod connection;
 mod server;
 pub mod server_state;
+pub mod state_file;
 
 pub use client::{call, CallError};
-pub use server::serve;
+pub use server::{serve, ServeError};
+use state_file::RUN_DIR;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
@@ -125,24 +127,89 @@ impl Reply {
     /// not be written does not undo the action, so that is a success with
     /// a warning; a failure to program the maps is a failure, and says the
     /// action stays recorded (the next successful programming applies it).
-    pub fn after_apply(done: String, result: anyhow::Result<()>) -> Reply {
-        match result {
-            Ok(()) => Reply {
+    /// `result`'s error is read through its chain of causes (the daemon's
+    /// errors carry context), and written out as all of them.
+    pub fn after_apply<E>(done: String, result: Result<(), E>) -> Reply
+    where
+        E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+    {
+        let Err(error) = result else {
+            return Reply {
                 ok: true,
                 message: done,
-            },
-            Err(e) if e.downcast_ref::<StateNotWritten>().is_some() => Reply {
+            };
+        };
+        let causes = || {
+            std::iter::successors(Some(error.as_ref() as &dyn std::error::Error), |e| {
+                e.source()
+            })
+        };
+        let text = causes()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ");
+        if causes().any(|e| e.is::<StateNotWritten>()) {
+            Reply {
                 ok: true,
-                message: format!("{done} (applied; warning: {e:#})"),
-            },
-            Err(e) => Reply {
+                message: format!("{done} (applied; warning: {text})"),
+            }
+        } else {
+            Reply {
                 ok: false,
-                message: format!("{done}: recorded, but programming the maps failed: {e:#}"),
-            },
+                message: format!("{done}: recorded, but programming the maps failed: {text}"),
+            }
         }
     }
 }
 
 pub fn socket_path(instance: &str) -> PathBuf {
     Path::new(RUN_DIR).join(format!("{instance}.sock"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn state_not_written() -> anyhow::Result<()> {
+        Err(StateNotWritten(std::io::Error::other("disk full")).into())
+    }
+
+    #[test]
+    fn after_apply_tells_a_success_a_warning_and_a_failure_apart() {
+        let ok = Reply::after_apply("web: drain".into(), anyhow::Ok(()));
+        assert!(ok.ok);
+        assert_eq!(ok.message, "web: drain");
+
+        let warned = Reply::after_apply("web: drain".into(), state_not_written());
+        assert!(warned.ok, "{}", warned.message);
+        assert_eq!(
+            warned.message,
+            "web: drain (applied; warning: the state file could not be written (disk full); \
+             lbd status shows the previous state until the next write: disk full)"
+        );
+        // Under the daemon's context it is still only a warning.
+        let wrapped = Reply::after_apply(
+            "reloaded".into(),
+            state_not_written().context("applying the reload"),
+        );
+        assert!(wrapped.ok, "{}", wrapped.message);
+        assert!(
+            wrapped
+                .message
+                .starts_with("reloaded (applied; warning: applying the reload: the state file"),
+            "{}",
+            wrapped.message
+        );
+
+        let failed = Reply::after_apply(
+            "web: drain".into(),
+            Err(anyhow::anyhow!("map full")).context("programming service web"),
+        );
+        assert!(!failed.ok);
+        assert_eq!(
+            failed.message,
+            "web: drain: recorded, but programming the maps failed: programming service web: map full"
+        );
+    }
 }

@@ -6,8 +6,7 @@
 //! can exhaust the daemon or spin it. Each connection is served by
 //! `connection` (bounded request lines). The socket is root's (0600).
 use super::{connection::serve_connection, socket_path, Call, Reply};
-use anyhow::Context;
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::{io::AsyncWriteExt, net::UnixListener, sync::mpsc, task::JoinHandle};
 use tracing::warn;
 
@@ -17,8 +16,23 @@ pub const MAX_CONNECTIONS: usize = 16;
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("control socket {}", path.display())]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("chmod 0600 {}", path.display())]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Listens on the instance's socket; each request goes to `calls`.
-pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHandle<()>> {
+pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> Result<JoinHandle<()>, ServeError> {
     let path = socket_path(instance);
     // We hold the instance lock: a socket file here is a dead daemon's.
     let _ = std::fs::remove_file(&path);
@@ -60,14 +74,21 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> anyhow::Result<JoinHa
 /// Binds the socket root-only (0600: connecting needs write permission),
 /// whatever the umask: it is created under umask 077, so it is never
 /// reachable by others, not even between bind and chmod.
-fn bind_private(path: &std::path::Path) -> anyhow::Result<UnixListener> {
+fn bind_private(path: &std::path::Path) -> Result<UnixListener, ServeError> {
     use std::os::unix::fs::PermissionsExt;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let bound = UnixListener::bind(path);
     nix::sys::stat::umask(old);
-    let listener = bound.with_context(|| format!("control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod 0600 {}", path.display()))?;
+    let listener = bound.map_err(|source| ServeError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ServeError::Permissions {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
     Ok(listener)
 }
 

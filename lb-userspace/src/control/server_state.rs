@@ -4,7 +4,7 @@
 //! applied at start, so they survive a reload and a restart. HAProxy's
 //! `server-state-file`, but automatic.
 use super::RuntimeState;
-use crate::cli::status::RUN_DIR;
+use crate::control::state_file::RUN_DIR;
 use serde::{Deserialize, Serialize};
 use std::{
     net::SocketAddr,
@@ -67,7 +67,11 @@ impl ServerStateFile {
 
     /// Replaces the file atomically (0600: root's).
     pub fn write(&self, instance: &str) -> std::io::Result<()> {
-        crate::cli::status::replace_file(&path(instance), &serde_json::to_vec_pretty(self)?, 0o600)
+        crate::control::state_file::replace_file(
+            &path(instance),
+            &serde_json::to_vec_pretty(self)?,
+            0o600,
+        )
     }
 }
 

@@ -4,8 +4,8 @@
 //! tick. Every change to what should
 //! be forwarded ends in [`Running::apply`].
 use crate::{
-    cli::status::StateFile,
     config::{Config, HostEnvironment},
+    control::state_file::StateFile,
     control::{
         server_state::{ServerStateFile, XdpServerState},
         Reply, Request, RuntimeState, ServerChange, ServerTarget, StateNotWritten,
@@ -119,28 +119,26 @@ impl Running {
         match &mut self.proxy {
             Some(proxy) => proxy.reload(&new.proxy),
             None => {
-                self.proxy = super::proxy::ProxyPart::start(&new.proxy)?;
+                self.proxy = super::proxy::ProxyPart::start(&new.proxy, &self.live)?;
                 Ok(())
             }
         }
     }
 
-    /// Starts the stats page as configured (stopping the one running). A
-    /// bind that fails is logged: the rest of the daemon runs on.
+    /// Starts the stats page as configured, replacing the one running
+    /// without waiting for it (an admin action in flight there waits for
+    /// this very loop). A bind that fails is logged: the rest of the
+    /// daemon runs on.
     pub(super) fn restart_stats(&mut self) {
-        if let Some(old) = self.stats.take() {
-            old.stop();
-        }
-        if let Some(config) = self.config.stats.clone() {
-            match crate::stats::StatsServer::start(
-                config,
-                &self.instance,
-                self.control_tx.clone(),
-                self.live.clone(),
-            ) {
-                Ok(server) => self.stats = Some(server),
-                Err(e) => error!("stats page not started: {e:#}"),
-            }
+        match crate::stats::StatsServer::replace(
+            self.stats.take(),
+            self.config.stats.clone(),
+            &self.instance,
+            self.control_tx.clone(),
+            self.live.clone(),
+        ) {
+            Ok(server) => self.stats = server,
+            Err(e) => error!("stats page not started: {e:#}"),
         }
     }
 

@@ -2,7 +2,7 @@
 //! instance), the pins' clean-up, and the modes of what the daemon
 //! creates: set explicitly, never left to the umask (the run directory
 //! 0755, the lock 0600, the pin directory 0700 and its pins 0600).
-use crate::cli::status::RUN_DIR;
+use crate::control::state_file::RUN_DIR;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 use std::{

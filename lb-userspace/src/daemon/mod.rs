@@ -11,9 +11,9 @@ mod proxy;
 pub use lock::{remove_pins, try_remove_pins};
 
 use crate::{
-    cli::status::{snapshot_path, StateFile},
     config::{Config, XdpModeChoice},
     control,
+    control::state_file::{snapshot_path, StateFile},
     dataplane::{
         self, conntrack, neighbour,
         programmer::Programmer,
@@ -86,7 +86,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     // The L7/TCP proxy binds its frontends (IP_FREEBIND: a VRRP backup
     // binds the VIP before it holds it) on its own runtime.
-    let proxy = proxy::ProxyPart::start(&config.proxy).context("starting the proxy")?;
+    // The live metrics the stats page's /metrics shows beside the sample
+    // (check latencies of XDP backends and proxy servers, VRRP).
+    let live = std::sync::Arc::new(crate::stats::LiveMetrics::default());
+    let proxy = proxy::ProxyPart::start(&config.proxy, &live).context("starting the proxy")?;
 
     // The control channel exists before the socket: the stats page sends
     // its actions through it too.
@@ -110,7 +113,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         proxy,
         stats: None,
         control_tx: control_tx.clone(),
-        live: std::sync::Arc::new(crate::stats::LiveMetrics::default()),
+        live,
         bgp,
         usable_vips: Default::default(),
         stopping: false,

@@ -5,6 +5,7 @@
 //! section's syslog targets (`log global`: the `[[global.log]]` ones; a
 //! backend without `log` sends its events to the global targets); its
 //! servers' checks run on the proxy's runtime.
+use crate::stats::SharedLive;
 use crate::{
     control::{server_state::ProxyServerState, RuntimeState, ServerChange},
     health::proxy::ProxyHealth,
@@ -35,6 +36,8 @@ pub(super) struct ProxyPart {
     /// Checks of the current snapshot's servers (restarted per snapshot).
     health: Option<ProxyHealth>,
     loggers: Loggers,
+    /// Where the checks report their latencies (the stats page's /metrics).
+    live: SharedLive,
 }
 
 /// The syslog senders of a configuration: the global targets and each
@@ -178,7 +181,10 @@ fn start_logger(targets: &[LogTarget]) -> anyhow::Result<Logger> {
 
 impl ProxyPart {
     /// Starts the proxy if the configuration has frontends or backends.
-    pub(super) fn start(config: &ProxyConfig) -> anyhow::Result<Option<ProxyPart>> {
+    pub(super) fn start(
+        config: &ProxyConfig,
+        live: &SharedLive,
+    ) -> anyhow::Result<Option<ProxyPart>> {
         if config.is_empty() {
             return Ok(None);
         }
@@ -192,6 +198,7 @@ impl ProxyPart {
             runtime,
             health: None,
             loggers,
+            live: live.clone(),
         };
         part.follow(snapshot);
         info!(
@@ -206,10 +213,11 @@ impl ProxyPart {
     /// Restarts the server checks for `snapshot` on the proxy's runtime.
     fn follow(&mut self, snapshot: Arc<Snapshot>) {
         let loggers = self.loggers.backends.clone();
+        let live = self.live.clone();
         self.health = self
             .runtime
             .handle()
-            .map(|runtime| ProxyHealth::start(&runtime, snapshot, loggers));
+            .map(|runtime| ProxyHealth::start_reporting(&runtime, snapshot, loggers, live));
     }
 
     /// Applies a reloaded configuration: a new snapshot (servers keep

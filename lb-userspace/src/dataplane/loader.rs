@@ -125,6 +125,11 @@ impl Dataplane {
                 .load()
                 .map_err(|source| DataplaneError::Program { name, source })?;
         }
+        // aya 0.14's `EbpfLoader::new()` parses the kernel's BTF whatever
+        // `.btf()` says later (lb-ebpf has no CO-RE relocation, so it is not
+        // needed). Start-up sets lbd's peak RSS (bench-l7: "peak RSS before
+        // traffic" equals the peak) and this parse is the suspect; avoiding
+        // it takes a change in aya.
         // The loader parsed the kernel's BTF (5 MB+ of types, freed now):
         // give that heap back to the system instead of keeping it resident.
         drop(loader);

@@ -5,8 +5,8 @@
 //! could not run for a local reason (no file descriptor left, no memory)
 //! is logged and changes nothing: the backend keeps its last state.
 use crate::{
-    cli::status::BackendHealthStatus,
     config::Config,
+    control::state_file::BackendHealthStatus,
     dataplane::desired::{BackendKey, Facts, Plan},
     health::{
         checks,
@@ -146,6 +146,7 @@ impl HealthDriver {
                 health.up = true;
                 health.changed_at = now;
                 health.serving_since = now;
+                health.downtime.observe(false, now);
                 Ok(true)
             }
             _ => Ok(false),
@@ -273,6 +274,7 @@ impl HealthDriver {
                 seconds_since_change: now
                     .saturating_duration_since(health.changed_at)
                     .as_secs_f64(),
+                downtime_seconds: health.downtime.total(now).as_secs_f64(),
             })
             .collect();
         out.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));

@@ -18,6 +18,7 @@ use crate::proxy::config::{
 };
 use crate::proxy::snapshot::{AdminState, LastCheck, Snapshot};
 use crate::proxy::tls::client::{self, ServerTls};
+use crate::stats::SharedLive;
 use std::{
     net::SocketAddr,
     sync::Arc,
@@ -327,13 +328,25 @@ impl ProxyHealth {
         snapshot: Arc<Snapshot>,
         loggers: Vec<Logger>,
     ) -> ProxyHealth {
+        Self::start_reporting(runtime, snapshot, loggers, SharedLive::default())
+    }
+
+    /// [`ProxyHealth::start`], each check's latency going to `live` (the
+    /// histogram of the stats page's /metrics).
+    pub fn start_reporting(
+        runtime: &tokio::runtime::Handle,
+        snapshot: Arc<Snapshot>,
+        loggers: Vec<Logger>,
+        live: SharedLive,
+    ) -> ProxyHealth {
         let tasks = plans(&snapshot)
             .into_iter()
             .map(|plan| {
                 let snapshot = Arc::clone(&snapshot);
                 // Each backend's events go to its own log targets.
                 let logger = loggers.get(plan.backend).cloned().unwrap_or_default();
-                runtime.spawn(async move { run(plan, snapshot, logger).await })
+                let live = live.clone();
+                runtime.spawn(async move { run(plan, snapshot, logger, live).await })
             })
             .collect();
         ProxyHealth { tasks }
@@ -348,7 +361,7 @@ impl ProxyHealth {
     }
 }
 
-async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger) {
+async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger, live: SharedLive) {
     let Some((backend, runtime)) = snapshot.backend(plan.backend) else {
         return;
     };
@@ -376,6 +389,7 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger) {
         let started = Instant::now();
         let judgement = probe(&plan).await;
         let latency = started.elapsed();
+        live.observe_server_check(&backend.name, &server.name, latency);
         state.set_last_check(LastCheck {
             ok: judgement.ok,
             detail: judgement.short(),
@@ -391,6 +405,7 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger) {
         };
         state.set_health(up);
         let (active, backups) = usable_counts(backend, &runtime.servers);
+        runtime.state.note_usable(active + backups > 0);
         let transition = ServerTransition {
             backend: backend.name.clone(),
             server: server.name.clone(),

@@ -263,10 +263,12 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
     let snapshot = Arc::new(registry.build(Arc::new(parse_str(&text, Path::new("t")).unwrap())));
     let state = Arc::clone(&snapshot.backends[0].servers[0]);
     assert!(state.is_health_up(), "servers start up");
-    let health = ProxyHealth::start(
+    let live = Arc::new(crate::stats::LiveMetrics::default());
+    let health = ProxyHealth::start_reporting(
         &tokio::runtime::Handle::current(),
         Arc::clone(&snapshot),
         vec![Logger::disabled()],
+        live.clone(),
     );
     assert_eq!(health.len(), 1);
     let wait_for = |up: bool| {
@@ -294,6 +296,19 @@ async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
         since.elapsed()
     );
     assert_eq!(state.last_check().unwrap().detail, "L7OK 200");
+    // Every check's latency went into the histogram of /metrics.
+    let text = live.histograms_text();
+    let count: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("lbd_server_check_latency_seconds_count{proxy=\"b\",server=\"s\"} ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {text}"));
+    assert!(
+        count >= u64::from(failed as u32) + 3,
+        "{count} checks: {text}"
+    );
     // A reload keeps the state and checks on with the new snapshot.
     drop(health);
     let snapshot = Arc::new(registry.build(Arc::clone(&snapshot.config)));

@@ -21,6 +21,65 @@ pub enum AdminState {
     Disabled,
 }
 
+/// HAProxy's `lastchg` and `downtime` (the page's LastChg and Dwntme):
+/// when the operational state last changed between up and down, and for
+/// how long it has been down in all. Pure: `now` comes from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downtime {
+    down: bool,
+    changed_at: Instant,
+    /// Down periods that ended.
+    ended: Duration,
+}
+
+impl Downtime {
+    pub fn new(down: bool, now: Instant) -> Downtime {
+        Downtime {
+            down,
+            changed_at: now,
+            ended: Duration::ZERO,
+        }
+    }
+
+    /// Records the state at `now`; returns true when it changed.
+    pub fn observe(&mut self, down: bool, now: Instant) -> bool {
+        if down == self.down {
+            return false;
+        }
+        if self.down {
+            self.ended += now.saturating_duration_since(self.changed_at);
+        }
+        self.down = down;
+        self.changed_at = now;
+        true
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down
+    }
+
+    /// Time since the last change (`lastchg`).
+    pub fn since_change(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.changed_at)
+    }
+
+    /// Total time down, the current period included (`downtime`).
+    pub fn total(&self, now: Instant) -> Duration {
+        if self.down {
+            self.ended + self.since_change(now)
+        } else {
+            self.ended
+        }
+    }
+}
+
+impl Default for Downtime {
+    /// Up since now (servers and backends start up).
+    fn default() -> Downtime {
+        Downtime::new(false, Instant::now())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BackendHealth {
     pub up: bool,
@@ -29,6 +88,8 @@ pub struct BackendHealth {
     pub changed_at: Instant,
     /// When the backend last became usable (up and enabled), for slow start.
     pub serving_since: Instant,
+    /// Time down by health (the page's Dwntme).
+    pub downtime: Downtime,
 }
 
 impl BackendHealth {
@@ -41,6 +102,7 @@ impl BackendHealth {
             last: None,
             changed_at: now,
             serving_since: now - Duration::from_secs(86_400),
+            downtime: Downtime::new(false, now),
         }
     }
 
@@ -65,6 +127,7 @@ impl BackendHealth {
         self.streak = 0;
         self.up = ok;
         self.changed_at = now;
+        self.downtime.observe(!ok, now);
         if ok {
             self.serving_since = now;
         }
@@ -124,6 +187,40 @@ mod tests {
         );
         assert_eq!(h.serving_since, later);
         assert_eq!(h.last.as_ref().unwrap().detail, "ok");
+        // Down from `later` to `later`: no downtime; then down 3 s.
+        assert_eq!(h.downtime.total(later), Duration::ZERO);
+        let t = later + Duration::from_secs(10);
+        for _ in 0..3 {
+            h.record(t, result(false), 2, 3);
+        }
+        assert_eq!(
+            h.downtime.total(t + Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn downtime_adds_the_down_periods_and_lastchg_restarts_at_each_change() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut d = Downtime::new(false, t0);
+        assert_eq!(
+            (d.since_change(t0 + s(5)), d.total(t0 + s(5))),
+            (s(5), s(0))
+        );
+        assert!(d.observe(true, t0 + s(10)));
+        assert!(
+            !d.observe(true, t0 + s(12)),
+            "no change: lastchg keeps running"
+        );
+        assert_eq!(d.since_change(t0 + s(14)), s(4));
+        assert_eq!(d.total(t0 + s(14)), s(4), "the current down period counts");
+        assert!(d.observe(false, t0 + s(20)));
+        assert_eq!(d.total(t0 + s(100)), s(10));
+        assert_eq!(d.since_change(t0 + s(100)), s(80));
+        d.observe(true, t0 + s(100));
+        assert_eq!(d.total(t0 + s(101)), s(11));
+        assert!(d.is_down());
     }
 
     #[test]

@@ -93,12 +93,32 @@ impl Zone {
 
 /// Formats one record in `format`, dates in `zone`.
 pub fn format_record(record: &AccessRecord, format: AccessFormat, zone: Zone) -> String {
+    if let Some(error) = &record.connection_error {
+        return error_line(record, error, zone);
+    }
     match format {
         AccessFormat::HttpLog => httplog(record, zone),
         AccessFormat::TcpLog => tcplog(record, zone),
         AccessFormat::Clf => clf(record),
         AccessFormat::Json => json(record, zone),
     }
+}
+
+/// HAProxy's error log line (§8.2.6), whatever the section's format:
+/// `127.0.0.1:56059 [03/Dec/2012:17:35:10.380] frt/1: SSL handshake failure`.
+pub fn error_line(
+    r: &AccessRecord,
+    error: &crate::log::record::ConnectionError,
+    zone: Zone,
+) -> String {
+    format!(
+        "{} [{}] {}/{}: {}",
+        client(r),
+        log_date(zone.at(r.accept_date)),
+        r.frontend,
+        error.bind,
+        error.message
+    )
 }
 
 /// HAProxy's `option httplog` line.

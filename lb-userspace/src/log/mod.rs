@@ -13,7 +13,8 @@ pub mod syslog;
 
 pub use format::{AccessFormat, Zone};
 pub use record::{
-    AccessRecord, Concurrency, RecordMode, SessionPhase, TerminationCause, TerminationState, Timers,
+    AccessRecord, Concurrency, ConnectionError, RecordMode, SessionPhase, TerminationCause,
+    TerminationState, Timers,
 };
 pub use sink::{Logger, TargetAddr, TargetConfig, TargetStats};
 pub use syslog::{Facility, Framing, Origin, Severity};

@@ -258,6 +258,18 @@ pub struct AccessRecord {
     /// empty when nothing is captured, and then not printed at all.
     pub captured_request_headers: Vec<String>,
     pub captured_response_headers: Vec<String>,
+    /// The connection failed before any request (a TLS handshake): logged
+    /// in HAProxy's error format instead (§8.2.6).
+    pub connection_error: Option<ConnectionError>,
+}
+
+/// HAProxy's error log line: `%ci:%cp [%t] %ft/<bind>: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionError {
+    /// The bind's name: HAProxy numbers a frontend's binds from 1.
+    pub bind: Arc<str>,
+    /// HAProxy's wording, e.g. `SSL handshake failure`.
+    pub message: &'static str,
 }
 
 impl AccessRecord {
@@ -291,6 +303,7 @@ impl AccessRecord {
             request_line: None,
             captured_request_headers: Vec::new(),
             captured_response_headers: Vec::new(),
+            connection_error: None,
         }
     }
 
@@ -318,5 +331,38 @@ mod tests {
         }
         assert_eq!(TerminationState::parse("X-"), None);
         assert_eq!(TerminationState::parse("-"), None);
+    }
+}
+
+/// The bytes HTTP/1.1 would write for a response's head: the status line,
+/// each header as `name: value` and CRLFs. An HTTP/2 stream's `%B` is this
+/// plus its body, so the same response logs the same count over either
+/// protocol (HAProxy also counts its protocol-neutral form of the head;
+/// HTTP/1.1 chunk framing is the one difference left).
+pub fn http1_head_len(head: &hyper::http::response::Parts) -> u64 {
+    let reason = head.status.canonical_reason().unwrap_or("");
+    // "HTTP/1.1 200 OK\r\n"
+    let status_line = "HTTP/1.1 ".len() + 3 + 1 + reason.len() + 2;
+    let headers: usize = head
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    (status_line + headers + 2) as u64
+}
+
+#[cfg(test)]
+mod head_tests {
+    #[test]
+    fn an_http1_head_is_counted_as_written() {
+        let (head, ()) = hyper::http::Response::builder()
+            .status(200)
+            .header("content-length", "6")
+            .header("x-backend", "web1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let written = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\nx-backend: web1\r\n\r\n";
+        assert_eq!(super::http1_head_len(&head), written.len() as u64);
     }
 }

@@ -16,8 +16,11 @@ pub mod tcp;
 pub mod tls;
 // Sans-IO core (Helper CORE).
 pub mod acl;
+pub mod assign;
 pub mod balance;
 pub mod config;
+pub mod queue;
+pub mod retry;
 pub mod route;
 pub mod rules;
 pub mod snapshot;

@@ -508,6 +508,7 @@ async fn accept_loop(
                     // The handshake runs under `timeout http-request`
                     // (`timeout client` when unset): half-open handshakes
                     // cannot pile up.
+                    let accept_date = std::time::SystemTime::now();
                     match tls.handshake(stream, timeouts.http_request).await {
                         Ok((stream, facts)) => {
                             let info = ConnInfo::terminated(info.src, info.dst, facts);
@@ -516,7 +517,15 @@ async fn accept_loop(
                         Err(error) => {
                             let counters = shared.counters.frontends.get(&frontend);
                             Counters::add(&counters.connection_errors, 1);
-                            tracing::debug!(%frontend, src = %info.src, ?error, "TLS handshake failed");
+                            crate::proxy::tls::log_handshake_failure(
+                                &shared,
+                                &snapshot,
+                                &frontend,
+                                address,
+                                &info,
+                                accept_date,
+                                &error,
+                            );
                         }
                     }
                 }

@@ -4,8 +4,10 @@
 //! and servers that keep their names keep their counters and
 //! administrative state; the proxy swaps the `Arc<Snapshot>` atomically
 //! and each connection/request loads it once.
-use crate::proxy::balance::Balancer;
+use crate::health::state::Downtime;
+use crate::proxy::balance::{self, Balance, BalanceInput, Balancer, Pick};
 use crate::proxy::config::{Backend, BackendId, Frontend, ProxyConfig, Server, ServerId};
+use crate::proxy::queue::{Pendings, Place, Ticket};
 use crate::proxy::stats::{Counters, ProxyCounters};
 use std::{
     collections::HashMap,
@@ -13,7 +15,7 @@ use std::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex, OnceLock,
     },
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 /// Index into [`Snapshot::frontends`].
@@ -82,6 +84,9 @@ pub struct ServerState {
     /// UP->DOWN transitions (HAProxy's `chkdown`).
     pub downs: AtomicU64,
     last_check: Mutex<Option<LastCheck>>,
+    /// Down (health down or MAINT) since when, and for how long in all
+    /// (HAProxy's `lastchg`, `downtime`).
+    downtime: Mutex<Downtime>,
 }
 
 impl ServerState {
@@ -106,7 +111,26 @@ impl ServerState {
             failed_checks: AtomicU64::new(0),
             downs: AtomicU64::new(0),
             last_check: Mutex::new(None),
+            downtime: Mutex::new(Downtime::new(server.disabled, Instant::now())),
         }
+    }
+
+    /// HAProxy's operational "down": failed by health, or in maintenance.
+    fn is_down(&self) -> bool {
+        self.admin() == AdminState::Maint || !self.is_health_up()
+    }
+    fn note_state(&self) {
+        let down = self.is_down();
+        self.downtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(down, Instant::now());
+    }
+    /// (time since the last UP/DOWN change, total time down) now.
+    pub fn downtime(&self) -> (Duration, Duration) {
+        let now = Instant::now();
+        let d = self.downtime.lock().unwrap_or_else(|e| e.into_inner());
+        (d.since_change(now), d.total(now))
     }
 
     pub fn is_health_up(&self) -> bool {
@@ -119,6 +143,7 @@ impl ServerState {
         if was && !up {
             self.downs.fetch_add(1, Ordering::Relaxed);
         }
+        self.note_state();
         was != up
     }
     pub fn admin(&self) -> AdminState {
@@ -126,6 +151,7 @@ impl ServerState {
     }
     pub fn set_admin(&self, state: AdminState) {
         self.admin.store(state as u8, Ordering::Relaxed);
+        self.note_state();
     }
     pub fn weight(&self) -> u32 {
         self.weight.load(Ordering::Relaxed)
@@ -144,6 +170,7 @@ impl ServerState {
         self.checks_disabled.store(!enabled, Ordering::Relaxed);
         if !enabled {
             self.health_up.store(true, Ordering::Relaxed);
+            self.note_state();
         }
     }
     /// The configuration's weight and `disabled`: a runtime state is what
@@ -231,57 +258,266 @@ impl ServerState {
     }
 }
 
-/// A held connection slot on a server; dropping it frees the slot and wakes
-/// the requests queued on the backend.
+/// A held connection slot on a server; dropping it frees the slot, which
+/// the server then gives to the oldest queued request it may serve.
 #[derive(Debug)]
 pub struct ServerSlot {
     server: Arc<ServerState>,
     backend: Arc<BackendState>,
+    /// Counts already freed by the queue (which holds its lock).
+    freed: bool,
 }
 
 impl ServerSlot {
     /// Takes a slot on `server` of `backend`, if it has one free.
     pub fn acquire(backend: &BackendRuntime, server: ServerId, maxconn: u32) -> Option<ServerSlot> {
-        let state = backend.servers.get(server)?;
-        state.try_acquire(maxconn).then(|| {
-            backend.state.current_conns.fetch_add(1, Ordering::Relaxed);
-            backend.state.total_conns.fetch_add(1, Ordering::Relaxed);
+        ServerSlot::take(&backend.state, backend.servers.get(server)?, maxconn)
+    }
+    fn take(backend: &Arc<BackendState>, server: &Arc<ServerState>, maxconn: u32) -> Option<Self> {
+        server.try_acquire(maxconn).then(|| {
+            backend.current_conns.fetch_add(1, Ordering::Relaxed);
+            backend.total_conns.fetch_add(1, Ordering::Relaxed);
             ServerSlot {
-                server: Arc::clone(state),
-                backend: Arc::clone(&backend.state),
+                server: Arc::clone(server),
+                backend: Arc::clone(backend),
+                freed: false,
             }
         })
     }
     pub fn server(&self) -> &Arc<ServerState> {
         &self.server
     }
-}
-
-impl Drop for ServerSlot {
-    fn drop(&mut self) {
+    fn free_counts(&self) {
         self.server.release();
         let _ = self
             .backend
             .current_conns
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| c.checked_sub(1));
-        // Every waiter retries: one queued on another (full) server must not
-        // swallow the wake-up of one that can use this slot. The stored
-        // permit covers a waiter about to start waiting.
-        self.backend.slot_freed.notify_waiters();
-        self.backend.slot_freed.notify_one();
+    }
+    /// Frees the slot while the queue's lock is held (the caller is the
+    /// dispatcher, so no dispatch here).
+    fn free_locked(mut self) {
+        self.free_counts();
+        self.freed = true;
     }
 }
 
-/// A backend's connection count and its queue's wake-up.
+impl Drop for ServerSlot {
+    fn drop(&mut self) {
+        if self.freed {
+            return;
+        }
+        self.free_counts();
+        // Pairs with the queued count a request raises, under the lock,
+        // before it looks for a free slot: either it sees this slot free or
+        // this sees it queued.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.backend.queued.load(Ordering::SeqCst) > 0 {
+            let mut queue = self.backend.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.dispatch(&self.backend);
+        }
+    }
+}
+
+/// What a queued request receives: a slot on the server that served it.
+#[derive(Debug)]
+pub struct Grant {
+    pub slot: ServerSlot,
+    /// Whether it waited in the server's queue (`%sq`) or the backend's
+    /// (`%bq`), and its position there.
+    pub from: Place<usize>,
+    pub position: u32,
+}
+
+/// A server as the queue knows it (rebuilt by each snapshot).
+#[derive(Debug)]
+struct Member {
+    server: Arc<ServerState>,
+    maxconn: u32,
+    backup: bool,
+}
+
+/// A server's name in the queue: its state's address, stable across
+/// reloads (server ids are positions in one snapshot's configuration).
+fn queue_key(server: &Arc<ServerState>) -> usize {
+    Arc::as_ptr(server) as usize
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    pendings: Pendings<tokio::sync::oneshot::Sender<Grant>, usize, Instant>,
+    members: Vec<Member>,
+}
+
+impl QueueState {
+    /// Gives every free slot to the oldest request its server may serve
+    /// (HAProxy's `process_srv_queue`, and `pendconn_grab_from_px` for a
+    /// server that came up).
+    fn dispatch(&mut self, backend: &Arc<BackendState>) {
+        let QueueState { pendings, members } = self;
+        let primary_up = members.iter().any(|m| !m.backup && m.server.is_up());
+        for member in members.iter() {
+            let key = queue_key(&member.server);
+            // A backup serves the backend queue only while no primary is up.
+            let serves_backend = member.server.is_up() && (!member.backup || !primary_up);
+            while pendings.has_work_for(key, serves_backend) {
+                let Some(mut slot) = ServerSlot::take(backend, &member.server, member.maxconn)
+                else {
+                    break;
+                };
+                loop {
+                    let Some(served) = pendings.next_for(key, serves_backend) else {
+                        slot.free_locked();
+                        break;
+                    };
+                    let grant = Grant {
+                        slot,
+                        from: served.from,
+                        position: served.position,
+                    };
+                    match served.waiter.send(grant) {
+                        Ok(()) => break,
+                        // Its client left: the next one gets the slot.
+                        Err(grant) => slot = grant.slot,
+                    }
+                }
+            }
+        }
+        self.recount(backend);
+    }
+
+    fn recount(&self, backend: &BackendState) {
+        let mut total = self.pendings.len(Place::Backend);
+        for member in &self.members {
+            let queued = self.pendings.len(Place::Server(queue_key(&member.server)));
+            member
+                .server
+                .queued
+                .store(u32::try_from(queued).unwrap_or(u32::MAX), Ordering::SeqCst);
+            total += queued;
+        }
+        backend
+            .queued
+            .store(u32::try_from(total).unwrap_or(u32::MAX), Ordering::SeqCst);
+    }
+}
+
+/// A backend's connection count and its queues.
 #[derive(Debug, Default)]
 pub struct BackendState {
     /// Connections holding a server slot.
     pub current_conns: AtomicU32,
     pub total_conns: AtomicU64,
-    /// Requests waiting for a server slot.
+    /// Requests waiting for a server slot, in both kinds of queue.
     pub queued: AtomicU32,
-    /// Notified each time a server slot is freed: queued requests retry.
-    pub slot_freed: tokio::sync::Notify,
+    queue: Mutex<QueueState>,
+    /// No usable server since when, and for how long in all (HAProxy's
+    /// backend `lastchg`, `downtime`): noted by the checks at each server
+    /// transition and by every status read.
+    pub downtime: Mutex<Downtime>,
+}
+
+impl BackendState {
+    /// Notes whether the backend has a usable server now; returns (time
+    /// since the last change, total time down).
+    pub fn note_usable(&self, usable: bool) -> (Duration, Duration) {
+        let now = Instant::now();
+        let mut d = self.downtime.lock().unwrap_or_else(|e| e.into_inner());
+        d.observe(!usable, now);
+        (d.since_change(now), d.total(now))
+    }
+
+    /// A reload: the queue serves the new snapshot's servers; requests
+    /// bound to a server that left may go to any server now.
+    fn rejoin(&self, config: &Backend, servers: &[Arc<ServerState>]) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let members: Vec<Member> = config
+            .servers
+            .iter()
+            .zip(servers)
+            .map(|(s, state)| Member {
+                server: Arc::clone(state),
+                maxconn: s.maxconn,
+                backup: s.backup,
+            })
+            .collect();
+        let gone: Vec<usize> = (queue.members.iter())
+            .filter(|old| !members.iter().any(|m| Arc::ptr_eq(&m.server, &old.server)))
+            .map(|old| queue_key(&old.server))
+            .collect();
+        for key in gone {
+            queue.pendings.redistribute(key);
+        }
+        queue.members = members;
+        queue.recount(self);
+    }
+}
+
+/// How often a queued request looks for slots nobody freed (a server that
+/// came up or got weight), besides being woken by a freed slot.
+const QUEUE_RECHECK: Duration = Duration::from_millis(500);
+
+/// What [`BackendRuntime::take`] got.
+#[derive(Debug)]
+pub enum Take {
+    Slot(ServerId, ServerSlot),
+    Queued(QueuedRequest),
+    NoServer,
+}
+
+/// `timeout queue` expired.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueTimeout;
+
+/// A request in a queue; dropping it leaves the queue.
+#[derive(Debug)]
+pub struct QueuedRequest {
+    backend: Arc<BackendState>,
+    ticket: Ticket,
+    place: Place<ServerId>,
+    deadline: Instant,
+    grant: tokio::sync::oneshot::Receiver<Grant>,
+}
+
+impl QueuedRequest {
+    /// The queue it waits in (a server by its id in the snapshot).
+    pub fn place(&self) -> Place<ServerId> {
+        self.place
+    }
+
+    /// Waits for a slot until the deadline.
+    pub async fn wait(&mut self) -> Result<Grant, QueueTimeout> {
+        loop {
+            let wake = self.deadline.min(Instant::now() + QUEUE_RECHECK);
+            tokio::select! {
+                grant = &mut self.grant => return grant.map_err(|_| QueueTimeout),
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+            // Expired requests lose their wake-up (this one's receiver then
+            // reports the timeout); slots nobody freed are handed out.
+            let expired = {
+                let mut queue = self.backend.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let expired = queue.pendings.expire(Instant::now());
+                queue.dispatch(&self.backend);
+                expired
+            };
+            drop(expired);
+        }
+    }
+}
+
+impl Drop for QueuedRequest {
+    fn drop(&mut self) {
+        let left = {
+            let mut queue = self.backend.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let left = queue.pendings.remove(self.ticket);
+            if left.is_some() {
+                queue.recount(&self.backend);
+            }
+            left
+        };
+        drop(left);
+    }
 }
 
 #[derive(Debug)]
@@ -290,6 +526,92 @@ pub struct BackendRuntime {
     /// One per configured server, in order.
     pub servers: Vec<Arc<ServerState>>,
     pub balancer: Balancer,
+}
+
+impl BackendRuntime {
+    /// A slot for the request `input` on a server of `config` (this
+    /// runtime's backend), or a place in its queues until `deadline`, as
+    /// HAProxy's `assign_server_and_queue`: a request the balancer may
+    /// give to any server waits in the backend queue, one bound to a
+    /// server (a hash) in that server's queue, and a newcomer never
+    /// overtakes a queued request.
+    pub fn take(&self, config: &Backend, input: &BalanceInput, deadline: Instant) -> Take {
+        // Nobody waits: the balancer's choice, without the lock.
+        if self.state.queued.load(Ordering::SeqCst) == 0 {
+            match balance::choose(config, self, input) {
+                Pick::NoServer => return Take::NoServer,
+                Pick::Server(id) => {
+                    if let Some(slot) = self.slot(config, id) {
+                        return Take::Slot(id, slot);
+                    }
+                }
+                Pick::Queue(_) => {}
+            }
+        }
+        let mut queue = self.state.queue.lock().unwrap_or_else(|e| e.into_inner());
+        // Round robin, static-rr and first choose among free servers only,
+        // so a queued request means all are full (HAProxy skips the choice,
+        // unless every request of the backend is queued).
+        let fifo = matches!(
+            config.balance,
+            Balance::RoundRobin | Balance::StaticRr | Balance::First
+        );
+        let mut place = Place::Backend;
+        let backend_queued = queue.pendings.len(Place::Backend) > 0;
+        if !(fifo && backend_queued && self.state.current_conns.load(Ordering::Relaxed) > 0) {
+            // A slot taken by another thread between choice and take:
+            // choose again (it is full now), a few times at most.
+            for _ in 0..4 {
+                match balance::choose(config, self, input) {
+                    Pick::NoServer => return Take::NoServer,
+                    Pick::Queue(None) => place = Place::Backend,
+                    Pick::Queue(Some(id)) => place = Place::Server(id),
+                    Pick::Server(id) => {
+                        let bound = self.servers.get(id).map(queue_key);
+                        if bound.is_some_and(|key| queue.pendings.len(Place::Server(key)) > 0) {
+                            place = Place::Server(id);
+                        } else if let Some(slot) = self.slot(config, id) {
+                            return Take::Slot(id, slot);
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+                break;
+            }
+        }
+        let key = match place {
+            Place::Backend => Place::Backend,
+            Place::Server(id) => match self.servers.get(id) {
+                Some(server) => Place::Server(queue_key(server)),
+                None => return Take::NoServer,
+            },
+        };
+        let (wake, grant) = tokio::sync::oneshot::channel();
+        let ticket = queue.pendings.push(key, deadline, wake);
+        // Counted before looking for a free slot (see ServerSlot's drop).
+        queue.recount(&self.state);
+        queue.dispatch(&self.state);
+        Take::Queued(QueuedRequest {
+            backend: Arc::clone(&self.state),
+            ticket,
+            place,
+            deadline,
+            grant,
+        })
+    }
+
+    fn slot(&self, config: &Backend, id: ServerId) -> Option<ServerSlot> {
+        let maxconn = config.servers.get(id)?.maxconn;
+        ServerSlot::take(&self.state, self.servers.get(id)?, maxconn)
+    }
+
+    /// The id in this snapshot of the server a granted slot is on.
+    pub fn server_id(&self, slot: &ServerSlot) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .position(|s| Arc::ptr_eq(s, slot.server()))
+    }
 }
 
 /// Everything a request needs, immutable once built.
@@ -381,7 +703,7 @@ impl StateRegistry {
             .map(|b| {
                 let state = inner.backends.remove(&b.name).unwrap_or_default();
                 next.backends.insert(b.name.clone(), Arc::clone(&state));
-                let servers = b
+                let servers: Vec<Arc<ServerState>> = b
                     .servers
                     .iter()
                     .map(|s| {
@@ -397,6 +719,7 @@ impl StateRegistry {
                         server
                     })
                     .collect();
+                state.rejoin(b, &servers);
                 BackendRuntime {
                     state,
                     servers,

@@ -79,34 +79,183 @@ fn disabled_servers_start_in_maintenance() {
     assert!(!snap.backends[0].servers[0].is_up());
 }
 
-#[tokio::test]
-async fn a_freed_slot_wakes_every_waiter() {
-    let registry = StateRegistry::new();
-    let snap = Arc::new(registry.build(config(&[("a", 1), ("b", 1)])));
-    let slot = ServerSlot::acquire(&snap.backends[0], 0, 2).unwrap();
-    let mut waiters = Vec::new();
-    for _ in 0..3 {
-        let snap = Arc::clone(&snap);
-        waiters.push(tokio::spawn(async move {
-            snap.backends[0].state.slot_freed.notified().await;
-        }));
+fn backend_with(balance: &str, servers: &[(&str, u32)]) -> Arc<ProxyConfig> {
+    let mut text = format!("[[backend]]\nname = \"b\"\nmode = \"http\"\nbalance = \"{balance}\"\n");
+    for (i, (name, maxconn)) in servers.iter().enumerate() {
+        text.push_str(&format!(
+            "[[backend.server]]\nname = \"{name}\"\naddress = \"198.18.0.{}:80\"\nmaxconn = {maxconn}\n",
+            i + 1
+        ));
     }
+    Arc::new(parse_str(&text, Path::new("t.toml")).unwrap())
+}
+
+fn take(snap: &Snapshot, input: &BalanceInput, wait: Duration) -> Take {
+    let (config, runtime) = snap.backend(0).unwrap();
+    runtime.take(config, input, Instant::now() + wait)
+}
+
+fn input() -> BalanceInput<'static> {
+    BalanceInput::new("198.18.1.1".parse().unwrap())
+}
+
+/// Queued requests, each waiting in its own task: they report (tag, place,
+/// position) when served, in the order served.
+fn waiters(
+    snap: &Arc<Snapshot>,
+    requests: Vec<(&'static str, Take)>,
+) -> tokio::sync::mpsc::UnboundedReceiver<(&'static str, Place<usize>, u32, ServerSlot)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for (tag, taken) in requests {
+        let Take::Queued(mut queued) = taken else {
+            panic!("{tag} was not queued");
+        };
+        let tx = tx.clone();
+        let _snap = Arc::clone(snap);
+        tokio::spawn(async move {
+            if let Ok(grant) = queued.wait().await {
+                let _ = tx.send((tag, grant.from, grant.position, grant.slot));
+            }
+        });
+    }
+    rx
+}
+
+#[tokio::test(start_paused = true)]
+async fn freed_slots_go_to_waiters_in_arrival_order() {
+    let snap =
+        Arc::new(StateRegistry::new().build(backend_with("roundrobin", &[("a", 1), ("b", 1)])));
+    let input = input();
+    let held: Vec<_> = (0..2)
+        .map(|_| match take(&snap, &input, Duration::from_secs(10)) {
+            Take::Slot(_, slot) => slot,
+            other => panic!("a free slot: {other:?}"),
+        })
+        .collect();
+    let queued: Vec<_> = ["first", "second", "third"]
+        .into_iter()
+        .map(|tag| (tag, take(&snap, &input, Duration::from_secs(10))))
+        .collect();
+    assert_eq!(snap.backends[0].state.queued.load(Ordering::SeqCst), 3);
+    let mut served = waiters(&snap, queued);
     tokio::task::yield_now().await;
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    drop(slot);
-    for waiter in waiters {
-        tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
-            .await
-            .expect("every waiter woke")
-            .unwrap();
+    // A newcomer does not overtake them even when a slot frees.
+    let mut held = held.into_iter();
+    drop(held.next());
+    let (tag, from, position, slot) = served.recv().await.unwrap();
+    assert_eq!((tag, from, position), ("first", Place::Backend, 1));
+    match take(&snap, &input, Duration::from_secs(10)) {
+        Take::Queued(late) => assert_eq!(late.place(), Place::Backend),
+        other => panic!("the newcomer queues behind: {other:?}"),
     }
-    // And one about to wait finds the stored permit.
-    tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        snap.backends[0].state.slot_freed.notified(),
-    )
-    .await
-    .expect("a permit was stored");
+    drop(slot);
+    let (tag, _, position, slot) = served.recv().await.unwrap();
+    assert_eq!((tag, position), ("second", 2));
+    drop(held.next());
+    let (tag, _, position, _third) = served.recv().await.unwrap();
+    assert_eq!((tag, position), ("third", 3));
+    drop(slot);
+    assert_eq!(
+        snap.backends[0].state.queued.load(Ordering::SeqCst),
+        0,
+        "the late one left"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bound_request_waits_on_its_server_and_the_oldest_of_both_queues_goes_first() {
+    // hdr(X-User): with the header the request is bound to its server,
+    // without it round robin may use any server.
+    let snap = Arc::new(StateRegistry::new().build(backend_with("hdr(X-User)", &[("a", 1)])));
+    let bound_request = hyper::http::Request::get("/")
+        .header("X-User", "alice")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let bound = BalanceInput {
+        request: Some(&bound_request),
+        ..input()
+    };
+    let Take::Slot(_, held) = take(&snap, &bound, Duration::from_secs(10)) else {
+        panic!("a free slot");
+    };
+    let first = take(&snap, &bound, Duration::from_secs(10));
+    let second = take(&snap, &input(), Duration::from_secs(10));
+    let third = take(&snap, &bound, Duration::from_secs(10));
+    let places: Vec<_> = [&first, &second, &third]
+        .iter()
+        .map(|t| match t {
+            Take::Queued(q) => q.place(),
+            other => panic!("queued: {other:?}"),
+        })
+        .collect();
+    assert_eq!(places, [Place::Server(0), Place::Backend, Place::Server(0)]);
+    assert_eq!(snap.backends[0].servers[0].queued.load(Ordering::SeqCst), 2);
+    let mut served = waiters(
+        &snap,
+        vec![("first", first), ("second", second), ("third", third)],
+    );
+    tokio::task::yield_now().await;
+    drop(held);
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let (tag, from, position, slot) = served.recv().await.unwrap();
+        order.push((tag, from, position));
+        drop(slot);
+    }
+    let key = |p: Place<usize>| matches!(p, Place::Server(_));
+    assert_eq!(
+        order
+            .iter()
+            .map(|(t, f, p)| (*t, key(*f), *p))
+            .collect::<Vec<_>>(),
+        [("first", true, 1), ("second", false, 1), ("third", true, 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_queue_expires_a_waiter_and_frees_its_place() {
+    let snap = Arc::new(StateRegistry::new().build(backend_with("roundrobin", &[("a", 1)])));
+    let Take::Slot(_, held) = take(&snap, &input(), Duration::from_secs(1)) else {
+        panic!("a free slot");
+    };
+    let Take::Queued(mut waiting) = take(&snap, &input(), Duration::from_millis(1500)) else {
+        panic!("queued");
+    };
+    let started = tokio::time::Instant::now();
+    assert_eq!(waiting.wait().await.unwrap_err(), QueueTimeout);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_millis(1600),
+        "{waited:?}"
+    );
+    assert_eq!(snap.backends[0].state.queued.load(Ordering::SeqCst), 0);
+    drop(held);
+    assert_eq!(
+        snap.backends[0].state.current_conns.load(Ordering::SeqCst),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_leaves_passes_the_slot_on() {
+    let snap = Arc::new(StateRegistry::new().build(backend_with("roundrobin", &[("a", 1)])));
+    let Take::Slot(_, held) = take(&snap, &input(), Duration::from_secs(10)) else {
+        panic!("a free slot");
+    };
+    let gone = take(&snap, &input(), Duration::from_secs(10));
+    let stays = take(&snap, &input(), Duration::from_secs(10));
+    drop(gone);
+    let mut served = waiters(&snap, vec![("stays", stays)]);
+    tokio::task::yield_now().await;
+    drop(held);
+    let (tag, _, position, _slot) = served.recv().await.unwrap();
+    assert_eq!((tag, position), ("stays", 1));
+    assert_eq!(
+        snap.backends[0].state.current_conns.load(Ordering::SeqCst),
+        1
+    );
 }
 
 #[test]

@@ -85,9 +85,6 @@ pub struct Counters {
     pub redispatches: AtomicU64,
     pub queued_current: AtomicU64,
     pub queued_max: AtomicU64,
-    /// Requests that left this queue with a slot: a request's position in
-    /// the queue (`%sq`/`%bq`) is how many left before it.
-    queue_served: AtomicU64,
     responses: [AtomicU64; STATUS_CLASSES],
 }
 
@@ -126,7 +123,6 @@ impl Counters {
         self.queued_max.fetch_max(queued, Relaxed);
         QueueGuard {
             counters: self.clone(),
-            entered: self.queue_served.load(Relaxed),
         }
     }
 
@@ -178,24 +174,12 @@ impl Drop for SessionGuard {
     }
 }
 
-/// One queued request; leaves the queue on drop.
+/// One queued request, counted in the queue's current and maximum length
+/// (its position, `%sq`/`%bq`, is the queue's: `proxy::queue`); leaves on
+/// drop.
 #[derive(Debug)]
 pub struct QueueGuard {
     counters: Arc<Counters>,
-    /// `queue_served` when the request entered.
-    entered: u64,
-}
-
-impl QueueGuard {
-    /// The request got its slot: leaves the queue and returns its position
-    /// as HAProxy logs it (`%sq`/`%bq`): the requests that left the queue
-    /// since it entered, itself included (HAProxy 2.6 counts the dequeue
-    /// before reading the queue's index). A request that never queued
-    /// logs 0.
-    pub fn served(self) -> u32 {
-        let served = self.counters.queue_served.fetch_add(1, Relaxed) + 1;
-        u32::try_from(served.saturating_sub(self.entered)).unwrap_or(u32::MAX)
-    }
 }
 
 impl Drop for QueueGuard {
@@ -361,19 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn queue_position_counts_the_requests_served_before() {
+    fn queue_length_counts_current_and_max() {
         let backend = Arc::new(Counters::default());
         let first = backend.enter_queue();
         let second = backend.enter_queue();
         let third = backend.enter_queue();
         assert_eq!(backend.snapshot().queue_current, 3);
-        assert_eq!(first.served(), 1);
-        assert_eq!(second.served(), 2);
-        // One that arrives later is behind none of those already served.
+        drop((first, second));
         let fourth = backend.enter_queue();
-        assert_eq!(third.served(), 3);
-        assert_eq!(fourth.served(), 2);
+        assert_eq!(backend.snapshot().queue_current, 2);
+        drop((third, fourth));
         assert_eq!(backend.snapshot().queue_current, 0);
+        assert_eq!(backend.snapshot().queue_max, 3);
         let counters = ProxyCounters::default();
         let a = counters.open_connection();
         let b = counters.open_connection();

@@ -37,6 +37,12 @@ pub struct BackendStatus {
     /// Usable primary and backup servers (`act`, `bck`).
     pub active_servers: u32,
     pub backup_servers: u32,
+    /// Seconds since the last UP/DOWN change (`lastchg`) and in all DOWN
+    /// (`downtime`).
+    #[serde(default)]
+    pub last_change_secs: u64,
+    #[serde(default)]
+    pub downtime_secs: u64,
     pub counters: CounterSnapshot,
     pub servers: Vec<ServerStatus>,
 }
@@ -56,6 +62,12 @@ pub struct ServerStatus {
     pub last_check: Option<String>,
     /// UP->DOWN transitions (`chkdown`).
     pub downs: u64,
+    /// Seconds since the last UP/DOWN change, MAINT counting as DOWN
+    /// (`lastchg`), and in all DOWN (`downtime`).
+    #[serde(default)]
+    pub last_change_secs: u64,
+    #[serde(default)]
+    pub downtime_secs: u64,
     /// `slim`: the server's maxconn (0 = none).
     pub maxconn: u32,
     pub counters: CounterSnapshot,
@@ -113,7 +125,11 @@ impl ProxyStatus {
                             server_counters.queue_current =
                                 u64::from(state.queued.load(std::sync::atomic::Ordering::Relaxed));
                         }
+                        let (changed, down) =
+                            state.map_or_else(Default::default, |st| st.downtime());
                         ServerStatus {
+                            last_change_secs: changed.as_secs(),
+                            downtime_secs: down.as_secs(),
                             name: s.name.clone(),
                             address: s.address.to_string(),
                             status: status.into(),
@@ -137,7 +153,12 @@ impl ProxyStatus {
                         .count() as u32
                 };
                 let (active, backup) = (usable(false), usable(true));
+                let (changed, down) = runtime.map_or_else(Default::default, |r| {
+                    r.state.note_usable(active + backup > 0)
+                });
                 BackendStatus {
+                    last_change_secs: changed.as_secs(),
+                    downtime_secs: down.as_secs(),
                     name: b.name.clone(),
                     mode: mode_name(b.mode),
                     status: if active + backup > 0 { "UP" } else { "DOWN" }.into(),

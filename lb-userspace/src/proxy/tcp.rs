@@ -9,11 +9,14 @@ use crate::log::{
 };
 use crate::proxy::{
     acl::ConnInfo,
-    balance::{rdp_cookie, Balance, BalanceInput, Pick, RdpCookie},
+    assign::{assign_and_connect, AssignFailure, ConnectFailed, Request},
+    balance::{rdp_cookie, Balance, BalanceInput, RdpCookie},
+    config::ServerId,
     relay::{self, RelayEnd, RelayMeter},
+    retry::FailureKind,
     route::{self, Decision},
     runtime::Shared,
-    snapshot::{ServerSlot, Snapshot},
+    snapshot::Snapshot,
     stats::Counters,
     tls::client::{self as client_tls, ServerStream},
     tls::passthrough,
@@ -106,7 +109,7 @@ async fn session(
     let Decision::UseBackend(backend_id) = route::route_tcp(snapshot, frontend_id, info) else {
         return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect);
     };
-    let Some((backend, runtime)) = snapshot.backend(backend_id) else {
+    let Some((backend, _)) = snapshot.backend(backend_id) else {
         return TerminationState::new(Cause::Internal, SessionPhase::Request);
     };
     let backend_name: Arc<str> = backend.name.as_str().into();
@@ -126,91 +129,57 @@ async fn session(
         _ => Vec::new(),
     };
 
-    let queue_deadline = Instant::now() + backend.timeouts.queue;
-    let mut pinned = None;
-    let mut exclude = None;
-    let mut retries = 0u32;
-    let (server_stream, slot, server_counters) = loop {
-        let server = match pinned {
-            Some(server) => server,
-            None => {
-                let input = BalanceInput {
-                    src: info.src.ip(),
-                    request: None,
-                    payload: &payload,
-                    body: &[],
-                    exclude,
-                };
-                match route::choose(snapshot, backend_id, &input) {
-                    Pick::Server(server) => server,
-                    Pick::NoServer => {
-                        return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect)
-                    }
-                    Pick::Queue(_) => {
-                        if !wait_in_queue(runtime, queue_deadline).await {
-                            return TerminationState::new(
-                                Cause::ServerTimeout,
-                                SessionPhase::Queue,
-                            );
-                        }
-                        continue;
-                    }
-                }
-            }
-        };
+    let assign = Request {
+        snapshot,
+        backend: backend_id,
+        input: BalanceInput {
+            src: info.src.ip(),
+            request: None,
+            payload: &payload,
+            body: &[],
+            exclude: None,
+        },
+        backend_counters: Some(backend_counters.clone()),
+        counters: &shared.counters,
+        since: accepted,
+    };
+    let connect = |server: ServerId| {
         let config = &backend.servers[server];
-        let Some(slot) = ServerSlot::acquire(runtime, server, config.maxconn) else {
-            if !wait_in_queue(runtime, queue_deadline).await {
-                return TerminationState::new(Cause::ServerTimeout, SessionPhase::Queue);
-            }
-            continue;
-        };
-        record.timers.queue.get_or_insert(accepted.elapsed());
-        let server_name: Arc<str> = config.name.as_str().into();
-        record.server = Some(server_name.clone());
-        let server_counters = shared
-            .counters
-            .servers
-            .get(&(backend_name.clone(), server_name));
-        let connect_started = Instant::now();
-        let connect = client_tls::connect(config.address, config.tls.as_deref(), info);
-        let attempt = tokio::time::timeout(backend.timeouts.connect, connect).await;
-        match attempt {
-            Ok(Ok(stream)) => {
-                record.timers.connect = Some(connect_started.elapsed());
-                break (stream, slot, server_counters);
-            }
-            failed => {
-                drop(slot);
-                for counters in [&backend_counters, &server_counters] {
-                    Counters::add(&counters.connection_errors, 1);
-                }
-                if retries >= backend.retries {
-                    let cause = if failed.is_err() {
-                        Cause::ServerTimeout
-                    } else {
-                        Cause::ServerAbort
-                    };
-                    return TerminationState::new(cause, SessionPhase::Connect);
-                }
-                retries += 1;
-                record.retries = retries;
-                for counters in [&backend_counters, &server_counters] {
-                    Counters::add(&counters.retries, 1);
-                }
-                if backend.redispatch && retries == backend.retries {
-                    pinned = None;
-                    exclude = Some(server);
-                    record.redispatched = true;
-                    for counters in [&backend_counters, &server_counters] {
-                        Counters::add(&counters.redispatches, 1);
-                    }
-                } else {
-                    pinned = Some(server);
-                }
+        let timeout = backend.timeouts.connect;
+        async move {
+            let connect = client_tls::connect(config.address, config.tls.as_deref(), info);
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(stream)) => Ok(stream),
+                Ok(Err(error)) => Err(ConnectFailed {
+                    kind: FailureKind::Error,
+                    reused: false,
+                    error: Some(error),
+                }),
+                Err(_) => Err(ConnectFailed {
+                    kind: FailureKind::Timeout,
+                    reused: false,
+                    error: None,
+                }),
             }
         }
     };
+    let assigned = match assign_and_connect(assign, record, connect).await {
+        Ok(assigned) => assigned,
+        Err(AssignFailure::NoServer) => {
+            return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect)
+        }
+        Err(AssignFailure::QueueTimeout) => {
+            return TerminationState::new(Cause::ServerTimeout, SessionPhase::Queue)
+        }
+        Err(AssignFailure::Exhausted(_, FailureKind::Timeout)) => {
+            return TerminationState::new(Cause::ServerTimeout, SessionPhase::Connect)
+        }
+        Err(AssignFailure::Exhausted(_, FailureKind::Error)) => {
+            return TerminationState::new(Cause::ServerAbort, SessionPhase::Connect)
+        }
+    };
+    let (server_stream, slot, server_counters) =
+        (assigned.connection, assigned.slot, assigned.counters);
     let _server_session = server_counters.open_session();
     let _ = client.set_nodelay(true);
     // HAProxy: `timeout tunnel` once both sides are connected, else the
@@ -286,17 +255,4 @@ async fn peek_first_bytes(client: &TcpStream, cookie: &str, limit: Duration) -> 
     }
     buffer.truncate(seen);
     buffer
-}
-
-async fn wait_in_queue(
-    runtime: &crate::proxy::snapshot::BackendRuntime,
-    deadline: Instant,
-) -> bool {
-    let now = Instant::now();
-    if now >= deadline {
-        return false;
-    }
-    let wait = (deadline - now).min(Duration::from_millis(100));
-    let _ = tokio::time::timeout(wait, runtime.state.slot_freed.notified()).await;
-    true
 }

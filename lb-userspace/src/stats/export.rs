@@ -36,11 +36,17 @@ pub struct Row {
     pub act: Option<u64>,
     pub bck: Option<u64>,
     pub chkdown: Option<u64>,
+    /// Seconds since the last UP/DOWN change.
+    pub lastchg: Option<u64>,
+    /// Seconds DOWN in all.
+    pub downtime: Option<u64>,
     #[serde(rename = "type")]
     pub kind: u8,
     pub rate: Option<u64>,
     pub rate_max: Option<u64>,
     pub check_status: String,
+    /// The last check's duration, ms.
+    pub check_duration: Option<u64>,
     pub addr: String,
     pub mode: String,
     pub packets: Option<u64>,
@@ -72,10 +78,13 @@ pub const COLUMNS: &[&str] = &[
     "act",
     "bck",
     "chkdown",
+    "lastchg",
+    "downtime",
     "type",
     "rate",
     "rate_max",
     "check_status",
+    "check_duration",
     "addr",
     "mode",
     "packets",
@@ -132,6 +141,9 @@ pub fn rows(report: &StatusReport) -> Vec<Row> {
                 stot: Some(b.new_flows),
                 bin: Some(b.bytes),
                 check_status: b.last_check.clone().unwrap_or_default(),
+                check_duration: b.last_latency_ms.map(|ms| ms.round() as u64),
+                lastchg: b.seconds_since_change.map(|s| s as u64),
+                downtime: b.downtime_seconds.map(|s| s as u64),
                 addr: SocketAddr::new(b.address, b.port).to_string(),
                 mode: s.mode.clone(),
                 packets: Some(b.packets),
@@ -188,6 +200,8 @@ pub fn rows(report: &StatusReport) -> Vec<Row> {
                     act: Some(u64::from(!s.backup)),
                     bck: Some(u64::from(s.backup)),
                     chkdown: s.check.then_some(s.downs),
+                    lastchg: Some(s.last_change_secs),
+                    downtime: Some(s.downtime_secs),
                     kind: SERVER,
                     check_status: s.last_check.clone().unwrap_or_default(),
                     addr: s.address.clone(),
@@ -201,6 +215,8 @@ pub fn rows(report: &StatusReport) -> Vec<Row> {
                 pxname: b.name.clone(),
                 svname: "BACKEND".into(),
                 status: b.status.clone(),
+                lastchg: Some(b.last_change_secs),
+                downtime: Some(b.downtime_secs),
                 act: Some(u64::from(b.active_servers)),
                 bck: Some(u64::from(b.backup_servers)),
                 kind: BACKEND,
@@ -271,7 +287,7 @@ mod tests {
         let text = csv(&rows);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,"));
-        assert_eq!(lines[1], "app,b1,,,3,,,10,,,,,,,,,,UP,1,,,,2,,,,,,,,,");
+        assert_eq!(lines[1], "app,b1,,,3,,,10,,,,,,,,,,UP,1,,,,,,2,,,,,,,,,,");
         assert!(lines[2].starts_with("\"a,\"\"b\"\"\",BACKEND,"));
         assert_eq!(lines[1].split(',').count(), COLUMNS.len() + 1);
     }

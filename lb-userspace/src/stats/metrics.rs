@@ -73,6 +73,7 @@ fn latency_histogram() -> Histogram {
 /// What the daemon feeds as it happens.
 pub struct LiveMetrics {
     check_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    server_check_latency: Family<ServerLabels, Histogram, fn() -> Histogram>,
     vrrp_transitions: AtomicU64,
 }
 
@@ -80,6 +81,7 @@ impl Default for LiveMetrics {
     fn default() -> Self {
         LiveMetrics {
             check_latency: Family::new_with_constructor(latency_histogram),
+            server_check_latency: Family::new_with_constructor(latency_histogram),
             vrrp_transitions: AtomicU64::new(0),
         }
     }
@@ -94,6 +96,39 @@ impl LiveMetrics {
                 backend: backend.to_string(),
             })
             .observe(latency.as_secs_f64());
+    }
+
+    /// One proxy server's health check (`check`) finished after
+    /// `latency`; fed by the checks on the proxy's runtime.
+    pub fn observe_server_check(&self, proxy: &str, server: &str, latency: Duration) {
+        self.server_check_latency
+            .get_or_create(&ServerLabels {
+                proxy: proxy.to_owned(),
+                server: server.to_owned(),
+            })
+            .observe(latency.as_secs_f64());
+    }
+
+    fn register_histograms(&self, r: &mut Registry) {
+        r.register(
+            "health_check_latency_seconds",
+            "Duration of XDP backends' health checks",
+            self.check_latency.clone(),
+        );
+        r.register(
+            "server_check_latency_seconds",
+            "Duration of proxy servers' health checks (check)",
+            self.server_check_latency.clone(),
+        );
+    }
+
+    /// The check-latency histograms alone, in Prometheus text.
+    pub fn histograms_text(&self) -> String {
+        let mut registry = Registry::with_prefix("lbd");
+        self.register_histograms(&mut registry);
+        let mut text = String::new();
+        let _ = encode(&mut text, &registry);
+        text
     }
 
     /// The VRRP driver's count of state changes since start.
@@ -229,6 +264,11 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
         "backend_health_up",
         "1 when a backend passes its health checks (or is not checked)",
     );
+    let be_downtime = Families::<BackendLabels, Counter>::register(
+        r,
+        "backend_downtime_seconds",
+        "Seconds a backend was down by its health checks (HAProxy's downtime)",
+    );
     let be_state = Families::<StateLabels, Gauge>::register(r, "backend_state", "1 for a backend's data-path state (serving, draining, down) and administrative state (admin_enabled, admin_drain, admin_disabled)");
     for s in &report.services {
         let service = s
@@ -253,6 +293,7 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
             be_flows.add(labels.clone(), b.new_flows);
             be_weight.set(labels.clone(), i64::from(b.weight.unwrap_or(0)));
             be_slots.set(labels.clone(), i64::from(b.slots.unwrap_or(0)));
+            be_downtime.add(labels.clone(), b.downtime_seconds.unwrap_or(0.0) as u64);
             be_up.set(
                 labels.clone(),
                 i64::from(b.health.as_deref() != Some("down")),
@@ -276,6 +317,9 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
         }
     }
 
+    if let Some(bgp) = &report.bgp {
+        crate::bgp::status::register_metrics(bgp, r);
+    }
     if let Some(proxy) = &report.proxy {
         let connections = Families::<VrrpLabels, Gauge>::register(
             r,
@@ -330,6 +374,16 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
             r,
             "proxy_backend_up",
             "1 while a proxy backend has a usable server",
+        );
+        let bk_downtime = Families::<ProxyLabels, C>::register(
+            r,
+            "proxy_backend_downtime_seconds",
+            "Seconds a proxy backend had no usable server (HAProxy's downtime)",
+        );
+        let bk_changed = Families::<ProxyLabels, Gauge>::register(
+            r,
+            "proxy_backend_last_change_seconds",
+            "Seconds since a proxy backend last went UP or DOWN (HAProxy's lastchg)",
         );
         let bk_in = Families::<ProxyLabels, C>::register(
             r,
@@ -386,6 +440,16 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
             "server_check_down_transitions",
             "UP to DOWN transitions of a server's checks",
         );
+        let sv_downtime = Families::<ServerLabels, C>::register(
+            r,
+            "server_downtime_seconds",
+            "Seconds a server was DOWN or in MAINT (HAProxy's downtime)",
+        );
+        let sv_changed = Families::<ServerLabels, Gauge>::register(
+            r,
+            "server_last_change_seconds",
+            "Seconds since a server last went UP or DOWN (HAProxy's lastchg)",
+        );
         let sv_weight = Families::<ServerLabels, Gauge>::register(
             r,
             "server_weight",
@@ -402,6 +466,8 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
             };
             bk_sessions.add(l.clone(), b.counters.sessions_total);
             bk_up.set(l.clone(), i64::from(b.status == "UP"));
+            bk_downtime.add(l.clone(), b.downtime_secs);
+            bk_changed.set(l.clone(), as_i64(b.last_change_secs));
             bk_in.add(l.clone(), b.counters.bytes_in);
             bk_out.add(l, b.counters.bytes_out);
             for s in &b.servers {
@@ -419,6 +485,8 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
                 sv_retries.add(l.clone(), c.retries);
                 sv_redis.add(l.clone(), c.redispatches);
                 sv_downs.add(l.clone(), s.downs);
+                sv_downtime.add(l.clone(), s.downtime_secs);
+                sv_changed.set(l.clone(), as_i64(s.last_change_secs));
                 sv_weight.set(l.clone(), i64::from(s.weight));
                 sv_status.set(l, i64::from(s.status == "UP"));
             }
@@ -471,11 +539,7 @@ pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
         "VRRP state changes of every instance since lbd started",
         transitions,
     );
-    r.register(
-        "health_check_latency_seconds",
-        "Duration of XDP backends' health checks",
-        live.check_latency.clone(),
-    );
+    live.register_histograms(r);
 
     let mut text = String::new();
     // Writing into a String cannot fail.

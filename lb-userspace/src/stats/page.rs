@@ -143,8 +143,9 @@ pub fn fragment(sample: &Sample, viewer: &Viewer) -> Markup {
                     tr data-row=(format!("{}/FRONTEND", f.name)) class=(if f.status == "OPEN" { "frontend active_up" } else { "frontend active_down" }) {
                         td.name { "Frontend" }
                         (counter_cells(&f.counters, f.maxconn))
+                        td {}
                         td data-col="status" { (f.status) }
-                        td {} td {} td {} td {} td {} td {} td {}
+                        td {} td {} td {} td {} td {} td {} td {} td {}
                     }
                 }
             }
@@ -155,8 +156,11 @@ pub fn fragment(sample: &Sample, viewer: &Viewer) -> Markup {
                     tr data-row=(format!("{}/BACKEND", b.name)) class=(if b.status == "UP" { "backend active_up" } else { "backend active_down" }) {
                         td.name { "Backend" }
                         (counter_cells(&b.counters, 0))
+                        td data-col="lastchg" { (duration_text(b.last_change_secs as f64)) }
                         td data-col="status" { (b.status) }
-                        td {} td {} td { (b.active_servers) } td { (b.backup_servers) } td {} td {} td {}
+                        td {} td {} td { (b.active_servers) } td { (b.backup_servers) } td {} td {}
+                        td data-col="downtime" { (duration_text(b.downtime_secs as f64)) }
+                        td {}
                     }
                 }
             }
@@ -168,6 +172,7 @@ pub fn fragment(sample: &Sample, viewer: &Viewer) -> Markup {
                 @for v in &report.vrrp { (vrrp_row(v, report.running)) }
             }
         }
+        @if let Some(bgp) = &report.bgp { (crate::bgp::status::html(bgp)) }
         h2 { "XDP outcomes (packets, all CPUs)" }
         table #outcomes {
             tr { th.name { "outcome" } th { "packets" } }
@@ -187,21 +192,21 @@ fn service_table(service: &ServiceStatus, sample: &Sample, viewer: &Viewer) -> M
     let rates = sample.rates(RowId::Service(service.id));
     html! {
         table.service data-service=(name) {
-            tr.section { td colspan="16" {
+            tr.section { td colspan="17" {
                 (name) " — " (SocketAddr::new(service.vip, service.port)) "/" (service.protocol)
                 " · " (service.mode) " · " (service.table_size) " Maglev slots"
             } }
             tr {
                 th.name { "backend" } th { "MAC" } th { "state" } th { "health" } th.name { "last check" } th { "latency" }
                 th { "admin" } th { "weight" } th { "slots" } th { "packets" } th { "bytes" } th { "new flows" }
-                th { "pkt/s" } th { "bytes/s" } th { "flows/s" } th { "since change" }
+                th { "pkt/s" } th { "bytes/s" } th { "flows/s" } th { "since change" } th { "downtime" }
                 @if viewer.token.is_some() { th { "actions" } }
             }
             @for b in &service.backends { (backend_row(&name, b, sample, viewer)) }
             tr.total {
                 td.name { "Total" } td {} td {} td {} td {} td {} td {} td {} td { (service.table_size) }
                 td { (service.packets) } td { (service.bytes) } td { (service.new_flows) }
-                td { (format!("{:.1}", rates.packets)) } td { (format!("{:.0}", rates.bytes)) } td { (format!("{:.1}", rates.new_flows)) } td {}
+                td { (format!("{:.1}", rates.packets)) } td { (format!("{:.0}", rates.bytes)) } td { (format!("{:.1}", rates.new_flows)) } td {} td {}
                 @if viewer.token.is_some() { td {} }
             }
         }
@@ -239,7 +244,8 @@ fn backend_row(service: &str, b: &BackendStatus, sample: &Sample, viewer: &Viewe
             td { (b.slots.map_or("-".into(), |s| s.to_string())) }
             td { (b.packets) } td { (b.bytes) } td { (b.new_flows) }
             td { (format!("{:.1}", rates.packets)) } td { (format!("{:.0}", rates.bytes)) } td { (format!("{:.1}", rates.new_flows)) }
-            td { (b.seconds_since_change.map_or("-".into(), duration_text)) }
+            td data-col="lastchg" { (b.seconds_since_change.map_or("-".into(), duration_text)) }
+            td data-col="downtime" { (b.downtime_seconds.map_or("-".into(), duration_text)) }
             @if let Some(token) = viewer.token {
                 td { (actions(token, "xdp", service, &address, b.weight.unwrap_or(0))) }
             }
@@ -272,12 +278,12 @@ fn proxy_header(name: &str) -> Markup {
             th.name rowspan="2" { "" }
             th colspan="2" { "Queue" } th colspan="2" { "Session rate" } th colspan="4" { "Sessions" }
             th colspan="2" { "Bytes" } th colspan="2" { "Denied" } th colspan="3" { "Errors" } th colspan="2" { "Warnings" }
-            th colspan="8" { "Server" }
+            th colspan="10" { "Server" }
         }
         tr {
             th { "Cur" } th { "Max" } th { "Cur" } th { "Max" } th { "Cur" } th { "Max" } th { "Limit" } th { "Total" }
             th { "In" } th { "Out" } th { "Req" } th { "Resp" } th { "Req" } th { "Conn" } th { "Resp" } th { "Retr" } th { "Redis" }
-            th { "Status" } th { "LastChk" } th { "Wght" } th { "Act" } th { "Bck" } th { "Chk" } th { "Dwn" } th { "Actions" }
+            th { "LastChg" } th { "Status" } th { "LastChk" } th { "Wght" } th { "Act" } th { "Bck" } th { "Chk" } th { "Dwn" } th { "Dwntme" } th { "Actions" }
         }
     }
 }
@@ -313,6 +319,7 @@ fn server_row(backend: &str, s: &ServerStatus, viewer: &Viewer) -> Markup {
         tr class=(format!("server {}", server_class(s))) data-row=(format!("{backend}/{}", s.name)) {
             td.name { (s.name) }
             (counter_cells(&s.counters, s.maxconn))
+            td data-col="lastchg" { (duration_text(s.last_change_secs as f64)) }
             td data-col="status" { (s.status) }
             td.name { (if s.check { s.last_check.as_deref().unwrap_or("pending") } else { "" }) }
             td data-col="weight" { (s.weight) }
@@ -320,6 +327,7 @@ fn server_row(backend: &str, s: &ServerStatus, viewer: &Viewer) -> Markup {
             td { (if s.backup { "Y" } else { "-" }) }
             td { (if s.check { "Y" } else { "-" }) }
             td { (s.downs) }
+            td data-col="downtime" { (duration_text(s.downtime_secs as f64)) }
             td { @if let Some(token) = viewer.token { (actions(token, "proxy", backend, &s.name, s.weight)) } }
         }
     }

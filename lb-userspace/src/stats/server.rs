@@ -26,6 +26,8 @@ use tracing::{info, warn};
 
 /// How long an action waits for the daemon's loop.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon's shutdown waits for requests in progress.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 struct App {
     config: StatsConfig,
@@ -36,11 +38,16 @@ struct App {
 }
 
 /// The running server; dropping it does not stop it, [`StatsServer::stop`]
-/// does.
+/// or [`StatsServer::replace`] does.
 pub struct StatsServer {
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// A duplicate of the listening socket: a server replacing this one on
+    /// the same bind serves on it at once, whatever this one still does.
+    listener: std::net::TcpListener,
     pub config: StatsConfig,
+    #[cfg(test)]
+    pub(crate) token: String,
 }
 
 impl StatsServer {
@@ -54,7 +61,57 @@ impl StatsServer {
     ) -> anyhow::Result<StatsServer> {
         let listener = std::net::TcpListener::bind(config.bind)
             .map_err(|e| anyhow::anyhow!("stats: binding {}: {e}", config.bind))?;
+        Self::serve(config, listener, instance, control, live)
+    }
+
+    /// Replaces `old` by a server for `config` (none without `[stats]`)
+    /// without waiting for `old`: it is told to stop and finishes its
+    /// requests on its own thread. The daemon's loop calls this on reload,
+    /// and an admin action in flight on the old server waits for that very
+    /// loop: joining here could hold the loop for the action's timeout.
+    /// On the same bind the new server takes over the listening socket, so
+    /// no connection is refused in between.
+    pub fn replace(
+        old: Option<StatsServer>,
+        config: Option<StatsConfig>,
+        instance: &str,
+        control: mpsc::Sender<Call>,
+        live: SharedLive,
+    ) -> anyhow::Result<Option<StatsServer>> {
+        let reused = match (&old, &config) {
+            (Some(old), Some(config)) if old.config.bind == config.bind => {
+                old.listener.try_clone().ok()
+            }
+            _ => None,
+        };
+        if let Some(old) = old {
+            old.stop_in_background();
+        }
+        let Some(config) = config else {
+            return Ok(None);
+        };
+        let listener = match reused {
+            Some(listener) => listener,
+            None => std::net::TcpListener::bind(config.bind)
+                .map_err(|e| anyhow::anyhow!("stats: binding {}: {e}", config.bind))?,
+        };
+        Self::serve(config, listener, instance, control, live).map(Some)
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    fn serve(
+        config: StatsConfig,
+        listener: std::net::TcpListener,
+        instance: &str,
+        control: mpsc::Sender<Call>,
+        live: SharedLive,
+    ) -> anyhow::Result<StatsServer> {
         listener.set_nonblocking(true)?;
+        let kept = listener.try_clone()?;
         let app = Arc::new(App {
             sampler: Sampler::new(instance.to_owned(), config.refresh),
             config: config.clone(),
@@ -62,6 +119,8 @@ impl StatsServer {
             control,
             live,
         });
+        #[cfg(test)]
+        let token = app.token.as_str().to_owned();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("lbd-stats".into())
@@ -99,18 +158,36 @@ impl StatsServer {
         Ok(StatsServer {
             shutdown: Some(shutdown),
             thread: Some(thread),
+            listener: kept,
             config,
+            #[cfg(test)]
+            token,
         })
     }
 
-    /// Stops accepting, lets requests in progress finish, joins the thread.
+    /// Tells the server to stop accepting; requests in progress finish on
+    /// its thread, which ends by itself. Never blocks.
+    fn stop_in_background(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// At shutdown: stops accepting and waits a little (at most
+    /// [`STOP_WAIT`]) for the requests in progress; the process exits
+    /// after that anyway.
     pub fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(thread) = self.thread.take() {
-            // Blocking briefly: the server stops within its open requests.
-            let _ = thread.join();
+            let deadline = std::time::Instant::now() + STOP_WAIT;
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }

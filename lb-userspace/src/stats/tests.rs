@@ -65,6 +65,7 @@ fn report() -> StatusReport {
                     last_check: Some("HTTP 200".into()),
                     last_latency_ms: Some(0.4),
                     seconds_since_change: Some(12.0),
+                    downtime_seconds: Some(0.0),
                     packets: 700,
                     bytes: 44800,
                     new_flows: 7,
@@ -82,6 +83,7 @@ fn report() -> StatusReport {
                     last_check: None,
                     last_latency_ms: None,
                     seconds_since_change: Some(3.0),
+                    downtime_seconds: Some(95.0),
                     packets: 300,
                     bytes: 19200,
                     new_flows: 3,
@@ -104,6 +106,8 @@ fn report() -> StatusReport {
                 status: "UP".into(),
                 active_servers: 1,
                 backup_servers: 0,
+                last_change_secs: 3600,
+                downtime_secs: 12,
                 counters: Default::default(),
                 servers: vec![
                     ServerStatus {
@@ -115,6 +119,8 @@ fn report() -> StatusReport {
                         check: true,
                         last_check: Some("L4CON connection refused".into()),
                         downs: 2,
+                        last_change_secs: 40,
+                        downtime_secs: 130,
                         maxconn: 0,
                         counters: Default::default(),
                     },
@@ -127,6 +133,8 @@ fn report() -> StatusReport {
                         check: true,
                         last_check: Some("L7OK 200".into()),
                         downs: 0,
+                        last_change_secs: 7200,
+                        downtime_secs: 0,
                         maxconn: 0,
                         counters: Default::default(),
                     },
@@ -180,6 +188,25 @@ fn rows_carry_their_states_colours_and_forms() {
     assert!(html.contains(r#"class="vrrp_master""#));
     assert!(html.contains(r#"name="token" value="tok123""#));
     assert!(html.contains(r#"data-action="drain" data-target="app/b2""#));
+    // HAProxy's LastChg and Dwntme cells, for servers, backends and XDP
+    // backends.
+    assert!(
+        html.contains(r#"<td data-col="lastchg">40s</td><td data-col="status">DOWN</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td data-col="downtime">2m 10s</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td data-col="lastchg">1h 0m</td><td data-col="status">UP</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td data-col="downtime">1m 35s</td>"#),
+        "{html}"
+    );
+    assert!(html.contains("<th>Dwntme</th>") && html.contains("<th>LastChg</th>"));
     let read_only = Viewer {
         user: None,
         token: None,
@@ -214,6 +241,52 @@ fn csv_and_json_have_the_same_rows() {
     let csv = export::csv(&rows);
     assert_eq!(csv.lines().count(), rows.len() + 1);
     assert!(csv.lines().nth(1).unwrap().contains(",UP,2,1,0,"), "{csv}");
+    // HAProxy's lastchg and downtime after chkdown, check_duration after
+    // check_status (ms).
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let at = |name: &str| {
+        header
+            .iter()
+            .position(|c| c.trim_start_matches("# ") == name)
+            .unwrap()
+    };
+    assert_eq!(
+        (at("lastchg"), at("downtime")),
+        (at("chkdown") + 1, at("chkdown") + 2)
+    );
+    let field = |line: usize, name: &str| {
+        csv.lines()
+            .nth(line)
+            .unwrap()
+            .split(',')
+            .nth(at(name))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (
+            field(1, "lastchg"),
+            field(1, "downtime"),
+            field(1, "check_duration")
+        ),
+        ("12".into(), "0".into(), "0".into())
+    );
+    assert_eq!(
+        (field(2, "lastchg"), field(2, "downtime")),
+        ("3".into(), "95".into())
+    );
+    let server = rows
+        .iter()
+        .find(|r| r.svname == format!("s{EVIL}"))
+        .unwrap();
+    assert_eq!((server.lastchg, server.downtime), (Some(40), Some(130)));
+    let backend = rows
+        .iter()
+        .find(|r| r.pxname == "app" && r.svname == "BACKEND")
+        .unwrap();
+    assert_eq!((backend.lastchg, backend.downtime), (Some(3600), Some(12)));
+    let json = serde_json::to_value(&rows).unwrap();
+    assert_eq!(json[4]["downtime"], serde_json::json!(130));
 }
 
 #[test]
@@ -265,6 +338,38 @@ fn metrics_parse_and_match_the_report() {
     assert_eq!(value("lbd_vrrp_state", Some(("state", "master"))), 1.0);
     assert_eq!(value("lbd_vrrp_effective_priority", None), 140.0);
     assert_eq!(value("lbd_vrrp_transitions_total", None), 4.0);
+    assert_eq!(
+        value(
+            "lbd_server_downtime_seconds_total",
+            Some(("server", &format!("s{EVIL}")))
+        ),
+        130.0
+    );
+    assert_eq!(
+        value("lbd_server_last_change_seconds", Some(("server", "b2"))),
+        7200.0
+    );
+    assert_eq!(
+        value(
+            "lbd_proxy_backend_downtime_seconds_total",
+            Some(("proxy", "app"))
+        ),
+        12.0
+    );
+    assert_eq!(
+        value(
+            "lbd_proxy_backend_last_change_seconds",
+            Some(("proxy", "app"))
+        ),
+        3600.0
+    );
+    assert_eq!(
+        value(
+            "lbd_backend_downtime_seconds_total",
+            Some(("backend", "198.18.0.12:80"))
+        ),
+        95.0
+    );
     assert!(
         text.contains("lbd_health_check_latency_seconds_bucket"),
         "{text}"
@@ -275,4 +380,97 @@ fn metrics_parse_and_match_the_report() {
         ),
         "{text}"
     );
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status code.
+fn status_of(address: std::net::SocketAddr, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+/// A reload that changes `[stats]` while an admin action waits for the
+/// daemon's loop must not wait for that action: the loop is the one that
+/// would answer it (and VRRP's timers must never wait on the page). The
+/// new server takes over the same socket at once; the old one finishes
+/// the action when the loop answers.
+#[test]
+fn replacing_the_server_never_waits_for_an_action_in_flight() {
+    use crate::stats::{LiveMetrics, StatsServer};
+    use std::{
+        sync::Arc,
+        time::{Duration, Instant},
+    };
+    let text = "[stats]\nbind = \"127.0.0.1:0\"\nadmin = true\n[[stats.user]]\nname = \"admin\"\npassword = \"pw\"\n";
+    let config = super::config::tests_parse(text).expect("valid");
+    let (control, mut calls) = tokio::sync::mpsc::channel(4);
+    let live = Arc::new(LiveMetrics::default());
+    let old = StatsServer::start(
+        config.clone(),
+        "no-such-instance",
+        control.clone(),
+        live.clone(),
+    )
+    .expect("start");
+    let address = old.local_addr().expect("address");
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:pw")
+    );
+    let form = format!(
+        "token={}&kind=proxy&group=app&member=n1&action=drain",
+        old.token
+    );
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    );
+    let action = std::thread::spawn(move || status_of(address, &post));
+    // The action reached the loop, which does not answer yet (it is busy
+    // with the reload).
+    let (request, reply) = calls.blocking_recv().expect("the action");
+    assert!(matches!(request, crate::control::Request::SetServer { .. }));
+
+    let mut changed = config.clone();
+    changed.realm = "changed".into();
+    let started = Instant::now();
+    let new = StatsServer::replace(Some(old), Some(changed), "no-such-instance", control, live)
+        .expect("replace")
+        .expect("a server");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the reload waited {:?} for the old stats server",
+        started.elapsed()
+    );
+    assert_eq!(new.local_addr().expect("address"), address, "same socket");
+    // The new server answers on it at once (with its new realm).
+    let started = Instant::now();
+    assert_eq!(
+        status_of(
+            address,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ),
+        401
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The loop answers: the old server completes the action.
+    let _ = reply.send(crate::control::Reply {
+        ok: true,
+        message: "done".into(),
+    });
+    assert_eq!(action.join().expect("action thread"), 303);
+    let started = Instant::now();
+    new.stop();
+    assert!(started.elapsed() < Duration::from_secs(1));
 }

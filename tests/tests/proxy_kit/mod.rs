@@ -117,20 +117,7 @@ impl ProxyLab {
     }
 
     fn plug(&self, ns: &Netns, port: &str, addr: Ipv4Addr) -> anyhow::Result<()> {
-        self.switch.ip(&[
-            "link",
-            "add",
-            port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])?;
-        self.switch
-            .ip(&["link", "set", port, "master", "br0", "up"])?;
+        self.switch.plug_into_bridge(ns, port)?;
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         Ok(())
@@ -154,6 +141,28 @@ impl ProxyLab {
         let config = parse_str(text, Path::new("proxy.toml"))
             .map_err(|errors| anyhow::anyhow!("config errors: {}", errors.join("; ")))?;
         Ok(Arc::new(self.registry.build(Arc::new(config))))
+    }
+
+    /// The most common test set-up's configuration: `defaults`, then a
+    /// frontend `web` on VIP:80 (`default_backend = "app"` and
+    /// `frontend_extra` lines) and a backend `app` (`backend_extra` lines)
+    /// with the backends `servers`.
+    pub fn web_to_app(
+        &self,
+        defaults: &str,
+        frontend_extra: &str,
+        backend_extra: &str,
+        servers: &[usize],
+    ) -> String {
+        format!(
+            "{defaults}{}{}",
+            frontend(
+                "web",
+                80,
+                &format!("default_backend = \"app\"\n{frontend_extra}")
+            ),
+            backend("app", backend_extra, &self.servers(servers, "")),
+        )
     }
 
     /// Starts the proxy with `text` (lb.toml's proxy sections).

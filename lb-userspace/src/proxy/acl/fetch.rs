@@ -58,7 +58,7 @@ pub enum Fetch {
     /// The client sent a certificate (`ssl_c_used`).
     SslCUsed,
     /// The client certificate's verification result, 0 = valid
-    /// (`ssl_c_verify`; a failed one ends the handshake in lbd).
+    /// (`ssl_c_verify`; nonzero only under `ca-ignore-err`/`crt-ignore-err`).
     SslCVerify,
     /// The client certificate's subject, `/C=../CN=..` (`ssl_c_s_dn`).
     SslCSDn,
@@ -236,7 +236,7 @@ impl Fetch {
                     Fetch::SslFcProtocol => text(facts.protocol),
                     Fetch::SslFcAlpn => facts.alpn.as_deref().is_some_and(text),
                     Fetch::SslCUsed => visit(Sample::Bool(facts.client_cert)),
-                    Fetch::SslCVerify => visit(Sample::Int(0)),
+                    Fetch::SslCVerify => visit(Sample::Int(i64::from(facts.verify))),
                     _ => facts.client_subject.as_deref().is_some_and(text),
                 }
             }

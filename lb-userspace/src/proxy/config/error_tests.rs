@@ -87,6 +87,18 @@ fn errors_name_file_line_and_field() {
             "lb.toml:2: global.ssl_default_bind_options: TLSv1.1 is not supported",
         ),
         (
+            "[global]\ncrt_base = \"certs\"\n",
+            "lb.toml:2: global.crt_base: \"certs\" is not an absolute directory",
+        ),
+        (
+            "[global]\ncrt_base = \"/nonexistent/lbd\"\n[[frontend]]\nname = \"f\"\nmode = \"http\"\nbind = [\":443 ssl crt cert.pem\"]\n",
+            "lb.toml:6: frontend[0].bind[0]: cannot read /nonexistent/lbd/cert.pem",
+        ),
+        (
+            "[global]\nca_base = \"/nonexistent/ca\"\n[[backend]]\nname = \"b\"\n[[backend.server]]\nname = \"s\"\naddress = \"198.18.0.1:443\"\nssl = true\nca_file = \"ca.pem\"\n",
+            "lb.toml:9: backend[0].server[0].ca_file: /nonexistent/ca/ca.pem: No such file",
+        ),
+        (
             "[[frontend]]\nname = \"f\"\nbind = [\"1.2.3.4:0\"]\n",
             "lb.toml:3: frontend[0].bind[0]: \"1.2.3.4:0\": port 0 cannot be bound",
         ),

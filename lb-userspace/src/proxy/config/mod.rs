@@ -79,6 +79,8 @@ pub struct Global {
     /// `ssl_default_bind_options` (HAProxy's `ssl-default-bind-options`):
     /// what every `ssl` bind takes unless it says otherwise.
     pub ssl_default_bind: crate::proxy::tls::options::BindOptions,
+    /// `crt_base` and `ca_base` (HAProxy's `crt-base`, `ca-base`).
+    pub tls_paths: crate::proxy::tls::PathBases,
 }
 
 impl Default for Global {
@@ -87,6 +89,7 @@ impl Default for Global {
             maxconn: DEFAULT_GLOBAL_MAXCONN,
             log: Vec::new(),
             ssl_default_bind: Default::default(),
+            tls_paths: Default::default(),
         }
     }
 }

@@ -37,10 +37,21 @@ pub(super) fn global(raw: RawGlobal, sink: &mut dyn ErrorSink) -> Global {
                 Default::default()
             }),
     };
+    let mut base = |value: &Option<Spanned<String>>, field: &str| {
+        let text = value.as_ref()?;
+        crate::proxy::tls::PathBases::directory(text.get_ref())
+            .map_err(|message| sink.report(text.span(), field, message))
+            .ok()
+    };
+    let tls_paths = crate::proxy::tls::PathBases {
+        crt: base(&raw.crt_base, "global.crt_base"),
+        ca: base(&raw.ca_base, "global.ca_base"),
+    };
     Global {
         maxconn,
         log,
         ssl_default_bind,
+        tls_paths,
     }
 }
 

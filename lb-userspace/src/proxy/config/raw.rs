@@ -29,6 +29,10 @@ pub struct RawGlobal {
     #[serde(default)]
     pub log: Vec<Spanned<RawLogTarget>>,
     pub ssl_default_bind_options: Option<Spanned<String>>,
+    /// `crt-base`: the directory of relative `crt` paths.
+    pub crt_base: Option<Spanned<String>>,
+    /// `ca-base`: the directory of relative `ca_file` paths.
+    pub ca_base: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -169,65 +173,71 @@ impl RawTimeouts {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawServer {
-    pub name: Spanned<String>,
-    pub address: Spanned<String>,
-    pub weight: Option<Spanned<i64>>,
-    pub check: Option<Spanned<bool>>,
-    pub inter: Option<Spanned<RawDuration>>,
-    pub rise: Option<Spanned<i64>>,
-    pub fall: Option<Spanned<i64>>,
-    pub backup: Option<Spanned<bool>>,
-    pub maxconn: Option<Spanned<i64>>,
-    pub disabled: Option<Spanned<bool>>,
-    pub ssl: Option<Spanned<bool>>,
-    pub check_ssl: Option<Spanned<bool>>,
-    pub verify: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub sni: Option<Spanned<String>>,
-    pub crt: Option<Spanned<String>>,
-}
-
-/// `default_server`: HAProxy's `default-server`, settings every server of
-/// the section takes unless it sets its own.
-#[derive(Deserialize, Default, Clone, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct RawServerDefaults {
-    pub weight: Option<Spanned<i64>>,
-    pub check: Option<Spanned<bool>>,
-    pub inter: Option<Spanned<RawDuration>>,
-    pub rise: Option<Spanned<i64>>,
-    pub fall: Option<Spanned<i64>>,
-    pub maxconn: Option<Spanned<i64>>,
-    pub ssl: Option<Spanned<bool>>,
-    pub check_ssl: Option<Spanned<bool>>,
-    pub verify: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub sni: Option<Spanned<String>>,
-    pub crt: Option<Spanned<String>>,
-}
-
-impl RawServerDefaults {
-    /// Field by field: `self` (the section's) over `defaults`.
-    pub fn over(self, defaults: &RawServerDefaults) -> RawServerDefaults {
-        let d = defaults.clone();
-        RawServerDefaults {
-            weight: self.weight.or(d.weight),
-            check: self.check.or(d.check),
-            inter: self.inter.or(d.inter),
-            rise: self.rise.or(d.rise),
-            fall: self.fall.or(d.fall),
-            maxconn: self.maxconn.or(d.maxconn),
-            ssl: self.ssl.or(d.ssl),
-            check_ssl: self.check_ssl.or(d.check_ssl),
-            verify: self.verify.or(d.verify),
-            ca_file: self.ca_file.or(d.ca_file),
-            sni: self.sni.or(d.sni),
-            crt: self.crt.or(d.crt),
+/// The settings a `server` and `default_server` share, listed once: both
+/// structs get them, `default_server` merges them field by field
+/// ([`RawServerDefaults::over`]) and a server hands its own over
+/// ([`RawServer::settings`]).
+macro_rules! server_settings {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawServer {
+            pub name: Spanned<String>,
+            pub address: Spanned<String>,
+            pub backup: Option<Spanned<bool>>,
+            pub disabled: Option<Spanned<bool>>,
+            $($(#[$doc])* pub $field: Option<Spanned<$ty>>,)*
         }
-    }
+
+        /// `default_server`: HAProxy's `default-server`, settings every
+        /// server of the section takes unless it sets its own.
+        #[derive(Deserialize, Default, Clone, Debug)]
+        #[serde(deny_unknown_fields)]
+        pub struct RawServerDefaults {
+            $($(#[$doc])* pub $field: Option<Spanned<$ty>>,)*
+        }
+
+        impl RawServerDefaults {
+            /// Field by field: `self` (the section's) over `defaults`.
+            pub fn over(self, defaults: &RawServerDefaults) -> RawServerDefaults {
+                let d = defaults.clone();
+                RawServerDefaults {
+                    $($field: self.$field.or(d.$field),)*
+                }
+            }
+        }
+
+        impl RawServer {
+            /// The settings this server writes itself (not its name,
+            /// address, `backup` or `disabled`).
+            pub fn settings(&self) -> RawServerDefaults {
+                RawServerDefaults {
+                    $($field: self.$field.clone(),)*
+                }
+            }
+        }
+    };
+}
+
+server_settings! {
+    weight: i64,
+    check: bool,
+    inter: RawDuration,
+    rise: i64,
+    fall: i64,
+    maxconn: i64,
+    ssl: bool,
+    check_ssl: bool,
+    verify: String,
+    /// `verifyhost`: the name the server's certificate must carry.
+    verifyhost: String,
+    ca_file: String,
+    sni: String,
+    /// `check-sni`: the SNI of TLS health checks.
+    check_sni: String,
+    /// `alpn`: the protocols offered to the server.
+    alpn: String,
+    crt: String,
 }
 
 /// A duration as HAProxy writes it: a bare number is milliseconds, a

@@ -4,7 +4,7 @@
 use super::options::*;
 use super::raw::{RawProxy, RawSection};
 use super::sides::*;
-use super::{servers, timeouts, ErrorSink, ProxyConfig};
+use super::{servers, timeouts, ErrorSink, Global, ProxyConfig};
 use crate::proxy::balance::Balance;
 use std::{
     collections::HashMap,
@@ -78,7 +78,7 @@ pub fn validate_beside(raw: RawProxy, l4: &[L4Service], sink: &mut dyn ErrorSink
     let (defaults, defaults_span) = match raw.defaults {
         Some(d) => {
             check_fields(d.get_ref(), Kind::Defaults, "defaults", sink);
-            check_defaults(d.get_ref(), sink);
+            check_defaults(d.get_ref(), &global, sink);
             let span = d.span();
             (d.into_inner(), span)
         }
@@ -126,6 +126,7 @@ pub fn validate_beside(raw: RawProxy, l4: &[L4Service], sink: &mut dyn ErrorSink
         backends.push(backend(
             section.get_ref(),
             &defaults,
+            &global,
             kind,
             name,
             &field,
@@ -218,7 +219,7 @@ impl ErrorSink for SkipSpan<'_> {
 
 /// Reports every bad value of `[defaults]`, whether or not a section
 /// inherits it.
-pub(super) fn check_defaults(raw: &RawSection, sink: &mut dyn ErrorSink) {
+pub(super) fn check_defaults(raw: &RawSection, global: &Global, sink: &mut dyn ErrorSink) {
     let empty = RawSection::default();
     let mode = mode(raw, &empty, "defaults", sink);
     let timeouts = raw
@@ -238,7 +239,12 @@ pub(super) fn check_defaults(raw: &RawSection, sink: &mut dyn ErrorSink) {
     check_count(&raw.retries, "defaults.retries", 0, 100, sink);
     check_count(&raw.maxconn, "defaults.maxconn", 1, 10_000_000, sink);
     if let Some(d) = &raw.default_server {
-        servers::server_defaults(d.get_ref(), "defaults.default_server", sink);
+        servers::server_defaults(
+            d.get_ref(),
+            &global.tls_paths,
+            "defaults.default_server",
+            sink,
+        );
     }
 }
 

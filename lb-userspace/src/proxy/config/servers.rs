@@ -28,6 +28,8 @@ pub struct ServerDefaults {
     maxconn: u32,
     /// The TLS fields (`ssl`, `verify` ...), validated per server.
     tls: RawServerDefaults,
+    /// `crt_base`/`ca_base` for the TLS files.
+    tls_paths: crate::proxy::tls::PathBases,
 }
 
 impl Default for ServerDefaults {
@@ -40,6 +42,7 @@ impl Default for ServerDefaults {
             fall: DEFAULT_FALL,
             maxconn: 0,
             tls: RawServerDefaults::default(),
+            tls_paths: Default::default(),
         }
     }
 }
@@ -72,11 +75,12 @@ const MAXCONNS: (i64, i64) = (0, 1_000_000);
 
 pub fn server_defaults(
     raw: &RawServerDefaults,
+    tls_paths: &crate::proxy::tls::PathBases,
     field: &str,
     sink: &mut dyn ErrorSink,
 ) -> ServerDefaults {
     let base = ServerDefaults::default();
-    crate::proxy::tls::client::check_defaults(raw, field, sink);
+    crate::proxy::tls::client::check_defaults(raw, tls_paths, field, sink);
     ServerDefaults {
         weight: ranged(
             &raw.weight,
@@ -97,6 +101,7 @@ pub fn server_defaults(
             sink,
         ),
         tls: raw.clone(),
+        tls_paths: tls_paths.clone(),
     }
 }
 
@@ -151,7 +156,8 @@ pub fn servers(
         );
         let inter = duration(&raw.inter, &format!("{field}.inter"), sink).unwrap_or(d.inter);
         let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|b| *b.get_ref());
-        let tls = crate::proxy::tls::client::server_tls(spanned, &d.tls, &field, sink);
+        let tls =
+            crate::proxy::tls::client::server_tls(spanned, &d.tls, &d.tls_paths, &field, sink);
         if let Some(address) = address {
             out.push(Server {
                 name: name.clone(),

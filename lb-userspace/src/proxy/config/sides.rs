@@ -1,6 +1,6 @@
 //! The frontend and backend sides of a section: binds, rules, servers.
 use super::options::*;
-use super::raw::RawSection;
+use super::raw::{RawSection, RawTimeouts};
 use super::sections::Kind;
 use super::{servers, timeouts, Backend, BackendId, Bind, ErrorSink, Frontend, Global, Mode};
 use crate::proxy::acl::{AclSet, PatternFiles, Side};
@@ -140,27 +140,18 @@ pub(super) fn frontend(
             global.maxconn
         }
     };
-    let own_timeouts = raw
-        .timeout
-        .as_ref()
-        .map(|t| t.get_ref().clone())
-        .unwrap_or_default();
-    if kind == Kind::Frontend {
-        timeouts::reject(
-            &own_timeouts,
-            &["connect", "server", "queue", "tunnel", "check"],
-            &format!("{field}.timeout"),
-            "applies to the server side: set it on the backend (or [defaults])",
-            sink,
-        );
-    }
-    let default_timeouts = defaults
-        .timeout
-        .as_ref()
-        .map(|t| t.get_ref().clone())
-        .unwrap_or_default();
+    let server_side: &[&str] = &["connect", "server", "queue", "tunnel", "check"];
     let timeouts = timeouts::frontend(
-        &own_timeouts.over(&default_timeouts),
+        &section_timeouts(
+            raw,
+            defaults,
+            (kind == Kind::Frontend).then_some((
+                server_side,
+                "applies to the server side: set it on the backend (or [defaults])",
+            )),
+            field,
+            sink,
+        ),
         &format!("{field}.timeout"),
         sink,
     );
@@ -304,6 +295,7 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
 pub(super) fn backend(
     raw: &RawSection,
     defaults: &RawSection,
+    global: &Global,
     kind: Kind,
     name: String,
     field: &str,
@@ -352,6 +344,7 @@ pub(super) fn backend(
         .unwrap_or_default();
     let server_defaults = servers::server_defaults(
         &own.over(&inherited),
+        &global.tls_paths,
         &format!("{field}.default_server"),
         sink,
     );
@@ -371,27 +364,18 @@ pub(super) fn backend(
             3
         }
     };
-    let own_timeouts = raw
-        .timeout
-        .as_ref()
-        .map(|t| t.get_ref().clone())
-        .unwrap_or_default();
-    if kind == Kind::Backend {
-        timeouts::reject(
-            &own_timeouts,
-            &["client", "http_request", "http_keep_alive"],
-            &format!("{field}.timeout"),
-            "applies to the client side: set it on the frontend (or [defaults])",
-            sink,
-        );
-    }
-    let default_timeouts = defaults
-        .timeout
-        .as_ref()
-        .map(|t| t.get_ref().clone())
-        .unwrap_or_default();
+    let client_side: &[&str] = &["client", "http_request", "http_keep_alive"];
     let timeouts = timeouts::backend(
-        &own_timeouts.over(&default_timeouts),
+        &section_timeouts(
+            raw,
+            defaults,
+            (kind == Kind::Backend).then_some((
+                client_side,
+                "applies to the client side: set it on the frontend (or [defaults])",
+            )),
+            field,
+            sink,
+        ),
         &format!("{field}.timeout"),
         sink,
     );
@@ -425,4 +409,28 @@ pub(super) fn backend(
         http_response,
         from_listen: kind == Kind::Listen,
     }
+}
+
+/// A section's timeouts over `[defaults]`'s, after refusing the ones in
+/// `refused` (a frontend's server-side timeouts, a backend's client-side
+/// ones; a listen section has both sides) with the reason given.
+fn section_timeouts(
+    raw: &RawSection,
+    defaults: &RawSection,
+    refused: Option<(&[&str], &str)>,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) -> RawTimeouts {
+    let of = |section: &RawSection| {
+        section
+            .timeout
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default()
+    };
+    let own = of(raw);
+    if let Some((names, why)) = refused {
+        timeouts::reject(&own, names, &format!("{field}.timeout"), why, sink);
+    }
+    own.over(&of(defaults))
 }

@@ -108,6 +108,11 @@ impl Activity {
         Arc::new(activity)
     }
 
+    /// Requests started on this connection so far.
+    pub fn requests_started(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
     /// A request enters the service; the guard marks its end.
     pub fn begin(self: &Arc<Self>) -> RequestActivity {
         self.active.fetch_add(1, Relaxed);
@@ -427,6 +432,10 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let alpn_h2 = info.handshake.as_ref().map(|facts| facts.is_h2());
+    let handshake_time = info
+        .handshake
+        .as_ref()
+        .map_or(Duration::ZERO, |facts| facts.handshake_time);
     let counters = shared.counters.frontends.get(&frontend);
     let activity = Activity::new();
     let context = Arc::new(ConnContext {
@@ -434,7 +443,8 @@ pub async fn serve<S>(
         frontend: frontend.clone(),
         accepted_snapshot: snapshot,
         info,
-        accept_date: SystemTime::now(),
+        // HAProxy's accept date is before the TLS handshake (`Th`).
+        accept_date: SystemTime::now() - handshake_time,
         activity: activity.clone(),
         counters: counters.clone(),
     });
@@ -455,10 +465,10 @@ pub async fn serve<S>(
     };
     builder
         .http1()
-        .timer(TokioTimer::new())
-        // The watchdog applies http-request and http-keep-alive exactly;
-        // hyper's own head timer is the backstop for the longer of the two.
-        .header_read_timeout(timeouts.http_request.max(timeouts.http_keep_alive))
+        // The watchdog applies http-request and http-keep-alive exactly (and
+        // logs the 408); hyper's own head timer would only duplicate it, at
+        // the cost of a boxed timer armed and dropped per request.
+        .header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD.max(8192))
         .keep_alive(true);
     builder

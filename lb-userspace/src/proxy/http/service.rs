@@ -30,7 +30,6 @@ use hyper::{
 };
 use std::{
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
@@ -56,10 +55,11 @@ pub(super) struct Exchange {
     pub(super) slot: Option<ServerSlot>,
     /// The server connection (and how long it may take to be ready again),
     /// pooled when the response has been read whole.
-    pooled: Option<(SocketAddr, SendRequest<ProxyBody>, Duration)>,
+    pooled: Option<(upstream::PoolKey, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
-    /// HTTP/2: streams share the connection, so `%B` counts the body only.
+    /// HTTP/2: streams share the connection, so `%B` is counted per
+    /// stream (the head as HTTP/1.1 would write it, and the body).
     http2: bool,
     /// A 101: the record goes to the tunnel, which logs it when it closes.
     tunnel_log: Option<oneshot::Sender<PendingLog>>,
@@ -100,6 +100,12 @@ impl Exchange {
             counters.count_response(status);
         }
         let (parts, body) = response.into_parts();
+        // HTTP/2's `%B`: the head as HTTP/1.1 writes it, plus the body.
+        let head = if self.http2 {
+            crate::log::record::http1_head_len(&parts)
+        } else {
+            0
+        };
         let data_counters: Vec<Arc<Counters>> = [self.backend.clone(), self.server.clone()]
             .into_iter()
             .flatten()
@@ -109,7 +115,7 @@ impl Exchange {
                 Counters::add(&counters.bytes_out, n);
             }
         });
-        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, bytes));
+        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes));
         Response::from_parts(
             parts,
             Metered::new(body, idle, on_data, on_end).boxed_unsync(),
@@ -216,6 +222,13 @@ pub async fn handle(
     context: Arc<ConnContext>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (idle_ms, request_ms) = context.activity.idle_and_head_ms(now_ms());
+    // `Th`: the TLS handshake, counted in the connection's first request.
+    let handshake = context
+        .info
+        .handshake
+        .as_ref()
+        .map_or(Duration::ZERO, |facts| facts.handshake_time);
+    let first = context.activity.requests_started() == 0;
     let activity = context.activity.begin();
     let current = context.shared.snapshot();
     // A reload that removed this frontend: finish on the snapshot the
@@ -234,8 +247,8 @@ pub async fn handle(
         context.accept_date,
     );
     record.frontend_tls = context.info.tls;
-    record.request_date = context.accept_date + Duration::from_millis(idle_ms);
-    record.timers.handshake = Some(Duration::ZERO);
+    record.request_date = context.accept_date + handshake + Duration::from_millis(idle_ms);
+    record.timers.handshake = Some(if first { handshake } else { Duration::ZERO });
     record.timers.idle = Some(Duration::from_millis(idle_ms));
     record.timers.request = Some(Duration::from_millis(request_ms));
     // Only a frontend that logs needs the request line.
@@ -492,8 +505,9 @@ pub async fn handle(
         &context.info,
         &mut response_parts,
     );
-    if mode == HttpConnectionMode::KeepAlive && tls.as_ref().is_none_or(|t| t.poolable) {
-        exchange.pooled = Some((address, sender, backend.timeouts.server));
+    if mode == HttpConnectionMode::KeepAlive {
+        let key = (address, tls.as_ref().and_then(|t| t.pool_name()));
+        exchange.pooled = Some((key, sender, backend.timeouts.server));
     }
     let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
     Ok(exchange.respond(response, Some(backend.timeouts.server)))

@@ -55,7 +55,12 @@ pub fn set_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
-type IdleByServer = Mutex<HashMap<SocketAddr, Vec<Idle>>>;
+/// What a pooled connection can be reused for: its server, and the SNI it
+/// was opened with when that name depends on the request (`sni
+/// req.hdr(host)`): a connection is reused only for the same name.
+pub type PoolKey = (SocketAddr, Option<Arc<str>>);
+
+type IdleByServer = Mutex<HashMap<PoolKey, Vec<Idle>>>;
 
 /// Idle keep-alive connections by worker thread and server address.
 pub struct Pool {
@@ -78,9 +83,9 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// The most recently used idle connection to `server` that is still open.
-    pub fn take(&self, server: SocketAddr) -> Option<SendRequest<ProxyBody>> {
+    pub fn take(&self, server: &PoolKey) -> Option<SendRequest<ProxyBody>> {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&server)?;
+        let list = idle.get_mut(server)?;
         while let Some(entry) = list.pop() {
             if entry.since.elapsed() < POOL_IDLE_TIMEOUT
                 && entry.sender.is_ready()
@@ -103,12 +108,15 @@ impl Pool {
             .iter()
             .map(|part| {
                 let idle = part.lock().unwrap_or_else(|p| p.into_inner());
-                idle.get(&server).map_or(0, Vec::len)
+                idle.iter()
+                    .filter(|(key, _)| key.0 == server)
+                    .map(|(_, list)| list.len())
+                    .sum::<usize>()
             })
             .sum()
     }
 
-    fn put(&self, server: SocketAddr, sender: SendRequest<ProxyBody>) {
+    fn put(&self, server: PoolKey, sender: SendRequest<ProxyBody>) {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(server).or_default();
         // Oldest first: only when the oldest has expired is there anything
@@ -132,7 +140,7 @@ impl Pool {
     /// Usually hyper is ready again by then and no task is needed.
     pub fn recycle(
         self: &Arc<Self>,
-        server: SocketAddr,
+        server: PoolKey,
         mut sender: SendRequest<ProxyBody>,
         wait: Duration,
     ) {

@@ -1,13 +1,15 @@
 //! TLS to servers (HAProxy's server options `ssl`, `verify none|required`,
-//! `ca-file`, `sni`, `crt`, `check-ssl`): the settings are validated once
-//! when the configuration is loaded (files read, certificates parsed, the
-//! rustls client configuration built), and [`ServerTls::target`] picks the
-//! name to send for one connection. Verification follows HAProxy 2.6: with
-//! `verify required` the chain must lead to a certificate of `ca_file`; the
-//! certificate's names are checked against the SNI when one is sent (as
-//! HAProxy does without `verifyhost`), and not checked when none is.
+//! `verifyhost`, `ca-file`, `sni`, `check-sni`, `alpn`, `crt`,
+//! `check-ssl`): the settings are validated once when the configuration is
+//! loaded (files read, certificates parsed, the rustls client
+//! configuration built), and [`ServerTls::target`] picks the name to send
+//! for one connection. Verification follows HAProxy 2.6: with `verify
+//! required` the chain must lead to a certificate of `ca_file`; the
+//! certificate's names are checked against the SNI when one is sent, else
+//! against `verifyhost` when set, else not at all.
 use crate::proxy::acl::{authority_as_host, ConnInfo};
 use crate::proxy::config::{ErrorSink, RawServer, RawServerDefaults};
+use crate::proxy::tls::PathBases;
 use hyper::http::{request, HeaderName};
 use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -17,7 +19,13 @@ use rustls::{
     server::ParsedCertificate,
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use std::{io, net::SocketAddr, ops::Range, path::PathBuf, sync::Arc};
+use std::{
+    io,
+    net::SocketAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tokio::net::TcpStream;
 use tokio_rustls::{client::TlsStream, TlsConnector};
 use toml::Spanned;
@@ -83,10 +91,17 @@ pub struct ServerTls {
     pub ssl: bool,
     pub connector: TlsConnector,
     pub sni: Option<SniExpr>,
+    /// `check_sni`: the SNI of health checks.
+    pub check_sni: Option<ServerName<'static>>,
     pub verify: bool,
     /// What the settings were built from, with the files' contents, so
     /// that a reload after a changed CA file is a change.
     identity: String,
+    /// A digest of `identity`: pooled connections are kept under it, so
+    /// that a connection opened with these settings (CA, `verifyhost`,
+    /// client certificate ...) never serves a server with others at the
+    /// same address.
+    pool_tag: Arc<str>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -112,9 +127,27 @@ pub struct TlsTarget {
     /// A DNS name (sent as SNI, certificate names checked) or the server's
     /// IP address (no SNI, names not checked).
     pub name: ServerName<'static>,
-    /// The name is the same for every request (a connection may be pooled
-    /// and reused by another request).
-    pub poolable: bool,
+    /// The name depends on the request or the client connection: a pooled
+    /// connection serves only requests that want the same name.
+    pub per_request: bool,
+    /// See [`ServerTls`]'s `pool_tag`.
+    pool_tag: Arc<str>,
+}
+
+impl TlsTarget {
+    /// What a pooled TLS connection is kept under: the settings' digest,
+    /// and the SNI when it is chosen per request (so a connection opened
+    /// for one name serves only that name).
+    pub fn pool_name(&self) -> Option<Arc<str>> {
+        if !self.per_request {
+            return Some(self.pool_tag.clone());
+        }
+        let name = match &self.name {
+            ServerName::DnsName(name) => name.as_ref(),
+            _ => "",
+        };
+        Some(Arc::from(format!("{}|{name}", self.pool_tag)))
+    }
 }
 
 impl ServerTls {
@@ -140,19 +173,25 @@ impl ServerTls {
         TlsTarget {
             connector: self.connector.clone(),
             name: name.unwrap_or(ServerName::IpAddress(address.ip().into())),
-            poolable: self.sni.as_ref().is_none_or(|sni| !sni.is_dynamic()),
+            per_request: self.sni.as_ref().is_some_and(SniExpr::is_dynamic),
+            pool_tag: self.pool_tag.clone(),
         }
     }
 
-    /// The target of a health check: a fixed SNI, else none.
+    /// The target of a health check: `check_sni`, else a fixed `sni`,
+    /// else no SNI (HAProxy does not evaluate a request-dependent `sni`
+    /// for checks).
     pub fn check_target(&self, address: SocketAddr) -> TlsTarget {
-        match &self.sni {
-            Some(SniExpr::Fixed(_)) => self.target(None, None, address),
-            _ => TlsTarget {
-                connector: self.connector.clone(),
-                name: ServerName::IpAddress(address.ip().into()),
-                poolable: true,
-            },
+        let fixed = match &self.sni {
+            Some(SniExpr::Fixed(name)) => Some(name),
+            _ => None,
+        };
+        TlsTarget {
+            connector: self.connector.clone(),
+            name: (self.check_sni.as_ref().or(fixed).cloned())
+                .unwrap_or(ServerName::IpAddress(address.ip().into())),
+            per_request: false,
+            pool_tag: self.pool_tag.clone(),
         }
     }
 }
@@ -223,8 +262,11 @@ pub struct TlsFields {
     pub check_ssl: bool,
     /// `None`: HAProxy's default, `required`.
     pub verify: Option<String>,
+    pub verifyhost: Option<String>,
     pub ca_file: Option<String>,
     pub sni: Option<String>,
+    pub check_sni: Option<String>,
+    pub alpn: Option<String>,
     pub crt: Option<String>,
 }
 
@@ -233,8 +275,11 @@ pub struct TlsFields {
 pub enum TlsField {
     Ssl,
     Verify,
+    VerifyHost,
     CaFile,
     Sni,
+    CheckSni,
+    Alpn,
     Crt,
 }
 
@@ -243,8 +288,11 @@ impl TlsField {
         match self {
             TlsField::Ssl => "ssl",
             TlsField::Verify => "verify",
+            TlsField::VerifyHost => "verifyhost",
             TlsField::CaFile => "ca_file",
             TlsField::Sni => "sni",
+            TlsField::CheckSni => "check_sni",
+            TlsField::Alpn => "alpn",
             TlsField::Crt => "crt",
         }
     }
@@ -292,9 +340,25 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
         }
         (None, false) => None,
     };
+    let name = |text: &Option<String>, field: TlsField| {
+        text.as_deref()
+            .map(|host| {
+                dns_name(host).ok_or_else(|| (field, format!("\"{host}\" is not a DNS name")))
+            })
+            .transpose()
+    };
+    let verifyhost = name(&fields.verifyhost, TlsField::VerifyHost)?;
+    let check_sni = name(&fields.check_sni, TlsField::CheckSni)?;
+    let alpn = fields
+        .alpn
+        .as_deref()
+        .map(alpn_protocols)
+        .transpose()
+        .map_err(|e| (TlsField::Alpn, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Verifier {
         roots,
+        verifyhost,
         algorithms: provider.signature_verification_algorithms,
     });
     let builder = ClientConfig::builder_with_provider(provider)
@@ -302,7 +366,7 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
         .map_err(|e| (TlsField::Ssl, e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let config = match &fields.crt {
+    let mut config = match &fields.crt {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let pem = read(path).map_err(|e| (TlsField::Crt, e))?;
@@ -327,30 +391,56 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
             })?
         }
     };
+    config.alpn_protocols = alpn.unwrap_or_default();
     let sni = fields
         .sni
         .as_deref()
         .map(SniExpr::parse)
         .transpose()
         .map_err(|e| (TlsField::Sni, e))?;
+    let pool_tag = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        identity.hash(&mut hasher);
+        Arc::from(format!("tls:{:016x}", hasher.finish()))
+    };
     Ok(Some(Arc::new(ServerTls {
         ssl: fields.ssl,
         connector: TlsConnector::from(Arc::new(config)),
         sni,
+        check_sni,
         verify,
         identity,
+        pool_tag,
     })))
+}
+
+/// HAProxy's `alpn` list for a server (`http/1.1`): lbd speaks HTTP/1.1
+/// to servers, so a server must not be offered h2.
+fn alpn_protocols(list: &str) -> Result<Vec<Vec<u8>>, String> {
+    list.split(',')
+        .map(|protocol| match protocol.trim() {
+            "http/1.1" => Ok(b"http/1.1".to_vec()),
+            "h2" => Err("lbd speaks HTTP/1.1 to servers: offer \"http/1.1\" only (h2 is served to clients, not spoken to servers)".into()),
+            other => Err(format!("alpn \"{other}\" is not supported (http/1.1)")),
+        })
+        .collect()
 }
 
 /// Validates `default_server`'s TLS fields on their own (files, `sni`,
 /// the `verify` value), so that a problem there is reported once, at its
 /// line; whether a CA is missing is decided per server.
-pub fn check_defaults(raw: &RawServerDefaults, field: &str, sink: &mut dyn ErrorSink) {
+pub fn check_defaults(
+    raw: &RawServerDefaults,
+    paths: &PathBases,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) {
     let spans = FieldSpans::of_defaults(raw);
     if spans.is_empty() {
         return;
     }
-    let mut fields = fields_of(raw);
+    let mut fields = fields_of(raw, paths);
     fields.ssl = true;
     if fields.ca_file.is_none() && matches!(fields.verify.as_deref(), None | Some("required")) {
         fields.verify = Some("none".into());
@@ -369,22 +459,15 @@ pub fn check_defaults(raw: &RawServerDefaults, field: &str, sink: &mut dyn Error
 pub fn server_tls(
     server: &Spanned<RawServer>,
     defaults: &RawServerDefaults,
+    paths: &PathBases,
     field: &str,
     sink: &mut dyn ErrorSink,
 ) -> Option<Arc<ServerTls>> {
     let raw = server.get_ref();
-    let own = RawServerDefaults {
-        ssl: raw.ssl.clone(),
-        check_ssl: raw.check_ssl.clone(),
-        verify: raw.verify.clone(),
-        ca_file: raw.ca_file.clone(),
-        sni: raw.sni.clone(),
-        crt: raw.crt.clone(),
-        ..RawServerDefaults::default()
-    };
+    let own = raw.settings();
     let own_spans = FieldSpans::of_defaults(&own);
     let merged = own.over(defaults);
-    match build(&fields_of(&merged)) {
+    match build(&fields_of(&merged, paths)) {
         Ok(tls) => tls,
         Err((which, message)) => {
             let span = match own_spans.get(which) {
@@ -406,16 +489,23 @@ pub fn server_tls(
     }
 }
 
-fn fields_of(raw: &RawServerDefaults) -> TlsFields {
+/// The TLS fields as written, files under `crt_base`/`ca_base`.
+fn fields_of(raw: &RawServerDefaults, paths: &PathBases) -> TlsFields {
     let flag = |v: &Option<Spanned<bool>>| v.as_ref().is_some_and(|b| *b.get_ref());
     let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+    let file = |v: &Option<Spanned<String>>, under: fn(&PathBases, &Path) -> PathBuf| {
+        text(v).map(|p| under(paths, Path::new(&p)).display().to_string())
+    };
     TlsFields {
         ssl: flag(&raw.ssl),
         check_ssl: flag(&raw.check_ssl),
         verify: text(&raw.verify),
-        ca_file: text(&raw.ca_file),
+        verifyhost: text(&raw.verifyhost),
+        ca_file: file(&raw.ca_file, PathBases::ca),
         sni: text(&raw.sni),
-        crt: text(&raw.crt),
+        check_sni: text(&raw.check_sni),
+        alpn: text(&raw.alpn),
+        crt: file(&raw.crt, PathBases::crt),
     }
 }
 
@@ -433,8 +523,11 @@ impl FieldSpans {
         spans.extend(flag_span.map(|s| (TlsField::Ssl, s)));
         for (which, value) in [
             (TlsField::Verify, &raw.verify),
+            (TlsField::VerifyHost, &raw.verifyhost),
             (TlsField::CaFile, &raw.ca_file),
             (TlsField::Sni, &raw.sni),
+            (TlsField::CheckSni, &raw.check_sni),
+            (TlsField::Alpn, &raw.alpn),
             (TlsField::Crt, &raw.crt),
         ] {
             spans.extend(value.as_ref().map(|v| (which, v.span())));
@@ -460,10 +553,12 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 }
 
 /// HAProxy's server-side verification: the chain against `ca_file` (none
-/// with `verify none`), the names only when an SNI was sent.
+/// with `verify none`), the names against the SNI when one was sent, else
+/// against `verifyhost` when set.
 #[derive(Debug)]
 struct Verifier {
     roots: Option<Arc<RootCertStore>>,
+    verifyhost: Option<ServerName<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -485,8 +580,12 @@ impl ServerCertVerifier for Verifier {
                 now,
                 self.algorithms.all,
             )?;
-            if matches!(server_name, ServerName::DnsName(_)) {
-                verify_server_name(&cert, server_name)?;
+            let expected = match server_name {
+                ServerName::DnsName(_) => Some(server_name),
+                _ => self.verifyhost.as_ref(),
+            };
+            if let Some(expected) = expected {
+                verify_server_name(&cert, expected)?;
             }
         }
         Ok(ServerCertVerified::assertion())
@@ -584,6 +683,89 @@ mod tests {
             tls.check_target(address).name,
             ServerName::IpAddress(address.ip().into())
         );
+        // check_sni names the checks' SNI, over a fixed sni.
+        let with = |sni: Option<&str>, check_sni: Option<&str>| {
+            build(&TlsFields {
+                ssl: true,
+                verify: Some("none".into()),
+                sni: sni.map(str::to_owned),
+                check_sni: check_sni.map(str::to_owned),
+                alpn: Some("http/1.1".into()),
+                ..TlsFields::default()
+            })
+            .unwrap()
+            .unwrap()
+            .check_target(address)
+            .name
+        };
+        let dns = |n: &str| ServerName::try_from(n.to_owned()).unwrap();
+        assert_eq!(with(None, Some("c.example")), dns("c.example"));
+        assert_eq!(
+            with(Some("str(s.example)"), Some("c.example")),
+            dns("c.example")
+        );
+        assert_eq!(with(Some("str(s.example)"), None), dns("s.example"));
+        assert_eq!(
+            with(Some("req.hdr(host)"), None),
+            ServerName::IpAddress(address.ip().into())
+        );
+    }
+
+    #[test]
+    fn pooled_connections_are_kept_per_settings_and_per_request_name() {
+        let tls = |sni: &str, verifyhost: Option<&str>| {
+            build(&TlsFields {
+                ssl: true,
+                verify: Some("none".into()),
+                sni: Some(sni.into()),
+                verifyhost: verifyhost.map(str::to_owned),
+                ..TlsFields::default()
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let address: SocketAddr = "198.18.0.11:443".parse().unwrap();
+        let per_host = tls("req.hdr(host)", None);
+        let key =
+            |t: &ServerTls, host: &str| t.target(None, Some(&request(host)), address).pool_name();
+        assert_eq!(key(&per_host, "a.example"), key(&per_host, "a.example:443"));
+        assert_ne!(key(&per_host, "a.example"), key(&per_host, "b.example"));
+        let fixed = tls("str(a.example)", None);
+        assert_eq!(key(&fixed, "a.example"), key(&fixed, "b.example"));
+        assert!(key(&fixed, "a.example").is_some());
+        // Other settings to the same address: never the same pool.
+        let other = tls("str(a.example)", Some("b.example"));
+        assert_ne!(key(&fixed, "a.example"), key(&other, "a.example"));
+        assert_eq!(
+            key(&fixed, "x"),
+            key(&tls("str(a.example)", None), "y"),
+            "a reload with the same settings keeps the pool"
+        );
+    }
+
+    #[test]
+    fn relative_files_are_read_under_crt_base_and_ca_base() {
+        let raw: RawServerDefaults = toml::from_str(
+            "ssl = true\nca_file = \"ca.pem\"\ncrt = \"/abs/client.pem\"\nverifyhost = \"a.example\"",
+        )
+        .unwrap();
+        let paths = PathBases {
+            crt: Some("/etc/lbd/crt".into()),
+            ca: Some("/etc/lbd/ca".into()),
+        };
+        let fields = fields_of(&raw, &paths);
+        assert_eq!(fields.ca_file.as_deref(), Some("/etc/lbd/ca/ca.pem"));
+        assert_eq!(fields.crt.as_deref(), Some("/abs/client.pem"));
+        assert_eq!(fields.verifyhost.as_deref(), Some("a.example"));
+        let raw: RawServerDefaults = toml::from_str("crt = \"c.pem\"").unwrap();
+        assert_eq!(
+            fields_of(&raw, &paths).crt.as_deref(),
+            Some("/etc/lbd/crt/c.pem")
+        );
+        assert_eq!(
+            fields_of(&raw, &PathBases::default()).crt.as_deref(),
+            Some("c.pem")
+        );
     }
 
     #[test]
@@ -633,6 +815,38 @@ mod tests {
                 }),
                 TlsField::Sni,
                 "unsupported sni",
+            ),
+            (
+                fields(&|f| {
+                    f.verify = Some("none".into());
+                    f.verifyhost = Some("198.18.0.1".into())
+                }),
+                TlsField::VerifyHost,
+                "not a DNS name",
+            ),
+            (
+                fields(&|f| {
+                    f.verify = Some("none".into());
+                    f.check_sni = Some("a b".into())
+                }),
+                TlsField::CheckSni,
+                "not a DNS name",
+            ),
+            (
+                fields(&|f| {
+                    f.verify = Some("none".into());
+                    f.alpn = Some("h2,http/1.1".into())
+                }),
+                TlsField::Alpn,
+                "HTTP/1.1 to servers",
+            ),
+            (
+                fields(&|f| {
+                    f.verify = Some("none".into());
+                    f.alpn = Some("spdy/3".into())
+                }),
+                TlsField::Alpn,
+                "not supported",
             ),
         ];
         for (fields, field, needle) in cases {

@@ -45,6 +45,43 @@ pub enum ClientVerify {
     Required,
 }
 
+/// `ca-ignore-err` / `crt-ignore-err`: verification errors (OpenSSL's
+/// `X509_V_ERR_*` numbers, as `ssl_c_verify` returns them) that do not end
+/// the handshake; `ssl_c_verify` then tells the rules what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum IgnoreErrors {
+    #[default]
+    None,
+    All,
+    Codes(Vec<u32>),
+}
+
+impl IgnoreErrors {
+    fn parse(text: &str) -> Result<IgnoreErrors, String> {
+        if text == "all" {
+            return Ok(IgnoreErrors::All);
+        }
+        text.split(',')
+            .map(|code| {
+                code.trim().parse::<u32>().map_err(|_| {
+                    format!(
+                        "\"{code}\" is not a verify error number (all, or a list such as 10,20)"
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(IgnoreErrors::Codes)
+    }
+
+    pub fn ignores(&self, code: u32) -> bool {
+        match self {
+            IgnoreErrors::None => false,
+            IgnoreErrors::All => true,
+            IgnoreErrors::Codes(codes) => codes.contains(&code),
+        }
+    }
+}
+
 /// The options of one bind (or the global defaults). `None`/empty means
 /// "not given here", so the global defaults can fill in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -65,6 +102,10 @@ pub struct BindOptions {
     pub ca_file: Option<PathBuf>,
     /// `no-tls-tickets`: no session tickets (resumption from the cache only).
     pub no_tls_tickets: bool,
+    /// `ca-ignore-err`: errors in the chain above the client certificate.
+    pub ca_ignore_err: IgnoreErrors,
+    /// `crt-ignore-err`: errors of the client certificate itself.
+    pub crt_ignore_err: IgnoreErrors,
 }
 
 impl BindOptions {
@@ -82,7 +123,14 @@ impl BindOptions {
             };
             let bind_only = matches!(
                 word,
-                "ssl" | "crt" | "strict-sni" | "verify" | "ca-file" | "alpn"
+                "ssl"
+                    | "crt"
+                    | "strict-sni"
+                    | "verify"
+                    | "ca-file"
+                    | "alpn"
+                    | "ca-ignore-err"
+                    | "crt-ignore-err"
             );
             if global && bind_only {
                 return Err(format!(
@@ -123,6 +171,12 @@ impl BindOptions {
                 }
                 "ca-file" => options.ca_file = Some(PathBuf::from(value("a file")?)),
                 "no-tls-tickets" => options.no_tls_tickets = true,
+                "ca-ignore-err" => {
+                    options.ca_ignore_err = IgnoreErrors::parse(&value("all or error numbers")?)?
+                }
+                "crt-ignore-err" => {
+                    options.crt_ignore_err = IgnoreErrors::parse(&value("all or error numbers")?)?
+                }
                 // TLS 1.0/1.1 and SSLv3 are never offered: nothing to turn off.
                 "no-sslv3" | "no-tlsv10" | "no-tlsv11" => {}
                 "no-tlsv12" => options.min_version = Some(TlsVersion::Tls13),
@@ -142,7 +196,7 @@ impl BindOptions {
                 }
                 other => {
                     return Err(format!(
-                        "unknown bind option \"{other}\" (ssl, crt, alpn, ssl-min-ver, ssl-max-ver, strict-sni, verify, ca-file, no-tls-tickets)"
+                        "unknown bind option \"{other}\" (ssl, crt, alpn, ssl-min-ver, ssl-max-ver, strict-sni, verify, ca-file, ca-ignore-err, crt-ignore-err, no-tls-tickets)"
                     ))
                 }
             }
@@ -168,6 +222,8 @@ impl BindOptions {
                 self.strict_sni.then_some("strict-sni"),
                 self.verify.is_some().then_some("verify"),
                 self.ca_file.is_some().then_some("ca-file"),
+                (self.ca_ignore_err != IgnoreErrors::None).then_some("ca-ignore-err"),
+                (self.crt_ignore_err != IgnoreErrors::None).then_some("crt-ignore-err"),
             ];
             if let Some(word) = tls_only.into_iter().flatten().next() {
                 return Err(format!("\"{word}\" needs \"ssl\" on the same bind"));
@@ -243,6 +299,14 @@ mod tests {
         assert_eq!(options.crts.len(), 2);
         assert_eq!(options.versions(), (TlsVersion::Tls13, TlsVersion::Tls13));
         assert_eq!(options.alpn_protocols()[0], b"h2");
+        let ignoring = BindOptions::parse(
+            "ssl crt /a.pem verify optional ca-file /ca.pem ca-ignore-err all crt-ignore-err 10,20",
+            false,
+        )
+        .expect("ignore-err");
+        assert!(ignoring.ca_ignore_err.ignores(7));
+        assert!(ignoring.crt_ignore_err.ignores(20));
+        assert!(!ignoring.crt_ignore_err.ignores(7));
     }
 
     #[test]
@@ -274,6 +338,11 @@ mod tests {
             ("ssl", "needs a certificate"),
             ("crt /a.pem", "needs \"ssl\""),
             ("ssl crt /a.pem verify required", "needs ca-file"),
+            (
+                "ssl crt /a.pem crt-ignore-err ten",
+                "not a verify error number",
+            ),
+            ("crt-ignore-err all", "needs \"ssl\""),
         ];
         for (text, expected) in bad {
             let error = BindOptions::parse(text, false)

@@ -8,19 +8,24 @@
 //! names a bad certificate is refused before anything changes, and a good
 //! one swaps the whole [`TlsBind`] with the snapshot, so new handshakes
 //! use the new certificates while established connections keep theirs.
-use super::options::{BindOptions, ClientVerify, TlsVersion};
+use super::options::{BindOptions, ClientVerify, IgnoreErrors, TlsVersion};
 use super::pem::{self, LoadedCert};
 use rustls::{
-    server::{ClientHello, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier},
+    client::danger::HandshakeSignatureValid,
+    server::{
+        danger::{ClientCertVerified, ClientCertVerifier},
+        ClientHello, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier,
+    },
     sign::CertifiedKey,
-    RootCertStore, ServerConfig,
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
-use rustls_pki_types::{pem::PemObject, CertificateDer};
+use rustls_pki_types::{pem::PemObject, CertificateDer, UnixTime};
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
     sync::{Arc, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::net::TcpStream;
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
@@ -121,6 +126,10 @@ pub struct TlsBind {
     /// A hash of every byte read: a reload with the same options and the
     /// same files compares equal.
     digest: u64,
+    /// The client certificate verifier, kept when `ca-ignore-err` or
+    /// `crt-ignore-err` may let a bad certificate through: `ssl_c_verify`
+    /// then re-checks the certificate to say what was wrong.
+    client_check: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl std::fmt::Debug for TlsBind {
@@ -171,13 +180,14 @@ impl TlsBind {
             loaded.into_iter().map(|c| (c.key, c.names)).collect(),
             options.strict_sni,
         );
-        let config = server_config(&options, store, &mut digest)?;
+        let (config, client_check) = server_config(&options, store, &mut digest)?;
         Ok(TlsBind {
             options,
             acceptor: TlsAcceptor::from(Arc::new(config)),
             certificates,
             warnings,
             digest: digest.finish(),
+            client_check,
         })
     }
 
@@ -189,22 +199,207 @@ impl TlsBind {
         stream: TcpStream,
         limit: Duration,
     ) -> Result<(TlsStream<TcpStream>, TlsFacts), HandshakeError> {
+        let started = Instant::now();
         let accepted = tokio::time::timeout(limit, self.acceptor.accept(stream)).await;
         let stream = match accepted {
             Err(_) => return Err(HandshakeError::Timeout),
-            Ok(Err(e)) => return Err(HandshakeError::Failed(e.to_string())),
+            Ok(Err(e)) => return Err(HandshakeError::of(&e)),
             Ok(Ok(stream)) => stream,
         };
-        let facts = TlsFacts::of(stream.get_ref().1);
+        let mut facts = TlsFacts::of(stream.get_ref().1);
+        facts.handshake_time = started.elapsed();
+        if let (Some(verifier), Some(chain)) =
+            (&self.client_check, stream.get_ref().1.peer_certificates())
+        {
+            facts.verify = verify_code(verifier.as_ref(), chain);
+        }
         Ok((stream, facts))
     }
 }
 
-/// Why a handshake did not complete.
+/// Why a handshake did not complete, in HAProxy's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeError {
+    /// `timeout http-request` (or `timeout client`) expired.
     Timeout,
+    /// The client closed before finishing its side.
+    Closed,
+    /// The client's certificate was refused.
+    ClientCertificate(String),
     Failed(String),
+}
+
+impl HandshakeError {
+    fn of(error: &std::io::Error) -> HandshakeError {
+        let tls = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        match (error.kind(), tls) {
+            (_, Some(rustls::Error::InvalidCertificate(cause))) => {
+                HandshakeError::ClientCertificate(format!("{cause:?}"))
+            }
+            (_, Some(rustls::Error::NoCertificatesPresented)) => {
+                HandshakeError::ClientCertificate("no certificate".into())
+            }
+            (
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe,
+                None,
+            ) => HandshakeError::Closed,
+            _ => HandshakeError::Failed(error.to_string()),
+        }
+    }
+
+    /// HAProxy 2.6's words for it in the error log line.
+    pub fn message(&self) -> &'static str {
+        match self {
+            HandshakeError::Timeout => "Timeout during SSL handshake",
+            HandshakeError::Closed => "Connection closed during SSL handshake",
+            HandshakeError::ClientCertificate(_) => "SSL client certificate not trusted",
+            HandshakeError::Failed(_) => "SSL handshake failure",
+        }
+    }
+
+    /// The client sent something (`dontlognull` leaves out the rest: port
+    /// scans and probes that connect and close).
+    pub fn client_spoke(&self) -> bool {
+        !matches!(self, HandshakeError::Closed | HandshakeError::Timeout)
+    }
+}
+
+/// The log record of a failed handshake: HAProxy's error line
+/// (`1.2.3.4:5678 [date] fe/1: SSL handshake failure`), `bind` being the
+/// bind's number in its frontend, from 1.
+pub fn failure_record(
+    frontend: &Arc<str>,
+    bind: usize,
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    accept_date: std::time::SystemTime,
+    error: &HandshakeError,
+) -> crate::log::AccessRecord {
+    let mut record = crate::log::AccessRecord::new(
+        crate::log::RecordMode::Http,
+        src,
+        dst,
+        frontend.clone(),
+        accept_date,
+    );
+    record.frontend_tls = true;
+    // `dontlognull` reads what the client sent.
+    record.bytes_from_client = u64::from(error.client_spoke());
+    record.connection_error = Some(crate::log::ConnectionError {
+        bind: Arc::from(bind.to_string()),
+        message: error.message(),
+    });
+    record
+}
+
+/// OpenSSL's `X509_V_ERR_*` number for a verification failure, as
+/// `ssl_c_verify` returns it (0: valid).
+fn x509_code(error: &rustls::Error) -> u32 {
+    match error {
+        rustls::Error::InvalidCertificate(cause) => match cause {
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => 9,
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => 10,
+            CertificateError::UnknownIssuer => 20,
+            CertificateError::BadSignature => 7,
+            CertificateError::Revoked => 23,
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => 26,
+            // X509_V_ERR_UNSPECIFIED
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+/// Whether a failure lies in the chain above the client's certificate
+/// (`ca-ignore-err`) rather than in the certificate itself
+/// (`crt-ignore-err`): an unknown issuer of a presented intermediate.
+fn is_chain_error(error: &rustls::Error, intermediates: &[CertificateDer<'_>]) -> bool {
+    !intermediates.is_empty()
+        && matches!(
+            error,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+        )
+}
+
+/// The verification result of a client chain (0, or an `X509_V_ERR_*`).
+fn verify_code(verifier: &dyn ClientCertVerifier, chain: &[CertificateDer<'static>]) -> u32 {
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return 0;
+    };
+    match verifier.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+        Ok(_) => 0,
+        Err(error) => x509_code(&error),
+    }
+}
+
+/// The client certificate verifier of a bind with `ca-ignore-err` or
+/// `crt-ignore-err`: the errors named there let the handshake go on (the
+/// client still proves it holds the certificate's key).
+#[derive(Debug)]
+struct IgnoringVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    ca_ignore: IgnoreErrors,
+    crt_ignore: IgnoreErrors,
+}
+
+impl ClientCertVerifier for IgnoringVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(verified) => Ok(verified),
+            Err(error) => {
+                let ignore = if is_chain_error(&error, intermediates) {
+                    &self.ca_ignore
+                } else {
+                    &self.crt_ignore
+                };
+                if ignore.ignores(x509_code(&error)) {
+                    Ok(ClientCertVerified::assertion())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// What the `ssl_fc_*` and `ssl_c_*` fetches read, fixed at handshake.
@@ -215,10 +410,16 @@ pub struct TlsFacts {
     pub protocol: &'static str,
     pub alpn: Option<String>,
     /// The client presented a certificate (`ssl_c_used`); it was verified
-    /// against `ca-file`, or the handshake would have failed.
+    /// against `ca-file`: the handshake failed unless `verify` is 0 or
+    /// `ca-ignore-err`/`crt-ignore-err` let it through.
     pub client_cert: bool,
+    /// `ssl_c_verify`: 0 when valid, else OpenSSL's `X509_V_ERR_*` number
+    /// (10 expired, 20 unknown issuer, ...).
+    pub verify: u32,
     /// The client certificate's subject (`ssl_c_s_dn`).
     pub client_subject: Option<String>,
+    /// `Th`: accept to the end of the handshake.
+    pub handshake_time: Duration,
 }
 
 impl TlsFacts {
@@ -235,7 +436,9 @@ impl TlsFacts {
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             client_cert: leaf.is_some(),
+            verify: 0,
             client_subject: leaf.and_then(|c| pem::subject_of(c)),
+            handshake_time: Duration::ZERO,
         }
     }
 
@@ -245,11 +448,15 @@ impl TlsFacts {
     }
 }
 
+/// The rustls configuration of a bind, and its client certificate
+/// verifier when `ssl_c_verify` may need to re-check a certificate.
+type BuiltConfig = (ServerConfig, Option<Arc<dyn ClientCertVerifier>>);
+
 fn server_config(
     options: &BindOptions,
     store: CertStore,
     digest: &mut impl Hasher,
-) -> Result<ServerConfig, String> {
+) -> Result<BuiltConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
         let (min, max) = options.versions();
@@ -266,6 +473,7 @@ fn server_config(
         .with_protocol_versions(&versions)
         .map_err(|e| format!("TLS versions: {e}"))?;
     let verify = options.verify.unwrap_or_default();
+    let mut client_check = None;
     let builder = match (&options.ca_file, verify) {
         (Some(ca_file), ClientVerify::Optional | ClientVerify::Required) => {
             let bytes = std::fs::read(ca_file)
@@ -298,7 +506,18 @@ fn server_config(
             let verifier = verifier
                 .build()
                 .map_err(|e| format!("ca-file {}: {e}", ca_file.display()))?;
-            builder.with_client_cert_verifier(verifier)
+            let ignoring = options.ca_ignore_err != IgnoreErrors::None
+                || options.crt_ignore_err != IgnoreErrors::None;
+            if ignoring {
+                client_check = Some(verifier.clone());
+                builder.with_client_cert_verifier(Arc::new(IgnoringVerifier {
+                    inner: verifier,
+                    ca_ignore: options.ca_ignore_err.clone(),
+                    crt_ignore: options.crt_ignore_err.clone(),
+                }))
+            } else {
+                builder.with_client_cert_verifier(verifier)
+            }
         }
         _ => builder.with_no_client_auth(),
     };
@@ -308,7 +527,7 @@ fn server_config(
     if !options.no_tls_tickets {
         config.ticketer = ticketer()?;
     }
-    Ok(config)
+    Ok((config, client_check))
 }
 
 /// Reads a PEM bundle's facts for `lbd check` output and tests.
@@ -399,7 +618,9 @@ OmaBh0EyXoEDWp4XCqqexW0EjAmhRANCAAR/6shjOeVMoxqhhdppg8I4t/1+s6fk
             protocol: "TLSv1.3",
             alpn: Some("h2".into()),
             client_cert: true,
+            verify: 0,
             client_subject: Some("/C=FR/CN=client".into()),
+            handshake_time: Duration::from_millis(3),
         };
         let tls = ConnInfo::terminated(src, dst, facts);
         let plain = ConnInfo::plain(src, dst);
@@ -429,6 +650,73 @@ OmaBh0EyXoEDWp4XCqqexW0EjAmhRANCAAR/6shjOeVMoxqhhdppg8I4t/1+s6fk
                 "{test}"
             );
         }
+    }
+
+    #[test]
+    fn a_failed_handshake_is_logged_in_haproxys_error_format() {
+        let frontend: Arc<str> = Arc::from("fe");
+        let src = "198.18.0.2:47278".parse().expect("src");
+        let dst = "198.18.0.100:443".parse().expect("dst");
+        let date = std::time::UNIX_EPOCH + Duration::from_millis(1_764_684_967_107);
+        let cases = [
+            (
+                HandshakeError::Failed("peer is incompatible".into()),
+                "SSL handshake failure",
+                false,
+            ),
+            (
+                HandshakeError::Timeout,
+                "Timeout during SSL handshake",
+                true,
+            ),
+            (
+                HandshakeError::Closed,
+                "Connection closed during SSL handshake",
+                true,
+            ),
+            (
+                HandshakeError::ClientCertificate("UnknownIssuer".into()),
+                "SSL client certificate not trusted",
+                false,
+            ),
+        ];
+        for (error, message, null) in cases {
+            let record = failure_record(&frontend, 2, src, dst, date, &error);
+            // The same line whatever the section's format (httplog here).
+            let line = crate::log::format::format_record(
+                &record,
+                crate::log::AccessFormat::HttpLog,
+                crate::log::Zone::utc(),
+            );
+            assert_eq!(
+                line,
+                format!("198.18.0.2:47278 [02/Dec/2025:14:16:07.107] fe/2: {message}")
+            );
+            assert_eq!(record.is_null(), null, "{error:?}: dontlognull");
+        }
+    }
+
+    #[test]
+    fn verify_errors_map_to_openssl_numbers() {
+        let invalid = |e| rustls::Error::InvalidCertificate(e);
+        assert_eq!(x509_code(&invalid(CertificateError::Expired)), 10);
+        assert_eq!(x509_code(&invalid(CertificateError::NotValidYet)), 9);
+        assert_eq!(x509_code(&invalid(CertificateError::UnknownIssuer)), 20);
+        assert_eq!(x509_code(&invalid(CertificateError::BadSignature)), 7);
+        assert_eq!(x509_code(&rustls::Error::DecryptError), 1);
+        let intermediate = [CertificateDer::from(vec![0u8; 4])];
+        assert!(is_chain_error(
+            &invalid(CertificateError::UnknownIssuer),
+            &intermediate
+        ));
+        assert!(!is_chain_error(
+            &invalid(CertificateError::UnknownIssuer),
+            &[]
+        ));
+        assert!(!is_chain_error(
+            &invalid(CertificateError::Expired),
+            &intermediate
+        ));
     }
 
     #[test]
