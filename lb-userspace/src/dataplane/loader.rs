@@ -190,15 +190,28 @@ impl Dataplane {
 
     /// Attaches the main program to `interface`. Returns the link (detached
     /// when dropped) and the mode that was used.
+    ///
+    /// A link unpinned just before (pins of another layout, removed) is
+    /// released by the kernel asynchronously, after the unlink returned:
+    /// until then the interface still has a program and the attach fails
+    /// with EEXIST. Such an attach is retried for up to [`ATTACH_BUSY_WAIT`].
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<FdLink, DataplaneError> {
         let program = self.program(MAIN_PROGRAM)?;
-        let link_id =
-            program
-                .attach(interface, mode)
-                .map_err(|source| DataplaneError::Program {
-                    name: MAIN_PROGRAM,
-                    source,
-                })?;
+        let give_up = std::time::Instant::now() + ATTACH_BUSY_WAIT;
+        let link_id = loop {
+            match program.attach(interface, mode) {
+                Ok(link_id) => break link_id,
+                Err(source) if is_busy(&source) && std::time::Instant::now() < give_up => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => {
+                    return Err(DataplaneError::Program {
+                        name: MAIN_PROGRAM,
+                        source,
+                    })
+                }
+            }
+        };
         let link = program
             .take_link(link_id)
             .map_err(|source| DataplaneError::Program {
@@ -207,6 +220,24 @@ impl Dataplane {
             })?;
         FdLink::try_from(link).map_err(|e| DataplaneError::Io(std::io::Error::other(e.to_string())))
     }
+}
+
+/// How long an attach waits for a just-released program to leave the
+/// interface.
+const ATTACH_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The interface already has an XDP program (EEXIST somewhere in the chain).
+fn is_busy(error: &aya::programs::ProgramError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::AlreadyExists {
+                return true;
+            }
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
