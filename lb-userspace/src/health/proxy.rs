@@ -383,7 +383,8 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger, live: Sha
         if !state.checks_enabled() {
             // `disable health`: UP until checks are enabled again, which
             // start over from UP as at start-up.
-            health.up = true;
+            health.restart(true);
+            state.set_streak(0);
             continue;
         }
         let started = Instant::now();
@@ -400,7 +401,10 @@ async fn run(plan: CheckPlan, snapshot: Arc<Snapshot>, logger: Logger, live: Sha
             latency,
             detail: judgement.short(),
         };
-        let Some(up) = health.record(Instant::now(), result, plan.rise, plan.fall) else {
+        let changed = health.record(Instant::now(), result, plan.rise, plan.fall);
+        // Shown at once as "UP, going down" / "DOWN, going up".
+        state.set_streak(health.streak());
+        let Some(up) = changed else {
             continue;
         };
         state.set_health(up);

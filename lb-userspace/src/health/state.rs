@@ -133,6 +133,32 @@ impl BackendHealth {
         }
         Some(ok)
     }
+
+    /// Checks in a row that went against the current state: failed while
+    /// up (fewer than `fall` so far) or passed while down (fewer than
+    /// `rise`). 0 when the state is steady.
+    pub fn streak(&self) -> u32 {
+        self.streak
+    }
+
+    /// Starts over in state `up` with no streak (checks turned back on).
+    pub fn restart(&mut self, up: bool) {
+        self.up = up;
+        self.streak = 0;
+    }
+}
+
+/// HAProxy's transitional states, as its status column writes them:
+/// `Some((n, of))` for "UP n/of" while up after failed checks (n: the
+/// checks still to fail before DOWN, of `fall`: HAProxy's `health - rise
+/// + 1`) and "DOWN n/of" while down after passed checks (n: the checks
+/// passed, of `rise`); `None` while steady.
+pub fn going(up: bool, streak: u32, rise: u32, fall: u32) -> Option<(u32, u32)> {
+    match (up, streak) {
+        (_, 0) => None,
+        (true, failed) => Some((fall.saturating_sub(failed), fall)),
+        (false, passed) => Some((passed, rise)),
+    }
 }
 
 /// The weight to use `elapsed` after a backend came up, ramping linearly
@@ -197,6 +223,33 @@ mod tests {
             h.downtime.total(t + Duration::from_secs(3)),
             Duration::from_secs(3)
         );
+    }
+
+    /// The streak and HAProxy's "UP n/fall" / "DOWN n/rise" numbers
+    /// follow each check: rise 2, fall 3.
+    #[test]
+    fn the_streak_shows_going_down_and_going_up() {
+        let now = Instant::now();
+        let mut h = BackendHealth::new(now);
+        let going_now = |h: &BackendHealth| going(h.up, h.streak(), 2, 3);
+        assert_eq!(going_now(&h), None, "steady UP");
+        h.record(now, result(false), 2, 3);
+        assert_eq!((h.up, h.streak(), going_now(&h)), (true, 1, Some((2, 3))));
+        h.record(now, result(false), 2, 3);
+        assert_eq!(going_now(&h), Some((1, 3)), "UP 1/3: one more failure");
+        assert_eq!(h.record(now, result(false), 2, 3), Some(false));
+        assert_eq!((h.streak(), going_now(&h)), (0, None), "steady DOWN");
+        h.record(now, result(true), 2, 3);
+        assert_eq!((h.up, going_now(&h)), (false, Some((1, 2))), "DOWN 1/2");
+        assert_eq!(h.record(now, result(true), 2, 3), Some(true));
+        assert_eq!(going_now(&h), None);
+        // A success while going down ends the streak.
+        h.record(now, result(false), 2, 3);
+        h.record(now, result(true), 2, 3);
+        assert_eq!(going_now(&h), None);
+        h.record(now, result(false), 2, 3);
+        h.restart(true);
+        assert_eq!((h.up, going_now(&h)), (true, None));
     }
 
     #[test]

@@ -188,6 +188,20 @@ impl<W, K: Copy + Eq + Hash, T: Copy + Ord> Pendings<W, K, T> {
         expired
     }
 
+    /// A server went DOWN or into MAINT (HAProxy's `pendconn_redistribute`
+    /// from `srv_update_status`): with `option redispatch` its requests
+    /// move to the backend queue at once, in arrival order, for any server
+    /// to take; without, they stay bound to it (until it comes back or
+    /// their `timeout queue`). Returns how many moved.
+    pub fn server_down(&mut self, server: K, redispatch: bool) -> usize {
+        if !redispatch {
+            return 0;
+        }
+        let moved = self.len(Place::Server(server));
+        self.redistribute(server);
+        moved
+    }
+
     /// Forgets the queue of a server that left the configuration, moving
     /// its requests to the backend queue in arrival order (they may go to
     /// any server now, as HAProxy's `pendconn_redistribute`).

@@ -103,3 +103,27 @@ fn a_removed_servers_requests_join_the_backend_queue_in_arrival_order() {
     let order: Vec<_> = std::iter::from_fn(|| served(&mut q, 0, true)).collect();
     assert_eq!(order, [("s1", 1), ("b1", 2), ("s2", 3)]);
 }
+
+/// A server that goes down hands its queue to the backend queue with
+/// `option redispatch` (the oldest first, mixed with the backend's own by
+/// arrival), and keeps it without.
+#[test]
+fn a_server_going_down_hands_its_queue_over_only_with_redispatch() {
+    let mut q = Queue::default();
+    q.push(Place::Server(0), 100, "s1");
+    q.push(Place::Backend, 100, "b1");
+    q.push(Place::Server(0), 100, "s2");
+    q.push(Place::Server(1), 100, "other");
+    assert_eq!(q.server_down(0, false), 0);
+    assert_eq!(q.len(Place::Server(0)), 2, "bound to it without redispatch");
+    assert_eq!(q.server_down(0, true), 2);
+    assert_eq!((q.len(Place::Server(0)), q.len(Place::Backend)), (0, 3));
+    // Server 2 (up, serving the backend queue) takes them in arrival order.
+    let order: Vec<_> = std::iter::from_fn(|| served(&mut q, 2, true)).collect();
+    assert_eq!(
+        order.iter().map(|o| o.0).collect::<Vec<_>>(),
+        ["s1", "b1", "s2"]
+    );
+    assert_eq!(q.len(Place::Server(1)), 1, "another server's queue stays");
+    assert_eq!(q.server_down(7, true), 0, "a server with no queue");
+}

@@ -83,6 +83,12 @@ pub struct ServerState {
     pub failed_checks: AtomicU64,
     /// UP->DOWN transitions (HAProxy's `chkdown`).
     pub downs: AtomicU64,
+    /// Checks in a row against the health state (HAProxy's transitional
+    /// "UP, going down" and "DOWN, going up"), set by the checks.
+    streak: AtomicU32,
+    /// Its backend's queues (set by each snapshot): a change of state
+    /// moves or serves its queued requests at once.
+    backend: Mutex<std::sync::Weak<BackendState>>,
     last_check: Mutex<Option<LastCheck>>,
     /// Down (health down or MAINT) since when, and for how long in all
     /// (HAProxy's `lastchg`, `downtime`).
@@ -110,6 +116,8 @@ impl ServerState {
             checks_disabled: AtomicBool::new(false),
             failed_checks: AtomicU64::new(0),
             downs: AtomicU64::new(0),
+            streak: AtomicU32::new(0),
+            backend: Mutex::new(std::sync::Weak::new()),
             last_check: Mutex::new(None),
             downtime: Mutex::new(Downtime::new(server.disabled, Instant::now())),
         }
@@ -119,12 +127,39 @@ impl ServerState {
     fn is_down(&self) -> bool {
         self.admin() == AdminState::Maint || !self.is_health_up()
     }
+    /// After any change of health, admin state, weight or checks: the
+    /// downtime bookkeeping, and the backend's queues at once (HAProxy's
+    /// `srv_update_status`): a server that went down or into MAINT hands
+    /// its queued requests over (`option redispatch`), one that came up
+    /// takes its share of the backend queue, without waiting for a freed
+    /// slot or the queue's periodic re-check.
     fn note_state(&self) {
         let down = self.is_down();
         self.downtime
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .observe(down, Instant::now());
+        let backend = self
+            .backend
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        if let Some(backend) = backend {
+            backend.server_changed(self, down);
+        }
+    }
+    /// Joins `backend`'s queues (each snapshot: the same backend name keeps
+    /// its state).
+    fn attach(&self, backend: &Arc<BackendState>) {
+        *self.backend.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(backend);
+    }
+    /// Checks in a row against the health state so far (see
+    /// `health::state::going`).
+    pub fn streak(&self) -> u32 {
+        self.streak.load(Ordering::Relaxed)
+    }
+    pub fn set_streak(&self, streak: u32) {
+        self.streak.store(streak, Ordering::Relaxed);
     }
     /// (time since the last UP/DOWN change, total time down) now.
     pub fn downtime(&self) -> (Duration, Duration) {
@@ -160,6 +195,7 @@ impl ServerState {
     /// the hashing algorithms follow it, static-rr does not (HAProxy).
     pub fn set_weight(&self, weight: u32) {
         self.weight.store(weight.min(256), Ordering::Relaxed);
+        self.note_state();
     }
     pub fn checks_enabled(&self) -> bool {
         !self.checks_disabled.load(Ordering::Relaxed)
@@ -170,6 +206,7 @@ impl ServerState {
         self.checks_disabled.store(!enabled, Ordering::Relaxed);
         if !enabled {
             self.health_up.store(true, Ordering::Relaxed);
+            self.streak.store(0, Ordering::Relaxed);
             self.note_state();
         }
     }
@@ -340,13 +377,21 @@ struct Member {
 /// A server's name in the queue: its state's address, stable across
 /// reloads (server ids are positions in one snapshot's configuration).
 fn queue_key(server: &Arc<ServerState>) -> usize {
-    Arc::as_ptr(server) as usize
+    state_key(server)
+}
+
+/// [`queue_key`] of a server known by reference (the same address).
+fn state_key(server: &ServerState) -> usize {
+    server as *const ServerState as usize
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     pendings: Pendings<tokio::sync::oneshot::Sender<Grant>, usize, Instant>,
     members: Vec<Member>,
+    /// The backend's `option redispatch`: a server going down hands its
+    /// queue to the backend queue.
+    redispatch: bool,
 }
 
 impl QueueState {
@@ -354,7 +399,9 @@ impl QueueState {
     /// (HAProxy's `process_srv_queue`, and `pendconn_grab_from_px` for a
     /// server that came up).
     fn dispatch(&mut self, backend: &Arc<BackendState>) {
-        let QueueState { pendings, members } = self;
+        let QueueState {
+            pendings, members, ..
+        } = self;
         let primary_up = members.iter().any(|m| !m.backup && m.server.is_up());
         for member in members.iter() {
             let key = queue_key(&member.server);
@@ -418,6 +465,17 @@ pub struct BackendState {
 }
 
 impl BackendState {
+    /// A server of this backend changed state (see
+    /// `ServerState::note_state`); `down`: DOWN or in MAINT now.
+    fn server_changed(self: &Arc<Self>, server: &ServerState, down: bool) {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let redispatch = queue.redispatch;
+        if down {
+            queue.pendings.server_down(state_key(server), redispatch);
+        }
+        queue.dispatch(self);
+    }
+
     /// Notes whether the backend has a usable server now; returns (time
     /// since the last change, total time down).
     pub fn note_usable(&self, usable: bool) -> (Duration, Duration) {
@@ -449,6 +507,7 @@ impl BackendState {
             queue.pendings.redistribute(key);
         }
         queue.members = members;
+        queue.redispatch = config.redispatch;
         queue.recount(self);
     }
 }
@@ -720,6 +779,9 @@ impl StateRegistry {
                     })
                     .collect();
                 state.rejoin(b, &servers);
+                for server in &servers {
+                    server.attach(&state);
+                }
                 BackendRuntime {
                     state,
                     servers,

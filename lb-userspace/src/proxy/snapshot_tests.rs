@@ -80,7 +80,13 @@ fn disabled_servers_start_in_maintenance() {
 }
 
 fn backend_with(balance: &str, servers: &[(&str, u32)]) -> Arc<ProxyConfig> {
-    let mut text = format!("[[backend]]\nname = \"b\"\nmode = \"http\"\nbalance = \"{balance}\"\n");
+    backend_with_options(balance, "", servers)
+}
+
+/// A backend with `options` (TOML lines) and servers of the given maxconn.
+fn backend_with_options(balance: &str, options: &str, servers: &[(&str, u32)]) -> Arc<ProxyConfig> {
+    let mut text =
+        format!("[[backend]]\nname = \"b\"\nmode = \"http\"\nbalance = \"{balance}\"\n{options}");
     for (i, (name, maxconn)) in servers.iter().enumerate() {
         text.push_str(&format!(
             "[[backend.server]]\nname = \"{name}\"\naddress = \"198.18.0.{}:80\"\nmaxconn = {maxconn}\n",
@@ -93,6 +99,16 @@ fn backend_with(balance: &str, servers: &[(&str, u32)]) -> Arc<ProxyConfig> {
 fn take(snap: &Snapshot, input: &BalanceInput, wait: Duration) -> Take {
     let (config, runtime) = snap.backend(0).unwrap();
     runtime.take(config, input, Instant::now() + wait)
+}
+
+/// A request with `X-User: alice`: `hdr(X-User)` binds it to a server.
+fn alice() -> hyper::http::request::Parts {
+    hyper::http::Request::get("/")
+        .header("X-User", "alice")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
 }
 
 fn input() -> BalanceInput<'static> {
@@ -167,12 +183,7 @@ async fn a_bound_request_waits_on_its_server_and_the_oldest_of_both_queues_goes_
     // hdr(X-User): with the header the request is bound to its server,
     // without it round robin may use any server.
     let snap = Arc::new(StateRegistry::new().build(backend_with("hdr(X-User)", &[("a", 1)])));
-    let bound_request = hyper::http::Request::get("/")
-        .header("X-User", "alice")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
+    let bound_request = alice();
     let bound = BalanceInput {
         request: Some(&bound_request),
         ..input()
@@ -303,4 +314,76 @@ fn a_changed_disabled_setting_applies_an_unchanged_one_keeps_runtime_state() {
     assert_eq!(server.admin(), AdminState::Drain, "runtime state kept");
     registry.build(with(true));
     assert_eq!(server.admin(), AdminState::Maint, "disabled in the file");
+}
+
+/// A server put in MAINT (or going DOWN) hands its queued requests to the
+/// other servers at once with `option redispatch`: without a freed slot
+/// and without waiting for the queue's periodic re-check (the virtual
+/// clock does not move).
+#[tokio::test(start_paused = true)]
+async fn queued_requests_leave_a_server_in_maint_at_once() {
+    let snap = Arc::new(StateRegistry::new().build(backend_with_options(
+        "hdr(X-User)",
+        "redispatch = true\n",
+        &[("a", 1), ("b", 1)],
+    )));
+    let bound_request = alice();
+    let bound = BalanceInput {
+        request: Some(&bound_request),
+        ..input()
+    };
+    let Take::Slot(busy, _held) = take(&snap, &bound, Duration::from_secs(10)) else {
+        panic!("a free slot");
+    };
+    let queued = vec![
+        ("first", take(&snap, &bound, Duration::from_secs(10))),
+        ("second", take(&snap, &bound, Duration::from_secs(10))),
+    ];
+    let mut served = waiters(&snap, queued);
+    tokio::task::yield_now().await;
+    let started = tokio::time::Instant::now();
+    snap.backends[0].servers[busy].set_admin(AdminState::Maint);
+    let (tag, from, _, slot) = served.recv().await.unwrap();
+    assert_eq!(
+        tokio::time::Instant::now(),
+        started,
+        "served without waiting"
+    );
+    assert_eq!((tag, from), ("first", Place::Backend));
+    let other = 1 - busy;
+    assert!(Arc::ptr_eq(slot.server(), &snap.backends[0].servers[other]));
+    // The second waits for the other server's only slot, in the backend
+    // queue now.
+    assert_eq!(
+        snap.backends[0].servers[busy].queued.load(Ordering::SeqCst),
+        0
+    );
+    drop(slot);
+    let (tag, _, _, slot) = served.recv().await.unwrap();
+    assert_eq!(tag, "second");
+    assert!(Arc::ptr_eq(slot.server(), &snap.backends[0].servers[other]));
+}
+
+/// Without `option redispatch` they stay bound to their server.
+#[tokio::test(start_paused = true)]
+async fn without_redispatch_queued_requests_stay_with_their_server() {
+    let snap =
+        Arc::new(StateRegistry::new().build(backend_with("hdr(X-User)", &[("a", 1), ("b", 1)])));
+    let bound_request = alice();
+    let bound = BalanceInput {
+        request: Some(&bound_request),
+        ..input()
+    };
+    let Take::Slot(busy, _held) = take(&snap, &bound, Duration::from_secs(10)) else {
+        panic!("a free slot");
+    };
+    let queued = vec![("first", take(&snap, &bound, Duration::from_secs(10)))];
+    let _served = waiters(&snap, queued);
+    tokio::task::yield_now().await;
+    snap.backends[0].servers[busy].set_admin(AdminState::Maint);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        snap.backends[0].servers[busy].queued.load(Ordering::SeqCst),
+        1
+    );
 }

@@ -71,6 +71,33 @@ pub struct ServerStatus {
     /// `slim`: the server's maxconn (0 = none).
     pub maxconn: u32,
     pub counters: CounterSnapshot,
+    /// HAProxy's transitional state, `[n, of]`: "UP n/of" while UP after
+    /// failed checks (going down: n checks left to fail, of `fall`),
+    /// "DOWN n/of" while DOWN after passed checks (going up: n passed, of
+    /// `rise`). `None` while steady, unchecked or in MAINT.
+    #[serde(default)]
+    pub going: Option<[u32; 2]>,
+}
+
+impl ServerStatus {
+    /// The status as HAProxy's CSV and page write it: "UP", "UP 2/3"
+    /// (going down), "DOWN", "DOWN 1/2" (going up), "DRAIN 2/3", "MAINT".
+    pub fn haproxy_status(&self) -> String {
+        match self.going {
+            Some([n, of]) if self.status != "MAINT" => format!("{} {n}/{of}", self.status),
+            _ => self.status.clone(),
+        }
+    }
+
+    /// Going down (UP or DRAIN after failed checks).
+    pub fn going_down(&self) -> bool {
+        self.going.is_some() && matches!(self.status.as_str(), "UP" | "DRAIN")
+    }
+
+    /// Going up (DOWN after passed checks).
+    pub fn going_up(&self) -> bool {
+        self.going.is_some() && self.status == "DOWN"
+    }
 }
 
 impl ProxyStatus {
@@ -142,6 +169,21 @@ impl ProxyStatus {
                             }),
                             maxconn: s.maxconn,
                             counters: server_counters,
+                            going: state
+                                .filter(|st| {
+                                    s.check
+                                        && st.checks_enabled()
+                                        && st.admin() != AdminState::Maint
+                                })
+                                .and_then(|st| {
+                                    crate::health::state::going(
+                                        st.is_health_up(),
+                                        st.streak(),
+                                        s.rise,
+                                        s.fall,
+                                    )
+                                })
+                                .map(|(n, of)| [n, of]),
                         }
                     })
                     .collect();
@@ -242,7 +284,7 @@ pub fn render(status: &ProxyStatus) -> String {
             };
             line(
                 format!("{}/{}", b.name, s.name),
-                &s.status,
+                &s.haproxy_status(),
                 weight,
                 &s.counters,
                 check,

@@ -195,7 +195,7 @@ pub fn rows(report: &StatusReport) -> Vec<Row> {
                     pxname: b.name.clone(),
                     svname: s.name.clone(),
                     slim: (s.maxconn > 0).then_some(u64::from(s.maxconn)),
-                    status: s.status.clone(),
+                    status: s.haproxy_status(),
                     weight: Some(u64::from(s.weight)),
                     act: Some(u64::from(!s.backup)),
                     bck: Some(u64::from(s.backup)),

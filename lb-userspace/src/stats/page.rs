@@ -30,6 +30,7 @@ tr.section td{background:#b0d0ff;font-weight:bold;text-align:left}
 .active_going_down{background:#ffffa0}.active_going_up{background:#ffd020}
 .active_draining{background:#20a0ff}.active_no_check{background:#e0e0e0}
 .backup_up{background:#b0d0ff}.backup_down{background:#ff9090}
+.backup_going_down{background:#c060ff}.backup_going_up{background:#ff80ff}
 .backup_draining{background:#cc9900}.maintain{background:#c07820}
 .vrrp_master{background:#c0ffc0}.vrrp_backup{background:#e0e0e0}.vrrp_fault{background:#ff9090}
 .legend td{border:none;text-align:left;padding:1px 6px}
@@ -72,7 +73,14 @@ pub struct Viewer<'a> {
     pub message: Option<&'a str>,
 }
 
-pub fn full_page(config: &StatsConfig, sample: &Sample, viewer: &Viewer) -> Markup {
+/// The page around `fragment` (the rendered [`fragment`], shared by every
+/// viewer of a sample).
+pub fn full_page(
+    config: &StatsConfig,
+    sample: &Sample,
+    viewer: &Viewer,
+    fragment: &[u8],
+) -> Markup {
     let report = &sample.report;
     html! {
         (DOCTYPE)
@@ -102,7 +110,7 @@ pub fn full_page(config: &StatsConfig, sample: &Sample, viewer: &Viewer) -> Mark
                     div.msg #message { (message) }
                 }
                 @if config.show_legends { (legend()) }
-                div #content { (fragment(sample, viewer)) }
+                div #content { (PreEscaped(String::from_utf8_lossy(fragment))) }
                 script { (PreEscaped(SCRIPT)) }
             }
         }
@@ -112,7 +120,11 @@ pub fn full_page(config: &StatsConfig, sample: &Sample, viewer: &Viewer) -> Mark
 fn legend() -> Markup {
     let entries = [
         ("active_up", "active UP"),
+        ("active_going_down", "active UP, going down"),
+        ("active_going_up", "active DOWN, going up"),
         ("active_down", "active DOWN"),
+        ("backup_going_down", "backup UP, going down"),
+        ("backup_going_up", "backup DOWN, going up"),
         ("active_draining", "active or backup DRAIN"),
         ("active_no_check", "not checked"),
         ("backup_up", "backup UP"),
@@ -306,9 +318,13 @@ pub fn server_class(s: &ServerStatus) -> &'static str {
         ("MAINT", _) => "maintain",
         ("DRAIN", false) => "active_draining",
         ("DRAIN", true) => "backup_draining",
+        ("DOWN", false) if s.going_up() => "active_going_up",
+        ("DOWN", true) if s.going_up() => "backup_going_up",
         ("DOWN", false) => "active_down",
         ("DOWN", true) => "backup_down",
         (_, _) if !s.check => "active_no_check",
+        (_, false) if s.going_down() => "active_going_down",
+        (_, true) if s.going_down() => "backup_going_down",
         (_, true) => "backup_up",
         _ => "active_up",
     }
@@ -320,7 +336,7 @@ fn server_row(backend: &str, s: &ServerStatus, viewer: &Viewer) -> Markup {
             td.name { (s.name) }
             (counter_cells(&s.counters, s.maxconn))
             td data-col="lastchg" { (duration_text(s.last_change_secs as f64)) }
-            td data-col="status" { (s.status) }
+            td data-col="status" { (s.haproxy_status()) }
             td.name { (if s.check { s.last_check.as_deref().unwrap_or("pending") } else { "" }) }
             td data-col="weight" { (s.weight) }
             td { (if s.backup { "-" } else { "Y" }) }

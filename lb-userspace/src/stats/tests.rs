@@ -123,6 +123,7 @@ fn report() -> StatusReport {
                         downtime_secs: 130,
                         maxconn: 0,
                         counters: Default::default(),
+                        going: None,
                     },
                     ServerStatus {
                         name: "b2".into(),
@@ -137,6 +138,7 @@ fn report() -> StatusReport {
                         downtime_secs: 0,
                         maxconn: 0,
                         counters: Default::default(),
+                        going: None,
                     },
                 ],
             }],
@@ -164,7 +166,8 @@ fn every_name_is_escaped() {
         token: Some("tok"),
         message: Some(EVIL),
     };
-    let html = full_page(&config(), &sample(), &viewer).into_string();
+    let inner = fragment(&sample(), &viewer).into_string();
+    let html = full_page(&config(), &sample(), &viewer, inner.as_bytes()).into_string();
     assert!(!html.contains("<script>alert"), "{html}");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     // The service, the VRRP instance, the frontend, the server, the message.
@@ -473,4 +476,160 @@ fn replacing_the_server_never_waits_for_an_action_in_flight() {
     let started = Instant::now();
     new.stop();
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Each view is rendered once per sample whatever the number of viewers,
+/// and again for a new sample.
+#[test]
+fn each_view_is_rendered_once_per_sample() {
+    use super::server::{Rendered, View};
+    use std::sync::Arc;
+    let rendered = Rendered::default();
+    let first = Arc::new(sample());
+    let mut renders = 0;
+    for _ in 0..3 {
+        let bytes = rendered.get(&first, View::Metrics, || {
+            renders += 1;
+            "m1".into()
+        });
+        assert_eq!(&bytes[..], b"m1");
+    }
+    assert_eq!(renders, 1, "one render for three scrapes");
+    let fragment = rendered.get(&first, View::Fragment, || {
+        renders += 1;
+        "f1".into()
+    });
+    assert_eq!(
+        (&fragment[..], renders),
+        (&b"f1"[..], 2),
+        "a view of its own"
+    );
+    let second = Arc::new(sample());
+    let bytes = rendered.get(&second, View::Metrics, || {
+        renders += 1;
+        "m2".into()
+    });
+    assert_eq!((&bytes[..], renders), (&b"m2"[..], 3), "a new sample");
+}
+
+/// The stats thread runs niced, so that it yields to the proxy's workers.
+#[test]
+fn the_stats_thread_yields_to_the_data_path() {
+    use crate::stats::{LiveMetrics, StatsServer};
+    let text = "[stats]\nbind = \"127.0.0.1:0\"\n";
+    let config = super::config::tests_parse(text).expect("valid");
+    let (control, _calls) = tokio::sync::mpsc::channel(4);
+    let server = StatsServer::start(
+        config,
+        "no-such-instance",
+        control,
+        std::sync::Arc::new(LiveMetrics::default()),
+    )
+    .expect("start");
+    let nice_of_stats_threads = || -> Vec<i64> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|task| {
+                let path = task.ok()?.path();
+                let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+                (comm.trim_end() == "lbd-stats").then_some(())?;
+                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                // Fields after the command's closing parenthesis: state is
+                // field 3, nice field 19.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split_whitespace().nth(16)?.parse().ok()
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut seen = nice_of_stats_threads();
+    while (seen.is_empty() || seen.contains(&0)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        seen = nice_of_stats_threads();
+    }
+    assert!(!seen.is_empty(), "no lbd-stats thread");
+    assert!(
+        seen.iter().all(|&n| n == i64::from(super::server::NICE)),
+        "nice values {seen:?}"
+    );
+    server.stop();
+}
+
+/// HAProxy's transitional states: the legend, the row colour and the
+/// status as its page and CSV write them ("UP 2/3" going down, "DOWN 1/2"
+/// going up), for active and backup servers.
+#[test]
+fn going_up_and_going_down_have_haproxys_words_and_colours() {
+    let mut going = sample();
+    {
+        let proxy = going.report.proxy.as_mut().expect("proxy");
+        let servers = &mut proxy.backends[0].servers;
+        servers[0].going = Some([1, 2]); // DOWN, one of rise 2 passed
+        servers[1].going = Some([2, 3]); // UP, one of fall 3 failed
+    }
+    let viewer = Viewer {
+        user: None,
+        token: None,
+        message: None,
+    };
+    let html = fragment(&going, &viewer).into_string();
+    assert!(html.contains(r#"class="server active_going_up""#), "{html}");
+    assert!(
+        html.contains(r#"class="server active_going_down" data-row="app/b2""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td data-col="status">DOWN 1/2</td>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<td data-col="status">UP 2/3</td>"#),
+        "{html}"
+    );
+    let rows = export::rows(&going.report);
+    let status = |name: &str| {
+        rows.iter()
+            .find(|r| r.svname == name)
+            .map(|r| r.status.clone())
+    };
+    assert_eq!(status("b2").as_deref(), Some("UP 2/3"));
+    assert_eq!(status(&format!("s{EVIL}")).as_deref(), Some("DOWN 1/2"));
+    assert!(export::csv(&rows).contains(",UP 2/3,"));
+    // Backups have their own colours.
+    {
+        let proxy = going.report.proxy.as_mut().expect("proxy");
+        for server in &mut proxy.backends[0].servers {
+            server.backup = true;
+        }
+    }
+    let html = fragment(&going, &viewer).into_string();
+    assert!(html.contains(r#"class="server backup_going_up""#), "{html}");
+    assert!(
+        html.contains(r#"class="server backup_going_down""#),
+        "{html}"
+    );
+    // Steady again: plain words and colours.
+    {
+        let proxy = going.report.proxy.as_mut().expect("proxy");
+        for server in &mut proxy.backends[0].servers {
+            server.going = None;
+        }
+    }
+    let html = fragment(&going, &viewer).into_string();
+    assert!(html.contains(r#"class="server backup_up""#), "{html}");
+    assert!(!html.contains("going"), "{html}");
+    // The legend has the four transitional entries with their classes.
+    let page = full_page(&config(), &sample(), &viewer, b"").into_string();
+    for (class, text) in [
+        ("active_going_down", "active UP, going down"),
+        ("backup_going_down", "backup UP, going down"),
+        ("active_going_up", "active DOWN, going up"),
+        ("backup_going_up", "backup DOWN, going up"),
+    ] {
+        assert!(
+            page.contains(&format!(r#"<td class="{class}">{text}</td>"#)),
+            "{class}: {page}"
+        );
+        assert!(page.contains(&format!(".{class}{{background:")), "{class}");
+    }
 }
