@@ -94,6 +94,17 @@ inter = 500
 fall = 1
 rise = 1
 
+# On n1's nginx too, but slow to fall: shown "UP, going down" for seconds.
+[[backend]]
+name = "slow"
+[[backend.server]]
+name = "n3"
+address = "{b1}:{NGINX_PORT}"
+check = true
+inter = 500
+fall = 10
+rise = 2
+
 [stats]
 bind = "{STATS}"
 uri = "{URI}"
@@ -413,6 +424,44 @@ fn the_stats_page_in_a_real_browser() {
     let shown = rows(&browser);
     assert_eq!(row(&shown, "app/n1").2, "rgb(255, 144, 144)");
     eprintln!("stopped nginx shown down on the page after {took:?}");
+    // n3 (fall 10, every 0.5 s) is "UP, going down" for about 4.5 s first:
+    // HAProxy's colour and "UP n/10" (the checks left before DOWN), on
+    // the page and in the CSV; then DOWN.
+    browser
+        .wait_for(
+            "var r = document.querySelector('tr[data-row=\"slow/n3\"].active_going_down');\
+             return !!r && /^UP [1-9]\\/10$/.test(r.querySelector('td[data-col=status]').textContent);",
+            json!([]),
+            Duration::from_secs(4),
+        )
+        .unwrap_or_else(|e| panic!("n3 not going down: {e}: {:?}", rows(&browser)));
+    assert_eq!(row(&rows(&browser), "slow/n3").2, "rgb(255, 255, 160)");
+    let csv = request(&lab, "GET", "/hastat;csv", &[("Authorization", &auth)], "");
+    assert!(
+        csv.body.lines().any(|l| l.starts_with("slow,n3,")
+            && (l.contains(",UP ") && l.contains("/10,") || l.contains(",DOWN,"))),
+        "{}",
+        csv.body
+    );
+    let json = request(&lab, "GET", "/hastat;json", &[("Authorization", &auth)], "");
+    let rows_json: Value = serde_json::from_str(&json.body).expect("json rows");
+    let n3_status = rows_json
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["svname"] == json!("n3")))
+        .and_then(|r| r["status"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        n3_status.starts_with("UP ") && n3_status.ends_with("/10") || n3_status == "DOWN",
+        "{n3_status}"
+    );
+    browser
+        .wait_for(
+            "return !!document.querySelector('tr[data-row=\"slow/n3\"].active_down');",
+            json!([]),
+            Duration::from_secs(8),
+        )
+        .unwrap_or_else(|e| panic!("n3 not down: {e}: {:?}", rows(&browser)));
     // HAProxy's Dwntme grows while it is down, and LastChg counts from the
     // change (n2 has been up since the start: longer).
     browser
@@ -696,6 +745,52 @@ fn the_stats_page_in_a_real_browser() {
             > xdp_backend(&report, "web", 0).slots.unwrap_or(0)
             || xdp_backend(&report, "web", 0).state == Some(BackendState::Down)
     );
+    // An admin action applies before its answer: right after `maint` on
+    // the only server UP (n1's nginx is stopped), a request never reaches
+    // it (503 at once); right after `ready` it is served again. Through
+    // the runtime API, then through the page's form.
+    let through_proxy = || {
+        lab.client
+            .run_in(|| http(SocketAddr::from((VIP, 8080)), "GET", "/", &[], b""))
+            .expect("namespace")
+            .expect("request through the proxy")
+            .status
+    };
+    assert_eq!(through_proxy(), 200);
+    lbd_cmd(&["set", "server", "app/n2", "state", "maint"]).expect("maint");
+    assert_eq!(through_proxy(), 503, "a request reached n2 after maint");
+    lbd_cmd(&["set", "server", "app/n2", "state", "ready"]).expect("ready");
+    assert_eq!(through_proxy(), 200, "n2 not serving right after ready");
+    let page = request(&lab, "GET", URI, &[("Authorization", &auth)], "");
+    let token = page
+        .body
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page's CSRF token")
+        .to_owned();
+    let act = |action: &str| {
+        let form = format!("token={token}&kind=proxy&group=app&member=n2&action={action}");
+        let answer = request(
+            &lab,
+            "POST",
+            URI,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &form,
+        );
+        assert_eq!(answer.status, 303, "{answer:?}");
+    };
+    act("maint");
+    assert_eq!(
+        through_proxy(),
+        503,
+        "a request reached n2 after maint from the page"
+    );
+    act("ready");
+    assert_eq!(through_proxy(), 200);
     let stat = lbd_cmd(&["show", "stat"]).expect("show stat");
     assert!(
         stat.lines()

@@ -13,7 +13,6 @@
 //! bench/RESULTS.md (or are appended to it). Not part of the tests.
 use anyhow::{bail, Context};
 use lb_tests::{
-    nginx::{Nginx, NginxOptions},
     process::ChildGuard,
     topology::{backend_addr, DsrLab, TempDir},
 };
@@ -58,20 +57,10 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let record = other_lbd.is_none() && runs == RUNS;
     let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-l7: building the lab");
-    let mut lab = DsrLab::build(3)?;
-    for vip in [VIP_L7, VIP_L4] {
-        lab.lb()
-            .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
-    }
-    let mut backends = Vec::new();
-    for (i, backend) in lab.backends.iter().enumerate() {
-        let mut options = NginxOptions::new(
-            &format!("b{}", i + 1),
-            &[SocketAddr::from((backend_addr(i), BACKEND_PORT))],
-        );
-        options.access_log = false;
-        backends.push(Nginx::start_with(&backend.ns, options)?);
-    }
+    let mut lab = crate::bench_lab::lab_with_vips(&[VIP_L7, VIP_L4])?;
+    let backends = crate::bench_lab::nginx_per_backend(&lab, |i| {
+        vec![SocketAddr::from((backend_addr(i), BACKEND_PORT))]
+    })?;
 
     let mut rows = Vec::new();
     lab.write_config(&lbd_config(&lab))?;
@@ -601,11 +590,7 @@ pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
 }
 
 fn render(rows: &[Row], workers: usize, runs: usize) -> String {
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let date = crate::bench_lab::utc_date();
     // How busy the machine was: other work on the same cores moves the
     // rates and latencies, much less the CPU time and system calls per
     // request.

@@ -21,14 +21,12 @@ use crate::bench_l7::{replace_section, wait_listening, wrk};
 use anyhow::{bail, Context};
 use lb_tests::{
     browser::{basic, http},
-    nginx::{Nginx, NginxOptions},
     topology::{backend_addr, DsrLab, LB_ADDR},
 };
 use std::{
     fmt::Write as _,
     net::{Ipv4Addr, SocketAddr},
     path::Path,
-    process::Command,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -70,25 +68,22 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let record = other_lbd.is_none();
     let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-stats: building the lab");
-    let mut lab = DsrLab::build(3)?;
-    for vip in [VIP_L4, VIP_L7] {
-        lab.lb()
-            .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
-    }
-    let mut nginx = Vec::new();
+    let mut lab = crate::bench_lab::lab_with_vips(&[VIP_L4, VIP_L7])?;
+    // Backend i holds the addresses i, i + 3, ... of the 16.
+    let spread = |i: usize| (i..BACKENDS_PER_SERVICE).step_by(3).map(backend_address);
     for (i, backend) in lab.backends.iter().enumerate() {
-        let mut listen = vec![SocketAddr::from((backend_addr(i), NGINX_PORT))];
-        for k in (i..BACKENDS_PER_SERVICE).step_by(3) {
-            let address = backend_address(k);
+        for address in spread(i) {
             backend
                 .ns
                 .ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-            listen.push(SocketAddr::from((address, NGINX_PORT)));
         }
-        let mut options = NginxOptions::new(&format!("b{}", i + 1), &listen);
-        options.access_log = false;
-        nginx.push(Nginx::start_with(&backend.ns, options)?);
     }
+    let nginx = crate::bench_lab::nginx_per_backend(&lab, |i| {
+        std::iter::once(backend_addr(i))
+            .chain(spread(i))
+            .map(|address| SocketAddr::from((address, NGINX_PORT)))
+            .collect()
+    })?;
     lab.write_config(&config(&lab.instance))?;
     lab.start_lbd(lbd)?;
     wait_listening(&lab, VIP_L7, FRONTEND_PORT).context("lbd's http frontend")?;
@@ -413,11 +408,7 @@ fn data_path(lab: &DsrLab, pid: u32, auth: &str, rows: &mut Vec<Row>) -> anyhow:
 }
 
 fn render(rows: &[Row], ratios: &Ratios, sizes: &str) -> String {
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let date = crate::bench_lab::utc_date();
     let mut out = format!(
         "## Stats page and /metrics (issue 14)\n\n\
          Measured by `cargo xtask bench-stats` on {date}: lbd with {SERVICES} XDP fullnat services × {BACKENDS_PER_SERVICE} backends ({} backends, TCP checks every 5 s), \

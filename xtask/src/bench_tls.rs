@@ -13,7 +13,6 @@
 use crate::bench_l7::{proxy_workers, wait_listening, wrk};
 use anyhow::{bail, Context};
 use lb_tests::{
-    nginx::{Nginx, NginxOptions},
     process::ChildGuard,
     topology::{backend_addr, DsrLab, TempDir},
 };
@@ -45,18 +44,10 @@ struct Row {
 
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
     println!("bench-tls: building the lab");
-    let mut lab = DsrLab::build(3)?;
-    lab.lb()
-        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])?;
-    let mut backends = Vec::new();
-    for (i, backend) in lab.backends.iter().enumerate() {
-        let mut options = NginxOptions::new(
-            &format!("b{}", i + 1),
-            &[SocketAddr::from((backend_addr(i), BACKEND_PORT))],
-        );
-        options.access_log = false;
-        backends.push(Nginx::start_with(&backend.ns, options)?);
-    }
+    let mut lab = crate::bench_lab::lab_with_vips(&[VIP])?;
+    let backends = crate::bench_lab::nginx_per_backend(&lab, |i| {
+        vec![SocketAddr::from((backend_addr(i), BACKEND_PORT))]
+    })?;
     let certs = TempDir::create(&format!("{}-tls-certs", lab.instance))?;
     let (ec, rsa) = make_certificates(&certs.path)?;
     let h2load = Command::new("h2load").arg("--version").output().is_ok();
@@ -316,11 +307,7 @@ fn measure(lab: &DsrLab, rows: &mut Vec<Row>, path: &str, h2load: bool) -> anyho
 }
 
 fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let date = crate::bench_lab::utc_date();
     let mut out = format!(
         "## TLS termination: lbd vs HAProxy 2.6 ({date})\n\n\
          `cargo xtask bench-tls` (also run at the end of `bench-l7`; release build), namespaces on this machine: \

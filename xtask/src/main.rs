@@ -2,6 +2,7 @@
 mod bench;
 mod bench_bgp;
 mod bench_l7;
+mod bench_lab;
 mod bench_stats;
 mod bench_tls;
 mod bench_tls_pass;

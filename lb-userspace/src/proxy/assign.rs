@@ -82,7 +82,7 @@ where
     };
     let policy = RetryPolicy::new(
         backend.retries,
-        backend.redispatch,
+        (backend.redispatch, backend.redispatch_after),
         &backend.balance,
         backend.timeouts.connect,
     );

@@ -1,9 +1,11 @@
 //! What HAProxy 2.6 does after a failed connect to a server (`stream.c`,
 //! `back_handle_st_cer` and `stream_choose_redispatch`), sans-IO: give up
 //! once `retries` are spent; else retry on the same server, or go back to
-//! the balancer (`option redispatch`) when the server is down, on the
-//! last retry, or on every retry for a round-robin kind of algorithm with
-//! more than one active server. After a refused or reset connect (not a
+//! the balancer (`option redispatch [<interval>]`) when the server is
+//! down, on the retries the interval names (by default -1: the last
+//! retry; P > 0: every Pth; N < 0: the (-N)th before the last), or on
+//! every retry for a round-robin kind of algorithm with more than one
+//! active server. After a refused or reset connect (not a
 //! timeout) it waits a turn-around of min(1 s, `timeout connect`) before
 //! the retry, except when a round-robin algorithm with several active
 //! servers redispatches (another server will be tried at once) or the
@@ -19,16 +21,24 @@ pub const TURN_AROUND: Duration = Duration::from_secs(1);
 pub struct RetryPolicy {
     pub retries: u32,
     pub redispatch: bool,
+    /// HAProxy's `redispatch_after` (`option redispatch <interval>`).
+    pub redispatch_after: i32,
     /// roundrobin, static-rr, random (HAProxy's `BE_LB_KIND_RR`).
     pub round_robin_kind: bool,
     pub connect_timeout: Duration,
 }
 
 impl RetryPolicy {
-    pub fn new(retries: u32, redispatch: bool, balance: &Balance, connect: Duration) -> Self {
+    pub fn new(
+        retries: u32,
+        (redispatch, redispatch_after): (bool, i32),
+        balance: &Balance,
+        connect: Duration,
+    ) -> Self {
         RetryPolicy {
             retries,
             redispatch,
+            redispatch_after,
             round_robin_kind: matches!(
                 balance,
                 Balance::RoundRobin | Balance::StaticRr | Balance::Random { .. }
@@ -72,15 +82,26 @@ pub enum AfterFailure {
 }
 
 impl RetryPolicy {
+    /// Whether the interval names the retry after `failures` failed
+    /// attempts (HAProxy counts the retries done, `conn_retries`): every
+    /// Pth for P > 0; for N < 0 every (retries + 1 + N)th, which is the
+    /// last retry for -1 and the (-N)th before the last otherwise.
+    fn counted(&self, failures: u32) -> bool {
+        let every = match self.redispatch_after {
+            p if p > 0 => i64::from(p),
+            n if n < 0 => i64::from(self.retries) + 1 + i64::from(n),
+            _ => 0,
+        };
+        every > 0 && i64::from(failures) % every == 0
+    }
+
     pub fn after(&self, failure: Failure) -> AfterFailure {
         if failure.failures > self.retries {
             return AfterFailure::GiveUp;
         }
-        // `option redispatch` alone means redispatch_after -1: on the last
-        // retry ((retries - left) % retries == 0).
-        let last_retry = self.retries > 0 && failure.failures.is_multiple_of(self.retries);
         let spread = self.round_robin_kind && failure.active_servers > 1;
-        let redispatch = self.redispatch && (!failure.server_running || last_retry || spread);
+        let redispatch = self.redispatch
+            && (!failure.server_running || self.counted(failure.failures) || spread);
         let turn_around = failure.kind == FailureKind::Error
             && !failure.reused
             && (!redispatch || !self.round_robin_kind || failure.active_servers <= 1);
@@ -107,6 +128,7 @@ mod tests {
         RetryPolicy {
             retries,
             redispatch,
+            redispatch_after: -1,
             round_robin_kind: rr,
             connect_timeout: connect,
         }
@@ -190,5 +212,50 @@ mod tests {
         let plain = policy(3, false, true, 5 * S);
         assert_eq!(plain.after(failure(3, Error, 3)), SameServer { wait: S });
         assert_eq!(plain.after(down), SameServer { wait: S });
+    }
+
+    /// `option redispatch <interval>`, leastconn (so only the interval and
+    /// a down server decide), retries 6: which of the six retries go back
+    /// to the balancer.
+    #[test]
+    fn the_interval_picks_the_retries_that_redispatch() {
+        let redispatched = |after: i32| -> Vec<u32> {
+            let p = RetryPolicy {
+                redispatch_after: after,
+                ..policy(6, true, false, 5 * S)
+            };
+            (1..=6)
+                .filter(|&n| {
+                    matches!(
+                        p.after(failure(n, FailureKind::Error, 3)),
+                        AfterFailure::Redispatch { .. }
+                    )
+                })
+                .collect()
+        };
+        let table: &[(i32, &[u32])] = &[
+            (-1, &[6]),                // the default: the last retry
+            (-2, &[5]),                // the retry before the last
+            (-3, &[4]),                // every 4th: the 4th only within 6
+            (-6, &[1, 2, 3, 4, 5, 6]), // every retry
+            (1, &[1, 2, 3, 4, 5, 6]),
+            (2, &[2, 4, 6]),
+            (3, &[3, 6]),
+            (7, &[]), // beyond the retries: never by count
+            (0, &[]),
+        ];
+        for (after, expected) in table {
+            assert_eq!(redispatched(*after), *expected, "redispatch {after}");
+        }
+        // Whatever the interval, a server that went down is left at once.
+        let down = Failure {
+            server_running: false,
+            ..failure(1, FailureKind::Error, 3)
+        };
+        let p = RetryPolicy {
+            redispatch_after: 3,
+            ..policy(6, true, false, 5 * S)
+        };
+        assert!(matches!(p.after(down), AfterFailure::Redispatch { .. }));
     }
 }

@@ -151,6 +151,9 @@ fn errors_name_file_line_and_field() {
             "lb.toml:6: syntax: unknown field `slowstart`",
         ),
         ("[[backend]]\nname = \"b\"\nretries = 101\n", "lb.toml:3: backend[0].retries: 101 is outside 0..=100"),
+        ("[[backend]]\nname = \"b\"\nredispatch = 101\n", "lb.toml:3: backend[0].redispatch: 101 is outside 1..=100"),
+        ("[[backend]]\nname = \"b\"\nretries = 2\nredispatch = -3\n", "lb.toml:4: backend[0].redispatch: -3: there is no retry 3 before the last with retries = 2"),
+        ("[[backend]]\nname = \"b\"\nredispatch = \"often\"\n", "lb.toml:3: syntax: invalid type: string \"often\", expected true, false or an integer interval"),
         ("[global]\nmaxconn = 0\n", "lb.toml:2: global.maxconn: 0 is outside 1..=10000000"),
         (
             "[[global.log]]\ntarget = \"logs.example:514\"\n",

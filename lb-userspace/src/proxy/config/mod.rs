@@ -297,8 +297,12 @@ pub struct Backend {
     pub allbackups: bool,
     /// Connection attempts after the first failed one (`retries`).
     pub retries: u32,
-    /// `option redispatch`: the last retry goes to another server.
+    /// `option redispatch`: a retry may go to another server.
     pub redispatch: bool,
+    /// `option redispatch <interval>` (with `redispatch`): -1 (the
+    /// default) redispatches on the last retry, P > 0 on every Pth retry,
+    /// N < 0 on the (-N)th retry before the last. 0 turns redispatch off.
+    pub redispatch_after: i32,
     pub timeouts: BackendTimeouts,
     pub health: HealthSettings,
     pub http_connection_mode: HttpConnectionMode,

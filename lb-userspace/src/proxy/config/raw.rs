@@ -103,6 +103,33 @@ impl<'de> Deserialize<'de> for RawLog {
     }
 }
 
+/// `redispatch = true | false` (`option redispatch`), or the interval of
+/// HAProxy's `option redispatch <interval>` as an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawRedispatch {
+    Flag(bool),
+    Interval(i64),
+}
+
+impl<'de> Deserialize<'de> for RawRedispatch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RedispatchVisitor;
+        impl Visitor<'_> for RedispatchVisitor {
+            type Value = RawRedispatch;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or an integer interval (option redispatch <interval>)")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawRedispatch, E> {
+                Ok(RawRedispatch::Flag(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawRedispatch, E> {
+                Ok(RawRedispatch::Interval(v))
+            }
+        }
+        deserializer.deserialize_any(RedispatchVisitor)
+    }
+}
+
 /// `[defaults]`, `[[frontend]]`, `[[backend]]` and `[[listen]]` share one
 /// shape; which fields each kind of section takes is checked by the
 /// validator, so that `balance` in a frontend gets a message that says why.
@@ -126,7 +153,7 @@ pub struct RawSection {
     pub http_connection_mode: Option<Spanned<String>>,
     pub forwardfor: Option<Spanned<RawForwardFor>>,
     pub forwarded: Option<Spanned<bool>>,
-    pub redispatch: Option<Spanned<bool>>,
+    pub redispatch: Option<Spanned<RawRedispatch>>,
     pub retries: Option<Spanned<i64>>,
     pub balance: Option<Spanned<String>>,
     pub httpchk: Option<Spanned<RawHttpChk>>,

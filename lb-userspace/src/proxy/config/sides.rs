@@ -364,6 +364,8 @@ pub(super) fn backend(
             3
         }
     };
+    let (redispatch, redispatch_after) =
+        redispatch(&raw.redispatch, &defaults.redispatch, retries, field, sink);
     let client_side: &[&str] = &["client", "http_request", "http_keep_alive"];
     let timeouts = timeouts::backend(
         &section_timeouts(
@@ -396,7 +398,8 @@ pub(super) fn backend(
         servers,
         allbackups: flag(&raw.allbackups, &defaults.allbackups),
         retries,
-        redispatch: flag(&raw.redispatch, &defaults.redispatch),
+        redispatch,
+        redispatch_after,
         timeouts,
         health,
         http_connection_mode: common.connection,
@@ -433,4 +436,36 @@ fn section_timeouts(
         timeouts::reject(&own, names, &format!("{field}.timeout"), why, sink);
     }
     own.over(&of(defaults))
+}
+
+/// `redispatch`: `true`/`false`, or HAProxy's `option redispatch
+/// <interval>` (an integer: P > 0 every Pth retry, N < 0 the (-N)th retry
+/// before the last, 0 off). Returns (on, interval); -1 is HAProxy's
+/// default, the last retry.
+fn redispatch(
+    own: &Option<Spanned<super::raw::RawRedispatch>>,
+    defaults: &Option<Spanned<super::raw::RawRedispatch>>,
+    retries: u32,
+    field: &str,
+    sink: &mut dyn ErrorSink,
+) -> (bool, i32) {
+    use super::raw::RawRedispatch::{Flag, Interval};
+    let Some(value) = inherit(own, defaults).0 else {
+        return (false, -1);
+    };
+    match *value.get_ref() {
+        Flag(on) => (on, -1),
+        Interval(0) => (false, 0),
+        Interval(n) if n < 0 && n.unsigned_abs() <= u64::from(retries) => (true, n as i32),
+        Interval(n) if (1..=100).contains(&n) => (true, n as i32),
+        Interval(n) => {
+            let why = if n < 0 {
+                format!("{n}: there is no retry {} before the last with retries = {retries} (use -{retries}..=-1)", -n)
+            } else {
+                format!("{n} is outside 1..=100")
+            };
+            sink.report(value.span(), &format!("{field}.redispatch"), why);
+            (true, -1)
+        }
+    }
 }

@@ -403,3 +403,24 @@ address = "198.18.0.3:80"
     let found = errors("[defaults]\ndefault_server = { backup = true }\n");
     assert!(found[0].contains("unknown field `backup`"), "{found:?}");
 }
+
+/// `redispatch`: a flag (HAProxy's `option redispatch`, interval -1) or
+/// the interval of `option redispatch <interval>`, inherited from
+/// `[defaults]`; 0 turns it off.
+#[test]
+fn redispatch_takes_haproxys_interval() {
+    let backend = |line: &str| {
+        let config = parse(&format!(
+            "[defaults]\nredispatch = 2\n[[backend]]\nname = \"b\"\nretries = 4\n{line}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{line}: {e:?}"));
+        let b = &config.backends[0];
+        (b.redispatch, b.redispatch_after)
+    };
+    assert_eq!(backend(""), (true, 2), "from [defaults]");
+    assert_eq!(backend("redispatch = true"), (true, -1));
+    assert_eq!(backend("redispatch = false"), (false, -1));
+    assert_eq!(backend("redispatch = -4"), (true, -4));
+    assert_eq!(backend("redispatch = 1"), (true, 1));
+    assert_eq!(backend("redispatch = 0"), (false, 0));
+}
