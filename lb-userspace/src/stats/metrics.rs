@@ -2,33 +2,28 @@
 //! come from the cached sample (the per-CPU maps are read at most once per
 //! refresh period, whatever the number of scrapers); the check-latency
 //! histogram and the VRRP transition count are fed live by the daemon.
-use crate::{cli::status::StatusReport, vrrp::State};
+use crate::{
+    cli::status::{BackendStatus, ServiceStatus, StatusReport},
+    proxy::status::{BackendStatus as ProxyBackend, FrontendStatus, ProxyStatus, ServerStatus},
+    vrrp::{State, VrrpStatus},
+};
 use prometheus_client::{
-    encoding::{text::encode, EncodeLabelSet},
+    collector::Collector,
+    encoding::{text::encode, DescriptorEncoder, EncodeLabelSet, NoLabelSet},
     metrics::{
         counter::Counter,
         family::Family,
-        gauge::Gauge,
         histogram::{exponential_buckets, Histogram},
+        MetricType,
     },
     registry::Registry,
 };
 use std::{
+    fmt,
     net::SocketAddr,
     sync::{atomic::AtomicU64, atomic::Ordering, Arc},
     time::Duration,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServiceLabels {
-    service: String,
-    vip: String,
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
@@ -37,32 +32,9 @@ pub struct BackendLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    service: String,
-    backend: String,
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ProxyLabels {
-    proxy: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
     proxy: String,
     server: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VrrpLabels {
-    instance: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VrrpStateLabels {
-    instance: String,
-    state: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -137,411 +109,466 @@ impl LiveMetrics {
     }
 }
 
-/// Adds one labelled counter or gauge per call, registered once.
-struct Families<L, M> {
-    family: Family<L, M>,
-}
-
-impl<L, M> Families<L, M>
-where
-    L: Clone + std::hash::Hash + Eq + std::fmt::Debug + EncodeLabelSet + Send + Sync + 'static,
-    M: prometheus_client::metrics::TypedMetric
-        + prometheus_client::encoding::EncodeMetric
-        + Default
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    fn register(registry: &mut Registry, name: &str, help: &str) -> Families<L, M> {
-        let family = Family::<L, M>::default();
-        registry.register(name, help, family.clone());
-        Families { family }
-    }
-}
-
-impl<L: Clone + std::hash::Hash + Eq> Families<L, Counter> {
-    fn add(&self, labels: L, value: u64) {
-        self.family.get_or_create(&labels).inc_by(value);
-    }
-}
-
-impl<L: Clone + std::hash::Hash + Eq> Families<L, Gauge> {
-    fn set(&self, labels: L, value: i64) {
-        self.family.get_or_create(&labels).set(value);
-    }
-}
-
 fn as_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One metric family written straight from the report: no registry
+/// families (a hash map of owned labels and an atomic per series, built
+/// and dropped at every scrape), just the text. Labels borrow the report.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+    }
+    Ok(())
+}
+
+fn gauges<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (L, i64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// The report's counters and gauges, encoded at the scrape.
+#[derive(Debug)]
+struct ReportCollector {
+    report: Arc<StatusReport>,
+}
+
+/// A service's labels and its backends' `address:port`, formatted once
+/// for every family.
+struct ServiceNames<'r> {
+    service: &'r ServiceStatus,
+    name: String,
+    vip: String,
+    backends: Vec<(&'r BackendStatus, String)>,
+}
+
+impl Collector for ReportCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let report = &*self.report;
+        let e = &mut e;
+        let instance = [("instance", report.instance.as_str())];
+        gauges(
+            e,
+            "up",
+            "1 while the daemon of this instance runs",
+            [(instance, i64::from(report.running))],
+        )?;
+        counters(
+            e,
+            "xdp_packets",
+            "Packets by outcome of the XDP program, all CPUs",
+            report
+                .global
+                .iter()
+                .map(|(name, value)| ([("outcome", name.as_str())], *value)),
+        )?;
+        gauges(
+            e,
+            "conntrack_flows",
+            "Entries in the connection table",
+            [(instance, as_i64(report.flows))],
+        )?;
+        let services: Vec<ServiceNames> = report
+            .services
+            .iter()
+            .map(|s| ServiceNames {
+                service: s,
+                name: s
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("service-{}", s.id)),
+                vip: format!("{}/{}", SocketAddr::new(s.vip, s.port), s.protocol),
+                backends: s
+                    .backends
+                    .iter()
+                    .map(|b| (b, SocketAddr::new(b.address, b.port).to_string()))
+                    .collect(),
+            })
+            .collect();
+        type ServiceValue = fn(&ServiceStatus) -> u64;
+        let per_service: [(&str, &str, ServiceValue); 3] = [
+            (
+                "service_packets",
+                "Packets sent to a service's backends",
+                |s| s.packets,
+            ),
+            ("service_bytes", "Bytes sent to a service's backends", |s| {
+                s.bytes
+            }),
+            ("service_new_flows", "New flows of a service", |s| {
+                s.new_flows
+            }),
+        ];
+        for (name, help, value) in per_service {
+            counters(
+                e,
+                name,
+                help,
+                services.iter().map(|s| {
+                    (
+                        [("service", s.name.as_str()), ("vip", s.vip.as_str())],
+                        value(s.service),
+                    )
+                }),
+            )?;
+        }
+        gauges(
+            e,
+            "service_maglev_slots",
+            "Maglev slots of a service's table (0: no usable backend)",
+            services.iter().map(|s| {
+                (
+                    [("service", s.name.as_str()), ("vip", s.vip.as_str())],
+                    i64::from(s.service.table_size),
+                )
+            }),
+        )?;
+        let backends = || {
+            services.iter().flat_map(|s| {
+                s.backends.iter().map(move |(b, address)| {
+                    (
+                        [("service", s.name.as_str()), ("backend", address.as_str())],
+                        *b,
+                    )
+                })
+            })
+        };
+        type BackendValue = fn(&BackendStatus) -> u64;
+        let per_backend: [(&str, &str, BackendValue); 4] = [
+            ("backend_packets", "Packets sent to a backend", |b| {
+                b.packets
+            }),
+            ("backend_bytes", "Bytes sent to a backend", |b| b.bytes),
+            ("backend_new_flows", "New flows sent to a backend", |b| {
+                b.new_flows
+            }),
+            (
+                "backend_downtime_seconds",
+                "Seconds a backend was down by its health checks (HAProxy's downtime)",
+                |b| b.downtime_seconds.unwrap_or(0.0) as u64,
+            ),
+        ];
+        for (name, help, value) in per_backend {
+            counters(e, name, help, backends().map(|(l, b)| (l, value(b))))?;
+        }
+        type BackendGauge = fn(&BackendStatus) -> i64;
+        let backend_gauges: [(&str, &str, BackendGauge); 3] = [
+            ("backend_weight", "A backend's effective weight", |b| {
+                i64::from(b.weight.unwrap_or(0))
+            }),
+            ("backend_maglev_slots", "Maglev slots a backend owns", |b| {
+                i64::from(b.slots.unwrap_or(0))
+            }),
+            (
+                "backend_health_up",
+                "1 when a backend passes its health checks (or is not checked)",
+                |b| i64::from(b.health.as_deref() != Some("down")),
+            ),
+        ];
+        for (name, help, value) in backend_gauges {
+            gauges(e, name, help, backends().map(|(l, b)| (l, value(b))))?;
+        }
+        // A backend's data-path state and its administrative state, each a
+        // series with value 1.
+        let states: Vec<(&str, &str, String)> = services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(move |(b, address)| (s, b, address)))
+            .flat_map(|(s, b, address)| {
+                let data_path = b.state.map(|state| format!("{state:?}").to_lowercase());
+                let admin = b.admin.map(|a| format!("admin_{a:?}").to_lowercase());
+                [data_path, admin]
+                    .into_iter()
+                    .flatten()
+                    .map(move |state| (s.name.as_str(), address.as_str(), state))
+            })
+            .collect();
+        gauges(
+            e,
+            "backend_state",
+            "1 for a backend's data-path state (serving, draining, down) and administrative state (admin_enabled, admin_drain, admin_disabled)",
+            states.iter().map(|(service, backend, state)| {
+                ([("service", *service), ("backend", *backend), ("state", state.as_str())], 1)
+            }),
+        )?;
+        if let Some(proxy) = &report.proxy {
+            proxy_metrics(e, &instance, proxy)?;
+        }
+        vrrp_metrics(e, &report.vrrp)
+    }
+}
+
+fn proxy_metrics(
+    e: &mut DescriptorEncoder,
+    instance: &[(&str, &str); 1],
+    proxy: &ProxyStatus,
+) -> fmt::Result {
+    gauges(
+        e,
+        "proxy_connections",
+        "Client connections open on every frontend",
+        [(*instance, as_i64(proxy.connections))],
+    )?;
+    type Value<T> = fn(&T) -> u64;
+    let per_frontend: [(&str, &str, Value<FrontendStatus>); 5] = [
+        (
+            "frontend_sessions",
+            "Sessions (connections) a frontend accepted",
+            |f| f.counters.sessions_total,
+        ),
+        ("frontend_bytes_in", "Bytes from clients", |f| {
+            f.counters.bytes_in
+        }),
+        ("frontend_bytes_out", "Bytes to clients", |f| {
+            f.counters.bytes_out
+        }),
+        (
+            "frontend_requests_denied",
+            "Requests denied by rules",
+            |f| f.counters.denied_requests,
+        ),
+        ("frontend_request_errors", "Invalid requests", |f| {
+            f.counters.request_errors
+        }),
+    ];
+    for (name, help, value) in per_frontend {
+        counters(
+            e,
+            name,
+            help,
+            proxy
+                .frontends
+                .iter()
+                .map(|f| ([("proxy", f.name.as_str())], value(f))),
+        )?;
+    }
+    gauges(
+        e,
+        "frontend_current_sessions",
+        "Sessions open on a frontend",
+        proxy.frontends.iter().map(|f| {
+            (
+                [("proxy", f.name.as_str())],
+                as_i64(f.counters.sessions_current),
+            )
+        }),
+    )?;
+    let per_backend: [(&str, &str, Value<ProxyBackend>); 4] = [
+        (
+            "backend_sessions",
+            "Sessions a proxy backend handled",
+            |b| b.counters.sessions_total,
+        ),
+        (
+            "proxy_backend_downtime_seconds",
+            "Seconds a proxy backend had no usable server (HAProxy's downtime)",
+            |b| b.downtime_secs,
+        ),
+        (
+            "proxy_backend_bytes_in",
+            "Bytes from clients through a backend",
+            |b| b.counters.bytes_in,
+        ),
+        (
+            "proxy_backend_bytes_out",
+            "Bytes to clients through a backend",
+            |b| b.counters.bytes_out,
+        ),
+    ];
+    for (name, help, value) in per_backend {
+        counters(
+            e,
+            name,
+            help,
+            proxy
+                .backends
+                .iter()
+                .map(|b| ([("proxy", b.name.as_str())], value(b))),
+        )?;
+    }
+    gauges(
+        e,
+        "proxy_backend_up",
+        "1 while a proxy backend has a usable server",
+        proxy
+            .backends
+            .iter()
+            .map(|b| ([("proxy", b.name.as_str())], i64::from(b.status == "UP"))),
+    )?;
+    gauges(
+        e,
+        "proxy_backend_last_change_seconds",
+        "Seconds since a proxy backend last went UP or DOWN (HAProxy's lastchg)",
+        proxy
+            .backends
+            .iter()
+            .map(|b| ([("proxy", b.name.as_str())], as_i64(b.last_change_secs))),
+    )?;
+    let servers = || {
+        proxy.backends.iter().flat_map(|b| {
+            b.servers
+                .iter()
+                .map(move |s| ([("proxy", b.name.as_str()), ("server", s.name.as_str())], s))
+        })
+    };
+    let per_server: [(&str, &str, Value<ServerStatus>); 9] = [
+        ("server_sessions", "Sessions sent to a server", |s| {
+            s.counters.sessions_total
+        }),
+        ("server_bytes_in", "Bytes from clients to a server", |s| {
+            s.counters.bytes_in
+        }),
+        ("server_bytes_out", "Bytes from a server to clients", |s| {
+            s.counters.bytes_out
+        }),
+        (
+            "server_connection_errors",
+            "Failed connections to a server",
+            |s| s.counters.connection_errors,
+        ),
+        (
+            "server_response_errors",
+            "Bad responses from a server",
+            |s| s.counters.response_errors,
+        ),
+        ("server_retries", "Connection retries to a server", |s| {
+            s.counters.retries
+        }),
+        (
+            "server_redispatches",
+            "Redispatches away from a server",
+            |s| s.counters.redispatches,
+        ),
+        (
+            "server_check_down_transitions",
+            "UP to DOWN transitions of a server's checks",
+            |s| s.downs,
+        ),
+        (
+            "server_downtime_seconds",
+            "Seconds a server was DOWN or in MAINT (HAProxy's downtime)",
+            |s| s.downtime_secs,
+        ),
+    ];
+    for (name, help, value) in per_server {
+        counters(e, name, help, servers().map(|(l, s)| (l, value(s))))?;
+    }
+    type Gauge = fn(&ServerStatus) -> i64;
+    let server_gauges: [(&str, &str, Gauge); 4] = [
+        (
+            "server_current_sessions",
+            "Sessions open on a server",
+            |s| as_i64(s.counters.sessions_current),
+        ),
+        (
+            "server_last_change_seconds",
+            "Seconds since a server last went UP or DOWN (HAProxy's lastchg)",
+            |s| as_i64(s.last_change_secs),
+        ),
+        ("server_weight", "A server's effective weight", |s| {
+            i64::from(s.weight)
+        }),
+        (
+            "server_up",
+            "1 when a server is UP (not DOWN, MAINT or DRAIN)",
+            |s| i64::from(s.status == "UP"),
+        ),
+    ];
+    for (name, help, value) in server_gauges {
+        gauges(e, name, help, servers().map(|(l, s)| (l, value(s))))?;
+    }
+    Ok(())
+}
+
+fn vrrp_metrics(e: &mut DescriptorEncoder, vrrp: &[VrrpStatus]) -> fmt::Result {
+    let states = [
+        State::Initialize,
+        State::Backup,
+        State::Master,
+        State::Fault,
+    ]
+    .map(|state| (state, format!("{state:?}").to_lowercase()));
+    gauges(
+        e,
+        "vrrp_state",
+        "1 for a VRRP instance's current state",
+        vrrp.iter().flat_map(|v| {
+            states.iter().map(move |(state, name)| {
+                (
+                    [("instance", v.name.as_str()), ("state", name.as_str())],
+                    i64::from(v.state == *state),
+                )
+            })
+        }),
+    )?;
+    gauges(
+        e,
+        "vrrp_priority",
+        "Configured priority",
+        vrrp.iter()
+            .map(|v| ([("instance", v.name.as_str())], i64::from(v.priority))),
+    )?;
+    gauges(
+        e,
+        "vrrp_effective_priority",
+        "Advertised priority (with tracking weights)",
+        vrrp.iter().map(|v| {
+            (
+                [("instance", v.name.as_str())],
+                i64::from(v.effective_priority),
+            )
+        }),
+    )?;
+    counters(
+        e,
+        "vrrp_adverts_sent",
+        "Adverts sent",
+        vrrp.iter()
+            .map(|v| ([("instance", v.name.as_str())], v.counters.adverts_sent)),
+    )?;
+    counters(
+        e,
+        "vrrp_adverts_received",
+        "Adverts received",
+        vrrp.iter()
+            .map(|v| ([("instance", v.name.as_str())], v.counters.adverts_received)),
+    )
 }
 
 /// The Prometheus text of `report` plus the live metrics.
 pub fn render(report: &StatusReport, live: &LiveMetrics) -> String {
     let mut registry = Registry::with_prefix("lbd");
-    let r = &mut registry;
-
-    let up = Families::<VrrpLabels, Gauge>::register(
-        r,
-        "up",
-        "1 while the daemon of this instance runs",
-    );
-    up.set(
-        VrrpLabels {
-            instance: report.instance.clone(),
-        },
-        i64::from(report.running),
-    );
-    let outcomes = Families::<OutcomeLabels, Counter>::register(
-        r,
-        "xdp_packets",
-        "Packets by outcome of the XDP program, all CPUs",
-    );
-    for (name, value) in &report.global {
-        outcomes.add(
-            OutcomeLabels {
-                outcome: name.clone(),
-            },
-            *value,
-        );
-    }
-    let flows = Families::<VrrpLabels, Gauge>::register(
-        r,
-        "conntrack_flows",
-        "Entries in the connection table",
-    );
-    flows.set(
-        VrrpLabels {
-            instance: report.instance.clone(),
-        },
-        as_i64(report.flows),
-    );
-
-    let svc_packets = Families::<ServiceLabels, Counter>::register(
-        r,
-        "service_packets",
-        "Packets sent to a service's backends",
-    );
-    let svc_bytes = Families::<ServiceLabels, Counter>::register(
-        r,
-        "service_bytes",
-        "Bytes sent to a service's backends",
-    );
-    let svc_flows = Families::<ServiceLabels, Counter>::register(
-        r,
-        "service_new_flows",
-        "New flows of a service",
-    );
-    let svc_slots = Families::<ServiceLabels, Gauge>::register(
-        r,
-        "service_maglev_slots",
-        "Maglev slots of a service's table (0: no usable backend)",
-    );
-    let be_packets = Families::<BackendLabels, Counter>::register(
-        r,
-        "backend_packets",
-        "Packets sent to a backend",
-    );
-    let be_bytes =
-        Families::<BackendLabels, Counter>::register(r, "backend_bytes", "Bytes sent to a backend");
-    let be_flows = Families::<BackendLabels, Counter>::register(
-        r,
-        "backend_new_flows",
-        "New flows sent to a backend",
-    );
-    let be_weight = Families::<BackendLabels, Gauge>::register(
-        r,
-        "backend_weight",
-        "A backend's effective weight",
-    );
-    let be_slots = Families::<BackendLabels, Gauge>::register(
-        r,
-        "backend_maglev_slots",
-        "Maglev slots a backend owns",
-    );
-    let be_up = Families::<BackendLabels, Gauge>::register(
-        r,
-        "backend_health_up",
-        "1 when a backend passes its health checks (or is not checked)",
-    );
-    let be_downtime = Families::<BackendLabels, Counter>::register(
-        r,
-        "backend_downtime_seconds",
-        "Seconds a backend was down by its health checks (HAProxy's downtime)",
-    );
-    let be_state = Families::<StateLabels, Gauge>::register(r, "backend_state", "1 for a backend's data-path state (serving, draining, down) and administrative state (admin_enabled, admin_drain, admin_disabled)");
-    for s in &report.services {
-        let service = s
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("service-{}", s.id));
-        let labels = ServiceLabels {
-            service: service.clone(),
-            vip: format!("{}/{}", SocketAddr::new(s.vip, s.port), s.protocol),
-        };
-        svc_packets.add(labels.clone(), s.packets);
-        svc_bytes.add(labels.clone(), s.bytes);
-        svc_flows.add(labels.clone(), s.new_flows);
-        svc_slots.set(labels, i64::from(s.table_size));
-        for b in &s.backends {
-            let labels = BackendLabels {
-                service: service.clone(),
-                backend: SocketAddr::new(b.address, b.port).to_string(),
-            };
-            be_packets.add(labels.clone(), b.packets);
-            be_bytes.add(labels.clone(), b.bytes);
-            be_flows.add(labels.clone(), b.new_flows);
-            be_weight.set(labels.clone(), i64::from(b.weight.unwrap_or(0)));
-            be_slots.set(labels.clone(), i64::from(b.slots.unwrap_or(0)));
-            be_downtime.add(labels.clone(), b.downtime_seconds.unwrap_or(0.0) as u64);
-            be_up.set(
-                labels.clone(),
-                i64::from(b.health.as_deref() != Some("down")),
-            );
-            let state = |name: String| {
-                be_state.set(
-                    StateLabels {
-                        service: labels.service.clone(),
-                        backend: labels.backend.clone(),
-                        state: name,
-                    },
-                    1,
-                )
-            };
-            if let Some(s) = b.state {
-                state(format!("{s:?}").to_lowercase());
-            }
-            if let Some(a) = b.admin {
-                state(format!("admin_{a:?}").to_lowercase());
-            }
-        }
-    }
-
+    registry.register_collector(Box::new(ReportCollector {
+        report: Arc::new(report.clone()),
+    }));
     if let Some(bgp) = &report.bgp {
-        crate::bgp::status::register_metrics(bgp, r);
-    }
-    if let Some(proxy) = &report.proxy {
-        let connections = Families::<VrrpLabels, Gauge>::register(
-            r,
-            "proxy_connections",
-            "Client connections open on every frontend",
-        );
-        connections.set(
-            VrrpLabels {
-                instance: report.instance.clone(),
-            },
-            as_i64(proxy.connections),
-        );
-        type C = Counter;
-        let fe_sessions = Families::<ProxyLabels, C>::register(
-            r,
-            "frontend_sessions",
-            "Sessions (connections) a frontend accepted",
-        );
-        let fe_current = Families::<ProxyLabels, Gauge>::register(
-            r,
-            "frontend_current_sessions",
-            "Sessions open on a frontend",
-        );
-        let fe_in =
-            Families::<ProxyLabels, C>::register(r, "frontend_bytes_in", "Bytes from clients");
-        let fe_out =
-            Families::<ProxyLabels, C>::register(r, "frontend_bytes_out", "Bytes to clients");
-        let fe_denied = Families::<ProxyLabels, C>::register(
-            r,
-            "frontend_requests_denied",
-            "Requests denied by rules",
-        );
-        let fe_errors =
-            Families::<ProxyLabels, C>::register(r, "frontend_request_errors", "Invalid requests");
-        for f in &proxy.frontends {
-            let l = ProxyLabels {
-                proxy: f.name.clone(),
-            };
-            fe_sessions.add(l.clone(), f.counters.sessions_total);
-            fe_current.set(l.clone(), as_i64(f.counters.sessions_current));
-            fe_in.add(l.clone(), f.counters.bytes_in);
-            fe_out.add(l.clone(), f.counters.bytes_out);
-            fe_denied.add(l.clone(), f.counters.denied_requests);
-            fe_errors.add(l, f.counters.request_errors);
-        }
-        let bk_sessions = Families::<ProxyLabels, C>::register(
-            r,
-            "backend_sessions",
-            "Sessions a proxy backend handled",
-        );
-        let bk_up = Families::<ProxyLabels, Gauge>::register(
-            r,
-            "proxy_backend_up",
-            "1 while a proxy backend has a usable server",
-        );
-        let bk_downtime = Families::<ProxyLabels, C>::register(
-            r,
-            "proxy_backend_downtime_seconds",
-            "Seconds a proxy backend had no usable server (HAProxy's downtime)",
-        );
-        let bk_changed = Families::<ProxyLabels, Gauge>::register(
-            r,
-            "proxy_backend_last_change_seconds",
-            "Seconds since a proxy backend last went UP or DOWN (HAProxy's lastchg)",
-        );
-        let bk_in = Families::<ProxyLabels, C>::register(
-            r,
-            "proxy_backend_bytes_in",
-            "Bytes from clients through a backend",
-        );
-        let bk_out = Families::<ProxyLabels, C>::register(
-            r,
-            "proxy_backend_bytes_out",
-            "Bytes to clients through a backend",
-        );
-        let sv_sessions = Families::<ServerLabels, C>::register(
-            r,
-            "server_sessions",
-            "Sessions sent to a server",
-        );
-        let sv_current = Families::<ServerLabels, Gauge>::register(
-            r,
-            "server_current_sessions",
-            "Sessions open on a server",
-        );
-        let sv_in = Families::<ServerLabels, C>::register(
-            r,
-            "server_bytes_in",
-            "Bytes from clients to a server",
-        );
-        let sv_out = Families::<ServerLabels, C>::register(
-            r,
-            "server_bytes_out",
-            "Bytes from a server to clients",
-        );
-        let sv_econ = Families::<ServerLabels, C>::register(
-            r,
-            "server_connection_errors",
-            "Failed connections to a server",
-        );
-        let sv_eresp = Families::<ServerLabels, C>::register(
-            r,
-            "server_response_errors",
-            "Bad responses from a server",
-        );
-        let sv_retries = Families::<ServerLabels, C>::register(
-            r,
-            "server_retries",
-            "Connection retries to a server",
-        );
-        let sv_redis = Families::<ServerLabels, C>::register(
-            r,
-            "server_redispatches",
-            "Redispatches away from a server",
-        );
-        let sv_downs = Families::<ServerLabels, C>::register(
-            r,
-            "server_check_down_transitions",
-            "UP to DOWN transitions of a server's checks",
-        );
-        let sv_downtime = Families::<ServerLabels, C>::register(
-            r,
-            "server_downtime_seconds",
-            "Seconds a server was DOWN or in MAINT (HAProxy's downtime)",
-        );
-        let sv_changed = Families::<ServerLabels, Gauge>::register(
-            r,
-            "server_last_change_seconds",
-            "Seconds since a server last went UP or DOWN (HAProxy's lastchg)",
-        );
-        let sv_weight = Families::<ServerLabels, Gauge>::register(
-            r,
-            "server_weight",
-            "A server's effective weight",
-        );
-        let sv_status = Families::<ServerLabels, Gauge>::register(
-            r,
-            "server_up",
-            "1 when a server is UP (not DOWN, MAINT or DRAIN)",
-        );
-        for b in &proxy.backends {
-            let l = ProxyLabels {
-                proxy: b.name.clone(),
-            };
-            bk_sessions.add(l.clone(), b.counters.sessions_total);
-            bk_up.set(l.clone(), i64::from(b.status == "UP"));
-            bk_downtime.add(l.clone(), b.downtime_secs);
-            bk_changed.set(l.clone(), as_i64(b.last_change_secs));
-            bk_in.add(l.clone(), b.counters.bytes_in);
-            bk_out.add(l, b.counters.bytes_out);
-            for s in &b.servers {
-                let l = ServerLabels {
-                    proxy: b.name.clone(),
-                    server: s.name.clone(),
-                };
-                let c = &s.counters;
-                sv_sessions.add(l.clone(), c.sessions_total);
-                sv_current.set(l.clone(), as_i64(c.sessions_current));
-                sv_in.add(l.clone(), c.bytes_in);
-                sv_out.add(l.clone(), c.bytes_out);
-                sv_econ.add(l.clone(), c.connection_errors);
-                sv_eresp.add(l.clone(), c.response_errors);
-                sv_retries.add(l.clone(), c.retries);
-                sv_redis.add(l.clone(), c.redispatches);
-                sv_downs.add(l.clone(), s.downs);
-                sv_downtime.add(l.clone(), s.downtime_secs);
-                sv_changed.set(l.clone(), as_i64(s.last_change_secs));
-                sv_weight.set(l.clone(), i64::from(s.weight));
-                sv_status.set(l, i64::from(s.status == "UP"));
-            }
-        }
-    }
-
-    let vrrp_state = Families::<VrrpStateLabels, Gauge>::register(
-        r,
-        "vrrp_state",
-        "1 for a VRRP instance's current state",
-    );
-    let vrrp_priority =
-        Families::<VrrpLabels, Gauge>::register(r, "vrrp_priority", "Configured priority");
-    let vrrp_effective = Families::<VrrpLabels, Gauge>::register(
-        r,
-        "vrrp_effective_priority",
-        "Advertised priority (with tracking weights)",
-    );
-    let vrrp_sent =
-        Families::<VrrpLabels, Counter>::register(r, "vrrp_adverts_sent", "Adverts sent");
-    let vrrp_received =
-        Families::<VrrpLabels, Counter>::register(r, "vrrp_adverts_received", "Adverts received");
-    for v in &report.vrrp {
-        let l = VrrpLabels {
-            instance: v.name.clone(),
-        };
-        for state in [
-            State::Initialize,
-            State::Backup,
-            State::Master,
-            State::Fault,
-        ] {
-            vrrp_state.set(
-                VrrpStateLabels {
-                    instance: v.name.clone(),
-                    state: format!("{state:?}").to_lowercase(),
-                },
-                i64::from(v.state == state),
-            );
-        }
-        vrrp_priority.set(l.clone(), i64::from(v.priority));
-        vrrp_effective.set(l.clone(), i64::from(v.effective_priority));
-        vrrp_sent.add(l.clone(), v.counters.adverts_sent);
-        vrrp_received.add(l, v.counters.adverts_received);
+        crate::bgp::status::register_metrics(bgp, &mut registry);
     }
     let transitions = Counter::<u64>::default();
     transitions.inc_by(live.vrrp_transitions.load(Ordering::Relaxed));
-    r.register(
+    registry.register(
         "vrrp_transitions",
         "VRRP state changes of every instance since lbd started",
         transitions,
     );
-    live.register_histograms(r);
-
-    let mut text = String::new();
+    live.register_histograms(&mut registry);
+    let mut text = String::with_capacity(1 << 20);
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry);
     text
