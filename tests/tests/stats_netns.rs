@@ -789,6 +789,16 @@ fn the_stats_page_in_a_real_browser() {
         503,
         "a request reached n2 after maint from the page"
     );
+    // ... and the page (here its CSV) shows it at once, not the sample
+    // from before the action.
+    let csv = request(&lab, "GET", "/hastat;csv", &[("Authorization", &auth)], "");
+    assert!(
+        csv.body
+            .lines()
+            .any(|l| l.starts_with("app,n2,") && l.contains(",MAINT,")),
+        "{}",
+        csv.body
+    );
     act("ready");
     assert_eq!(through_proxy(), 200);
     let stat = lbd_cmd(&["show", "stat"]).expect("show stat");

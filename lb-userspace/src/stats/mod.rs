@@ -20,3 +20,5 @@ pub use server::StatsServer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::report as tests_report;

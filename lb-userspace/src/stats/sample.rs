@@ -6,7 +6,10 @@
 use crate::cli::status::{collect, StatusReport};
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -80,6 +83,9 @@ pub struct Sampler {
     instance: String,
     max_age: Duration,
     last: Mutex<Option<(Arc<Sample>, Counts)>>,
+    /// An admin action changed something: the next view reads again
+    /// rather than show the state from before it.
+    expired: AtomicBool,
 }
 
 impl Sampler {
@@ -88,20 +94,37 @@ impl Sampler {
             instance,
             max_age,
             last: Mutex::new(None),
+            expired: AtomicBool::new(false),
         }
     }
 
     /// The current sample: the cached one while younger than the refresh
-    /// period, else a new read of the maps.
+    /// period (and not expired), else a new read of the maps.
     pub fn get(&self) -> Result<Arc<Sample>, String> {
+        self.get_with(|| collect(&self.instance).map_err(|e| e.to_string()))
+    }
+
+    /// After an admin action: the page the browser is sent back to (and
+    /// every view after it) shows the new state, not the cached one.
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::SeqCst);
+    }
+
+    fn get_with(
+        &self,
+        read: impl FnOnce() -> Result<StatusReport, String>,
+    ) -> Result<Arc<Sample>, String> {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some((sample, _)) = last.as_ref() {
-            if now.saturating_duration_since(sample.at) < self.max_age {
+            if now.saturating_duration_since(sample.at) < self.max_age
+                && !self.expired.load(Ordering::SeqCst)
+            {
                 return Ok(sample.clone());
             }
         }
-        let report = collect(&self.instance).map_err(|e| e.to_string())?;
+        self.expired.store(false, Ordering::SeqCst);
+        let report = read()?;
         let current = counts(&report);
         let rates = match last.as_ref() {
             Some((previous, previous_counts)) => {
@@ -146,5 +169,27 @@ mod tests {
         );
         let reset = rates(&after, &before, Duration::from_secs(1));
         assert_eq!(reset[&RowId::Backend(1)].packets, 0.0);
+    }
+
+    /// A sample is reused within the period, and read again at once after
+    /// `expire` (an admin action).
+    #[test]
+    fn an_action_expires_the_cached_sample() {
+        let sampler = Sampler::new("none".into(), Duration::from_secs(3600));
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            Ok(crate::stats::tests_report())
+        };
+        let first = sampler.get_with(read).expect("sample");
+        let again = sampler.get_with(read).expect("sample");
+        assert!(Arc::ptr_eq(&first, &again), "reused within the period");
+        assert_eq!(reads.get(), 1);
+        sampler.expire();
+        let fresh = sampler.get_with(read).expect("sample");
+        assert!(!Arc::ptr_eq(&first, &fresh), "read again after an action");
+        assert_eq!(reads.get(), 2);
+        let _ = sampler.get_with(read).expect("sample");
+        assert_eq!(reads.get(), 2, "then reused again");
     }
 }

@@ -439,6 +439,11 @@ async fn post(app: &App, user: Option<&str>, body: &[u8]) -> Response {
         Err(message) => Reply { ok: false, message },
         Ok(request) => call(&app.control, request).await,
     };
+    if reply.ok {
+        // The daemon applied it and wrote its state before answering: the
+        // page the browser goes back to shows it.
+        app.sampler.expire();
+    }
     info!(
         ok = reply.ok,
         "stats page action by {who}: {} {target}: {}", form.action, reply.message

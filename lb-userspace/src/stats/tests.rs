@@ -15,7 +15,7 @@ use std::{collections::HashMap, time::Instant};
 
 const EVIL: &str = "<script>alert(1)</script>";
 
-fn report() -> StatusReport {
+pub(crate) fn report() -> StatusReport {
     StatusReport {
         instance: "lb1".into(),
         running: true,
