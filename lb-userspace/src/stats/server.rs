@@ -73,8 +73,11 @@ pub(crate) enum View {
 /// shared (`Bytes` clones are a reference count).
 #[derive(Default)]
 pub(crate) struct Rendered {
-    cache: std::sync::Mutex<Option<(Arc<Sample>, [Option<Bytes>; 4])>>,
+    cache: std::sync::Mutex<Option<(Arc<Sample>, Views)>>,
 }
+
+/// The rendered bytes of each [`View`] of one sample.
+type Views = [Option<Bytes>; 4];
 
 impl Rendered {
     /// The bytes of `view` for `sample`, rendered by `render` only when
