@@ -111,6 +111,16 @@ fn alice() -> hyper::http::request::Parts {
         .0
 }
 
+/// [`take`] for a request of alice's.
+fn take_bound(snap: &Snapshot, wait: Duration) -> Take {
+    let parts = alice();
+    let bound = BalanceInput {
+        request: Some(&parts),
+        ..input()
+    };
+    take(snap, &bound, wait)
+}
+
 fn input() -> BalanceInput<'static> {
     BalanceInput::new("198.18.1.1".parse().unwrap())
 }
@@ -183,17 +193,12 @@ async fn a_bound_request_waits_on_its_server_and_the_oldest_of_both_queues_goes_
     // hdr(X-User): with the header the request is bound to its server,
     // without it round robin may use any server.
     let snap = Arc::new(StateRegistry::new().build(backend_with("hdr(X-User)", &[("a", 1)])));
-    let bound_request = alice();
-    let bound = BalanceInput {
-        request: Some(&bound_request),
-        ..input()
-    };
-    let Take::Slot(_, held) = take(&snap, &bound, Duration::from_secs(10)) else {
+    let Take::Slot(_, held) = take_bound(&snap, Duration::from_secs(10)) else {
         panic!("a free slot");
     };
-    let first = take(&snap, &bound, Duration::from_secs(10));
+    let first = take_bound(&snap, Duration::from_secs(10));
     let second = take(&snap, &input(), Duration::from_secs(10));
-    let third = take(&snap, &bound, Duration::from_secs(10));
+    let third = take_bound(&snap, Duration::from_secs(10));
     let places: Vec<_> = [&first, &second, &third]
         .iter()
         .map(|t| match t {
@@ -327,17 +332,12 @@ async fn queued_requests_leave_a_server_in_maint_at_once() {
         "redispatch = true\n",
         &[("a", 1), ("b", 1)],
     )));
-    let bound_request = alice();
-    let bound = BalanceInput {
-        request: Some(&bound_request),
-        ..input()
-    };
-    let Take::Slot(busy, _held) = take(&snap, &bound, Duration::from_secs(10)) else {
+    let Take::Slot(busy, _held) = take_bound(&snap, Duration::from_secs(10)) else {
         panic!("a free slot");
     };
     let queued = vec![
-        ("first", take(&snap, &bound, Duration::from_secs(10))),
-        ("second", take(&snap, &bound, Duration::from_secs(10))),
+        ("first", take_bound(&snap, Duration::from_secs(10))),
+        ("second", take_bound(&snap, Duration::from_secs(10))),
     ];
     let mut served = waiters(&snap, queued);
     tokio::task::yield_now().await;
@@ -369,15 +369,10 @@ async fn queued_requests_leave_a_server_in_maint_at_once() {
 async fn without_redispatch_queued_requests_stay_with_their_server() {
     let snap =
         Arc::new(StateRegistry::new().build(backend_with("hdr(X-User)", &[("a", 1), ("b", 1)])));
-    let bound_request = alice();
-    let bound = BalanceInput {
-        request: Some(&bound_request),
-        ..input()
-    };
-    let Take::Slot(busy, _held) = take(&snap, &bound, Duration::from_secs(10)) else {
+    let Take::Slot(busy, _held) = take_bound(&snap, Duration::from_secs(10)) else {
         panic!("a free slot");
     };
-    let queued = vec![("first", take(&snap, &bound, Duration::from_secs(10)))];
+    let queued = vec![("first", take_bound(&snap, Duration::from_secs(10)))];
     let _served = waiters(&snap, queued);
     tokio::task::yield_now().await;
     snap.backends[0].servers[busy].set_admin(AdminState::Maint);
