@@ -752,3 +752,120 @@ fn http2_bytes_and_tcp_queue_positions_in_the_log() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A request queued on its server (`hdr(X-User)` binds it there, the
+/// server is at its `maxconn 1` with a slow request) moves to another
+/// server at once when its server is put in MAINT, with `option
+/// redispatch` (HAProxy's `pendconn_redistribute`): it is answered by the
+/// other server before the slow request ahead of it ends, not after it.
+#[test]
+fn a_queued_request_leaves_a_server_put_in_maint_at_once() -> anyhow::Result<()> {
+    use lb_tests::nginx::{Nginx, NginxOptions};
+    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab};
+    use std::net::Ipv4Addr;
+
+    const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 113);
+    const SLOW: Duration = Duration::from_secs(4);
+    let mut lab = DsrLab::build(2)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let fast = SocketAddr::from((backend_addr(0), 8081));
+    let mut options = NginxOptions::new("fast1", &[fast]);
+    options.slow = Some(Duration::from_millis(10));
+    let _fast = Nginx::start_with(&lab.backends[0].ns, options)?;
+    let slow = SocketAddr::from((backend_addr(1), 8081));
+    let mut options = NginxOptions::new("slow1", &[slow]);
+    options.slow = Some(SLOW);
+    let _slow = Nginx::start_with(&lab.backends[1].ns, options)?;
+    // fast1 starts in MAINT, so that alice's requests are bound to slow1.
+    let config = format!(
+        "[instance]\nname = \"{instance}\"\ninterface = \"eth0\"\n\n\
+         [defaults]\nmode = \"http\"\ntimeout = {{ connect = \"2s\", client = \"30s\", server = \"30s\", queue = \"20s\" }}\n\n\
+         [[frontend]]\nname = \"site\"\nbind = [\"{L7_VIP}:80\"]\ndefault_backend = \"app\"\n\n\
+         [[backend]]\nname = \"app\"\nbalance = \"hdr(X-User)\"\nredispatch = true\n\
+         [[backend.server]]\nname = \"slow1\"\naddress = \"{slow}\"\nmaxconn = 1\n\
+         [[backend.server]]\nname = \"fast1\"\naddress = \"{fast}\"\ndisabled = true\n",
+        instance = lab.instance,
+    );
+    lab.write_config(&config)?;
+    let lbd = lbd_binary();
+    lab.spawn_lbd(0, &lbd)?;
+    let curl = |path: &str| -> anyhow::Result<String> {
+        let out = lab
+            .client
+            .command(
+                "curl",
+                &[
+                    "-s",
+                    "-m",
+                    "30",
+                    "-H",
+                    "X-User: alice",
+                    &format!("http://{L7_VIP}{path}"),
+                ],
+            )
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while curl("/")? != "slow1" {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "lbd not serving: {}",
+            lab.lbd_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let set = |server: &str, state: &str| -> anyhow::Result<()> {
+        let out = lab
+            .lb()
+            .command(
+                &lbd.display().to_string(),
+                &[
+                    "set",
+                    "server",
+                    "--instance",
+                    &lab.instance,
+                    server,
+                    "state",
+                    state,
+                ],
+            )
+            .output()?;
+        anyhow::ensure!(out.status.success(), "set {server} {state}: {out:?}");
+        Ok(())
+    };
+    let finished = Mutex::new(Vec::new());
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let ahead = scope.spawn(|| {
+            let body = curl("/slow");
+            finished.lock().expect("order").push("ahead");
+            body
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let queued = scope.spawn(|| {
+            let body = curl("/slow");
+            finished.lock().expect("order").push("queued");
+            body
+        });
+        // It waits in slow1's queue; then slow1 goes into MAINT.
+        std::thread::sleep(Duration::from_millis(500));
+        set("app/fast1", "ready")?;
+        set("app/slow1", "maint")?;
+        let queued = queued.join().expect("queued request")?;
+        let ahead = ahead.join().expect("request ahead")?;
+        assert_eq!(ahead, "slow1", "the request ahead ends on its server");
+        assert_eq!(
+            queued, "fast1",
+            "the queued request went to the other server"
+        );
+        assert_eq!(
+            *finished.lock().expect("order"),
+            ["queued", "ahead"],
+            "the queued request waited for the slow one: {}",
+            lab.lbd_log()
+        );
+        Ok(())
+    })?;
+    Ok(())
+}
