@@ -26,6 +26,14 @@ use std::{
 };
 
 /// Adds `addr`/`prefix` to eth0 of `ns`, after turning IPv6 on there.
+/// The daemon's lab (two backends) with `vip` on the balancer's eth0.
+fn dsr_lab_with(vip: std::net::Ipv4Addr) -> anyhow::Result<lb_tests::topology::DsrLab> {
+    let lab = lb_tests::topology::DsrLab::build(2)?;
+    lab.lb()
+        .ip(&["addr", "add", &format!("{vip}/32"), "dev", "eth0"])?;
+    Ok(lab)
+}
+
 fn ipv6(ns: &Netns, addr: &str, prefix: u8) -> anyhow::Result<()> {
     ns.enable_ipv6()?;
     ns.ip(&[
@@ -447,14 +455,12 @@ fn wait_datagram(socket: &std::net::UdpSocket, needle: &str, wait: Duration) -> 
 #[test]
 fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<()> {
     use lb_tests::nginx::Nginx;
-    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab, CLIENT_ADDR};
+    use lb_tests::topology::{backend_addr, lbd_binary, CLIENT_ADDR};
     use std::net::{Ipv4Addr, UdpSocket};
 
     const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
     const WAIT: Duration = Duration::from_secs(10);
-    let mut lab = DsrLab::build(2)?;
-    lab.lb()
-        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let mut lab = dsr_lab_with(L7_VIP)?;
     let listen = |port: u16| -> anyhow::Result<UdpSocket> {
         let socket = lab.lb().run_in(|| UdpSocket::bind(("127.0.0.1", port)))??;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
@@ -608,15 +614,13 @@ fn daemon_section_logs_pattern_files_if_none_and_redirects() -> anyhow::Result<(
 #[test]
 fn http2_bytes_and_tcp_queue_positions_in_the_log() -> anyhow::Result<()> {
     use lb_tests::nginx::{Nginx, NginxOptions};
-    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab};
+    use lb_tests::topology::{backend_addr, lbd_binary};
     use std::net::{Ipv4Addr, UdpSocket};
 
     const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
     const WAIT: Duration = Duration::from_secs(10);
     const SLOW: Duration = Duration::from_millis(600);
-    let mut lab = DsrLab::build(2)?;
-    lab.lb()
-        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let mut lab = dsr_lab_with(L7_VIP)?;
     let log = lab.lb().run_in(|| UdpSocket::bind(("127.0.0.1", 5143)))??;
     log.set_read_timeout(Some(Duration::from_millis(100)))?;
     let web = SocketAddr::from((backend_addr(0), 8081));
@@ -761,14 +765,12 @@ fn http2_bytes_and_tcp_queue_positions_in_the_log() -> anyhow::Result<()> {
 #[test]
 fn a_queued_request_leaves_a_server_put_in_maint_at_once() -> anyhow::Result<()> {
     use lb_tests::nginx::{Nginx, NginxOptions};
-    use lb_tests::topology::{backend_addr, lbd_binary, DsrLab};
+    use lb_tests::topology::{backend_addr, lbd_binary};
     use std::net::Ipv4Addr;
 
     const L7_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 113);
     const SLOW: Duration = Duration::from_secs(4);
-    let mut lab = DsrLab::build(2)?;
-    lab.lb()
-        .ip(&["addr", "add", &format!("{L7_VIP}/32"), "dev", "eth0"])?;
+    let mut lab = dsr_lab_with(L7_VIP)?;
     let fast = SocketAddr::from((backend_addr(0), 8081));
     let mut options = NginxOptions::new("fast1", &[fast]);
     options.slow = Some(Duration::from_millis(10));
