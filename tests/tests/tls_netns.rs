@@ -19,7 +19,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use tls_kit::openssl;
+use tls_kit::{openssl, seed_bundle};
 
 /// A test CA and leaves it signs, in a scratch directory.
 struct Certs {
@@ -748,44 +748,7 @@ fn lbd_check_refuses_the_seeds_1024_bit_key_and_accepts_2048() {
     let d = &dir.path;
     // The seed's recipe, non-interactive; first with its 1024-bit key.
     for bits in ["1024", "2048"] {
-        openssl(d, &["genrsa", "-out", "goorm-11th_com.key", bits]);
-        openssl(d, &["req", "-new", "-key", "goorm-11th_com.key", "-out", "goorm-11th_com.csr", "-subj", "/C=KR/ST=Seoul/L=Seoul/O=Goorm/OU=Goorm/CN=ha-proxy/emailAddress=admin@goorm-11th.com"]);
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "365",
-                "-in",
-                "goorm-11th_com.csr",
-                "-signkey",
-                "goorm-11th_com.key",
-                "-out",
-                "goorm-11th_com.crt",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "pkcs12",
-                "-export",
-                "-in",
-                "goorm-11th_com.crt",
-                "-inkey",
-                "goorm-11th_com.key",
-                "-out",
-                "cert.p12",
-                "-passout",
-                "pass:",
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "pkcs12", "-in", "cert.p12", "-nodes", "-out", "cert.pem", "-passin", "pass:",
-            ],
-        );
+        seed_bundle(d, bits);
         let config = d.join("lb.toml");
         std::fs::write(
             &config,

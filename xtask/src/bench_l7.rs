@@ -419,7 +419,7 @@ fn current_rss(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): utime is the
     // 14th field of the line, stime the 15th.
@@ -433,7 +433,11 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 
 /// Microseconds of the proxy's CPU per request since `before`; NaN
 /// without a pid.
-fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyhow::Result<f64> {
+pub(crate) fn cpu_per_request(
+    pid: Option<u32>,
+    before: Option<u64>,
+    requests: f64,
+) -> anyhow::Result<f64> {
     let (Some(pid), Some(before)) = (pid, before) else {
         return Ok(f64::NAN);
     };
@@ -453,7 +457,11 @@ fn cpu_per_request(pid: Option<u32>, before: Option<u64>, requests: f64) -> anyh
 /// frequent calls. strace is stopped by its PID with SIGTERM (SIGINT may be
 /// ignored when the bench runs in the background), which makes it
 /// detach and write its summary.
-fn syscalls_per_request(lab: &DsrLab, pid: u32, url: &str) -> anyhow::Result<(f64, String)> {
+pub(crate) fn syscalls_per_request(
+    lab: &DsrLab,
+    pid: u32,
+    url: &str,
+) -> anyhow::Result<(f64, String)> {
     let scratch = TempDir::create(&format!("{}-strace", lab.instance))?;
     let output = scratch.path.join("strace.txt");
     let mut command = Command::new("strace");
@@ -514,7 +522,11 @@ fn parse_strace_summary(summary: &str) -> anyhow::Result<(u64, Vec<(String, u64)
 
 /// `perf record -g` on `pid` for the length of one wrk run; stopped by PID
 /// when dropped.
-fn start_profile(pid: u32, dir: &std::ffi::OsStr, path: &str) -> anyhow::Result<ChildGuard> {
+pub(crate) fn start_profile(
+    pid: u32,
+    dir: &std::ffi::OsStr,
+    path: &str,
+) -> anyhow::Result<ChildGuard> {
     let name: String = path
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })

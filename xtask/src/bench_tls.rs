@@ -10,7 +10,10 @@
 //!
 //! lbd uses rustls with the ring provider; aws-lc-rs was not measured.
 //! The rows replace the TLS section of bench/RESULTS.md. Not a test.
-use crate::bench_l7::{proxy_workers, wait_listening, wrk};
+use crate::bench_l7::{
+    cpu_per_request, cpu_ticks, proxy_workers, start_profile, syscalls_per_request, wait_listening,
+    wrk,
+};
 use anyhow::{bail, Context};
 use lb_tests::{
     process::ChildGuard,
@@ -59,7 +62,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     wait_listening(&lab, VIP, RSA_PORT).context("lbd's RSA TLS frontend")?;
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
-    measure(&lab, &mut rows, "lbd (rustls, ring)", h2load)?;
+    measure(&lab, &mut rows, "lbd (rustls, ring)", h2load, lbd_pid)?;
     let stop = Command::new(lbd)
         .args(["stop", "--instance", &lab.instance])
         .output()?;
@@ -67,19 +70,25 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
     }
     lab.stop_lbd();
-    {
+    // Comparing lbd builds against each other (e.g. server settings): no
+    // HAProxy run, and bench/RESULTS.md is left as it is.
+    let lbd_only = std::env::var_os("LBD_BENCH_TLS_LBD_ONLY").is_some();
+    if !lbd_only {
         let scratch = TempDir::create(&format!("{}-haproxy-tls", lab.instance))?;
-        let _haproxy = start_haproxy(&lab, &scratch.path, workers, &ec, &rsa)?;
+        let haproxy = start_haproxy(&lab, &scratch.path, workers, &ec, &rsa)?;
         wait_listening(&lab, VIP, EC_PORT).with_context(|| {
             std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default()
         })?;
         let name = format!("HAProxy 2.6 (OpenSSL), nbthread {workers}");
-        measure(&lab, &mut rows, &name, h2load)?;
+        measure(&lab, &mut rows, &name, h2load, haproxy.pid())?;
     }
     drop(backends);
     drop(lab);
     let section = render(&rows, workers, h2load);
     print!("{section}");
+    if lbd_only {
+        return Ok(());
+    }
     write_section(&section)
 }
 
@@ -205,8 +214,19 @@ pub(crate) fn run_haproxy(lab: &DsrLab, dir: &Path, config: &str) -> anyhow::Res
     ChildGuard::spawn(command, "haproxy")
 }
 
-/// h2load's "finished in 5.00s, 12345.67 req/s, ..." and its failed count.
-fn parse_h2load(out: &str) -> anyhow::Result<(f64, f64)> {
+/// What one h2load run reports.
+#[derive(Debug, PartialEq)]
+struct H2load {
+    rate: f64,
+    /// Requests that completed (HAProxy counts a failed one too: both
+    /// proxies did its work).
+    done: f64,
+    failed: f64,
+}
+
+/// h2load's "finished in 5.00s, 12345.67 req/s, ..." and its done and
+/// failed counts.
+fn parse_h2load(out: &str) -> anyhow::Result<H2load> {
     let rate = out
         .lines()
         .find_map(|l| l.strip_prefix("finished in "))
@@ -215,16 +235,29 @@ fn parse_h2load(out: &str) -> anyhow::Result<(f64, f64)> {
         .and_then(|r| r.trim().parse().ok())
         .with_context(|| format!("no req/s in h2load's output:\n{out}"))?;
     // "requests: 1000 total, 1000 started, 1000 done, 990 succeeded, 10 failed, ..."
-    let failed = out
-        .lines()
-        .find_map(|l| l.strip_prefix("requests: "))
-        .and_then(|l| l.split(", ").find_map(|p| p.strip_suffix(" failed")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0.0);
-    Ok((rate, failed))
+    let count = |what: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("requests: "))
+            .and_then(|l| l.split(", ").find_map(|p| p.strip_suffix(what)))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Ok(H2load {
+        rate,
+        done: count(" done").unwrap_or(0.0),
+        failed: count(" failed").unwrap_or(0.0),
+    })
 }
 
-fn measure(lab: &DsrLab, rows: &mut Vec<Row>, path: &str, h2load: bool) -> anyhow::Result<()> {
+/// The rows of one proxy (`pid`: its process, whose CPU time is read
+/// around each run: a per-request cost that the machine's other load
+/// disturbs less than the rates).
+fn measure(
+    lab: &DsrLab,
+    rows: &mut Vec<Row>,
+    path: &str,
+    h2load: bool,
+    pid: u32,
+) -> anyhow::Result<()> {
     println!("bench-tls: {path}");
     let ec = format!("https://{VIP}:{EC_PORT}/");
     let rsa = format!("https://{VIP}:{RSA_PORT}/");
@@ -243,34 +276,46 @@ fn measure(lab: &DsrLab, rows: &mut Vec<Row>, path: &str, h2load: bool) -> anyho
         ("keep-alive over TLS (wrk)", "req/s", Vec::new()),
         ("keep-alive over TLS latency p50", "ms", Vec::new()),
         ("keep-alive over TLS latency p99", "ms", Vec::new()),
+        ("proxy CPU per ECDSA handshake", "us", Vec::new()),
+        ("proxy CPU per RSA handshake", "us", Vec::new()),
+        (
+            "proxy CPU per keep-alive request over TLS",
+            "us",
+            Vec::new(),
+        ),
         (
             "failed requests, all runs (socket errors, non-2xx, h2 failed)",
             "requests",
             Vec::new(),
         ),
     ];
+    const FAILED: usize = 8;
     if h2load {
         samples.push(("HTTP/2 over TLS (h2load -c32 -m10)", "req/s", Vec::new()));
+        samples.push(("proxy CPU per HTTP/2 request", "us", Vec::new()));
     }
     let mut failed = 0.0;
-    for _ in 0..RUNS {
-        let close = |url: &str| {
-            wrk(
-                lab,
-                &[
-                    "-t2",
-                    "-c32",
-                    "-d",
-                    &duration,
-                    "-H",
-                    "Connection: close",
-                    url,
-                ],
-            )
+    for run in 0..RUNS {
+        let wrk_cpu = |args: &[&str]| {
+            let before = cpu_ticks(pid)?;
+            let result = wrk(lab, args)?;
+            let cpu = cpu_per_request(Some(pid), Some(before), result.requests)?;
+            anyhow::Ok((result, cpu))
         };
-        let ec_close = close(&ec)?;
-        let rsa_close = close(&rsa)?;
-        let keep = wrk(lab, &["-t2", "-c32", "-d", &duration, "--latency", &ec])?;
+        let close = |url: &str| {
+            wrk_cpu(&[
+                "-t2",
+                "-c32",
+                "-d",
+                &duration,
+                "-H",
+                "Connection: close",
+                url,
+            ])
+        };
+        let (ec_close, ec_cpu) = close(&ec)?;
+        let (rsa_close, rsa_cpu) = close(&rsa)?;
+        let (keep, keep_cpu) = wrk_cpu(&["-t2", "-c32", "-d", &duration, "--latency", &ec])?;
         failed += ec_close.failed + rsa_close.failed + keep.failed;
         let values = [
             ec_close.rate,
@@ -278,22 +323,39 @@ fn measure(lab: &DsrLab, rows: &mut Vec<Row>, path: &str, h2load: bool) -> anyho
             keep.rate,
             keep.p50_ms,
             keep.p99_ms,
+            ec_cpu,
+            rsa_cpu,
+            keep_cpu,
         ];
         for (sample, value) in samples.iter_mut().zip(values) {
             sample.2.push(value);
         }
         if h2load {
+            // LBD_BENCH_TLS_PERF=DIR: a CPU profile of the first h2 run
+            // (perf record -g, DIR/<proxy>-h2.data).
+            let profile = match std::env::var_os("LBD_BENCH_TLS_PERF") {
+                Some(dir) if run == 0 => Some(start_profile(pid, &dir, &format!("{path}-h2"))?),
+                _ => None,
+            };
+            let before = cpu_ticks(pid)?;
             let out = lab.client.exec(
                 "h2load",
                 &["-D", SECONDS, "-c", "32", "-m", "10", "-t", "2", &ec],
             )?;
-            let (rate, h2_failed) = parse_h2load(&out)?;
-            failed += h2_failed;
-            samples[6].2.push(rate);
+            let h2 = parse_h2load(&out)?;
+            let cpu = cpu_per_request(Some(pid), Some(before), h2.done)?;
+            drop(profile);
+            failed += h2.failed;
+            samples[FAILED + 1].2.push(h2.rate);
+            samples[FAILED + 2].2.push(cpu);
         }
     }
-    samples[5].2.push(failed);
+    samples[FAILED].2.push(failed);
     for (what, unit, mut values) in samples {
+        values.retain(|v| !v.is_nan());
+        if values.is_empty() {
+            continue;
+        }
         values.sort_by(f64::total_cmp);
         rows.push(Row {
             what,
@@ -303,18 +365,35 @@ fn measure(lab: &DsrLab, rows: &mut Vec<Row>, path: &str, h2load: bool) -> anyho
             range: (values[0], values[values.len() - 1]),
         });
     }
+    // Records and system calls: one strace'd keep-alive run (its rate is
+    // not a figure; the calls per request are).
+    let (calls, top) = syscalls_per_request(lab, pid, &ec)?;
+    println!("bench-tls: {path}: {calls:.2} system calls per keep-alive TLS request ({top})");
+    rows.push(Row {
+        what: "proxy system calls per keep-alive request over TLS (strace -c -f)",
+        path: path.into(),
+        value: calls,
+        unit: "calls",
+        range: (calls, calls),
+    });
     Ok(())
 }
 
 fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
     let date = crate::bench_lab::utc_date();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("unknown");
     let mut out = format!(
-        "## TLS termination: lbd vs HAProxy 2.6 ({date})\n\n\
+        "## TLS termination: lbd vs HAProxy 2.6 ({date}, 1-minute load average {load} at the end)\n\n\
          `cargo xtask bench-tls` (also run at the end of `bench-l7`; release build), namespaces on this machine: \
-         wrk -t2 -c32 for {SECONDS} s and h2load -c32 -m10 -t2 for {SECONDS} s from the client \
-         namespace, 3 nginx backends, {workers} proxy worker threads for lbd and `nbthread \
-         {workers}` for HAProxy; median of {RUNS} runs [min - max]. lbd: rustls 0.23 with the \
-         ring provider (aws-lc-rs not measured).{}\n\n\
+         wrk -t2 -c32 for {SECONDS} s and h2load -c32 -m10 -t2 for {SECONDS} s (32 connections, \
+         10 streams in flight on each) from the client namespace, 3 nginx backends (HTTP/1.1 \
+         keep-alive from both proxies), {workers} proxy worker threads for lbd and `nbthread \
+         {workers}` for HAProxy, each proxy's own HTTP/2 settings (HAProxy 2.6 defaults: 100 streams, \
+         65535-byte initial windows; lbd: see docs/ARCHITECTURE.md); median of {RUNS} runs [min - max]. \
+         Proxy CPU: the proxy process's user + system time over a run (/proc/PID/stat) per \
+         request completed; system calls: `strace -c -f` on the proxy over one more 3 s \
+         keep-alive run. lbd: rustls 0.23 with the ring provider.{}\n\n\
          | measure | proxy | value | unit |\n|---|---|---|---|\n",
         if h2load {
             ""
@@ -344,7 +423,14 @@ mod tests {
     #[test]
     fn h2load_output_parses() {
         let out = "finished in 5.00s, 21345.60 req/s, 3.10MB/s\nrequests: 106728 total, 106728 started, 106728 done, 106700 succeeded, 28 failed, 0 errored, 0 timeout\n";
-        assert_eq!(parse_h2load(out).unwrap(), (21345.6, 28.0));
+        assert_eq!(
+            parse_h2load(out).unwrap(),
+            H2load {
+                rate: 21345.6,
+                done: 106728.0,
+                failed: 28.0
+            }
+        );
         assert!(parse_h2load("nothing").is_err());
     }
 }

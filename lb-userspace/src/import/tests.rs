@@ -809,3 +809,79 @@ fn section_log_targets_are_mapped() {
     );
     passes_check(&imported);
 }
+
+/// The TLS directives lbd takes beside `ssl crt`: `crt-base`/`ca-base`
+/// become `[global]` bases (paths kept as written), a relative base is
+/// written into the paths, the bind's `ca-ignore-err`/`crt-ignore-err` and
+/// the server's `verifyhost`, `check-sni` and `alpn` (h2 dropped: lbd
+/// speaks HTTP/1.1 to servers) are kept, and the output passes `lbd check`.
+#[test]
+fn tls_directives_are_mapped() {
+    let cfg = "global\n crt-base /etc/haproxy/certs\n ca-base /etc/haproxy/ca\n\
+               defaults\n mode http\n timeout client 1m\n timeout server 1m\n timeout connect 5s\n\
+               frontend web\n bind :443 ssl crt site.pem verify optional ca-file clients.pem ca-ignore-err all crt-ignore-err 10,20\n default_backend api\n\
+               backend api\n default-server check-sni health.example alpn h2,http/1.1\n\
+               server a 198.18.0.11:6443 ssl verify required ca-file api-ca.pem verifyhost api.example check-sni a.api.example alpn http/1.1\n\
+               server b 198.18.0.12:6443 ssl verify required ca-file /abs/ca.pem sni str(b.api.example) check\n";
+    let i = import_text(None, Some(cfg)).unwrap_or_else(|e| panic!("{e}"));
+    for want in [
+        "crt_base = \"/etc/haproxy/certs\"",
+        "ca_base = \"/etc/haproxy/ca\"",
+        "\":443 ssl crt site.pem verify optional ca-file clients.pem ca-ignore-err all crt-ignore-err 10,20\"",
+        "verifyhost = \"api.example\"",
+        "check_sni = \"a.api.example\"",
+        "alpn = \"http/1.1\"",
+        "ca_file = \"api-ca.pem\"",
+        "ca_file = \"/abs/ca.pem\"",
+        "default_server = { check_sni = \"health.example\", alpn = \"http/1.1\" }",
+    ] {
+        assert!(i.toml.contains(want), "{want} missing:\n{}", i.toml);
+    }
+    assert_eq!(i.report.unsupported().count(), 0, "{}", i.report);
+    // Only the default-server line is approximated: its h2 is dropped.
+    let approximated: Vec<&str> = i
+        .report
+        .lines
+        .iter()
+        .filter_map(|l| match &l.outcome {
+            Outcome::Approximated(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        approximated
+            .iter()
+            .any(|t| t.contains("alpn: lbd speaks HTTP/1.1 to servers, h2 not offered")),
+        "{}",
+        i.report
+    );
+    // The files are not on this machine: absent-file notes only, and the
+    // absent paths are the ones under the bases.
+    let absent = check(&i.toml, Path::new("lb.toml")).unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
+    let absent: Vec<String> = absent.iter().map(|e| e.message.clone()).collect();
+    assert!(
+        absent
+            .iter()
+            .any(|m| m.contains("/etc/haproxy/certs/site.pem")),
+        "{absent:#?}"
+    );
+
+    // A relative base (lbd refuses one) is written into the paths.
+    let relative = cfg.replace("crt-base /etc/haproxy/certs", "crt-base certs");
+    let i = import_text(None, Some(&relative)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!i.toml.contains("crt_base"), "{}", i.toml);
+    assert!(i.toml.contains("ssl crt certs/site.pem"), "{}", i.toml);
+    assert!(
+        text(report_line(&i, "haproxy.cfg", 2)).contains("written into each relative crt path"),
+        "{}",
+        i.report
+    );
+
+    // A server offering only h2 cannot be kept: reported, not written.
+    let h2 = cfg.replace("alpn http/1.1", "alpn h2");
+    let i = import_text(None, Some(&h2)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(i
+        .report
+        .unsupported()
+        .any(|l| l.to_string().contains("alpn h2")));
+}

@@ -49,6 +49,8 @@ const BIND_OPTIONS: &[(&str, bool)] = &[
     ("strict-sni", false),
     ("verify", true),
     ("ca-file", true),
+    ("ca-ignore-err", true),
+    ("crt-ignore-err", true),
     ("no-tls-tickets", false),
 ];
 /// Bind options of HAProxy lbd does not take, with whether each has a value.

@@ -56,16 +56,9 @@ pub(super) fn global(cx: &mut Ctx, section: &Section, out: &mut Output) {
                 "lbd run stays in the foreground: run it under a service manager (Restart=always)",
             ),
             "nbthread" | "nbproc" | "cpu-map" => cx.approx(d, "lbd runs one proxy thread per core"),
-            "ca-base" => {
+            "ca-base" | "crt-base" => {
                 if cx.arity(d, 1, 1, 1) {
-                    cx.ca_base = Some(d.words[1].clone());
-                    cx.mapped(d, "prefix of relative ca-file paths");
-                }
-            }
-            "crt-base" => {
-                if cx.arity(d, 1, 1, 1) {
-                    cx.crt_base = Some(d.words[1].clone());
-                    cx.mapped(d, "prefix of relative crt paths");
+                    path_base(cx, d, &mut group.table, at);
                 }
             }
             "ssl-default-bind-options" => {
@@ -88,6 +81,37 @@ pub(super) fn global(cx: &mut Ctx, section: &Section, out: &mut Output) {
             "log-send-hostname" | "log-tag" => cx.unsupported(d, "lbd's syslog header is fixed (hostname and \"lbd\" tag)"),
             other => cx.unsupported(d, format!("not in lbd: global \"{other}\"")),
         }
+    }
+}
+
+/// `crt-base DIR` / `ca-base DIR`: an absolute directory becomes
+/// `[global] crt_base` / `ca_base`, so the paths stay as the operator
+/// wrote them and lbd reads them from the same place. lbd refuses a
+/// relative base (it would depend on the directory lbd starts in): then the
+/// base is written into each relative path instead, as HAProxy would read it
+/// from the directory it was started in.
+fn path_base(cx: &mut Ctx, d: &Directive, table: &mut Table, at: Option<String>) {
+    let (field, paths) = match d.keyword() {
+        "crt-base" => ("crt_base", "crt"),
+        _ => ("ca_base", "ca-file"),
+    };
+    let base = d.words[1].clone();
+    if base.starts_with('/') {
+        table.set(field, Value::str(base), at);
+        cx.mapped(
+            d,
+            format!("[global] {field} (relative {paths} paths are read under it)"),
+        );
+        return;
+    }
+    cx.approx(
+        d,
+        format!("lbd takes an absolute {field}: \"{base}\" is written into each relative {paths} path (relative to where lbd starts)"),
+    );
+    if field == "crt_base" {
+        cx.crt_base = Some(base);
+    } else {
+        cx.ca_base = Some(base);
     }
 }
 

@@ -16,8 +16,11 @@ const SERVER_VALUES: &[(&str, &str)] = &[
     ("fall", "fall"),
     ("maxconn", "maxconn"),
     ("verify", "verify"),
+    ("verifyhost", "verifyhost"),
     ("ca-file", "ca_file"),
     ("sni", "sni"),
+    ("check-sni", "check_sni"),
+    ("alpn", "alpn"),
     ("crt", "crt"),
 ];
 /// Server options lbd does not take, with whether each has a value.
@@ -72,10 +75,8 @@ const OTHER_SERVER_OPTIONS: &[(&str, bool, &str)] = &[
     ),
     ("track", true, "lbd has no tracked servers"),
     ("redir", true, "lbd has no redirect servers"),
-    ("alpn", true, "lbd speaks HTTP/1.1 to servers"),
     ("proto", true, "lbd speaks HTTP/1.1 to servers"),
     ("ciphers", true, "lbd uses rustls's cipher suites"),
-    ("check-sni", true, "lbd's checks use the server's sni"),
     ("pool-max-conn", true, "lbd pools per server without limits"),
     (
         "pool-purge-delay",
@@ -139,6 +140,23 @@ fn server_options(
                 "inter" => duration(v),
                 "ca_file" => Value::str(cx.with_base(&cx.ca_base, v)),
                 "crt" => Value::str(cx.with_base(&cx.crt_base, v)),
+                "alpn" => match server_alpn(v) {
+                    Ok((kept, dropped)) => {
+                        if !dropped.is_empty() {
+                            verdict.approximations.push(format!(
+                                "alpn: lbd speaks HTTP/1.1 to servers, {} not offered",
+                                dropped.join(", ")
+                            ));
+                        }
+                        Value::str(kept)
+                    }
+                    Err(why) => {
+                        verdict
+                            .unsupported
+                            .push(format!("alpn {v}: {why} (left out)"));
+                        continue;
+                    }
+                },
                 _ => Value::str(v),
             };
             table.set(field, value, None);
@@ -163,6 +181,21 @@ fn server_options(
         }
     }
     true
+}
+
+/// A server's `alpn` list as lbd takes it: lbd speaks HTTP/1.1 to
+/// servers, so `http/1.1` is kept and `h2` (which `lbd check` refuses on a
+/// server) is dropped; the protocols kept and those dropped, or why none
+/// is left.
+fn server_alpn(list: &str) -> Result<(String, Vec<String>), String> {
+    let (kept, dropped): (Vec<&str>, Vec<&str>) = list.split(',').partition(|p| *p == "http/1.1");
+    if kept.is_empty() {
+        return Err("lbd speaks HTTP/1.1 to servers and offers no other protocol".into());
+    }
+    Ok((
+        "http/1.1".into(),
+        dropped.into_iter().map(String::from).collect(),
+    ))
 }
 
 /// A server address as lbd takes it: `IP:PORT` or `[IPv6]:PORT`.
@@ -251,8 +284,11 @@ pub(super) fn default_server(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut) {
         "maxconn",
         "ssl",
         "verify",
+        "verifyhost",
         "ca_file",
         "sni",
+        "check_sni",
+        "alpn",
         "check_ssl",
         "crt",
     ];

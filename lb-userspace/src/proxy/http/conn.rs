@@ -471,6 +471,10 @@ pub async fn serve<S>(
         .header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD.max(8192))
         .keep_alive(true);
+    // hyper's other HTTP/2 settings stay (200 streams, 1 MiB windows, 16
+    // KiB frames): HAProxy's 100 streams and 65535-byte windows cost the
+    // same CPU per request under h2load (bench/RESULTS.md, session 6):
+    // small responses never fill a window.
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -6,6 +6,36 @@
 //! reader), `passthrough` (`tcp_request` rules and the peek that feeds
 //! `req.ssl_sni` routing in tcp mode), `client` (TLS to servers: `ssl`,
 //! `verify`, `ca_file`, `sni`, `crt`, `check_ssl`).
+/// The handshake-signature half of a rustls certificate verifier, checked
+/// with the provider's algorithms held in the field `$algorithms`: the same
+/// for the server certificates `client` verifies and the client
+/// certificates `server` verifies (only the chain checks differ).
+macro_rules! webpki_signature_checks {
+    ($algorithms:ident) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.$algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.$algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.$algorithms.supported_schemes()
+        }
+    };
+}
+
 pub mod client;
 pub mod clienthello;
 pub mod options;

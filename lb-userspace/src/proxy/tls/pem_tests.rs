@@ -3,10 +3,7 @@
 use super::options::BindOptions;
 use super::pem::{cert_facts, load_crt};
 use super::server::TlsBind;
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::{Path, PathBuf};
 
 /// A scratch directory removed on drop.
 struct Scratch(PathBuf);
@@ -29,18 +26,10 @@ impl Drop for Scratch {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl CLI");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+// The TLS namespace tests' kit: one copy of the openssl helpers.
+#[path = "../../../../tests/tests/tls_kit/mod.rs"]
+mod tls_kit;
+use tls_kit::{openssl, seed_bundle, SEED_SUBJECT};
 
 /// A self-signed certificate `name.crt` with key `name.key`; `key` is
 /// "ec" (P-256) or "rsa:BITS"; `san` may be empty (CN only).
@@ -197,67 +186,12 @@ fn an_expired_certificate_is_served_with_a_warning() {
 
 #[test]
 fn the_seed_recipe_with_a_2048_bit_key_is_accepted() {
-    // The seed's steps, non-interactive: key, CSR, self-signed crt, then
-    // pkcs12 and back to one PEM with "Bag Attributes" around the blocks.
     let dir = Scratch::new("seed");
-    let d = &dir.0;
-    openssl(d, &["genrsa", "-out", "goorm-11th_com.key", "2048"]);
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "goorm-11th_com.key",
-            "-out",
-            "goorm-11th_com.csr",
-            "-subj",
-            "/C=KR/ST=Seoul/L=Seoul/O=Goorm/OU=Goorm/CN=ha-proxy/emailAddress=admin@goorm-11th.com",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "365",
-            "-in",
-            "goorm-11th_com.csr",
-            "-signkey",
-            "goorm-11th_com.key",
-            "-out",
-            "goorm-11th_com.crt",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "pkcs12",
-            "-export",
-            "-in",
-            "goorm-11th_com.crt",
-            "-inkey",
-            "goorm-11th_com.key",
-            "-out",
-            "cert.p12",
-            "-passout",
-            "pass:",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "pkcs12", "-in", "cert.p12", "-nodes", "-out", "cert.pem", "-passin", "pass:",
-        ],
-    );
+    seed_bundle(&dir.0, "2048");
     let loaded = load(&dir.path("cert.pem")).expect("seed bundle");
     assert_eq!(loaded[0].names, ["ha-proxy"]);
     let facts = cert_facts(loaded[0].key.cert[0].as_ref()).expect("facts");
-    assert_eq!(
-        facts.subject,
-        "/C=KR/ST=Seoul/L=Seoul/O=Goorm/OU=Goorm/CN=ha-proxy/emailAddress=admin@goorm-11th.com"
-    );
+    assert_eq!(facts.subject, SEED_SUBJECT);
 }
 
 #[test]

@@ -11,14 +11,13 @@
 use super::options::{BindOptions, ClientVerify, IgnoreErrors, TlsVersion};
 use super::pem::{self, LoadedCert};
 use rustls::{
-    client::danger::HandshakeSignatureValid,
+    crypto::WebPkiSupportedAlgorithms,
     server::{
         danger::{ClientCertVerified, ClientCertVerifier},
         ClientHello, ProducesTickets, ResolvesServerCert, WebPkiClientVerifier,
     },
     sign::CertifiedKey,
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
+    CertificateError, DistinguishedName, RootCertStore, ServerConfig,
 };
 use rustls_pki_types::{pem::PemObject, CertificateDer, UnixTime};
 use std::{
@@ -344,6 +343,8 @@ struct IgnoringVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     ca_ignore: IgnoreErrors,
     crt_ignore: IgnoreErrors,
+    /// The provider's, as `inner` checks handshake signatures with.
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl ClientCertVerifier for IgnoringVerifier {
@@ -381,25 +382,7 @@ impl ClientCertVerifier for IgnoringVerifier {
             }
         }
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    webpki_signature_checks!(algorithms);
 }
 
 /// What the `ssl_fc_*` and `ssl_c_*` fetches read, fixed at handshake.
@@ -514,6 +497,7 @@ fn server_config(
                     inner: verifier,
                     ca_ignore: options.ca_ignore_err.clone(),
                     crt_ignore: options.crt_ignore_err.clone(),
+                    algorithms: provider.signature_verification_algorithms,
                 }))
             } else {
                 builder.with_client_cert_verifier(verifier)
