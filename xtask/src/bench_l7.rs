@@ -46,8 +46,11 @@ pub(crate) struct Row {
 }
 
 /// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline),
-/// `LBD_BENCH_L7_RUNS=N` changes the number of runs and
-/// `LBD_BENCH_L7_NO_TLS=1` leaves the TLS benches out; each leaves
+/// `LBD_BENCH_L7_RUNS=N` changes the number of runs,
+/// `LBD_BENCH_L7_NO_TLS=1` leaves the TLS benches out and
+/// `LBD_BENCH_L7_HTTP_ONLY=1` measures only the http mode rows (lbd's and
+/// HAProxy's, no TLS): the quick loop for comparing two builds by CPU per
+/// request, with `LBD_BENCH_L7_NO_HAPROXY=1` lbd's alone. Each leaves
 /// bench/RESULTS.md alone (the figures are printed).
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let other_lbd = std::env::var_os("LBD_BENCH_L7_LBD").map(std::path::PathBuf::from);
@@ -55,7 +58,9 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         Ok(n) => n.parse().context("LBD_BENCH_L7_RUNS")?,
         Err(_) => RUNS,
     };
-    let record = other_lbd.is_none() && runs == RUNS;
+    let http_only = std::env::var_os("LBD_BENCH_L7_HTTP_ONLY").is_some();
+    let no_haproxy = std::env::var_os("LBD_BENCH_L7_NO_HAPROXY").is_some();
+    let record = other_lbd.is_none() && runs == RUNS && !http_only && !no_haproxy;
     let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-l7: building the lab");
     let mut lab = DsrLab::build(3)?;
@@ -93,24 +98,26 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         HTTP_PORT,
         Some(lbd_pid),
     )?;
-    measure(
-        &lab,
-        runs,
-        &mut rows,
-        "lbd tcp mode",
-        VIP_L7,
-        TCP_PORT,
-        Some(lbd_pid),
-    )?;
-    measure(
-        &lab,
-        runs,
-        &mut rows,
-        "lbd L4 XDP fullnat",
-        VIP_L4,
-        BACKEND_PORT,
-        None,
-    )?;
+    if !http_only {
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            "lbd tcp mode",
+            VIP_L7,
+            TCP_PORT,
+            Some(lbd_pid),
+        )?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            "lbd L4 XDP fullnat",
+            VIP_L4,
+            BACKEND_PORT,
+            None,
+        )?;
+    }
     rows.push(Row {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
@@ -140,7 +147,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     }
     lab.stop_lbd();
 
-    {
+    if !no_haproxy {
         let (haproxy, scratch) = start_haproxy(&lab, workers)?;
         let haproxy_log =
             || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
@@ -156,16 +163,18 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             HTTP_PORT,
             Some(haproxy.pid()),
         )?;
-        let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
-        measure(
-            &lab,
-            runs,
-            &mut rows,
-            &name,
-            VIP_L7,
-            TCP_PORT,
-            Some(haproxy.pid()),
-        )?;
+        if !http_only {
+            let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
+            measure(
+                &lab,
+                runs,
+                &mut rows,
+                &name,
+                VIP_L7,
+                TCP_PORT,
+                Some(haproxy.pid()),
+            )?;
+        }
         rows.push(Row {
             what: "peak RSS",
             path: format!("HAProxy 2.6, nbthread {workers}"),
@@ -183,7 +192,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     }
     // `LBD_BENCH_L7_NO_TLS=1` leaves out the TLS benches (a quicker loop
     // while working on the proxy; the section is then only printed).
-    let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none();
+    let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none() && !http_only && !no_haproxy;
     if tls {
         crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
     }
