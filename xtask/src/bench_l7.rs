@@ -360,14 +360,25 @@ pub(crate) fn measure_url(
     let mut samples: [(&'static str, &'static str, Vec<f64>); 7] =
         std::array::from_fn(|i| (what[i], units[i], Vec::new()));
     let mut failed = 0.0;
+    // The proxy's user-space share of the keep-alive CPU: the kernel's
+    // share also carries the lab's packet delivery (softirq work charged
+    // to whichever process sends), which the machine's load moves most.
+    let mut user_cpu = Vec::new();
     for run in 0..runs {
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
             (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, path)?),
             _ => None,
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
+        let user = pid.map(user_ticks).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
         let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
+        if let (Some(pid), Some(before)) = (pid, user) {
+            let used = user_ticks(pid)?.saturating_sub(before) as f64 / 100.0;
+            if keep.requests > 0.0 {
+                user_cpu.push(used * 1e6 / keep.requests);
+            }
+        }
         drop(profile);
         let cpu = pid.map(cpu_ticks).transpose()?;
         let close = wrk(
@@ -396,6 +407,17 @@ pub(crate) fn measure_url(
         }
     }
     samples[6].2.push(failed);
+    if !user_cpu.is_empty() {
+        user_cpu.sort_by(f64::total_cmp);
+        println!("bench-l7: {path}: user CPU per keep-alive request, each run: {user_cpu:.2?} us");
+        rows.push(Row {
+            what: "proxy user-space CPU per keep-alive request",
+            path: path.into(),
+            value: user_cpu[user_cpu.len() / 2],
+            unit: "us",
+            range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
+        });
+    }
     if let Some(pid) = pid {
         let (calls, top) = syscalls_per_request(lab, pid, url)?;
         println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
@@ -438,8 +460,19 @@ fn current_rss(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// User CPU time of `pid` (all its threads), in clock ticks.
+fn user_ticks(pid: u32) -> anyhow::Result<u64> {
+    Ok(cpu_times(pid)?.0)
+}
+
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let (user, system) = cpu_times(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of `pid` (all its threads), in clock ticks.
+fn cpu_times(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): utime is the
     // 14th field of the line, stime the 15th.
@@ -448,7 +481,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let field = |i: usize| -> anyhow::Result<u64> {
         Ok(fields.get(i).context("short /proc/pid/stat")?.parse()?)
     };
-    Ok(field(11)? + field(12)?)
+    Ok((field(11)?, field(12)?))
 }
 
 /// Microseconds of the proxy's CPU per request since `before`; NaN
