@@ -45,8 +45,11 @@ pub(crate) struct Row {
 }
 
 /// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline),
-/// `LBD_BENCH_L7_RUNS=N` changes the number of runs and
-/// `LBD_BENCH_L7_NO_TLS=1` leaves the TLS benches out; each leaves
+/// `LBD_BENCH_L7_RUNS=N` changes the number of runs,
+/// `LBD_BENCH_L7_NO_TLS=1` leaves the TLS benches out and
+/// `LBD_BENCH_L7_HTTP_ONLY=1` measures only the http mode rows (lbd's and
+/// HAProxy's, no TLS): the quick loop for comparing two builds by CPU per
+/// request, with `LBD_BENCH_L7_NO_HAPROXY=1` lbd's alone. Each leaves
 /// bench/RESULTS.md alone (the figures are printed).
 pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let other_lbd = std::env::var_os("LBD_BENCH_L7_LBD").map(std::path::PathBuf::from);
@@ -54,7 +57,9 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         Ok(n) => n.parse().context("LBD_BENCH_L7_RUNS")?,
         Err(_) => RUNS,
     };
-    let record = other_lbd.is_none() && runs == RUNS;
+    let http_only = std::env::var_os("LBD_BENCH_L7_HTTP_ONLY").is_some();
+    let no_haproxy = std::env::var_os("LBD_BENCH_L7_NO_HAPROXY").is_some();
+    let record = other_lbd.is_none() && runs == RUNS && !http_only && !no_haproxy;
     let lbd = other_lbd.as_deref().unwrap_or(lbd);
     println!("bench-l7: building the lab");
     let mut lab = crate::bench_lab::lab_with_vips(&[VIP_L7, VIP_L4])?;
@@ -82,24 +87,26 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         HTTP_PORT,
         Some(lbd_pid),
     )?;
-    measure(
-        &lab,
-        runs,
-        &mut rows,
-        "lbd tcp mode",
-        VIP_L7,
-        TCP_PORT,
-        Some(lbd_pid),
-    )?;
-    measure(
-        &lab,
-        runs,
-        &mut rows,
-        "lbd L4 XDP fullnat",
-        VIP_L4,
-        BACKEND_PORT,
-        None,
-    )?;
+    if !http_only {
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            "lbd tcp mode",
+            VIP_L7,
+            TCP_PORT,
+            Some(lbd_pid),
+        )?;
+        measure(
+            &lab,
+            runs,
+            &mut rows,
+            "lbd L4 XDP fullnat",
+            VIP_L4,
+            BACKEND_PORT,
+            None,
+        )?;
+    }
     rows.push(Row {
         what: "peak RSS",
         path: "lbd (proxy and XDP)".into(),
@@ -129,7 +136,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     }
     lab.stop_lbd();
 
-    {
+    if !no_haproxy {
         let (haproxy, scratch) = start_haproxy(&lab, workers)?;
         let haproxy_log =
             || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
@@ -145,16 +152,18 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             HTTP_PORT,
             Some(haproxy.pid()),
         )?;
-        let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
-        measure(
-            &lab,
-            runs,
-            &mut rows,
-            &name,
-            VIP_L7,
-            TCP_PORT,
-            Some(haproxy.pid()),
-        )?;
+        if !http_only {
+            let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
+            measure(
+                &lab,
+                runs,
+                &mut rows,
+                &name,
+                VIP_L7,
+                TCP_PORT,
+                Some(haproxy.pid()),
+            )?;
+        }
         rows.push(Row {
             what: "peak RSS",
             path: format!("HAProxy 2.6, nbthread {workers}"),
@@ -172,7 +181,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     }
     // `LBD_BENCH_L7_NO_TLS=1` leaves out the TLS benches (a quicker loop
     // while working on the proxy; the section is then only printed).
-    let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none();
+    let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none() && !http_only && !no_haproxy;
     if tls {
         crate::bench_tls_pass::measure(lbd, &mut lab, workers, &mut rows)?;
     }
@@ -340,14 +349,25 @@ pub(crate) fn measure_url(
     let mut samples: [(&'static str, &'static str, Vec<f64>); 7] =
         std::array::from_fn(|i| (what[i], units[i], Vec::new()));
     let mut failed = 0.0;
+    // The proxy's user-space share of the keep-alive CPU: the kernel's
+    // share also carries the lab's packet delivery (softirq work charged
+    // to whichever process sends), which the machine's load moves most.
+    let mut user_cpu = Vec::new();
     for run in 0..runs {
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
             (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, path)?),
             _ => None,
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
+        let user = pid.map(user_ticks).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
         let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
+        if let (Some(pid), Some(before)) = (pid, user) {
+            let used = user_ticks(pid)?.saturating_sub(before) as f64 / 100.0;
+            if keep.requests > 0.0 {
+                user_cpu.push(used * 1e6 / keep.requests);
+            }
+        }
         drop(profile);
         let cpu = pid.map(cpu_ticks).transpose()?;
         let close = wrk(
@@ -376,6 +396,17 @@ pub(crate) fn measure_url(
         }
     }
     samples[6].2.push(failed);
+    if !user_cpu.is_empty() {
+        user_cpu.sort_by(f64::total_cmp);
+        println!("bench-l7: {path}: user CPU per keep-alive request, each run: {user_cpu:.2?} us");
+        rows.push(Row {
+            what: "proxy user-space CPU per keep-alive request",
+            path: path.into(),
+            value: user_cpu[user_cpu.len() / 2],
+            unit: "us",
+            range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
+        });
+    }
     if let Some(pid) = pid {
         let (calls, top) = syscalls_per_request(lab, pid, url)?;
         println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
@@ -418,8 +449,19 @@ fn current_rss(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// User CPU time of `pid` (all its threads), in clock ticks.
+fn user_ticks(pid: u32) -> anyhow::Result<u64> {
+    Ok(cpu_times(pid)?.0)
+}
+
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
 pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let (user, system) = cpu_times(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of `pid` (all its threads), in clock ticks.
+fn cpu_times(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): utime is the
     // 14th field of the line, stime the 15th.
@@ -428,7 +470,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let field = |i: usize| -> anyhow::Result<u64> {
         Ok(fields.get(i).context("short /proc/pid/stat")?.parse()?)
     };
-    Ok(field(11)? + field(12)?)
+    Ok((field(11)?, field(12)?))
 }
 
 /// Microseconds of the proxy's CPU per request since `before`; NaN
