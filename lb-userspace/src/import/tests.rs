@@ -885,3 +885,21 @@ fn tls_directives_are_mapped() {
         .unsupported()
         .any(|l| l.to_string().contains("alpn h2")));
 }
+
+#[test]
+fn redispatch_interval_is_kept() {
+    let cfg = "defaults\n mode http\n retries 3\n option redispatch -2\n timeout client 1m\n timeout server 1m\n timeout connect 5s\n\
+               backend api\n option redispatch 2\n server a 198.18.0.11:80\n\
+               backend web\n option redispatch x\n server b 198.18.0.12:80\n";
+    let i = import_text(None, Some(cfg)).unwrap_or_else(|e| panic!("{e}"));
+    for want in ["redispatch = -2", "redispatch = 2", "redispatch = true"] {
+        assert!(i.toml.contains(want), "{want} missing:\n{}", i.toml);
+    }
+    assert!(
+        i.report.lines.iter().any(|l| matches!(&l.outcome,
+            Outcome::Approximated(t) if t.contains("interval is not an integer"))),
+        "{}",
+        i.report
+    );
+    passes_check(&i);
+}

@@ -118,14 +118,22 @@ pub(super) fn option(cx: &mut Ctx, d: &Directive, p: &mut ProxyOut, on: bool) {
         }
         "redispatch" => {
             if capable(cx, d, p, false, true) {
-                p.table.set("redispatch", Value::Bool(on), None);
-                if args.is_empty() {
-                    cx.mapped(d, "redispatch");
-                } else {
-                    cx.approx(
-                        d,
-                        "redispatch: lbd redispatches on the last retry (no interval)",
-                    );
+                // `option redispatch <interval>`: lbd takes HAProxy's
+                // integer as it is (every Pth retry, or the Nth from the
+                // end); `lbd check` judges its range against `retries`.
+                match args.first().map(|a| a.parse::<i64>()) {
+                    None => {
+                        p.table.set("redispatch", Value::Bool(on), None);
+                        cx.mapped(d, "redispatch");
+                    }
+                    Some(Ok(interval)) if on => {
+                        p.table.set("redispatch", Value::Int(interval), None);
+                        cx.mapped(d, "redispatch");
+                    }
+                    Some(_) => {
+                        p.table.set("redispatch", Value::Bool(on), None);
+                        cx.approx(d, "redispatch: the interval is not an integer; ignored");
+                    }
                 }
             }
         }
