@@ -2,7 +2,7 @@
 //! (the balancer's choice, the queues, retries and redispatch) over a
 //! pooled connection or a new one (`timeout connect`).
 use super::{
-    body::ProxyBody,
+    origin::ServerConn,
     service::Exchange,
     upstream::{self, ConnectError},
 };
@@ -13,11 +13,11 @@ use crate::proxy::{
     config::{BackendId, HttpConnectionMode, ServerId},
     retry::FailureKind,
 };
-use hyper::{client::conn::http1::SendRequest, http::request};
+use hyper::http::request;
 
 pub(super) struct Connected {
     pub(super) server: ServerId,
-    pub(super) sender: SendRequest<ProxyBody>,
+    pub(super) conn: ServerConn,
     pub(super) reused: bool,
     /// TLS to the server (`ssl`), for a fresh connection if the pooled one
     /// was closed; pooled under its SNI when that depends on the request.
@@ -97,12 +97,12 @@ pub(super) async fn connect_with_retries(
         let address = config.address;
         let timeout = backend.timeouts.connect;
         async move {
-            let sender = match pooled {
-                Some(sender) => return Ok((sender, true, tls)),
+            let conn = match pooled {
+                Some(conn) => return Ok((conn, true, tls)),
                 None => upstream::connect(address, tls.as_ref(), timeout).await,
             };
-            match sender {
-                Ok(sender) => Ok((sender, false, tls)),
+            match conn {
+                Ok(conn) => Ok((conn, false, tls)),
                 Err(error) => Err(ConnectFailed {
                     kind: match error {
                         ConnectError::Timeout => FailureKind::Timeout,
@@ -121,13 +121,13 @@ pub(super) async fn connect_with_retries(
             AssignFailure::QueueTimeout => ConnectFailure::QueueTimeout,
             AssignFailure::Exhausted(error, _) => ConnectFailure::Exhausted(error),
         })?;
-    let (sender, reused, tls) = assigned.connection;
+    let (conn, reused, tls) = assigned.connection;
     exchange.sessions.push(assigned.counters.open_session());
     exchange.server = Some(assigned.counters);
     exchange.slot = Some(assigned.slot);
     Ok(Connected {
         server: assigned.server,
-        sender,
+        conn,
         reused,
         tls,
     })

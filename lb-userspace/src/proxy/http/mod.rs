@@ -8,6 +8,7 @@ pub mod conn;
 mod connect;
 pub mod errors;
 pub mod headers;
+mod origin;
 mod service;
 mod tunnel;
 pub mod upstream;

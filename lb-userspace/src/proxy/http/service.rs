@@ -10,6 +10,7 @@ use super::{
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
+    origin::{self, Recycle, ResponseBody, SendError, ServerConn},
     tunnel,
     upstream::{self, ConnectError},
 };
@@ -25,9 +26,7 @@ use crate::proxy::{
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either};
-use hyper::{
-    body::Incoming, client::conn::http1::SendRequest, http::Version, Request, Response, StatusCode,
-};
+use hyper::{body::Incoming, http::Version, Request, Response, StatusCode};
 use std::{
     convert::Infallible,
     sync::{
@@ -53,9 +52,6 @@ pub(super) struct Exchange {
     pub(super) server: Option<Arc<Counters>>,
     pub(super) sessions: Vec<SessionGuard>,
     pub(super) slot: Option<ServerSlot>,
-    /// The server connection (and how long it may take to be ready again),
-    /// pooled when the response has been read whole.
-    pooled: Option<(upstream::PoolKey, SendRequest<ProxyBody>, Duration)>,
     bytes_in: Arc<AtomicU64>,
     activity: RequestActivity,
     /// HTTP/2: streams share the connection, so `%B` is counted per
@@ -123,11 +119,6 @@ impl Exchange {
     }
 
     fn finish(mut self, end: BodyEnd, bytes: u64) {
-        // Pooled only if hyper says the connection can take another request
-        // (an unfinished response closes it).
-        if let Some((address, sender, wait)) = self.pooled.take() {
-            self.context.shared.pool.recycle(address, sender, wait);
-        }
         let server_side = [self.backend.as_ref(), self.server.as_ref()];
         match end {
             BodyEnd::Complete => {}
@@ -274,7 +265,6 @@ pub async fn handle(
         server: None,
         sessions: Vec::new(),
         slot: None,
-        pooled: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
         activity,
         http2: request.version() == Version::HTTP_2,
@@ -410,7 +400,7 @@ pub async fn handle(
         };
     let Connected {
         server,
-        mut sender,
+        conn,
         reused,
         tls,
     } = connected;
@@ -420,18 +410,24 @@ pub async fn handle(
     let request_body = meter_request_body(&exchange, body, frontend.timeouts.client);
     let mut outgoing = Request::from_parts(parts, request_body);
     let sent_at = Instant::now();
-    let mut result = send(&mut sender, outgoing, backend.timeouts.server).await;
+    // The connection goes back to the pool from the response body's end,
+    // in keep-alive mode only.
+    let pool_key = (address, tls.as_ref().and_then(|t| t.pool_name()));
+    let recycle = || {
+        (mode == HttpConnectionMode::KeepAlive).then(|| Recycle {
+            pool: context.shared.pool.clone(),
+            key: pool_key.clone(),
+        })
+    };
+    let mut result = send(conn, outgoing, reused, recycle(), backend.timeouts.server).await;
     if reused {
         // A pooled connection the server had just closed: the request was
-        // not sent, so it goes again on a fresh connection.
+        // not taken, so it goes again on a fresh connection.
         if let Err(SendFailure::NotSent(returned)) = result {
             outgoing = *returned;
             result = match upstream::connect(address, tls.as_ref(), backend.timeouts.connect).await
             {
-                Ok(fresh) => {
-                    sender = fresh;
-                    send(&mut sender, outgoing, backend.timeouts.server).await
-                }
+                Ok(fresh) => send(fresh, outgoing, false, recycle(), backend.timeouts.server).await,
                 Err(error) => Err(SendFailure::Connect(error)),
             };
         }
@@ -453,10 +449,10 @@ pub async fn handle(
     };
     exchange.record.timers.response = Some(sent_at.elapsed());
 
-    let mut response = response;
-    let server_upgrade = (response.status() == StatusCode::SWITCHING_PROTOCOLS)
-        .then(|| hyper::upgrade::on(&mut response));
-    let (mut response_parts, response_body) = response.into_parts();
+    let (mut response_parts, mut response_body) = response.into_parts();
+    let server_upgrade = (response_parts.status == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| response_body.take_upgrade())
+        .flatten();
     if let (Some(client_upgrade), Some(server_upgrade)) = (client_upgrade, server_upgrade) {
         headers::prepare_downstream(&mut response_parts, mode);
         route::apply_response(
@@ -492,7 +488,7 @@ pub async fn handle(
                 context: context.clone(),
                 record: log_rx,
             },
-            (slot, sender),
+            slot,
         );
         let response = Response::from_parts(response_parts, full(""));
         return Ok(exchange.respond(response, None));
@@ -505,23 +501,8 @@ pub async fn handle(
         &context.info,
         &mut response_parts,
     );
-    if mode == HttpConnectionMode::KeepAlive {
-        let key = (address, tls.as_ref().and_then(|t| t.pool_name()));
-        exchange.pooled = Some((key, sender, backend.timeouts.server));
-    }
-    let response = Response::from_parts(response_parts, response_body.boxed_unsync_proxy());
+    let response = Response::from_parts(response_parts, response_body.boxed_unsync());
     Ok(exchange.respond(response, Some(backend.timeouts.server)))
-}
-
-trait BoxIncoming {
-    fn boxed_unsync_proxy(self) -> ProxyBody;
-}
-
-impl BoxIncoming for Incoming {
-    fn boxed_unsync_proxy(self) -> ProxyBody {
-        self.map_err(|e| Box::new(e) as super::body::BoxError)
-            .boxed_unsync()
-    }
 }
 
 fn meter_request_body<B>(exchange: &Exchange, body: B, client_timeout: Duration) -> ProxyBody
@@ -545,12 +526,13 @@ where
 
 /// Why sending a request to a server failed.
 enum SendFailure {
-    /// The connection closed before the request was written: it can go again.
+    /// The pooled connection closed before the request was taken: it can
+    /// go again.
     NotSent(Box<Request<ProxyBody>>),
     Connect(ConnectError),
     /// No response head within `timeout server`.
     Timeout,
-    Failed(hyper::Error),
+    Failed(SendError),
 }
 
 impl SendFailure {
@@ -564,44 +546,30 @@ impl SendFailure {
             SendFailure::Connect(_) | SendFailure::NotSent(_) => {
                 (503, Cause::ServerAbort, SessionPhase::Connect)
             }
-            SendFailure::Failed(error) if caused_by_client_timeout(error) => {
+            SendFailure::Failed(SendError::ClientBody(error))
+                if error.downcast_ref::<IdleTimeout>().is_some() =>
+            {
                 (408, Cause::ClientTimeout, SessionPhase::Data)
+            }
+            SendFailure::Failed(SendError::ClientBody(_)) => {
+                (400, Cause::ClientAbort, SessionPhase::Data)
             }
             SendFailure::Failed(_) => (502, Cause::ServerAbort, SessionPhase::Headers),
         }
     }
 }
 
-fn caused_by_client_timeout(error: &hyper::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.downcast_ref::<IdleTimeout>().is_some() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
 async fn send(
-    sender: &mut SendRequest<ProxyBody>,
+    conn: ServerConn,
     request: Request<ProxyBody>,
+    reused: bool,
+    recycle: Option<Recycle>,
     timeout: Duration,
-) -> Result<Response<Incoming>, SendFailure> {
-    let sending = async {
-        if sender.ready().await.is_err() {
-            return Err(SendFailure::NotSent(Box::new(request)));
-        }
-        sender
-            .try_send_request(request)
-            .await
-            .map_err(|mut error| match error.take_message() {
-                Some(request) => SendFailure::NotSent(Box::new(request)),
-                None => SendFailure::Failed(error.into_error()),
-            })
-    };
-    match tokio::time::timeout(timeout, sending).await {
-        Ok(result) => result,
+) -> Result<Response<ResponseBody>, SendFailure> {
+    match tokio::time::timeout(timeout, origin::send(conn, request, reused, recycle)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(SendError::NotSent(request))) => Err(SendFailure::NotSent(request)),
+        Ok(Err(error)) => Err(SendFailure::Failed(error)),
         Err(_) => Err(SendFailure::Timeout),
     }
 }

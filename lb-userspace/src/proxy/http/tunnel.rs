@@ -3,7 +3,10 @@
 //! either side closes or nothing moves for `timeout tunnel`. The request's
 //! log line is written when the tunnel closes, with the timers and bytes of
 //! the whole tunnel (as HAProxy).
-use super::conn::{ConnContext, PendingLog};
+use super::{
+    conn::{ConnContext, PendingLog},
+    origin::Upgraded,
+};
 use crate::log::{SessionPhase, TerminationCause, TerminationState};
 use crate::proxy::{
     relay::{self, RelayEnd, RelayMeter},
@@ -21,10 +24,11 @@ use tokio::sync::oneshot;
 /// server-to-client `bytes_out` (the frontend counts on its socket).
 pub type TunnelCounters = Vec<Arc<Counters>>;
 
-/// The two connections hyper hands over after the 101.
+/// The two connections after the 101: the client's from hyper, the
+/// server's from lbd's own client.
 pub struct Ends {
     pub client: OnUpgrade,
-    pub server: OnUpgrade,
+    pub server: Upgraded,
 }
 
 /// Where the request's record comes from (when its 101 is sent) and goes.
@@ -43,15 +47,14 @@ pub fn spawn<H: Send + 'static>(
     hold: H,
 ) {
     tokio::spawn(async move {
-        let upgraded = tokio::join!(ends.client, ends.server);
+        let client = ends.client.await;
         // The record is sent when the 101's (empty) body ends.
         let pending = log.record.await.ok();
         let opened = Instant::now();
-        let end = match upgraded {
-            (Ok(client), Ok(server)) => {
+        let end = match client {
+            Ok(client) => {
                 let meter = RelayMeter::default();
-                let outcome =
-                    relay::copy(TokioIo::new(client), TokioIo::new(server), idle, &meter).await;
+                let outcome = relay::copy(TokioIo::new(client), ends.server, idle, &meter).await;
                 for counters in &counters {
                     Counters::add(&counters.bytes_in, meter.up.load(Relaxed));
                     Counters::add(&counters.bytes_out, meter.down.load(Relaxed));

@@ -1,13 +1,11 @@
-//! Connections to servers: connect with `timeout connect`, HTTP/1.1 over
-//! them, and a keep-alive pool keyed by server address (two connections to
-//! the same address are interchangeable until TLS to servers exists). A
-//! connection goes back to the pool only once its response has been read
-//! to the end and hyper says it can take another request. The pool has a
+//! Connections to servers: connect with `timeout connect` (and the TLS
+//! handshake for `ssl` servers), and a keep-alive pool keyed by server
+//! address and SNI. A connection goes back to the pool only once its
+//! response has been read to the end and the exchange left it reusable
+//! ([`super::origin`] decides and returns it). The pool has a
 //! part per proxy worker thread: a connection is reused by the thread that
 //! runs it (no cross-thread wake-up per request, no shared lock).
-use super::body::ProxyBody;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use super::origin::{ServerConn, ServerIo};
 use std::{
     cell::Cell,
     collections::HashMap,
@@ -25,8 +23,6 @@ pub enum ConnectError {
     Timeout,
     #[error("connect: {0}")]
     Io(#[from] io::Error),
-    #[error("handshake: {0}")]
-    Handshake(#[from] hyper::Error),
     #[error("TLS handshake: {0}")]
     Tls(io::Error),
 }
@@ -38,7 +34,7 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_IDLE_PER_SERVER: usize = 256;
 
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: ServerConn,
     since: Instant,
 }
 
@@ -83,15 +79,12 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// The most recently used idle connection to `server` that is still open.
-    pub fn take(&self, server: &PoolKey) -> Option<SendRequest<ProxyBody>> {
+    pub fn take(&self, server: &PoolKey) -> Option<ServerConn> {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(server)?;
-        while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < POOL_IDLE_TIMEOUT
-                && entry.sender.is_ready()
-                && !entry.sender.is_closed()
-            {
-                return Some(entry.sender);
+        while let Some(mut entry) = list.pop() {
+            if entry.since.elapsed() < POOL_IDLE_TIMEOUT && entry.conn.is_reusable() {
+                return Some(entry.conn);
             }
         }
         None
@@ -116,7 +109,8 @@ impl Pool {
             .sum()
     }
 
-    fn put(&self, server: PoolKey, sender: SendRequest<ProxyBody>) {
+    /// Keeps `conn` for the next request to `server` on this thread.
+    pub(super) fn put(&self, server: PoolKey, conn: ServerConn) {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(server).or_default();
         // Oldest first: only when the oldest has expired is there anything
@@ -125,43 +119,14 @@ impl Pool {
             .first()
             .is_some_and(|e| e.since.elapsed() >= POOL_IDLE_TIMEOUT)
         {
-            list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT && !e.sender.is_closed());
+            list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT);
         }
         if list.len() < MAX_IDLE_PER_SERVER {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
-    }
-
-    /// Pools `sender` once its current exchange is over (the response body
-    /// read to its end), if the connection stays open; waits at most `wait`.
-    /// Usually hyper is ready again by then and no task is needed.
-    pub fn recycle(
-        self: &Arc<Self>,
-        server: PoolKey,
-        mut sender: SendRequest<ProxyBody>,
-        wait: Duration,
-    ) {
-        if sender.is_ready() {
-            self.put(server, sender);
-            return;
-        }
-        if sender.is_closed() {
-            return;
-        }
-        // Called from a body's end, which may be dropped while the runtime
-        // shuts down: no runtime, no pooling.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let pool = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(wait, sender.ready()).await {
-                pool.put(server, sender);
-            }
-        });
     }
 
     /// Forgets every idle connection (they close when dropped).
@@ -172,48 +137,29 @@ impl Pool {
     }
 }
 
-/// Opens an HTTP/1.1 connection to `server` within `timeout` (TLS first
-/// when `tls` is given, the handshake within `timeout` too); the
-/// connection's task runs until the server or the last sender closes it,
-/// with upgrades enabled (WebSocket).
+/// Opens a connection to `server` within `timeout` (TLS first when `tls`
+/// is given, the handshake within `timeout` too: HAProxy counts it in
+/// `timeout connect`).
 pub async fn connect(
     server: SocketAddr,
     tls: Option<&crate::proxy::tls::client::TlsTarget>,
     timeout: Duration,
-) -> Result<SendRequest<ProxyBody>, ConnectError> {
+) -> Result<ServerConn, ConnectError> {
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
         Ok(stream) => stream?,
         Err(_) => return Err(ConnectError::Timeout),
     };
     stream.set_nodelay(true)?;
-    match tls {
-        None => http_handshake(stream).await,
-        Some(target) => {
-            // HAProxy counts the TLS handshake in `timeout connect`.
-            let handshake = crate::proxy::tls::client::handshake(target, stream);
-            match tokio::time::timeout(timeout, handshake).await {
-                Ok(Ok(stream)) => http_handshake(stream).await,
-                Ok(Err(error)) => {
-                    crate::proxy::tls::client::log_failure(server, &error);
-                    Err(ConnectError::Tls(error))
-                }
-                Err(_) => Err(ConnectError::Timeout),
-            }
+    let Some(target) = tls else {
+        return Ok(ServerConn::new(ServerIo::Plain(stream)));
+    };
+    let handshake = crate::proxy::tls::client::handshake(target, stream);
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(stream)) => Ok(ServerConn::new(ServerIo::Tls(Box::new(stream)))),
+        Ok(Err(error)) => {
+            crate::proxy::tls::client::log_failure(server, &error);
+            Err(ConnectError::Tls(error))
         }
+        Err(_) => Err(ConnectError::Timeout),
     }
-}
-
-async fn http_handshake<T>(stream: T) -> Result<SendRequest<ProxyBody>, ConnectError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        // A server closing or resetting is seen by the request that uses
-        // the connection; nothing more to report here.
-        let _ = connection.with_upgrades().await;
-    });
-    Ok(sender)
 }
