@@ -100,7 +100,11 @@ fn main() -> anyhow::Result<()> {
             setup::ensure()?;
             build_ebpf()?;
             cargo(&["build", "--release", "-p", "lb-userspace"])?;
-            bench_tls::run(&workspace_root().join("target/release/lbd"))
+            // LBD_BENCH_TLS_LBD=PATH benches another build (a baseline).
+            let lbd = std::env::var_os("LBD_BENCH_TLS_LBD")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("target/release/lbd"));
+            bench_tls::run(&lbd)
         }
         Task::BenchBgp => {
             setup::ensure()?;
