@@ -198,7 +198,9 @@ fn tls_config(skip_verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
     let config = if skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_custom_certificate_verifier(Arc::new(NoVerification {
+                algorithms: provider.signature_verification_algorithms,
+            }))
             .with_no_client_auth()
     } else {
         let roots =
@@ -211,7 +213,9 @@ fn tls_config(skip_verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
 /// Accepts any certificate: only with `tls_skip_verify = true`, for backends
 /// with self-signed certificates (HAProxy's `check-ssl verify none`).
 #[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+struct NoVerification {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
 
 impl rustls::client::danger::ServerCertVerifier for NoVerification {
     fn verify_server_cert(
@@ -225,37 +229,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    crate::proxy::tls::webpki_signature_checks!(algorithms);
 }
 
 #[cfg(test)]
