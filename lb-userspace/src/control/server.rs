@@ -31,14 +31,38 @@ pub enum ServeError {
     },
 }
 
+/// The running control socket.
+pub struct ControlServer {
+    accepting: JoinHandle<()>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl ControlServer {
+    /// Stops accepting, then waits (at most `grace`) until every open
+    /// connection has ended: the reply to `lbd stop` is written by its
+    /// connection's task, which a daemon exiting at once would drop
+    /// unwritten. The client closes once it has read the reply.
+    pub async fn close(self, grace: Duration) {
+        self.accepting.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.slots.available_permits() < MAX_CONNECTIONS
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Listens on the instance's socket; each request goes to `calls`.
-pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> Result<JoinHandle<()>, ServeError> {
+pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> Result<ControlServer, ServeError> {
     let path = socket_path(instance);
     // We hold the instance lock: a socket file here is a dead daemon's.
     let _ = std::fs::remove_file(&path);
     let listener = bind_private(&path)?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    Ok(tokio::spawn(async move {
+    let accepting_slots = slots.clone();
+    let accepting = tokio::spawn(async move {
+        let slots = accepting_slots;
         let mut failing = false;
         loop {
             let stream = match listener.accept().await {
@@ -68,7 +92,8 @@ pub fn serve(instance: &str, calls: mpsc::Sender<Call>) -> Result<JoinHandle<()>
                 serve_connection(read, write, calls).await;
             });
         }
-    }))
+    });
+    Ok(ControlServer { accepting, slots })
 }
 
 /// Binds the socket root-only (0600: connecting needs write permission),
@@ -102,5 +127,48 @@ async fn refuse(mut stream: tokio::net::UnixStream) {
         text.push('\n');
         let _ =
             tokio::time::timeout(Duration::from_secs(1), stream.write_all(text.as_bytes())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{client::call_at, Request};
+
+    /// The daemon answers `stop` and closes the control socket at once,
+    /// and its runtime ends right after: the reply must still reach the
+    /// client (it used to be dropped unwritten now and then).
+    #[test]
+    fn a_stop_reply_is_written_before_the_socket_closes() {
+        let instance = format!("lbd-ctl-test-{}", std::process::id());
+        let path = socket_path(&instance);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("run dir");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (calls, mut received) = mpsc::channel::<Call>(1);
+        let server = runtime
+            .block_on(async { serve(&instance, calls) })
+            .expect("serve");
+        let client_path = path.clone();
+        let client = std::thread::spawn(move || {
+            call_at("test", &client_path, &Request::Stop, Duration::from_secs(5))
+        });
+        runtime.block_on(async {
+            let (request, reply) = received.recv().await.expect("a call");
+            assert!(matches!(request, Request::Stop));
+            let _ = reply.send(Reply {
+                ok: true,
+                message: "stopping".into(),
+            });
+            server.close(Duration::from_secs(2)).await;
+        });
+        drop(runtime);
+        let _ = std::fs::remove_file(&path);
+        let reply = client.join().expect("client thread").expect("the reply");
+        assert!(reply.ok && reply.message == "stopping", "{reply:?}");
     }
 }

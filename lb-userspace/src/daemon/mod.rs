@@ -35,6 +35,11 @@ use std::{
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+/// How long a stopping daemon waits for its control connections to end,
+/// so that `lbd stop` gets its reply (a client holding a connection open
+/// delays the exit by no more than this).
+const CONTROL_REPLY_GRACE: Duration = Duration::from_secs(1);
+
 /// Runs the instance `config` (already validated) describes until a
 /// signal or `lbd stop`.
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
@@ -170,7 +175,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         daemon.vrrp = Some(thread);
         vrrp_changes = changes;
     }
-    let control_task = control::serve(&instance, control_tx)?;
+    let control_server = control::serve(&instance, control_tx)?;
     // The stats page, on a thread of its own.
     daemon.restart_stats();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -214,7 +219,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         thread.shutdown().await;
     }
     neighbours.abort();
-    control_task.abort();
+    control_server.close(CONTROL_REPLY_GRACE).await;
     let _ = std::fs::remove_file(control::socket_path(&instance));
     if pins_guard.keep {
         // Pinned, the link keeps the program attached after we exit.
