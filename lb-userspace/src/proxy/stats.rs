@@ -16,8 +16,15 @@ use std::{
 
 /// Milliseconds on a monotonic clock private to the process.
 pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// [`now_ms`] of an instant already read (one clock read serves both).
+pub fn ms_at(instant: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+    instant
+        .saturating_duration_since(*EPOCH.get_or_init(Instant::now))
+        .as_millis() as u64
 }
 
 /// Events per second as HAProxy's `freq_ctr` counts them: the events of the

@@ -292,12 +292,13 @@ impl ConnContext {
         if !self.activity.has_pending.load(Relaxed) {
             return;
         }
-        let records = {
-            let mut logs = self.activity.logs.lock().unwrap_or_else(|p| p.into_inner());
-            self.activity.has_pending.store(false, Relaxed);
-            std::mem::take(&mut logs.records)
-        };
-        for pending in records {
+        // Drained under the lock, so the vector keeps its capacity: taking
+        // it out cost an allocation per request. Logging never comes back
+        // to this lock (it completes the record, hands it to the sinks and
+        // frees the server slot).
+        let mut logs = self.activity.logs.lock().unwrap_or_else(|p| p.into_inner());
+        self.activity.has_pending.store(false, Relaxed);
+        for pending in logs.records.drain(..) {
             self.log_now(pending);
         }
     }

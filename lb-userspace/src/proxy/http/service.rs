@@ -22,7 +22,7 @@ use crate::proxy::{
     config::HttpConnectionMode,
     route::{self, Decision},
     snapshot::{ServerSlot, Snapshot},
-    stats::{now_ms, Counters, SessionGuard},
+    stats::{ms_at, Counters, SessionGuard},
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either};
@@ -212,7 +212,8 @@ pub async fn handle(
     mut request: Request<Incoming>,
     context: Arc<ConnContext>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let (idle_ms, request_ms) = context.activity.idle_and_head_ms(now_ms());
+    let started = Instant::now();
+    let (idle_ms, request_ms) = context.activity.idle_and_head_ms(ms_at(started));
     // `Th`: the TLS handshake, counted in the connection's first request.
     let handshake = context
         .info
@@ -224,11 +225,14 @@ pub async fn handle(
     let current = context.shared.snapshot();
     // A reload that removed this frontend: finish on the snapshot the
     // connection started with, then close.
-    let (snapshot, frontend_gone) = match current.frontend_by_name(&context.frontend) {
-        Some(_) => (current, false),
-        None => (context.accepted_snapshot.clone(), true),
+    let (snapshot, frontend_id, frontend_gone) = match current.frontend_by_name(&context.frontend) {
+        Some(id) => (current, id, false),
+        None => {
+            let accepted = context.accepted_snapshot.clone();
+            let id = accepted.frontend_by_name(&context.frontend).unwrap_or(0);
+            (accepted, id, true)
+        }
     };
-    let frontend_id = snapshot.frontend_by_name(&context.frontend).unwrap_or(0);
     let frontend_counters = context.counters.clone();
     let mut record = AccessRecord::new(
         RecordMode::Http,
@@ -258,7 +262,7 @@ pub async fn handle(
         context: context.clone(),
         snapshot: snapshot.clone(),
         record,
-        started: Instant::now(),
+        started,
         head_ms: idle_ms + request_ms,
         frontend: frontend_counters,
         backend: None,
