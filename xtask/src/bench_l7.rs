@@ -575,8 +575,13 @@ pub(crate) fn start_profile(
         .collect();
     let output = Path::new(dir).join(format!("{name}.data"));
     let mut command = Command::new("perf");
+    // Frame-pointer stacks stop at Rust code built without frame
+    // pointers; `LBD_BENCH_PERF_CALL_GRAPH=dwarf` unwinds through it.
+    let call_graph = std::env::var("LBD_BENCH_PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
     command
-        .args(["record", "-e", "cpu-clock", "-F", "2000", "-g", "-p"])
+        .args(["record", "-e", "cpu-clock", "-F", "2000", "--call-graph"])
+        .arg(call_graph)
+        .arg("-p")
         .arg(pid.to_string())
         .arg("-o")
         .arg(&output)
