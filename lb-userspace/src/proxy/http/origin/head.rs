@@ -8,7 +8,7 @@ use hyper::{
     http::{request, response},
     Method, Response, StatusCode, Version,
 };
-use std::fmt::Write as _;
+use std::{fmt::Write as _, mem::MaybeUninit};
 
 /// The most headers a server's response head may carry (hyper's default).
 pub const MAX_HEADERS: usize = 100;
@@ -170,9 +170,16 @@ pub fn parse_response(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let head_len = match response.parse(buf) {
+    // Uninitialised slots: zeroing 100 of them cost more than parsing a
+    // small head (a memset of 3.2 KiB per response in a keep-alive profile).
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= MAX_HEAD_BYTES {
