@@ -8,7 +8,9 @@
 //! - keep-alive req/s over TLS (ECDSA), with p50/p99;
 //! - HTTP/2 req/s over TLS (ALPN h2) with h2load, when installed.
 //!
-//! lbd uses rustls with the ring provider; aws-lc-rs was not measured.
+//! lbd uses rustls with the aws-lc-rs provider, which measured faster than
+//! ring here (bench/RESULTS.md, "TLS provider": `LBD_BENCH_TLS_LBD` with a
+//! `--no-default-features` build gives the ring figures).
 //! The rows replace the TLS section of bench/RESULTS.md. Not a test.
 use crate::bench_l7::{
     cpu_per_request, cpu_ticks, proxy_workers, start_profile, syscalls_per_request, wait_listening,
@@ -62,7 +64,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     wait_listening(&lab, VIP, RSA_PORT).context("lbd's RSA TLS frontend")?;
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
-    measure(&lab, &mut rows, "lbd (rustls, ring)", h2load, lbd_pid)?;
+    measure(&lab, &mut rows, "lbd (rustls, aws-lc-rs)", h2load, lbd_pid)?;
     let stop = Command::new(lbd)
         .args(["stop", "--instance", &lab.instance])
         .output()?;
@@ -393,7 +395,7 @@ fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
          65535-byte initial windows; lbd: see docs/ARCHITECTURE.md); median of {RUNS} runs [min - max]. \
          Proxy CPU: the proxy process's user + system time over a run (/proc/PID/stat) per \
          request completed; system calls: `strace -c -f` on the proxy over one more 3 s \
-         keep-alive run. lbd: rustls 0.23 with the ring provider.{}\n\n\
+         keep-alive run. lbd: rustls 0.23 with the aws-lc-rs provider.{}\n\n\
          | measure | proxy | value | unit |\n|---|---|---|---|\n",
         if h2load {
             ""

@@ -191,7 +191,7 @@ async fn run_command(command: &str, target: SocketAddr) -> Result<(), Failure> {
 }
 
 fn tls_config(skip_verify: bool) -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::proxy::tls::provider::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;

@@ -355,7 +355,7 @@ pub fn build(fields: &TlsFields) -> Result<Option<Arc<ServerTls>>, (TlsField, St
         .map(alpn_protocols)
         .transpose()
         .map_err(|e| (TlsField::Alpn, e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::provider::provider();
     let verifier = Arc::new(Verifier {
         roots,
         verifyhost,

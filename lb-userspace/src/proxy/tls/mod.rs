@@ -43,6 +43,7 @@ pub mod clienthello;
 pub mod options;
 pub mod passthrough;
 pub mod pem;
+pub mod provider;
 pub mod server;
 
 #[cfg(test)]

@@ -223,7 +223,7 @@ pub fn load_bundle(path: &Path, now: i64, digest: &mut impl Hasher) -> Result<Lo
             "{shown}: the RSA key is {bits} bits; TLS stacks refuse keys under {MIN_RSA_BITS} bits (HAProxy with OpenSSL 3 too): make a {MIN_RSA_BITS}-bit key with `openssl genrsa -out key.pem {MIN_RSA_BITS}` and a new certificate for it"
         ));
     }
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
+    let signing_key = super::provider::signing_key(&key).map_err(|e| {
         format!(
             "{}: the private key cannot be used: {e}",
             key_source.display()

@@ -99,8 +99,8 @@ fn ticketer() -> Result<Arc<dyn ProducesTickets>, String> {
     if let Some(t) = TICKETER.get() {
         return Ok(t.clone());
     }
-    let made = rustls::crypto::ring::Ticketer::new()
-        .map_err(|e| format!("cannot make session ticket keys: {e}"))?;
+    let made =
+        super::provider::ticketer().map_err(|e| format!("cannot make session ticket keys: {e}"))?;
     Ok(TICKETER.get_or_init(|| made).clone())
 }
 
@@ -440,7 +440,7 @@ fn server_config(
     store: CertStore,
     digest: &mut impl Hasher,
 ) -> Result<BuiltConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::provider::provider();
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = {
         let (min, max) = options.versions();
         [
@@ -529,7 +529,7 @@ mod tests {
 
     fn store(names: &[&[&str]], strict: bool) -> CertStore {
         // Selection only looks at names; any key will do for the table.
-        let key = rustls::crypto::ring::sign::any_supported_type(
+        let key = crate::proxy::tls::provider::signing_key(
             &rustls_pki_types::PrivateKeyDer::from_pem_slice(TEST_KEY.as_bytes()).expect("key"),
         )
         .expect("signing key");
