@@ -37,3 +37,42 @@ pub fn ticketer() -> Result<Arc<dyn ProducesTickets>, rustls::Error> {
     let ticketer = rustls::crypto::ring::Ticketer::new();
     ticketer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_feature_picks_the_provider() {
+        // The providers' key providers are private unit structs; their
+        // Debug names tell them apart.
+        let shown = format!("{:?}", provider().key_provider);
+        let expected = if cfg!(feature = "aws-lc-rs") {
+            "AwsLcRs"
+        } else {
+            "Ring"
+        };
+        assert_eq!(shown, expected);
+        assert!(!provider().cipher_suites.is_empty());
+    }
+
+    #[test]
+    fn the_ticketer_seals_and_opens_a_ticket() {
+        let ticketer = ticketer().expect("ticket keys");
+        assert!(ticketer.enabled());
+        let sealed = ticketer.encrypt(b"session state").expect("sealed");
+        assert_ne!(&sealed[..], &b"session state"[..]);
+        assert_eq!(
+            ticketer.decrypt(&sealed).as_deref(),
+            Some(&b"session state"[..])
+        );
+        assert_eq!(ticketer.decrypt(b"forged ticket"), None);
+    }
+
+    #[test]
+    fn a_key_the_provider_cannot_use_is_an_error() {
+        // A PKCS#8 structure with nothing in it.
+        let empty = PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into());
+        assert!(signing_key(&empty).is_err());
+    }
+}
