@@ -251,6 +251,54 @@ fn server_maxconn_queues_and_a_late_server_is_a_504() {
     assert!(String::from_utf8_lossy(&late.body).contains("The server didn't respond in time."));
 }
 
+/// `timeout server` at least as long as the frontend's shortest timeout is
+/// kept by the connection's watchdog instead of a timer per request: a late
+/// server is still a 504, on time, and a prompt one is still served.
+#[test]
+fn the_watchdog_keeps_timeout_server_on_time() {
+    let mut lab = ProxyLab::build(2).expect("lab");
+    let short =
+        "timeout = { http_request = \"300ms\", http_keep_alive = \"300ms\", client = \"5s\" }";
+    let config = format!(
+        "{DEFAULTS}{}{}{}{}",
+        frontend("late", 80, &format!("default_backend = \"late\"\n{short}")),
+        frontend(
+            "prompt",
+            81,
+            &format!("default_backend = \"prompt\"\n{short}")
+        ),
+        backend(
+            "late",
+            "timeout = { server = \"700ms\" }",
+            &lab.servers(&[0], "")
+        ),
+        backend(
+            "prompt",
+            "timeout = { server = \"700ms\" }",
+            &lab.servers(&[1], "")
+        ),
+    );
+    lab.start(&config).expect("start");
+    lab.backends[0].set_delay_ms(3000);
+    lab.backends[1].set_delay_ms(200);
+    let ((late, waited), prompt) = lab
+        .on_client(|| {
+            let started = std::time::Instant::now();
+            let late = get_once(vip(80), "/", &[])?;
+            let waited = started.elapsed();
+            Ok(((late, waited), get_once(vip(81), "/", &[])?))
+        })
+        .expect("requests");
+    assert_eq!(late.status, 504);
+    assert!(String::from_utf8_lossy(&late.body).contains("The server didn't respond in time."));
+    assert!(
+        waited >= std::time::Duration::from_millis(650)
+            && waited < std::time::Duration::from_millis(2000),
+        "504 after {waited:?}, timeout server is 700ms"
+    );
+    assert_eq!(prompt.status, 200);
+}
+
 /// A request head over 16 KiB is refused (431) and counted.
 #[test]
 fn an_oversized_request_head_is_refused() {

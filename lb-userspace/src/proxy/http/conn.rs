@@ -21,6 +21,7 @@ use hyper_util::{
     server::conn::auto,
 };
 use std::{
+    future::Future,
     io,
     pin::Pin,
     sync::{
@@ -64,6 +65,16 @@ pub struct Activity {
     /// A record waits in `logs` for its response's last bytes to be written.
     has_pending: AtomicBool,
     logs: Mutex<PendingLogs>,
+    /// HTTP/1 `timeout server` while the response head is awaited: the
+    /// deadline (0 = none) and whether the watchdog found it passed. The
+    /// watchdog runs in the connection's own task, which polls the request
+    /// right after, so the request sees the flag without a timer of its own.
+    server_deadline_ms: AtomicU64,
+    server_timed_out: AtomicBool,
+    /// The longest the watchdog sleeps without looking at the deadlines
+    /// (the connection's shortest timeout): a `timeout server` shorter than
+    /// this could be seen late, so it keeps a timer of its own.
+    watch_interval_ms: u64,
 }
 
 /// Records whose response is not written out yet, and whether the
@@ -102,10 +113,35 @@ pub struct PendingLog {
 }
 
 impl Activity {
-    fn new() -> Arc<Self> {
-        let activity = Activity::default();
+    fn new(watch_interval_ms: u64) -> Arc<Self> {
+        let activity = Activity {
+            watch_interval_ms,
+            ..Activity::default()
+        };
         activity.idle_since_ms.store(now_ms(), Relaxed);
         Arc::new(activity)
+    }
+
+    /// Bounds `exchange` (an HTTP/1 request awaiting its response head) by
+    /// `timeout server` through the connection's watchdog. `Err` gives it
+    /// back when the watchdog could see that timeout late (it needs a timer
+    /// of its own then). The bounded future ends in `Err(ServerTimedOut)`
+    /// once the deadline has passed.
+    pub fn time_server<F: Future>(
+        &self,
+        timeout: Duration,
+        exchange: F,
+    ) -> Result<ServerDeadline<'_, F>, F> {
+        let timeout_ms = ms(timeout);
+        if timeout_ms < self.watch_interval_ms {
+            return Err(exchange);
+        }
+        Ok(ServerDeadline {
+            exchange,
+            activity: self,
+            timeout_ms,
+            armed: false,
+        })
     }
 
     /// Requests started on this connection so far.
@@ -157,9 +193,14 @@ impl Activity {
     /// The next moment a timeout may expire, and which.
     fn deadline(&self, timeouts: &FrontendTimeouts) -> (u64, Expiry) {
         if self.active.load(Relaxed) > 0 {
-            return match self.write_blocked_ms.load(Relaxed) {
+            let client = match self.write_blocked_ms.load(Relaxed) {
                 0 => (now_ms() + ms(timeouts.client).max(1), Expiry::Recheck),
                 since => (since + ms(timeouts.client), Expiry::Client),
+            };
+            return match self.server_deadline_ms.load(Relaxed) {
+                0 => client,
+                server if server <= client.0 => (server, Expiry::Server),
+                _ => client,
             };
         }
         match self.head_started_ms.load(Relaxed) {
@@ -190,6 +231,54 @@ enum Expiry {
     HttpRequest,
     /// The client did not take the response within `timeout client`.
     Client,
+    /// An HTTP/1 request's response head did not come within `timeout
+    /// server` ([`Activity::time_server`]).
+    Server,
+}
+
+/// The server did not answer within `timeout server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTimedOut;
+
+pin_project_lite::pin_project! {
+    /// A request to a server bounded by `timeout server` through the
+    /// connection's watchdog ([`Activity::time_server`]).
+    pub struct ServerDeadline<'a, F> {
+        #[pin]
+        exchange: F,
+        activity: &'a Activity,
+        timeout_ms: u64,
+        armed: bool,
+    }
+
+    impl<'a, F> PinnedDrop for ServerDeadline<'a, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.armed {
+                this.activity.server_deadline_ms.store(0, Relaxed);
+                this.activity.server_timed_out.store(false, Relaxed);
+            }
+        }
+    }
+}
+
+impl<F: Future> Future for ServerDeadline<'_, F> {
+    type Output = Result<F::Output, ServerTimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let activity = *this.activity;
+        if !*this.armed {
+            *this.armed = true;
+            activity.server_timed_out.store(false, Relaxed);
+            activity
+                .server_deadline_ms
+                .store(now_ms() + *this.timeout_ms, Relaxed);
+        } else if activity.server_timed_out.load(Relaxed) {
+            return Poll::Ready(Err(ServerTimedOut));
+        }
+        this.exchange.poll(cx).map(Ok)
+    }
 }
 
 /// One request in service; marks the connection idle when dropped.
@@ -438,7 +527,22 @@ pub async fn serve<S>(
         .as_ref()
         .map_or(Duration::ZERO, |facts| facts.handshake_time);
     let counters = shared.counters.frontends.get(&frontend);
-    let activity = Activity::new();
+    // The watchdog is never told about activity (that cost a wake-up and a
+    // timer per request): it sleeps until the current deadline or the
+    // shortest timeout from now, whichever is first. Any later change of
+    // state starts a deadline at least that far away, so waking then and
+    // computing again is never late, and the deadline it finds is exact.
+    let shortest = [
+        timeouts.client,
+        timeouts.http_request,
+        timeouts.http_keep_alive,
+    ]
+    .into_iter()
+    .map(ms)
+    .filter(|&t| t > 0)
+    .min()
+    .unwrap_or(1);
+    let activity = Activity::new(shortest);
     let context = Arc::new(ConnContext {
         shared: shared.clone(),
         frontend: frontend.clone(),
@@ -486,21 +590,6 @@ pub async fn serve<S>(
     };
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    // The watchdog is never told about activity (that cost a wake-up and a
-    // timer per request): it sleeps until the current deadline or the
-    // shortest timeout from now, whichever is first. Any later change of
-    // state starts a deadline at least that far away, so waking then and
-    // computing again is never late, and the deadline it finds is exact.
-    let shortest = [
-        timeouts.client,
-        timeouts.http_request,
-        timeouts.http_keep_alive,
-    ]
-    .into_iter()
-    .map(ms)
-    .filter(|&t| t > 0)
-    .min()
-    .unwrap_or(1);
     let watchdog = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(watchdog);
     let mut shutting_down = false;
@@ -528,6 +617,14 @@ pub async fn serve<S>(
                         continue;
                     }
                     Expiry::Idle => return,
+                    Expiry::Server => {
+                        // The request sees the flag when the connection is
+                        // polled next, on this very turn of the loop.
+                        activity.server_deadline_ms.store(0, Relaxed);
+                        activity.server_timed_out.store(true, Relaxed);
+                        watchdog.as_mut().reset(Instant::now() + Duration::from_millis(shortest));
+                        continue;
+                    }
                     Expiry::HttpRequest => {
                         log_connection_error(&context, &counters, 408, TerminationCause::ClientTimeout);
                         return;

@@ -6,7 +6,7 @@
 //! response body ends. Bodies stream both ways.
 use super::{
     body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
-    conn::{ConnContext, PendingLog, RequestActivity},
+    conn::{Activity, ConnContext, PendingLog, RequestActivity},
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
@@ -423,7 +423,9 @@ pub async fn handle(
             key: pool_key.clone(),
         })
     };
-    let mut result = send(conn, outgoing, reused, recycle(), backend.timeouts.server).await;
+    let watchdog = (!exchange.http2).then_some(&*context.activity);
+    let server_timeout = backend.timeouts.server;
+    let mut result = send(conn, outgoing, reused, recycle(), server_timeout, watchdog).await;
     if reused {
         // A pooled connection the server had just closed: the request was
         // not taken, so it goes again on a fresh connection.
@@ -431,7 +433,9 @@ pub async fn handle(
             outgoing = *returned;
             result = match upstream::connect(address, tls.as_ref(), backend.timeouts.connect).await
             {
-                Ok(fresh) => send(fresh, outgoing, false, recycle(), backend.timeouts.server).await,
+                Ok(fresh) => {
+                    send(fresh, outgoing, false, recycle(), server_timeout, watchdog).await
+                }
                 Err(error) => Err(SendFailure::Connect(error)),
             };
         }
@@ -563,17 +567,30 @@ impl SendFailure {
     }
 }
 
+/// Sends `request` and awaits the response head within `timeout server`.
+/// HTTP/1 (`watchdog`): the connection's watchdog keeps the deadline, which
+/// spares a timer armed and cancelled per request; HTTP/2 streams run in
+/// tasks of their own and keep a timer.
 async fn send(
     conn: ServerConn,
     request: Request<ProxyBody>,
     reused: bool,
     recycle: Option<Recycle>,
     timeout: Duration,
+    watchdog: Option<&Activity>,
 ) -> Result<Response<ResponseBody>, SendFailure> {
-    match tokio::time::timeout(timeout, origin::send(conn, request, reused, recycle)).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(SendError::NotSent(request))) => Err(SendFailure::NotSent(request)),
-        Ok(Err(error)) => Err(SendFailure::Failed(error)),
-        Err(_) => Err(SendFailure::Timeout),
+    let exchange = origin::send(conn, request, reused, recycle);
+    let result = match watchdog {
+        Some(activity) => match activity.time_server(timeout, exchange) {
+            Ok(bounded) => bounded.await.ok(),
+            Err(exchange) => tokio::time::timeout(timeout, exchange).await.ok(),
+        },
+        None => tokio::time::timeout(timeout, exchange).await.ok(),
+    };
+    match result {
+        Some(Ok(response)) => Ok(response),
+        Some(Err(SendError::NotSent(request))) => Err(SendFailure::NotSent(request)),
+        Some(Err(error)) => Err(SendFailure::Failed(error)),
+        None => Err(SendFailure::Timeout),
     }
 }
