@@ -44,16 +44,35 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes the hop-by-hop headers and those the Connection header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    // Tokens that name a header of their own (`Connection: keep-alive` or
+    // `upgrade` name hop-by-hop headers, removed below anyway): rare, so
+    // the common message allocates nothing here.
+    let is_extra = |token: &&str| {
+        !HOP_BY_HOP
+            .iter()
+            .any(|name| token.eq_ignore_ascii_case(name.as_str()))
+    };
+    if connection_tokens(headers).any(|t| is_extra(&t)) {
         let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter(is_extra)
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    // One pass over the few headers a message has finds the hop-by-hop
+    // ones; removing each of the eight names blindly hashed them all.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << index;
+        }
+    }
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -178,7 +197,9 @@ pub fn prepare_upstream(
 /// gone (hyper frames the body for the client's own connection), `Connection:
 /// close` in `httpclose` mode, the upgrade headers of a 101 kept.
 pub fn prepare_downstream(parts: &mut response::Parts, mode: HttpConnectionMode) {
-    let upgrade = parts.headers.get(header::UPGRADE).cloned();
+    let upgrade = (parts.status == hyper::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(&mut parts.headers);
     if parts.status == hyper::StatusCode::SWITCHING_PROTOCOLS {
         parts
@@ -282,6 +303,34 @@ mod tests {
             "for=\"[fd00::2]\";by=198.18.0.100;proto=http;host=\"example.test:8080\""
         );
         assert!(p.headers.get("x-forwarded-for").is_none());
+    }
+
+    #[test]
+    fn every_hop_by_hop_header_and_every_named_one_is_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("Connection", "close, X-Named"),
+            ("Connection", "Keep-Alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authenticate", "Basic"),
+            ("TE", "trailers"),
+            ("TE", "gzip"),
+            ("Trailer", "X-Sum"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("Close", "named by the token close"),
+            ("X-Named", "1"),
+            ("X-Kept", "1"),
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
     }
 
     #[test]
