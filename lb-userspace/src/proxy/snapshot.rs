@@ -688,6 +688,8 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct SnapshotCounters {
     pub backends: Vec<Arc<Counters>>,
+    /// Each backend's name, shared by the log records of its requests.
+    pub backend_names: Vec<Arc<str>>,
     /// `servers[backend][server]`.
     pub servers: Vec<Vec<Arc<Counters>>>,
 }
@@ -712,6 +714,7 @@ impl Snapshot {
                     .iter()
                     .map(|b| registry.backends.get(&b.name.as_str().into()))
                     .collect(),
+                backend_names: backends.iter().map(|b| b.name.as_str().into()).collect(),
                 servers: backends
                     .iter()
                     .map(|b| {

@@ -51,24 +51,22 @@ pub enum BodyEnd {
     Abandoned,
 }
 
-/// Called once with the end and the bytes that passed.
-pub type OnEnd = Box<dyn FnOnce(BodyEnd, u64) + Send>;
-/// Called with each data frame's length as it passes.
-pub type OnData = Box<dyn Fn(u64) + Send>;
-
 pin_project_lite::pin_project! {
-    /// A body that counts, times out when idle and reports its end.
-    pub struct Metered<B> {
+    /// A body that counts, times out when idle and reports its end: `on_data`
+    /// is called with each data frame's length as it passes, `on_end` once
+    /// with the end and the bytes that passed. (Closures held in place: the
+    /// body is boxed once, not once more per callback.)
+    pub struct Metered<B, D, E: FnOnce(BodyEnd, u64)> {
         #[pin]
         inner: B,
         idle: Option<Pin<Box<Sleep>>>,
         timeout: Option<Duration>,
         bytes: u64,
-        on_data: OnData,
-        on_end: Option<OnEnd>,
+        on_data: D,
+        on_end: Option<E>,
     }
 
-    impl<B> PinnedDrop for Metered<B> {
+    impl<B, D, E: FnOnce(BodyEnd, u64)> PinnedDrop for Metered<B, D, E> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(on_end) = this.on_end.take() {
@@ -78,9 +76,9 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> Metered<B> {
+impl<B, D: Fn(u64), E: FnOnce(BodyEnd, u64)> Metered<B, D, E> {
     /// `timeout`: `None` or zero = no inactivity limit.
-    pub fn new(inner: B, timeout: Option<Duration>, on_data: OnData, on_end: OnEnd) -> Self {
+    pub fn new(inner: B, timeout: Option<Duration>, on_data: D, on_end: E) -> Self {
         Metered {
             inner,
             idle: None,
@@ -92,16 +90,18 @@ impl<B> Metered<B> {
     }
 }
 
-fn finish(on_end: &mut Option<OnEnd>, end: BodyEnd, bytes: u64) {
+fn finish<E: FnOnce(BodyEnd, u64)>(on_end: &mut Option<E>, end: BodyEnd, bytes: u64) {
     if let Some(on_end) = on_end.take() {
         on_end(end, bytes);
     }
 }
 
-impl<B> Body for Metered<B>
+impl<B, D, E> Body for Metered<B, D, E>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
+    D: Fn(u64),
+    E: FnOnce(BodyEnd, u64),
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -166,14 +166,17 @@ mod tests {
 
     type Seen = Arc<Mutex<(u64, Option<(BodyEnd, u64)>)>>;
 
-    fn metered<B>(inner: B, timeout: Option<Duration>) -> (Metered<B>, Seen) {
+    fn metered<B>(
+        inner: B,
+        timeout: Option<Duration>,
+    ) -> (Metered<B, impl Fn(u64), impl FnOnce(BodyEnd, u64)>, Seen) {
         let seen: Seen = Arc::default();
         let (a, b) = (seen.clone(), seen.clone());
         let body = Metered::new(
             inner,
             timeout,
-            Box::new(move |n| a.lock().expect("lock").0 += n),
-            Box::new(move |end, n| b.lock().expect("lock").1 = Some((end, n))),
+            move |n| a.lock().expect("lock").0 += n,
+            move |end, n| b.lock().expect("lock").1 = Some((end, n)),
         );
         (body, seen)
     }

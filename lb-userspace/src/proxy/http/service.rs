@@ -25,7 +25,7 @@ use crate::proxy::{
     stats::{ms_at, Counters, SessionGuard},
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, Either};
+use http_body_util::{BodyExt, Either, Empty};
 use hyper::{body::Incoming, http::Version, Request, Response, StatusCode};
 use std::{
     convert::Infallible,
@@ -52,13 +52,16 @@ pub(super) struct Exchange {
     pub(super) server: Option<Arc<Counters>>,
     pub(super) sessions: Vec<SessionGuard>,
     pub(super) slot: Option<ServerSlot>,
-    bytes_in: Arc<AtomicU64>,
+    /// The request body's bytes, once it has one.
+    bytes_in: Option<Arc<AtomicU64>>,
     activity: RequestActivity,
     /// HTTP/2: streams share the connection, so `%B` is counted per
     /// stream (the head as HTTP/1.1 would write it, and the body).
     http2: bool,
     /// A 101: the record goes to the tunnel, which logs it when it closes.
     tunnel_log: Option<oneshot::Sender<PendingLog>>,
+    /// The frontend logs requests (in the snapshot the request uses).
+    logs: bool,
 }
 
 impl Exchange {
@@ -102,16 +105,13 @@ impl Exchange {
         } else {
             0
         };
-        let data_counters: Vec<Arc<Counters>> = [self.backend.clone(), self.server.clone()]
-            .into_iter()
-            .flatten()
-            .collect();
-        let on_data = Box::new(move |n: u64| {
-            for counters in &data_counters {
+        let data_counters = [self.backend.clone(), self.server.clone()];
+        let on_data = move |n: u64| {
+            for counters in data_counters.iter().flatten() {
                 Counters::add(&counters.bytes_out, n);
             }
-        });
-        let on_end = Box::new(move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes));
+        };
+        let on_end = move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes);
         Response::from_parts(
             parts,
             Metered::new(body, idle, on_data, on_end).boxed_unsync(),
@@ -138,12 +138,20 @@ impl Exchange {
                 }
             }
         }
+        if !self.logs && self.tunnel_log.is_none() {
+            // A frontend without `log`: no record to complete, and the
+            // server slot frees now rather than after the flush (nothing
+            // reads the connection counts a log line would carry).
+            self.sessions.clear();
+            drop(self.slot.take());
+            return;
+        }
         self.record.bytes_to_client = bytes;
         // The head and body the client sent (the body alone for the counters).
         self.record.bytes_from_client = self
             .activity
             .bytes_from_client()
-            .max(self.bytes_in.load(Relaxed));
+            .max(self.bytes_in.as_ref().map_or(0, |n| n.load(Relaxed)));
         let elapsed = self.started.elapsed();
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
@@ -247,10 +255,10 @@ pub async fn handle(
     record.timers.idle = Some(Duration::from_millis(idle_ms));
     record.timers.request = Some(Duration::from_millis(request_ms));
     // Only a frontend that logs needs the request line.
-    if snapshot
+    let logs = snapshot
         .frontend(frontend_id)
-        .is_some_and(|f| f.log.is_some())
-    {
+        .is_some_and(|f| f.log.is_some());
+    if logs {
         record.request_line = Some(format!(
             "{} {} {}",
             request.method(),
@@ -269,10 +277,11 @@ pub async fn handle(
         server: None,
         sessions: Vec::new(),
         slot: None,
-        bytes_in: Arc::new(AtomicU64::new(0)),
+        bytes_in: None,
         activity,
         http2: request.version() == Version::HTTP_2,
         tunnel_log: None,
+        logs,
     };
     let upgrade = headers::upgrade_protocol(request.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
@@ -334,9 +343,11 @@ pub async fn handle(
             SessionPhase::Request,
         ));
     };
-    let backend_name: Arc<str> = backend.name.as_str().into();
-    exchange.record.backend = Some(backend_name.clone());
     let counters = snapshot.counters(&context.shared.counters);
+    exchange.record.backend = Some(match counters.backend_names.get(backend_id) {
+        Some(name) => name.clone(),
+        None => backend.name.as_str().into(),
+    });
     let Some(backend_counters) = counters.backends.get(backend_id).cloned() else {
         return Ok(exchange.local(
             error_response(503, false),
@@ -411,7 +422,7 @@ pub async fn handle(
     let address = backend.servers[server].address;
 
     headers::prepare_upstream(&mut parts, mode, upgrade.as_ref());
-    let request_body = meter_request_body(&exchange, body, frontend.timeouts.client);
+    let request_body = meter_request_body(&mut exchange, body, frontend.timeouts.client);
     let mut outgoing = Request::from_parts(parts, request_body);
     let sent_at = Instant::now();
     // The connection goes back to the pool from the response body's end,
@@ -513,23 +524,25 @@ pub async fn handle(
     Ok(exchange.respond(response, Some(backend.timeouts.server)))
 }
 
-fn meter_request_body<B>(exchange: &Exchange, body: B, client_timeout: Duration) -> ProxyBody
+fn meter_request_body<B>(exchange: &mut Exchange, body: B, client_timeout: Duration) -> ProxyBody
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<super::body::BoxError>,
 {
-    let counters: Vec<Arc<Counters>> = [exchange.backend.clone(), exchange.server.clone()]
-        .into_iter()
-        .flatten()
-        .collect();
-    let total = exchange.bytes_in.clone();
-    let on_data = Box::new(move |n: u64| {
+    // Most requests have no body: nothing to count or time (and an empty
+    // body boxes without allocating).
+    if body.is_end_stream() {
+        return Empty::new().map_err(|never| match never {}).boxed_unsync();
+    }
+    let counters = [exchange.backend.clone(), exchange.server.clone()];
+    let total = exchange.bytes_in.get_or_insert_with(Arc::default).clone();
+    let on_data = move |n: u64| {
         total.fetch_add(n, Relaxed);
-        for counters in &counters {
+        for counters in counters.iter().flatten() {
             Counters::add(&counters.bytes_in, n);
         }
-    });
-    Metered::new(body, Some(client_timeout), on_data, Box::new(|_, _| {})).boxed_unsync()
+    };
+    Metered::new(body, Some(client_timeout), on_data, |_, _| {}).boxed_unsync()
 }
 
 /// Why sending a request to a server failed.
