@@ -10,7 +10,7 @@ use super::{
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
-    origin::{self, Recycle, ResponseBody, SendError, ServerConn},
+    origin::{self, Recycle, ResponseBody, SendError, Unsent},
     tunnel,
     upstream::{self, ConnectError},
 };
@@ -29,6 +29,7 @@ use http_body_util::{BodyExt, Either, Empty};
 use hyper::{body::Incoming, http::Version, Request, Response, StatusCode};
 use std::{
     convert::Infallible,
+    future::Future,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
@@ -423,7 +424,7 @@ pub async fn handle(
 
     headers::prepare_upstream(&mut parts, mode, upgrade.as_ref());
     let request_body = meter_request_body(&mut exchange, body, frontend.timeouts.client);
-    let mut outgoing = Request::from_parts(parts, request_body);
+    let outgoing = Request::from_parts(parts, request_body);
     let sent_at = Instant::now();
     // The connection goes back to the pool from the response body's end,
     // in keep-alive mode only.
@@ -436,16 +437,17 @@ pub async fn handle(
     };
     let watchdog = (!exchange.http2).then_some(&*context.activity);
     let server_timeout = backend.timeouts.server;
-    let mut result = send(conn, outgoing, reused, recycle(), server_timeout, watchdog).await;
+    let sending = origin::send(conn, outgoing, reused, recycle());
+    let mut result = within_timeout_server(sending, server_timeout, watchdog).await;
     if reused {
         // A pooled connection the server had just closed: the request was
         // not taken, so it goes again on a fresh connection.
-        if let Err(SendFailure::NotSent(returned)) = result {
-            outgoing = *returned;
+        if let Err(SendFailure::NotSent(unsent)) = result {
             result = match upstream::connect(address, tls.as_ref(), backend.timeouts.connect).await
             {
                 Ok(fresh) => {
-                    send(fresh, outgoing, false, recycle(), server_timeout, watchdog).await
+                    let sending = origin::resend(fresh, *unsent, recycle());
+                    within_timeout_server(sending, server_timeout, watchdog).await
                 }
                 Err(error) => Err(SendFailure::Connect(error)),
             };
@@ -549,7 +551,7 @@ where
 enum SendFailure {
     /// The pooled connection closed before the request was taken: it can
     /// go again.
-    NotSent(Box<Request<ProxyBody>>),
+    NotSent(Box<Unsent>),
     Connect(ConnectError),
     /// No response head within `timeout server`.
     Timeout,
@@ -580,19 +582,15 @@ impl SendFailure {
     }
 }
 
-/// Sends `request` and awaits the response head within `timeout server`.
+/// Awaits the response head of `sending` within `timeout server`.
 /// HTTP/1 (`watchdog`): the connection's watchdog keeps the deadline, which
 /// spares a timer armed and cancelled per request; HTTP/2 streams run in
 /// tasks of their own and keep a timer.
-async fn send(
-    conn: ServerConn,
-    request: Request<ProxyBody>,
-    reused: bool,
-    recycle: Option<Recycle>,
+async fn within_timeout_server(
+    exchange: impl Future<Output = Result<Response<ResponseBody>, SendError>>,
     timeout: Duration,
     watchdog: Option<&Activity>,
 ) -> Result<Response<ResponseBody>, SendFailure> {
-    let exchange = origin::send(conn, request, reused, recycle);
     let result = match watchdog {
         Some(activity) => match activity.time_server(timeout, exchange) {
             Ok(bounded) => bounded.await.ok(),

@@ -17,7 +17,7 @@ use crate::proxy::http::{
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper::{
     body::{Body, Frame, SizeHint},
-    HeaderMap, Request, Response, StatusCode,
+    HeaderMap, Method, Request, Response, StatusCode,
 };
 use std::{
     fmt::Write as _,
@@ -49,7 +49,7 @@ pub enum SendError {
     /// A reused connection the server had closed: nothing reached it, so
     /// the request (given back) can go again on a fresh connection.
     #[error("pooled connection closed before the request was taken")]
-    NotSent(Box<Request<ProxyBody>>),
+    NotSent(Box<Unsent>),
     #[error("server connection: {0}")]
     Io(#[from] io::Error),
     #[error("server closed the connection before a complete response head")]
@@ -59,6 +59,41 @@ pub enum SendError {
     /// Reading the client's request body failed (or timed out).
     #[error("request body: {0}")]
     ClientBody(BoxError),
+}
+
+/// A request encoded for a server and not taken by it: it can go again on
+/// a fresh connection to the same server as it is. Only the encoded head is
+/// kept, not the client's header map: those values share the client
+/// connection's read buffer, which hyper then could not reuse for the next
+/// read (it allocated a new one per request).
+pub struct Unsent {
+    head: Bytes,
+    method: Method,
+    framing: RequestFraming,
+    body: Option<ProxyBody>,
+}
+
+impl Unsent {
+    /// The request line, for tests and logs.
+    pub fn request_line(&self) -> &[u8] {
+        let end = self
+            .head
+            .iter()
+            .position(|&b| b == b'\r')
+            .unwrap_or(self.head.len());
+        &self.head[..end]
+    }
+}
+
+impl std::fmt::Debug for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsent")
+            .field(
+                "request_line",
+                &String::from_utf8_lossy(self.request_line()),
+            )
+            .finish()
+    }
 }
 
 /// The request on its way out: the bytes not yet written (head, then the
@@ -217,31 +252,72 @@ fn poll_fill(conn: &mut ServerConn, cx: &mut Context<'_>, want: usize) -> Poll<i
 /// connection, which goes to `recycle` once it is read whole, if the
 /// exchange left it reusable.
 pub async fn send(
-    mut conn: ServerConn,
+    conn: ServerConn,
     request: Request<ProxyBody>,
     reused: bool,
     recycle: Option<Recycle>,
 ) -> Result<Response<ResponseBody>, SendError> {
-    let (parts, body) = request.into_parts();
-    let framing = request_framing(
-        &parts.method,
-        &parts.headers,
-        body.is_end_stream(),
-        body.size_hint().exact(),
-    );
-    let mut pending = BytesMut::new();
-    encode_request(&parts, framing, &mut pending);
+    send_encoded(conn, Unsent::encode(request), reused, recycle).await
+}
+
+impl Unsent {
+    /// Encodes the head. A function of its own so that the header map is
+    /// gone before the first await (in the async function, a partly moved
+    /// head would live on in the future until it ends).
+    fn encode(request: Request<ProxyBody>) -> Unsent {
+        let (parts, body) = request.into_parts();
+        let framing = request_framing(
+            &parts.method,
+            &parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let mut head = BytesMut::new();
+        encode_request(&parts, framing, &mut head);
+        Unsent {
+            head: head.freeze(),
+            method: parts.method,
+            framing,
+            body: (!body.is_end_stream()).then_some(body),
+        }
+    }
+}
+
+/// Sends a request that a pooled connection did not take
+/// ([`SendError::NotSent`]) again, over a fresh connection.
+pub async fn resend(
+    conn: ServerConn,
+    unsent: Unsent,
+    recycle: Option<Recycle>,
+) -> Result<Response<ResponseBody>, SendError> {
+    send_encoded(conn, unsent, false, recycle).await
+}
+
+async fn send_encoded(
+    mut conn: ServerConn,
+    unsent: Unsent,
+    reused: bool,
+    recycle: Option<Recycle>,
+) -> Result<Response<ResponseBody>, SendError> {
+    let Unsent {
+        head,
+        method,
+        framing,
+        body,
+    } = unsent;
+    // Kept only where it may go again: a pooled connection's first answer
+    // can be the server's close.
+    let head_again = reused.then(|| head.clone());
     let mut upload = Upload {
-        pending,
-        large: None,
+        pending: BytesMut::new(),
+        large: Some(head),
         large_crlf: false,
-        body: (!body.is_end_stream()).then_some(body),
+        body,
         framing,
         sent_body_bytes: 0,
         touched: false,
         flushed: false,
     };
-    let method = parts.method.clone();
     let mut write_error = None;
     let mut upload_done = false;
     let mut received = false;
@@ -297,13 +373,15 @@ pub async fn send(
     let head = match head {
         Ok(head) => head,
         Err(SendError::Closed) if reused && !received && !upload.touched => {
-            let body = upload
-                .body
-                .take()
-                .unwrap_or_else(|| crate::proxy::http::body::full(""));
-            return Err(SendError::NotSent(Box::new(Request::from_parts(
-                parts, body,
-            ))));
+            if let Some(head) = head_again {
+                return Err(SendError::NotSent(Box::new(Unsent {
+                    head,
+                    method,
+                    framing,
+                    body: upload.body.take(),
+                })));
+            }
+            return Err(SendError::Closed);
         }
         Err(error) => return Err(error),
     };

@@ -254,10 +254,20 @@ async fn a_reused_connection_closed_by_the_server_gives_the_request_back() {
     let error = send(conn, get("/again"), true, None)
         .await
         .expect_err("closed");
-    let SendError::NotSent(request) = error else {
+    let SendError::NotSent(unsent) = error else {
         panic!("expected NotSent, got {error}");
     };
-    assert_eq!(request.uri().path(), "/again");
+    assert_eq!(unsent.request_line(), b"GET /again HTTP/1.1");
+    // Given back, it goes again as it was over a fresh connection.
+    let (address, server) = scripted(b"HTTP/1.1 204 No Content\r\n\r\n", 0, false).await;
+    let response = resend(conn_to(address).await, *unsent, None)
+        .await
+        .expect("sent again");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    drop(response);
+    let seen = String::from_utf8(server.await.expect("server")).expect("text");
+    assert!(seen.starts_with("GET /again HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains("host: backend\r\n"), "{seen}");
     // A fresh connection closing the same way is a plain failure.
     let (address, server) = scripted(b"", 0, true).await;
     let error = send(conn_to(address).await, get("/"), false, None)

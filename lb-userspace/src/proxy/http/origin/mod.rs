@@ -14,7 +14,7 @@ mod chunked;
 mod exchange;
 mod head;
 
-pub use exchange::{send, Recycle, ResponseBody, SendError};
+pub use exchange::{resend, send, Recycle, ResponseBody, SendError, Unsent};
 
 use bytes::BytesMut;
 use std::{
