@@ -20,6 +20,7 @@ use crate::proxy::acl::{authority_as_host, query_param_values};
 use crate::proxy::config::{Backend, ServerId};
 use crate::proxy::snapshot::BackendRuntime;
 use hyper::http::{request, HeaderName};
+use smallvec::SmallVec;
 use std::{
     net::IpAddr,
     sync::{
@@ -334,14 +335,15 @@ impl Balancer {
 }
 
 /// The servers eligible now: usable primaries, else backups.
-fn candidates(
-    config: &Backend,
-    runtime: &BackendRuntime,
-    exclude: Option<ServerId>,
-) -> Vec<ServerId> {
+/// Server ids of one choice: held inline for the usual backend of a few
+/// servers (a choice is made per request; two vectors cost two
+/// allocations), on the heap beyond.
+type ServerIds = SmallVec<[ServerId; 16]>;
+
+fn candidates(config: &Backend, runtime: &BackendRuntime, exclude: Option<ServerId>) -> ServerIds {
     let up =
         |id: &ServerId| Some(*id) != exclude && runtime.servers.get(*id).is_some_and(|s| s.is_up());
-    let primaries: Vec<ServerId> = (0..config.servers.len())
+    let primaries: ServerIds = (0..config.servers.len())
         .filter(|id| !config.servers[*id].backup)
         .filter(up)
         .collect();
@@ -365,7 +367,7 @@ pub fn choose(config: &Backend, runtime: &BackendRuntime, input: &BalanceInput) 
         return Pick::NoServer;
     }
     let maxconn = |id: ServerId| config.servers[id].maxconn;
-    let not_full: Vec<ServerId> = candidates
+    let not_full: ServerIds = candidates
         .iter()
         .copied()
         .filter(|&id| !runtime.servers[id].is_full(maxconn(id)))
