@@ -166,17 +166,16 @@ mod tests {
 
     type Seen = Arc<Mutex<(u64, Option<(BodyEnd, u64)>)>>;
 
-    fn metered<B>(
-        inner: B,
-        timeout: Option<Duration>,
-    ) -> (Metered<B, impl Fn(u64), impl FnOnce(BodyEnd, u64)>, Seen) {
+    type Counted<B> = Metered<B, Box<dyn Fn(u64) + Send>, Box<dyn FnOnce(BodyEnd, u64) + Send>>;
+
+    fn metered<B>(inner: B, timeout: Option<Duration>) -> (Counted<B>, Seen) {
         let seen: Seen = Arc::default();
         let (a, b) = (seen.clone(), seen.clone());
-        let body = Metered::new(
+        let body: Counted<B> = Metered::new(
             inner,
             timeout,
-            move |n| a.lock().expect("lock").0 += n,
-            move |end, n| b.lock().expect("lock").1 = Some((end, n)),
+            Box::new(move |n| a.lock().expect("lock").0 += n),
+            Box::new(move |end, n| b.lock().expect("lock").1 = Some((end, n))),
         );
         (body, seen)
     }
