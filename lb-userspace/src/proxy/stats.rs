@@ -99,7 +99,11 @@ impl Counters {
     /// Counts a session (a connection on a frontend, a request or tcp
     /// session on a backend or server) for as long as the guard lives.
     pub fn open_session(self: &Arc<Self>) -> SessionGuard {
-        let now = now_ms();
+        self.open_session_at(now_ms())
+    }
+
+    /// [`Counters::open_session`] at `now` ([`now_ms`]) already read.
+    pub fn open_session_at(self: &Arc<Self>, now: u64) -> SessionGuard {
         let current = self.current.fetch_add(1, Relaxed) + 1;
         self.max.fetch_max(current, Relaxed);
         self.total.fetch_add(1, Relaxed);

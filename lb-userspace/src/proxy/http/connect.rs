@@ -99,7 +99,10 @@ pub(super) async fn connect_with_retries(
         async move {
             let conn = match pooled {
                 Some(conn) => return Ok((conn, true, tls)),
-                None => upstream::connect(address, tls.as_ref(), timeout).await,
+                // Boxed: a new connection's future (with the TLS handshake,
+                // 1.4 KiB) would otherwise size every request's future,
+                // which is moved whole, pooled connection or not.
+                None => Box::pin(upstream::connect(address, tls.as_ref(), timeout)).await,
             };
             match conn {
                 Ok(conn) => Ok((conn, false, tls)),

@@ -6,7 +6,7 @@
 //! response body ends. Bodies stream both ways.
 use super::{
     body::{full, BodyEnd, IdleTimeout, Metered, ProxyBody},
-    conn::{Activity, ConnContext, PendingLog, RequestActivity},
+    conn::{Activity, ConnContext, PendingLog, RequestActivity, ServerDeadline},
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
     headers::{self, Forwarding},
@@ -30,10 +30,12 @@ use hyper::{body::Incoming, http::Version, Request, Response, StatusCode};
 use std::{
     convert::Infallible,
     future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
     },
+    task::{ready, Context, Poll},
     time::{Duration, Instant},
 };
 use tokio::sync::oneshot;
@@ -356,7 +358,9 @@ pub async fn handle(
             SessionPhase::Request,
         ));
     };
-    exchange.sessions.push(backend_counters.open_session());
+    exchange
+        .sessions
+        .push(backend_counters.open_session_at(ms_at(started)));
     exchange.backend = Some(backend_counters);
 
     let mode = frontend
@@ -425,7 +429,8 @@ pub async fn handle(
     headers::prepare_upstream(&mut parts, mode, upgrade.as_ref());
     let request_body = meter_request_body(&mut exchange, body, frontend.timeouts.client);
     let outgoing = Request::from_parts(parts, request_body);
-    let sent_at = Instant::now();
+    // `Tr` is only for the log line: no clock read without one.
+    let sent_at = exchange.logs.then(Instant::now);
     // The connection goes back to the pool from the response body's end,
     // in keep-alive mode only.
     let pool_key = (address, tls.as_ref().and_then(|t| t.pool_name()));
@@ -468,7 +473,7 @@ pub async fn handle(
             return Ok(exchange.local(error_response(status, true), cause, phase));
         }
     };
-    exchange.record.timers.response = Some(sent_at.elapsed());
+    exchange.record.timers.response = sent_at.map(|at| at.elapsed());
 
     let (mut response_parts, mut response_body) = response.into_parts();
     let server_upgrade = (response_parts.status == StatusCode::SWITCHING_PROTOCOLS)
@@ -585,23 +590,54 @@ impl SendFailure {
 /// Awaits the response head of `sending` within `timeout server`.
 /// HTTP/1 (`watchdog`): the connection's watchdog keeps the deadline, which
 /// spares a timer armed and cancelled per request; HTTP/2 streams run in
-/// tasks of their own and keep a timer.
-async fn within_timeout_server(
-    exchange: impl Future<Output = Result<Response<ResponseBody>, SendError>>,
+/// tasks of their own and keep a timer. A plain future, not an async
+/// function: that held the exchange three times over (3 KiB, moved with
+/// every request's future); this holds it once.
+fn within_timeout_server<F>(
+    exchange: F,
     timeout: Duration,
     watchdog: Option<&Activity>,
-) -> Result<Response<ResponseBody>, SendFailure> {
-    let result = match watchdog {
+) -> WithinTimeoutServer<'_, F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, SendError>>,
+{
+    let exchange = match watchdog {
         Some(activity) => match activity.time_server(timeout, exchange) {
-            Ok(bounded) => bounded.await.ok(),
-            Err(exchange) => tokio::time::timeout(timeout, exchange).await.ok(),
+            Ok(bounded) => return WithinTimeoutServer::Watchdog { bounded },
+            Err(exchange) => exchange,
         },
-        None => tokio::time::timeout(timeout, exchange).await.ok(),
+        None => exchange,
     };
-    match result {
-        Some(Ok(response)) => Ok(response),
-        Some(Err(SendError::NotSent(request))) => Err(SendFailure::NotSent(request)),
-        Some(Err(error)) => Err(SendFailure::Failed(error)),
-        None => Err(SendFailure::Timeout),
+    WithinTimeoutServer::Timer {
+        bounded: tokio::time::timeout(timeout, exchange),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`within_timeout_server`]'s future.
+    #[project = WithinTimeoutServerProj]
+    enum WithinTimeoutServer<'a, F> {
+        Watchdog { #[pin] bounded: ServerDeadline<'a, F> },
+        Timer { #[pin] bounded: tokio::time::Timeout<F> },
+    }
+}
+
+impl<F> Future for WithinTimeoutServer<'_, F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, SendError>>,
+{
+    type Output = Result<Response<ResponseBody>, SendFailure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = match self.project() {
+            WithinTimeoutServerProj::Watchdog { bounded } => ready!(bounded.poll(cx)).ok(),
+            WithinTimeoutServerProj::Timer { bounded } => ready!(bounded.poll(cx)).ok(),
+        };
+        Poll::Ready(match result {
+            Some(Ok(response)) => Ok(response),
+            Some(Err(SendError::NotSent(request))) => Err(SendFailure::NotSent(request)),
+            Some(Err(error)) => Err(SendFailure::Failed(error)),
+            None => Err(SendFailure::Timeout),
+        })
     }
 }
