@@ -63,9 +63,8 @@ pub enum SendError {
 
 /// A request encoded for a server and not taken by it: it can go again on
 /// a fresh connection to the same server as it is. Only the encoded head is
-/// kept, not the client's header map: those values share the client
-/// connection's read buffer, which hyper then could not reuse for the next
-/// read (it allocated a new one per request).
+/// kept, not the client's header map (whose values share the client
+/// connection's read buffer, held no longer than needed).
 pub struct Unsent {
     head: Bytes,
     method: Method,
@@ -74,6 +73,27 @@ pub struct Unsent {
 }
 
 impl Unsent {
+    /// Encodes the head. A function of its own so that the header map is
+    /// gone before the first await (in the async function, a partly moved
+    /// head would live on in the future until it ends).
+    fn encode(request: Request<ProxyBody>) -> Unsent {
+        let (parts, body) = request.into_parts();
+        let framing = request_framing(
+            &parts.method,
+            &parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let mut head = BytesMut::new();
+        encode_request(&parts, framing, &mut head);
+        Unsent {
+            head: head.freeze(),
+            method: parts.method,
+            framing,
+            body: (!body.is_end_stream()).then_some(body),
+        }
+    }
+
     /// The request line, for tests and logs.
     pub fn request_line(&self) -> &[u8] {
         let end = self
@@ -258,29 +278,6 @@ pub async fn send(
     recycle: Option<Recycle>,
 ) -> Result<Response<ResponseBody>, SendError> {
     send_encoded(conn, Unsent::encode(request), reused, recycle).await
-}
-
-impl Unsent {
-    /// Encodes the head. A function of its own so that the header map is
-    /// gone before the first await (in the async function, a partly moved
-    /// head would live on in the future until it ends).
-    fn encode(request: Request<ProxyBody>) -> Unsent {
-        let (parts, body) = request.into_parts();
-        let framing = request_framing(
-            &parts.method,
-            &parts.headers,
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        );
-        let mut head = BytesMut::new();
-        encode_request(&parts, framing, &mut head);
-        Unsent {
-            head: head.freeze(),
-            method: parts.method,
-            framing,
-            body: (!body.is_end_stream()).then_some(body),
-        }
-    }
 }
 
 /// Sends a request that a pooled connection did not take
