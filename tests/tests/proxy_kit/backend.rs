@@ -175,10 +175,22 @@ fn serve(stream: TcpStream, name: &str, stats: &BackendStats, stop: &AtomicBool)
             .first()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        if length > 0 && read_exact_patiently(&mut reader, &mut body, stop).is_err() {
-            return;
-        }
+        let chunked = head
+            .get("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().ends_with("chunked"));
+        let body = if chunked {
+            match read_chunked(&mut reader, stop) {
+                Some(body) => body,
+                None => return,
+            }
+        } else {
+            let mut body = vec![0u8; length];
+            if length > 0 && read_exact_patiently(&mut reader, &mut body, stop).is_err() {
+                return;
+            }
+            body
+        };
         let delay = stats.delay_ms.load(Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_millis(delay));
@@ -212,18 +224,62 @@ fn serve(stream: TcpStream, name: &str, stats: &BackendStats, stop: &AtomicBool)
             }
         };
         let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: {name}\r\nX-Seen-Forwarded-For: {}\r\nX-Seen-Path: {}\r\nX-Seen-Connection: {}\r\nX-Seen-Forwarded: {}\r\nX-Seen-Body: {}\r\n{}\r\n{name}",
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Backend: {name}\r\nX-Seen-Forwarded-For: {}\r\nX-Seen-Path: {}\r\nX-Seen-Connection: {}\r\nX-Seen-Forwarded: {}\r\nX-Seen-Body: {}\r\nX-Seen-Body-Hash: {:08x}\r\n{}\r\n{name}",
             name.len(),
             join(head.get("x-forwarded-for")),
             head.path,
             join(head.get("connection")),
             join(head.get("forwarded")),
             body.len(),
+            fnv1a(&body),
             if close { "Connection: close\r\n" } else { "" },
         );
         if writer.write_all(response.as_bytes()).is_err() || close {
             return;
         }
+    }
+}
+
+/// FNV-1a of a request body: the test compares what the backend got with
+/// what the client sent.
+pub fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, &b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// A line, waiting through the socket's short read timeouts.
+fn read_line_patiently(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<String> {
+    let mut line = Vec::new();
+    loop {
+        if stop.load(Relaxed) {
+            return None;
+        }
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return None,
+            Ok(_) if line.ends_with(b"\n") => return String::from_utf8(line).ok(),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A chunked request body (trailers skipped).
+fn read_chunked(reader: &mut BufReader<TcpStream>, stop: &AtomicBool) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line_patiently(reader, stop)?;
+        let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // Trailers, then the empty line.
+            while !read_line_patiently(reader, stop)?.trim().is_empty() {}
+            return Some(body);
+        }
+        let start = body.len();
+        body.resize(start + size + 2, 0);
+        read_exact_patiently(reader, &mut body[start..], stop).ok()?;
+        body.truncate(start + size);
     }
 }
 

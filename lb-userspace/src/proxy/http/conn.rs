@@ -1,12 +1,14 @@
-//! One client connection in http mode: hyper's h1/h2c auto builder over a
-//! socket wrapper that watches activity, and a watchdog that applies
-//! HAProxy's client-side timeouts: `timeout http-request` from the first
-//! byte of a request head (and from accept for the first request), `timeout
-//! http-keep-alive` between requests, `timeout client` while a response
-//! cannot be written. A request hyper cannot parse is answered 400 (431 for
-//! a head over the size limit) by hyper, the connection closed, counted in
-//! the frontend's request errors and logged as `<BADREQ>`.
-use super::service;
+//! One client connection in http mode: lbd's HTTP/1 server (`h1`), or
+//! hyper's HTTP/2 server when ALPN chose h2 or a cleartext client opens
+//! with HTTP/2's preface, over a socket wrapper that watches activity, and
+//! a watchdog that applies HAProxy's client-side timeouts: `timeout
+//! http-request` from the first byte of a request head (and from accept
+//! for the first request), `timeout http-keep-alive` between requests,
+//! `timeout client` while a response cannot be written. A request head
+//! that cannot be parsed is answered 400 (431 for one over the size limit),
+//! the connection closed, counted in the frontend's request errors and
+//! logged as `<BADREQ>`.
+use super::{h1, service};
 use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause, TerminationState};
 use crate::proxy::{
     acl::ConnInfo,
@@ -15,15 +17,13 @@ use crate::proxy::{
     snapshot::{ServerSlot, Snapshot},
     stats::{now_ms, Counters},
 };
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::conn::auto,
-};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::{
     future::Future,
     io,
-    pin::Pin,
+    pin::{pin, Pin},
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed},
         Arc, Mutex,
@@ -37,7 +37,7 @@ use tokio::{
 };
 
 /// Largest request head accepted (HAProxy's `tune.bufsize` default); a
-/// larger one is answered 431 by hyper.
+/// larger one is answered 431.
 pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
 /// What the watchdog and the requests of one connection share.
@@ -483,7 +483,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.stream).poll_flush(cx);
         if let Poll::Ready(Ok(())) = result {
-            // hyper flushes after writing out what it buffered.
+            // Each response ends with a flush (`h1`; hyper's HTTP/2 too).
             this.context.log_written();
         }
         result
@@ -527,11 +527,7 @@ pub async fn serve<S>(
         .as_ref()
         .map_or(Duration::ZERO, |facts| facts.handshake_time);
     let counters = shared.counters.frontends.get(&frontend);
-    // The watchdog is never told about activity (that cost a wake-up and a
-    // timer per request): it sleeps until the current deadline or the
-    // shortest timeout from now, whichever is first. Any later change of
-    // state starts a deadline at least that far away, so waking then and
-    // computing again is never late, and the deadline it finds is exact.
+    // The watchdog's longest sleep (see `Watch::run`).
     let shortest = [
         timeouts.client,
         timeouts.http_request,
@@ -554,95 +550,140 @@ pub async fn serve<S>(
         counters: counters.clone(),
     });
     let _close_logs = CloseLogs(context.clone());
-    let io = TokioIo::new(WatchedIo {
+    let io = WatchedIo {
         stream,
         context: context.clone(),
         activity: activity.clone(),
         counters: counters.clone(),
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // Over TLS, ALPN decided the protocol; in clear, hyper tells h2c by
-    // its preface.
-    builder = match alpn_h2 {
-        Some(true) => builder.http2_only(),
-        Some(false) => builder.http1_only(),
-        None => builder,
     };
-    builder
-        .http1()
-        // The watchdog applies http-request and http-keep-alive exactly (and
-        // logs the 408); hyper's own head timer would only duplicate it, at
-        // the cost of a boxed timer armed and dropped per request.
-        .header_read_timeout(None)
-        .max_buf_size(MAX_REQUEST_HEAD.max(8192))
-        .keep_alive(true);
+    let watch = Watch {
+        activity: &activity,
+        timeouts: &timeouts,
+        context: &context,
+        counters: &counters,
+        shortest,
+    };
+    // Over TLS, ALPN decided the protocol; in clear, the first bytes tell
+    // HTTP/2's preface from an HTTP/1 request.
+    let io = if alpn_h2 == Some(true) {
+        h1::Prefixed::new(io, bytes::Bytes::new())
+    } else {
+        let serving = pin!(h1::serve(io, context.clone(), alpn_h2.is_none()));
+        match watch.run(serving, |_| false).await {
+            Some(h1::Ended::H2c(io)) => io,
+            Some(h1::Ended::Refused(error)) => {
+                log_connection_error(
+                    &context,
+                    &counters,
+                    error.status(),
+                    TerminationCause::ProxyAbort,
+                );
+                return;
+            }
+            Some(h1::Ended::Closed) | None => return,
+        }
+    };
     // hyper's other HTTP/2 settings stay (200 streams, 1 MiB windows, 16
     // KiB frames): HAProxy's 100 streams and 65535-byte windows cost the
     // same CPU per request under h2load (bench/RESULTS.md, session 6):
     // small responses never fill a window.
+    let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
-        .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_REQUEST_HEAD as u32);
     let service = {
         let context = context.clone();
         service_fn(move |request| service::handle(request, context.clone()))
     };
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-    let watchdog = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(watchdog);
-    let mut shutting_down = false;
-    let outcome = loop {
-        tokio::select! {
-            result = connection.as_mut() => break result.err(),
-            _ = watchdog.as_mut() => {
-                let now = now_ms();
-                let (deadline_ms, expiry) = activity.deadline(&timeouts);
-                if expiry == Expiry::Recheck || deadline_ms > now {
-                    let wake = deadline_ms.min(now + shortest);
-                    watchdog
-                        .as_mut()
-                        .reset(Instant::now() + Duration::from_millis(wake.saturating_sub(now)));
-                    continue;
-                }
-                match expiry {
-                    Expiry::Recheck => continue,
-                    Expiry::Idle if !shutting_down => {
-                        // Idle keep-alive (or nothing at all since accept):
-                        // close quietly, as HAProxy does.
-                        shutting_down = true;
-                        connection.as_mut().graceful_shutdown();
-                        watchdog.as_mut().reset(Instant::now());
-                        continue;
-                    }
-                    Expiry::Idle => return,
-                    Expiry::Server => {
-                        // The request sees the flag when the connection is
-                        // polled next, on this very turn of the loop.
-                        activity.server_deadline_ms.store(0, Relaxed);
-                        activity.server_timed_out.store(true, Relaxed);
-                        watchdog.as_mut().reset(Instant::now() + Duration::from_millis(shortest));
-                        continue;
-                    }
-                    Expiry::HttpRequest => {
-                        log_connection_error(&context, &counters, 408, TerminationCause::ClientTimeout);
-                        return;
-                    }
-                    // The client stopped reading the response: close (the
-                    // request's log line shows the client abort).
-                    Expiry::Client => return,
-                }
-            }
-        }
-    };
-    if let Some(error) = outcome {
-        classify_error(&context, &counters, error.as_ref());
+    let connection = pin!(builder.serve_connection(TokioIo::new(io), service));
+    let ended = watch
+        .run(connection, |connection| {
+            connection.graceful_shutdown();
+            true
+        })
+        .await;
+    if let Some(Err(error)) = ended {
+        classify_error(&context, &counters, &error);
     }
 }
 
-/// A connection that ended in an error: a request hyper rejected is a
-/// request error (HAProxy's `ereq`) and a `<BADREQ>` log line.
+/// The connection's watchdog: applies the client-side timeouts to a
+/// connection future it runs.
+struct Watch<'a> {
+    activity: &'a Activity,
+    timeouts: &'a FrontendTimeouts,
+    context: &'a ConnContext,
+    counters: &'a Counters,
+    /// The longest it sleeps without looking (the shortest timeout).
+    shortest: u64,
+}
+
+impl Watch<'_> {
+    /// Runs `connection` until it ends (`Some`) or a timeout ends it
+    /// (`None`). An idle connection is first offered `graceful`, which
+    /// says whether it shuts down on its own (HTTP/2 sends GOAWAY).
+    async fn run<F: Future>(
+        &self,
+        mut connection: Pin<&mut F>,
+        mut graceful: impl FnMut(Pin<&mut F>) -> bool,
+    ) -> Option<F::Output> {
+        let (activity, shortest) = (self.activity, self.shortest);
+        // The watchdog is never told about activity (that cost a wake-up
+        // and a timer per request): it sleeps until the current deadline
+        // or the shortest timeout from now, whichever is first. Any later
+        // change of state starts a deadline at least that far away, so
+        // waking then and computing again is never late, and the deadline
+        // it finds is exact.
+        let watchdog = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(watchdog);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => return Some(result),
+                _ = watchdog.as_mut() => {
+                    let now = now_ms();
+                    let (deadline_ms, expiry) = activity.deadline(self.timeouts);
+                    if expiry == Expiry::Recheck || deadline_ms > now {
+                        let wake = deadline_ms.min(now + shortest);
+                        watchdog
+                            .as_mut()
+                            .reset(Instant::now() + Duration::from_millis(wake.saturating_sub(now)));
+                        continue;
+                    }
+                    match expiry {
+                        Expiry::Recheck => continue,
+                        // Idle keep-alive (or nothing at all since accept):
+                        // close quietly, as HAProxy does.
+                        Expiry::Idle if !shutting_down && graceful(connection.as_mut()) => {
+                            shutting_down = true;
+                            watchdog.as_mut().reset(Instant::now());
+                            continue;
+                        }
+                        Expiry::Idle => return None,
+                        Expiry::Server => {
+                            // The request sees the flag when the connection
+                            // is polled next, on this very turn of the loop.
+                            activity.server_deadline_ms.store(0, Relaxed);
+                            activity.server_timed_out.store(true, Relaxed);
+                            watchdog.as_mut().reset(Instant::now() + Duration::from_millis(shortest));
+                            continue;
+                        }
+                        Expiry::HttpRequest => {
+                            log_connection_error(self.context, self.counters, 408, TerminationCause::ClientTimeout);
+                            return None;
+                        }
+                        // The client stopped reading the response: close (the
+                        // request's log line shows the client abort).
+                        Expiry::Client => return None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An HTTP/2 connection that ended in an error: a request hyper rejected
+/// is a request error (HAProxy's `ereq`) and a `<BADREQ>` log line.
 fn classify_error(
     context: &ConnContext,
     counters: &Counters,
@@ -688,7 +729,7 @@ fn log_connection_error(
         snapshot: context.accepted_snapshot.clone(),
         backend: None,
         server: None,
-        // The error page hyper wrote; a connection that sent nothing is
+        // The error page written; a connection that sent nothing is
         // what `dontlognull` leaves out.
         write_mark: Some(context.activity.write_mark()),
         read_mark: Some(context.activity.read_mark()),

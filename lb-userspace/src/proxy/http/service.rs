@@ -9,6 +9,7 @@ use super::{
     conn::{Activity, ConnContext, PendingLog, RequestActivity, ServerDeadline},
     connect::{connect_with_retries, Connected},
     errors::{error_response, redirect_response},
+    h1::ClientUpgrade,
     headers::{self, Forwarding},
     origin::{self, Recycle, ResponseBody, SendError, Unsent},
     tunnel,
@@ -26,7 +27,7 @@ use crate::proxy::{
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Empty};
-use hyper::{body::Incoming, http::Version, Request, Response, StatusCode};
+use hyper::{http::Version, Request, Response, StatusCode};
 use std::{
     convert::Infallible,
     future::Future,
@@ -218,11 +219,17 @@ fn version_name(version: Version) -> &'static str {
     }
 }
 
-/// hyper's service function: never fails, every problem is a response.
-pub async fn handle(
-    mut request: Request<Incoming>,
+/// The request phases of one request (from lbd's HTTP/1 server, or a
+/// stream of hyper's HTTP/2 server): never fails, every problem is a
+/// response.
+pub async fn handle<B>(
+    mut request: Request<B>,
     context: Arc<ConnContext>,
-) -> Result<Response<ProxyBody>, Infallible> {
+) -> Result<Response<ProxyBody>, Infallible>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<super::body::BoxError>,
+{
     let started = Instant::now();
     let (idle_ms, request_ms) = context.activity.idle_and_head_ms(ms_at(started));
     // `Th`: the TLS handshake, counted in the connection's first request.
@@ -287,7 +294,10 @@ pub async fn handle(
         logs,
     };
     let upgrade = headers::upgrade_protocol(request.headers());
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    // Only HTTP/1 upgrades (HTTP/2 forbids the Upgrade header).
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| request.extensions_mut().remove::<ClientUpgrade>());
     let (mut parts, body) = request.into_parts();
     // Two Host headers leave the target ambiguous (proxies and servers
     // that pick differently make request smuggling possible): HAProxy

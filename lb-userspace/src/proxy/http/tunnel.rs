@@ -1,10 +1,11 @@
 //! WebSocket and other `Upgrade` exchanges: once the server answered 101,
-//! both connections are taken from hyper and relayed byte for byte until
+//! both connections are taken from their HTTP/1 sides and relayed byte for byte until
 //! either side closes or nothing moves for `timeout tunnel`. The request's
 //! log line is written when the tunnel closes, with the timers and bytes of
 //! the whole tunnel (as HAProxy).
 use super::{
     conn::{ConnContext, PendingLog},
+    h1::ClientUpgrade,
     origin::Upgraded,
 };
 use crate::log::{SessionPhase, TerminationCause, TerminationState};
@@ -12,8 +13,6 @@ use crate::proxy::{
     relay::{self, RelayEnd, RelayMeter},
     stats::Counters,
 };
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::{
     sync::{atomic::Ordering::Relaxed, Arc},
     time::{Duration, Instant},
@@ -24,10 +23,10 @@ use tokio::sync::oneshot;
 /// server-to-client `bytes_out` (the frontend counts on its socket).
 pub type TunnelCounters = Vec<Arc<Counters>>;
 
-/// The two connections after the 101: the client's from hyper, the
-/// server's from lbd's own client.
+/// The two connections after the 101: the client's from lbd's HTTP/1
+/// server once the 101 is written, the server's from lbd's own client.
 pub struct Ends {
-    pub client: OnUpgrade,
+    pub client: ClientUpgrade,
     pub server: Upgraded,
 }
 
@@ -47,14 +46,14 @@ pub fn spawn<H: Send + 'static>(
     hold: H,
 ) {
     tokio::spawn(async move {
-        let client = ends.client.await;
+        let client = ends.client.connection().await;
         // The record is sent when the 101's (empty) body ends.
         let pending = log.record.await.ok();
         let opened = Instant::now();
         let end = match client {
-            Ok(client) => {
+            Some(client) => {
                 let meter = RelayMeter::default();
-                let outcome = relay::copy(TokioIo::new(client), ends.server, idle, &meter).await;
+                let outcome = relay::copy(client, ends.server, idle, &meter).await;
                 for counters in &counters {
                     Counters::add(&counters.bytes_in, meter.up.load(Relaxed));
                     Counters::add(&counters.bytes_out, meter.down.load(Relaxed));

@@ -14,6 +14,7 @@ mod chunked;
 mod exchange;
 mod head;
 
+pub use chunked::{ChunkedDecoder, Decoded};
 pub use exchange::{resend, send, Recycle, ResponseBody, SendError, Unsent};
 
 use bytes::BytesMut;
