@@ -84,7 +84,8 @@ pub(super) async fn connect_with_retries(
         },
         backend_counters: exchange.backend.clone(),
         counters: &shared.counters,
-        since: std::time::Instant::now(),
+        // The request's start, read once (a clock read per use costs).
+        since: exchange.started,
     };
     let connect = |server: ServerId| {
         let config = &backend.servers[server];

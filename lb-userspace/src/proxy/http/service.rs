@@ -28,6 +28,7 @@ use crate::proxy::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Empty};
 use hyper::{http::Version, Request, Response, StatusCode};
+use smallvec::SmallVec;
 use std::{
     convert::Infallible,
     future::Future,
@@ -48,13 +49,14 @@ pub(super) struct Exchange {
     pub(super) snapshot: Arc<Snapshot>,
     pub(super) record: AccessRecord,
     /// When the request head was complete (the service was called).
-    started: Instant,
+    pub(super) started: Instant,
     /// `Ti` + `TR` already spent before `started`, in ms.
     head_ms: u64,
     pub(super) frontend: Arc<Counters>,
     pub(super) backend: Option<Arc<Counters>>,
     pub(super) server: Option<Arc<Counters>>,
-    pub(super) sessions: Vec<SessionGuard>,
+    /// The backend's and the server's (no allocation for the two).
+    pub(super) sessions: SmallVec<[SessionGuard; 2]>,
     pub(super) slot: Option<ServerSlot>,
     /// The request body's bytes, once it has one.
     bytes_in: Option<Arc<AtomicU64>>,
@@ -285,7 +287,7 @@ where
         frontend: frontend_counters,
         backend: None,
         server: None,
-        sessions: Vec::new(),
+        sessions: SmallVec::new(),
         slot: None,
         bytes_in: None,
         activity,

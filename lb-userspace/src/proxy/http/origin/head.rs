@@ -202,14 +202,16 @@ pub fn parse_response(
     };
     // Offsets first: the slices borrow `buf`, which is split below.
     let base = buf.as_ptr() as usize;
-    let mut ranges = Vec::with_capacity(response.headers.len());
+    let mut ranges: smallvec::SmallVec<[(HeaderName, std::ops::Range<usize>); 24]> =
+        smallvec::SmallVec::with_capacity(response.headers.len());
     for h in response.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Header)?;
         let start = h.value.as_ptr() as usize - base;
         ranges.push((name, start..start + h.value.len()));
     }
     let head: Bytes = buf.split_to(head_len).freeze();
-    let mut headers = HeaderMap::with_capacity(ranges.len());
+    // Room for what response rules add without growing the map.
+    let mut headers = HeaderMap::with_capacity(ranges.len() + 4);
     for (name, range) in ranges {
         let value =
             HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| HeadError::Header)?;
