@@ -194,7 +194,7 @@ pub fn prepare_upstream(
 }
 
 /// Turns a server's response head into the client's: hop-by-hop headers
-/// gone (hyper frames the body for the client's own connection), `Connection:
+/// gone (the body is framed again for the client's own connection), `Connection:
 /// close` in `httpclose` mode, the upgrade headers of a 101 kept.
 pub fn prepare_downstream(parts: &mut response::Parts, mode: HttpConnectionMode) {
     let upgrade = (parts.status == hyper::StatusCode::SWITCHING_PROTOCOLS)

@@ -4,7 +4,7 @@
 //! here the exchange runs inside the client connection's own task (as
 //! HAProxy's and Pingora's do): the request head is written, the response
 //! head read and parsed with httparse, and the response body is read from
-//! the server socket when hyper's server side polls it. A connection goes
+//! the server socket when the client side's writer polls it. A connection goes
 //! back to the pool the moment its response's last byte has been read.
 //!
 //! - `head`: request framing and encoding, response head parsing (sans-IO)
