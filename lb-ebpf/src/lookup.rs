@@ -1,7 +1,10 @@
 //! Service and backend lookups: connection table first, Maglev for new
 //! flows; expiry by TCP state or UDP idle time.
 use crate::{maps, parse::Packet, verdict::Verdict, Job};
-use aya_ebpf::bindings::{BPF_ANY, BPF_NOEXIST};
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST},
+    helpers::bpf_get_prandom_u32,
+};
 use lb_common::{
     hash::flow_hash, BackendInfo, ConnEntry, FlowKey, LbSettings, Outcome, ReverseEntry,
     ServiceInfo, ServiceKey, BACKEND_ACTIVE, MODE_DSR, NO_BACKEND, PROTO_TCP, TCP_STATE_CLOSING,
@@ -17,8 +20,6 @@ const TCP_ACK: u8 = 0x10;
 const REFRESH_SLACK_NS: u64 = 1_000_000_000;
 /// Ports tried per new `fullnat` flow before it counts as exhausted.
 const SNAT_TRIES: u32 = 8;
-/// Odd stride between tries, so that retries spread over the range.
-const SNAT_STRIDE: u32 = 7_919;
 
 /// The service a packet is addressed to: exact port first, then the
 /// VIP's all-ports service (port 0) when some service has all ports.
@@ -237,6 +238,16 @@ pub fn remember_reply(packet: &Packet, choice: &BackendChoice) {
 /// port is taken only with `BPF_NOEXIST`, or over an entry whose flow is
 /// gone, so no (address, port, backend) tuple serves two live flows.
 /// Returns 0 when every port tried is taken by a live flow.
+///
+/// The first port tried comes from the flow hash (the same on every node);
+/// the others are random, each independent of the flow and of the others
+/// (a range of at most [`SNAT_TRIES`] ports is tried whole, in order). A
+/// fixed sequence derived from the hash (it was `hash + i * 7919`) makes
+/// flows whose sequences overlap pile up along them, as linear probing
+/// does: with a backend's range 15% full, a flow now and then found all
+/// its tries taken. It also failed the same way at every retry of the
+/// same flow (a client reusing that source port) as long as those ports
+/// stayed taken, however many others were free.
 #[inline(never)]
 pub fn allocate_snat_port(job: &Job, choice: &BackendChoice, snat_addr: &[u8; 16]) -> u16 {
     let (packet, settings, now) = (job.packet, job.settings, job.now);
@@ -267,7 +278,13 @@ pub fn allocate_snat_port(job: &Job, choice: &BackendChoice, snat_addr: &[u8; 16
         generation: choice.backend.generation,
     };
     for i in 0..SNAT_TRIES {
-        let Some(offset) = start.wrapping_add(i * SNAT_STRIDE).checked_rem(range) else {
+        let candidate = if i == 0 || range <= SNAT_TRIES {
+            start.wrapping_add(i)
+        } else {
+            // SAFETY: plain helper call.
+            unsafe { bpf_get_prandom_u32() }
+        };
+        let Some(offset) = candidate.checked_rem(range) else {
             return 0;
         };
         let port = (min + offset) as u16;

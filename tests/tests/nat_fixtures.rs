@@ -8,7 +8,7 @@ use etherparse::{
     icmpv4::DestUnreachableHeader, icmpv6::DestUnreachableCode, Icmpv4Type, Icmpv6Type,
     PacketBuilder, SlicedPacket, TransportSlice,
 };
-use lb_common::{Outcome, MODE_DSR, MODE_FULLNAT, MODE_NAT, PROTO_TCP, PROTO_UDP};
+use lb_common::{hash::flow_hash, Outcome, MODE_DSR, MODE_FULLNAT, MODE_NAT, PROTO_TCP, PROTO_UDP};
 use lb_tests::{
     fixture::*,
     predict::{flow_key, maglev_choice_for},
@@ -540,6 +540,64 @@ fn fullnat_ports_are_never_shared_by_live_flows_and_exhaustion_is_counted() {
     assert_eq!((collected.flows, collected.replies), (4, 3));
     assert_eq!(harness.maps.conntrack.keys().count(), 1);
     assert_eq!(harness.maps.nat_reverse.keys().count(), 1);
+}
+
+/// A flow whose first port (the one its hash names) is taken, and with it
+/// the seven ports the allocator used to try next (`hash + i * 7919`),
+/// still gets one of the 56 ports left free: the further tries follow no
+/// fixed sequence that other flows can have filled. With that sequence
+/// such a flow was refused (`pass_snat_exhausted`) at every try while a
+/// backend's range was only 15% full (`cargo xtask bench-l7`'s fullnat
+/// row). The tries after the first are random: this fails only if all
+/// seven hit the eight taken ports, (8/64)^7 < 1e-6.
+#[test]
+fn fullnat_a_flow_whose_hashed_ports_are_taken_still_gets_a_free_one() {
+    let mut harness = Harness::with_mode(MODE_FULLNAT, false, 1).unwrap();
+    let (first, last) = (40000u16, 40063u16);
+    let range = u32::from(last - first) + 1;
+    let tunables = Tunables {
+        snat_ports: (first, last),
+        ..harness.tunables.clone()
+    };
+    harness.set_tunables(tunables, true).unwrap();
+    let case = Case {
+        v6: false,
+        mode: MODE_FULLNAT,
+    };
+    let hash = |source_port: u16| {
+        flow_hash(&flow_key(
+            client(false),
+            source_port,
+            vip(false),
+            53,
+            PROTO_UDP,
+        ))
+    };
+    let first_port = |source_port: u16| first + (hash(source_port) % range) as u16;
+    let victim = 50000;
+    let blocked: Vec<u16> = (0..8u32)
+        .map(|i| first + (hash(victim).wrapping_add(i * 7919) % range) as u16)
+        .collect();
+    // Eight flows, each taking the blocked port its own hash names first.
+    let mut source_port = 20000;
+    for &port in &blocked {
+        while first_port(source_port) != port {
+            source_port += 1;
+        }
+        let (action, _) = harness.run(&query(false, source_port)).unwrap();
+        assert_eq!(action, XDP_TX);
+        assert_eq!(snat_port(&harness, &case, source_port, 53, PROTO_UDP), port);
+        source_port += 1;
+    }
+    let (action, _) = harness.run(&query(false, victim)).unwrap();
+    assert_eq!(
+        harness.outcome_count(Outcome::PassSnatExhausted).unwrap(),
+        0,
+        "refused with 56 of 64 ports free"
+    );
+    assert_eq!(action, XDP_TX);
+    let port = snat_port(&harness, &case, victim, 53, PROTO_UDP);
+    assert!((first..=last).contains(&port) && !blocked.contains(&port));
 }
 
 #[test]
