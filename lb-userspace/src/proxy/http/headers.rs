@@ -26,7 +26,7 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// The protocol a request asks to switch to (`Connection: upgrade` and
 /// `Upgrade: <protocol>`), e.g. `websocket`.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    let asks = has_connection_token(headers, "upgrade");
     asks.then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
 }
@@ -73,6 +73,71 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if present & (1 << index) != 0 {
             headers.remove(name);
         }
+    }
+}
+
+/// Whether any Connection header carries `token` (case-insensitive).
+pub fn has_connection_token(headers: &HeaderMap, token: &str) -> bool {
+    connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// RFC 9112 §9.3: HTTP/1.1 persists unless `Connection: close`, HTTP/1.0
+/// only with `Connection: keep-alive`.
+pub fn persists(headers: &HeaderMap, version: Version) -> bool {
+    if version == Version::HTTP_10 {
+        has_connection_token(headers, "keep-alive")
+    } else {
+        !has_connection_token(headers, "close")
+    }
+}
+
+/// Whether the last transfer coding is `chunked` (RFC 9112 §6.3).
+pub fn chunked_is_last(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// A Content-Length that is neither one number nor several equal ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidContentLength;
+
+/// The message's `Content-Length`: absent (`None`), one number, or several
+/// equal ones (RFC 9110 §8.6); anything else is invalid.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, InvalidContentLength> {
+    let mut found = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|&b| b == b',') {
+            let text = std::str::from_utf8(part)
+                .map_err(|_| InvalidContentLength)?
+                .trim();
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(InvalidContentLength);
+            }
+            let length: u64 = text.parse().map_err(|_| InvalidContentLength)?;
+            if found.is_some_and(|seen| seen != length) {
+                return Err(InvalidContentLength);
+            }
+            found = Some(length);
+        }
+    }
+    Ok(found)
+}
+
+/// What httparse's error says, for an error message.
+pub fn httparse_reason(error: httparse::Error) -> &'static str {
+    match error {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid new line",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "invalid HTTP version",
     }
 }
 

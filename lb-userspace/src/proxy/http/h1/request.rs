@@ -2,6 +2,7 @@
 //! front of the connection's read buffer into `http` types whose header
 //! values share the buffer's bytes, with its body's framing and whether the
 //! client keeps the connection open after the response.
+use crate::proxy::http::headers;
 use bytes::{Bytes, BytesMut};
 use hyper::{
     header::{self, HeaderMap, HeaderName, HeaderValue},
@@ -141,7 +142,7 @@ pub fn parse_request(
         headers.append(name, value);
     }
     let (body, unambiguous) = body_framing(&mut headers, version)?;
-    let keep_alive = unambiguous && persists(&headers, version);
+    let keep_alive = unambiguous && headers::persists(&headers, version);
     let expect_continue = version == Version::HTTP_11
         && headers
             .get(header::EXPECT)
@@ -161,15 +162,7 @@ pub fn parse_request(
 }
 
 fn syntax(error: httparse::Error) -> RequestError {
-    RequestError::Syntax(match error {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid new line",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token",
-        httparse::Error::TooManyHeaders => "too many headers",
-        httparse::Error::Version => "invalid HTTP version",
-    })
+    RequestError::Syntax(headers::httparse_reason(error))
 }
 
 /// RFC 9112 §6.3 for requests. With both Transfer-Encoding and
@@ -181,13 +174,7 @@ fn body_framing(
     version: Version,
 ) -> Result<(BodyFraming, bool), RequestError> {
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        let chunked_last = headers::chunked_is_last(headers);
         // A request body must be chunked last, and HTTP/1.0 has no chunks.
         if !chunked_last || version == Version::HTTP_10 {
             return Err(RequestError::TransferEncoding);
@@ -195,42 +182,11 @@ fn body_framing(
         let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
         return Ok((BodyFraming::Chunked, !had_length));
     }
-    let mut found = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let text = std::str::from_utf8(part)
-                .map_err(|_| RequestError::ContentLength)?
-                .trim();
-            if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(RequestError::ContentLength);
-            }
-            let length: u64 = text.parse().map_err(|_| RequestError::ContentLength)?;
-            if found.is_some_and(|seen| seen != length) {
-                return Err(RequestError::ContentLength);
-            }
-            found = Some(length);
-        }
-    }
+    let found = headers::content_length(headers).map_err(|_| RequestError::ContentLength)?;
     Ok(match found {
         None | Some(0) => (BodyFraming::Empty, true),
         Some(length) => (BodyFraming::Length(length), true),
     })
-}
-
-/// HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
-/// `Connection: keep-alive`.
-fn persists(headers: &HeaderMap, version: Version) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    if version == Version::HTTP_10 {
-        tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
-    } else {
-        !tokens.any(|t| t.eq_ignore_ascii_case("close"))
-    }
 }
 
 #[cfg(test)]

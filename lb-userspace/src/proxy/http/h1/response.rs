@@ -1,12 +1,9 @@
 //! Sans-IO response heads toward clients: how the body is framed on the
 //! client's connection (RFC 9112 §6, as hyper's server decides it), whether
 //! the connection closes after it, and the head's bytes.
+use crate::proxy::http::headers;
 use bytes::{BufMut, BytesMut};
-use hyper::{
-    header::{self, HeaderMap},
-    http::response,
-    StatusCode, Version,
-};
+use hyper::{header, http::response, StatusCode, Version};
 use std::fmt::Write as _;
 
 /// What the request told about the client's side of the exchange.
@@ -57,7 +54,7 @@ pub fn plan(
         || status == StatusCode::NOT_MODIFIED
     {
         (Framing::NoBody, false)
-    } else if let Some(length) = content_length(&parts.headers) {
+    } else if let Ok(Some(length)) = headers::content_length(&parts.headers) {
         (Framing::Length(length), false)
     } else if body_over {
         (Framing::Length(0), true)
@@ -71,32 +68,12 @@ pub fn plan(
     let close = status != StatusCode::SWITCHING_PROTOCOLS
         && (!client.keep_alive
             || framing == Framing::UntilClose
-            || has_close_token(&parts.headers));
+            || headers::has_connection_token(&parts.headers, "close"));
     Plan {
         framing,
         add_framing_header,
         close,
     }
-}
-
-/// One valid `Content-Length` (the server's head was checked when it was
-/// read; a response made here has none).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(header::CONTENT_LENGTH)?;
-    std::str::from_utf8(value.as_bytes())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn has_close_token(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Writes the head of `parts` framed by `plan` into `out`: HTTP/1.1, the
@@ -133,7 +110,7 @@ pub fn encode(parts: &response::Parts, plan: &Plan, client: ClientSide, out: &mu
             _ => {}
         }
     }
-    if plan.close && !has_close_token(&parts.headers) {
+    if plan.close && !headers::has_connection_token(&parts.headers, "close") {
         out.put_slice(b"connection: close\r\n");
     } else if !plan.close
         && client.version == Version::HTTP_10

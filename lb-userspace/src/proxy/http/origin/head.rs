@@ -2,6 +2,7 @@
 //! (its framing decided from the body, as RFC 9112 §6 says) and the
 //! response head it reads (parsed with httparse, its body's framing and
 //! whether the connection can carry another request).
+use crate::proxy::http::headers::{self, httparse_reason};
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::{
     header::{self, HeaderMap, HeaderName, HeaderValue},
@@ -92,37 +93,11 @@ pub fn encode_request(parts: &request::Parts, framing: RequestFraming, out: &mut
 }
 
 fn syntax(error: httparse::Error) -> HeadError {
-    HeadError::Syntax(match error {
-        httparse::Error::HeaderName => "invalid header name",
-        httparse::Error::HeaderValue => "invalid header value",
-        httparse::Error::NewLine => "invalid new line",
-        httparse::Error::Status => "invalid status",
-        httparse::Error::Token => "invalid token",
-        httparse::Error::TooManyHeaders => "too many headers",
-        httparse::Error::Version => "invalid HTTP version",
-    })
+    HeadError::Syntax(httparse_reason(error))
 }
 
-/// A `Content-Length` that is absent (`None`), one number, or several equal
-/// ones (RFC 9110 §8.6); anything else is invalid.
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
-    let mut found = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let text = std::str::from_utf8(part)
-                .map_err(|_| HeadError::ContentLength)?
-                .trim();
-            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::ContentLength);
-            }
-            let length: u64 = text.parse().map_err(|_| HeadError::ContentLength)?;
-            if found.is_some_and(|seen| seen != length) {
-                return Err(HeadError::ContentLength);
-            }
-            found = Some(length);
-        }
-    }
-    Ok(found)
+    headers::content_length(headers).map_err(|_| HeadError::ContentLength)
 }
 
 /// Why a server's response head was refused (a 502 for the client).
@@ -226,7 +201,7 @@ pub fn parse_response(
         .map_err(|_| HeadError::Header)?
         .into_parts();
     let (framing, framing_allows_reuse) = response_framing(&parts, request_method)?;
-    let keep_alive = framing_allows_reuse && connection_persists(&parts.headers, version);
+    let keep_alive = framing_allows_reuse && headers::persists(&parts.headers, version);
     Ok(Some(ResponseHead {
         parts,
         framing,
@@ -252,13 +227,7 @@ fn response_framing(
     }
     let headers = &parts.headers;
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        let chunked_last = headers::chunked_is_last(headers);
         let has_length = headers.contains_key(header::CONTENT_LENGTH);
         return Ok(if chunked_last {
             (ResponseFraming::Chunked, !has_length)
@@ -270,22 +239,6 @@ fn response_framing(
         Some(0) => Ok((ResponseFraming::Empty, true)),
         Some(length) => Ok((ResponseFraming::Length(length), true)),
         None => Ok((ResponseFraming::UntilClose, false)),
-    }
-}
-
-/// HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with
-/// `Connection: keep-alive`.
-fn connection_persists(headers: &HeaderMap, version: Version) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim);
-    if version == Version::HTTP_10 {
-        tokens.any(|t| t.eq_ignore_ascii_case("keep-alive"))
-    } else {
-        !tokens.any(|t| t.eq_ignore_ascii_case("close"))
     }
 }
 
