@@ -18,6 +18,7 @@ pub mod tls;
 pub mod acl;
 pub mod assign;
 pub mod balance;
+pub mod clock;
 pub mod config;
 pub mod queue;
 pub mod retry;

@@ -496,7 +496,8 @@ async fn accept_loop(
         let session = shared.counters.frontends.get(&frontend).open_session();
         let connection = shared.counters.open_connection();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        // One clock read per wake of the connection's task (see `clock`).
+        tokio::spawn(super::clock::Clocked::new(async move {
             let _held = (slots, session, connection);
             match (mode, tls) {
                 (Mode::Http, None) => {
@@ -531,6 +532,6 @@ async fn accept_loop(
                 }
                 (Mode::Tcp, _) => tcp::serve(stream, shared, snapshot, frontend, info).await,
             }
-        });
+        }));
     }
 }

@@ -14,9 +14,10 @@ use std::{
     time::Instant,
 };
 
-/// Milliseconds on a monotonic clock private to the process.
+/// Milliseconds on a monotonic clock private to the process (the
+/// connection task's turn, see [`super::clock`]).
 pub fn now_ms() -> u64 {
-    ms_at(Instant::now())
+    ms_at(super::clock::now())
 }
 
 /// [`now_ms`] of an instant already read (one clock read serves both).

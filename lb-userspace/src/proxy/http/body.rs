@@ -119,7 +119,8 @@ where
                     (this.on_data)(len);
                 }
                 if let (Some(idle), Some(timeout)) = (this.idle.as_mut(), *this.timeout) {
-                    idle.as_mut().reset(Instant::now() + timeout);
+                    idle.as_mut()
+                        .reset(Instant::from_std(crate::proxy::clock::now()) + timeout);
                 }
                 if this.inner.is_end_stream() {
                     finish(this.on_end, BodyEnd::Complete, *this.bytes);

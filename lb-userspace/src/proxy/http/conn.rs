@@ -12,6 +12,7 @@ use super::{h1, service};
 use crate::log::{AccessRecord, RecordMode, SessionPhase, TerminationCause, TerminationState};
 use crate::proxy::{
     acl::ConnInfo,
+    clock,
     config::FrontendTimeouts,
     runtime::Shared,
     snapshot::{ServerSlot, Snapshot},
@@ -647,7 +648,7 @@ impl Watch<'_> {
                         let wake = deadline_ms.min(now + shortest);
                         watchdog
                             .as_mut()
-                            .reset(Instant::now() + Duration::from_millis(wake.saturating_sub(now)));
+                            .reset(tokio::time::Instant::from_std(clock::now()) + Duration::from_millis(wake.saturating_sub(now)));
                         continue;
                     }
                     match expiry {

@@ -12,6 +12,7 @@ use crate::proxy::{
     balance::BalanceInput,
     config::{BackendId, HttpConnectionMode, ServerId},
     retry::FailureKind,
+    stats::ms_at,
 };
 use hyper::http::request;
 
@@ -126,7 +127,9 @@ pub(super) async fn connect_with_retries(
             AssignFailure::Exhausted(error, _) => ConnectFailure::Exhausted(error),
         })?;
     let (conn, reused, tls) = assigned.connection;
-    exchange.sessions.push(assigned.counters.open_session());
+    exchange
+        .sessions
+        .push(assigned.counters.open_session_at(ms_at(exchange.started)));
     exchange.server = Some(assigned.counters);
     exchange.slot = Some(assigned.slot);
     Ok(Connected {

@@ -19,7 +19,7 @@ use crate::log::{
     AccessRecord, RecordMode, SessionPhase, TerminationCause as Cause, TerminationState,
 };
 use crate::proxy::{
-    balance,
+    balance, clock,
     config::HttpConnectionMode,
     route::{self, Decision},
     snapshot::{ServerSlot, Snapshot},
@@ -158,7 +158,7 @@ impl Exchange {
             .activity
             .bytes_from_client()
             .max(self.bytes_in.as_ref().map_or(0, |n| n.load(Relaxed)));
-        let elapsed = self.started.elapsed();
+        let elapsed = clock::now().saturating_duration_since(self.started);
         self.record.timers.active = elapsed + Duration::from_millis(self.record_request_ms());
         self.record.timers.total = elapsed + Duration::from_millis(self.head_ms);
         // Sessions close before the slot frees (after the line is logged),
@@ -232,7 +232,7 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<super::body::BoxError>,
 {
-    let started = Instant::now();
+    let started = clock::now();
     let (idle_ms, request_ms) = context.activity.idle_and_head_ms(ms_at(started));
     // `Th`: the TLS handshake, counted in the connection's first request.
     let handshake = context
@@ -442,7 +442,7 @@ where
     let request_body = meter_request_body(&mut exchange, body, frontend.timeouts.client);
     let outgoing = Request::from_parts(parts, request_body);
     // `Tr` is only for the log line: no clock read without one.
-    let sent_at = exchange.logs.then(Instant::now);
+    let sent_at = exchange.logs.then(clock::now);
     // The connection goes back to the pool from the response body's end,
     // in keep-alive mode only.
     let pool_key = (address, tls.as_ref().and_then(|t| t.pool_name()));
@@ -487,7 +487,7 @@ where
             return Ok(exchange.local(error_response(status, true), cause, phase));
         }
     };
-    exchange.record.timers.response = sent_at.map(|at| at.elapsed());
+    exchange.record.timers.response = sent_at.map(|at| clock::now().saturating_duration_since(at));
 
     let (mut response_parts, mut response_body) = response.into_parts();
     let server_upgrade = (response_parts.status == StatusCode::SWITCHING_PROTOCOLS)

@@ -6,6 +6,7 @@
 //! part per proxy worker thread: a connection is reused by the thread that
 //! runs it (no cross-thread wake-up per request, no shared lock).
 use super::origin::{ServerConn, ServerIo};
+use crate::proxy::clock;
 use std::{
     cell::Cell,
     collections::HashMap,
@@ -82,8 +83,10 @@ impl Pool {
     pub fn take(&self, server: &PoolKey) -> Option<ServerConn> {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(server)?;
+        let now = clock::now();
         while let Some(mut entry) = list.pop() {
-            if entry.since.elapsed() < POOL_IDLE_TIMEOUT && entry.conn.is_reusable() {
+            let age = now.saturating_duration_since(entry.since);
+            if age < POOL_IDLE_TIMEOUT && entry.conn.is_reusable() {
                 return Some(entry.conn);
             }
         }
@@ -113,19 +116,15 @@ impl Pool {
     pub(super) fn put(&self, server: PoolKey, conn: ServerConn) {
         let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(server).or_default();
+        let now = clock::now();
+        let fresh = |e: &Idle| now.saturating_duration_since(e.since) < POOL_IDLE_TIMEOUT;
         // Oldest first: only when the oldest has expired is there anything
-        // to purge (no clock read per entry on every return).
-        if list
-            .first()
-            .is_some_and(|e| e.since.elapsed() >= POOL_IDLE_TIMEOUT)
-        {
-            list.retain(|e| e.since.elapsed() < POOL_IDLE_TIMEOUT);
+        // to purge.
+        if list.first().is_some_and(|e| !fresh(e)) {
+            list.retain(fresh);
         }
         if list.len() < MAX_IDLE_PER_SERVER {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 
