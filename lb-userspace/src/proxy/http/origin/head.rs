@@ -186,20 +186,19 @@ pub fn parse_response(
     }
     let head: Bytes = buf.split_to(head_len).freeze();
     // Room for what response rules add without growing the map.
-    let mut headers = HeaderMap::with_capacity(ranges.len() + 4);
+    let mut headers = crate::proxy::http::headers::header_map(ranges.len() + 4);
     for (name, range) in ranges {
         let value =
             HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| HeadError::Header)?;
         headers.append(name, value);
     }
-    let mut builder = Response::builder().status(status).version(version);
-    if let Some(map) = builder.headers_mut() {
-        *map = headers;
-    }
-    let (parts, ()) = builder
-        .body(())
-        .map_err(|_| HeadError::Header)?
-        .into_parts();
+    // Set in place: the builder moves its parts through a Result at every
+    // step (memcpy in a keep-alive profile).
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = version;
+    *response.headers_mut() = headers;
+    let (parts, ()) = response.into_parts();
     let (framing, framing_allows_reuse) = response_framing(&parts, request_method)?;
     let keep_alive = framing_allows_reuse && headers::persists(&parts.headers, version);
     Ok(Some(ResponseHead {
