@@ -8,6 +8,8 @@ pub mod body;
 pub mod conn;
 mod connect;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 pub mod headers;
 mod origin;

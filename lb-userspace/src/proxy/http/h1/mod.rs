@@ -7,7 +7,7 @@
 //! - `response`: response framing and head encoding (sans-IO)
 //! - `wire`: the connection as the loop and the request body share it
 //! - `server`: the connection loop
-mod request;
+pub(super) mod request;
 mod response;
 mod server;
 mod wire;

@@ -12,7 +12,7 @@
 //! - `exchange`: one request/response over a connection, and its body
 mod chunked;
 mod exchange;
-mod head;
+pub(super) mod head;
 
 pub use chunked::{ChunkedDecoder, Decoded};
 pub use exchange::{resend, send, Recycle, ResponseBody, SendError, Unsent};
