@@ -8,7 +8,8 @@
 //! - the L4 XDP path (lbd fullnat) beside them;
 //!
 //! each measured with wrk keep-alive (req/s, p50/p99 latency) and wrk
-//! `Connection: close` (conn/s), [`RUNS`] times (median and range), plus
+//! `Connection: close` (conn/s), [`RUNS`] times (median and range), lbd's
+//! and HAProxy's runs alternating, plus
 //! each proxy's peak RSS. The rows replace the L7 section of
 //! bench/RESULTS.md (or are appended to it). Not part of the tests.
 use anyhow::{bail, Context};
@@ -24,12 +25,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The L7 frontends (lbd's, then HAProxy's: never both at once).
+/// The L7 frontends, lbd's and HAProxy's (on ports of its own).
 pub(crate) const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
 /// lbd's L4 fullnat service over the same backends.
 const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
 const HTTP_PORT: u16 = 80;
 const TCP_PORT: u16 = 81;
+const HAPROXY_HTTP_PORT: u16 = 180;
+const HAPROXY_TCP_PORT: u16 = 181;
 const BACKEND_PORT: u16 = 8081;
 const WRK_SECONDS: &str = "5s";
 const RUNS: usize = 3;
@@ -78,34 +81,47 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     // Start-up's share of the peak (loading the XDP object, parsing the
     // configuration), before any traffic.
     let startup_peak = crate::bench::peak_rss(lbd_pid)?;
-    measure(
-        &lab,
-        runs,
-        &mut rows,
-        "lbd http mode",
-        VIP_L7,
-        HTTP_PORT,
-        Some(lbd_pid),
-    )?;
-    if !http_only {
-        measure(
-            &lab,
-            runs,
-            &mut rows,
-            "lbd tcp mode",
+    // HAProxy runs beside lbd on ports of its own, idle while lbd is
+    // measured and the other way round.
+    let haproxy = if no_haproxy {
+        None
+    } else {
+        let (haproxy, scratch) = start_haproxy(&lab, workers)?;
+        let haproxy_log =
+            || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
+        wait_listening(&lab, VIP_L7, HAPROXY_HTTP_PORT)
+            .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
+        Some((haproxy, scratch))
+    };
+    let haproxy_pid = haproxy.as_ref().map(|(haproxy, _)| haproxy.pid());
+    let modes: &[(&str, u16, u16)] = if http_only {
+        &[("http", HTTP_PORT, HAPROXY_HTTP_PORT)]
+    } else {
+        &[
+            ("http", HTTP_PORT, HAPROXY_HTTP_PORT),
+            ("tcp", TCP_PORT, HAPROXY_TCP_PORT),
+        ]
+    };
+    for &(mode, port, haproxy_port) in modes {
+        let mut series = vec![series(
+            &format!("lbd {mode} mode"),
             VIP_L7,
-            TCP_PORT,
+            port,
             Some(lbd_pid),
-        )?;
-        measure(
-            &lab,
-            runs,
-            &mut rows,
-            "lbd L4 XDP fullnat",
-            VIP_L4,
-            BACKEND_PORT,
-            None,
-        )?;
+        )];
+        if let Some(pid) = haproxy_pid {
+            series.push(self::series(
+                &format!("HAProxy 2.6 mode {mode}, nbthread {workers}"),
+                VIP_L7,
+                haproxy_port,
+                Some(pid),
+            ));
+        }
+        alternate(&lab, runs, &mut rows, series)?;
+    }
+    if !http_only {
+        let l4 = series("lbd L4 XDP fullnat", VIP_L4, BACKEND_PORT, None);
+        alternate(&lab, runs, &mut rows, vec![l4])?;
     }
     rows.push(Row {
         what: "peak RSS",
@@ -128,6 +144,23 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         unit: "MiB",
         range: None,
     });
+    if let Some(pid) = haproxy_pid {
+        rows.push(Row {
+            what: "peak RSS",
+            path: format!("HAProxy 2.6, nbthread {workers}"),
+            value: crate::bench::peak_rss(pid)?,
+            unit: "MiB",
+            range: None,
+        });
+        rows.push(Row {
+            what: "RSS after the runs",
+            path: format!("HAProxy 2.6, nbthread {workers}"),
+            value: current_rss(pid)?,
+            unit: "MiB",
+            range: None,
+        });
+    }
+    drop(haproxy);
     let stop = Command::new(lbd)
         .args(["stop", "--instance", &lab.instance])
         .output()?;
@@ -136,49 +169,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     }
     lab.stop_lbd();
 
-    if !no_haproxy {
-        let (haproxy, scratch) = start_haproxy(&lab, workers)?;
-        let haproxy_log =
-            || std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default();
-        wait_listening(&lab, VIP_L7, HTTP_PORT)
-            .with_context(|| format!("HAProxy's http frontend: {}", haproxy_log()))?;
-        let name = format!("HAProxy 2.6 mode http, nbthread {workers}");
-        measure(
-            &lab,
-            runs,
-            &mut rows,
-            &name,
-            VIP_L7,
-            HTTP_PORT,
-            Some(haproxy.pid()),
-        )?;
-        if !http_only {
-            let name = format!("HAProxy 2.6 mode tcp, nbthread {workers}");
-            measure(
-                &lab,
-                runs,
-                &mut rows,
-                &name,
-                VIP_L7,
-                TCP_PORT,
-                Some(haproxy.pid()),
-            )?;
-        }
-        rows.push(Row {
-            what: "peak RSS",
-            path: format!("HAProxy 2.6, nbthread {workers}"),
-            value: crate::bench::peak_rss(haproxy.pid())?,
-            unit: "MiB",
-            range: None,
-        });
-        rows.push(Row {
-            what: "RSS after the runs",
-            path: format!("HAProxy 2.6, nbthread {workers}"),
-            value: current_rss(haproxy.pid())?,
-            unit: "MiB",
-            range: None,
-        });
-    }
     // `LBD_BENCH_L7_NO_TLS=1` leaves out the TLS benches (a quicker loop
     // while working on the proxy; the section is then only printed).
     let tls = std::env::var_os("LBD_BENCH_L7_NO_TLS").is_none() && !http_only && !no_haproxy;
@@ -251,9 +241,9 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, Te
         format!(
             "global\n  maxconn 8000\n  nbthread {threads}\n\
              defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-             frontend http\n  mode http\n  bind {VIP_L7}:{HTTP_PORT}\n  default_backend web\n\
+             frontend http\n  mode http\n  bind {VIP_L7}:{HAPROXY_HTTP_PORT}\n  default_backend web\n\
              backend web\n  mode http\n  balance roundrobin\n{servers}\
-             frontend tcp\n  mode tcp\n  bind {VIP_L7}:{TCP_PORT}\n  default_backend webtcp\n\
+             frontend tcp\n  mode tcp\n  bind {VIP_L7}:{HAPROXY_TCP_PORT}\n  default_backend webtcp\n\
              backend webtcp\n  mode tcp\n  balance roundrobin\n{servers}"
         ),
     )?;
@@ -300,23 +290,14 @@ pub(crate) fn proxy_workers(pid: u32) -> anyhow::Result<usize> {
     Ok(count)
 }
 
-/// wrk keep-alive and `Connection: close` against `vip:port`, [`RUNS`]
-/// times; rows hold the median and the range. With the proxy's `pid`, also
-/// the CPU time the proxy spent per request and per connection: the
-/// figure the machine's other load disturbs least. `LBD_BENCH_L7_PERF=DIR`
-/// records a `perf record -g` CPU profile of the proxy during the first
-/// keep-alive run into DIR.
-fn measure(
-    lab: &DsrLab,
-    runs: usize,
-    rows: &mut Vec<Row>,
-    path: &str,
-    vip: Ipv4Addr,
-    port: u16,
-    pid: Option<u32>,
-) -> anyhow::Result<()> {
-    let url = format!("http://{vip}:{port}/");
-    measure_url(lab, runs, rows, path, &url, pid, MEASURED)
+/// wrk keep-alive and `Connection: close` runs against `vip:port`; the
+/// rows hold the median and the range. With the proxy's `pid`, also the
+/// CPU time the proxy spent per request and per connection: the figure the
+/// machine's other load disturbs least. `LBD_BENCH_L7_PERF=DIR` records a
+/// `perf record -g` CPU profile of the proxy during the first keep-alive
+/// run into DIR.
+fn series(path: &str, vip: Ipv4Addr, port: u16, pid: Option<u32>) -> Series {
+    Series::new(path, &format!("http://{vip}:{port}/"), pid, MEASURED)
 }
 
 /// The rows [`measure_url`] writes, in its order: keep-alive req/s, its
@@ -344,18 +325,64 @@ pub(crate) fn measure_url(
     pid: Option<u32>,
     what: Measured,
 ) -> anyhow::Result<()> {
-    println!("bench-l7: {path}");
-    let units = ["req/s", "ms", "ms", "conn/s", "us", "us", "requests"];
-    let mut samples: [(&'static str, &'static str, Vec<f64>); 7] =
-        std::array::from_fn(|i| (what[i], units[i], Vec::new()));
-    let mut failed = 0.0;
-    // The proxy's user-space share of the keep-alive CPU: the kernel's
-    // share also carries the lab's packet delivery (softirq work charged
-    // to whichever process sends), which the machine's load moves most.
-    let mut user_cpu = Vec::new();
+    alternate(lab, runs, rows, vec![Series::new(path, url, pid, what)])
+}
+
+/// Runs the series in turn, one run of each per round, then writes their
+/// rows: lbd's and HAProxy's runs sit side by side in time, so what the
+/// machine's other load does over the minutes falls on both alike.
+fn alternate(
+    lab: &DsrLab,
+    runs: usize,
+    rows: &mut Vec<Row>,
+    mut series: Vec<Series>,
+) -> anyhow::Result<()> {
     for run in 0..runs {
+        for one in &mut series {
+            one.run(lab, run == 0)?;
+        }
+    }
+    for one in series {
+        one.finish(lab, rows)?;
+    }
+    Ok(())
+}
+
+/// One path's wrk runs (keep-alive, then `Connection: close`), taken one
+/// at a time.
+struct Series {
+    path: String,
+    url: String,
+    /// The proxy, for its CPU time and system calls.
+    pid: Option<u32>,
+    samples: [(&'static str, &'static str, Vec<f64>); 7],
+    failed: f64,
+    /// The proxy's user-space share of the keep-alive CPU: the kernel's
+    /// share also carries the lab's packet delivery (softirq work charged
+    /// to whichever process sends), which the machine's load moves most.
+    user_cpu: Vec<f64>,
+}
+
+impl Series {
+    fn new(path: &str, url: &str, pid: Option<u32>, what: Measured) -> Series {
+        let units = ["req/s", "ms", "ms", "conn/s", "us", "us", "requests"];
+        Series {
+            path: path.into(),
+            url: url.into(),
+            pid,
+            samples: std::array::from_fn(|i| (what[i], units[i], Vec::new())),
+            failed: 0.0,
+            user_cpu: Vec::new(),
+        }
+    }
+
+    /// One keep-alive and one close run; `first` profiles the keep-alive
+    /// run when `LBD_BENCH_L7_PERF` asks.
+    fn run(&mut self, lab: &DsrLab, first: bool) -> anyhow::Result<()> {
+        let (pid, url) = (self.pid, self.url.as_str());
+        println!("bench-l7: {}", self.path);
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
-            (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, path)?),
+            (Some(pid), Some(dir)) if first => Some(start_profile(pid, &dir, &self.path)?),
             _ => None,
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
@@ -365,7 +392,7 @@ pub(crate) fn measure_url(
         if let (Some(pid), Some(before)) = (pid, user) {
             let used = user_ticks(pid)?.saturating_sub(before) as f64 / 100.0;
             if keep.requests > 0.0 {
-                user_cpu.push(used * 1e6 / keep.requests);
+                self.user_cpu.push(used * 1e6 / keep.requests);
             }
         }
         drop(profile);
@@ -383,8 +410,8 @@ pub(crate) fn measure_url(
             ],
         )?;
         let close_cpu = cpu_per_request(pid, cpu, close.requests)?;
-        failed += keep.failed + close.failed;
-        for (sample, value) in samples.iter_mut().zip([
+        self.failed += keep.failed + close.failed;
+        for (sample, value) in self.samples.iter_mut().zip([
             keep.rate,
             keep.p50_ms,
             keep.p99_ms,
@@ -394,46 +421,63 @@ pub(crate) fn measure_url(
         ]) {
             sample.2.push(value);
         }
+        Ok(())
     }
-    samples[6].2.push(failed);
-    if !user_cpu.is_empty() {
-        user_cpu.sort_by(f64::total_cmp);
-        println!("bench-l7: {path}: user CPU per keep-alive request, each run: {user_cpu:.2?} us");
-        rows.push(Row {
-            what: "proxy user-space CPU per keep-alive request",
-            path: path.into(),
-            value: user_cpu[user_cpu.len() / 2],
-            unit: "us",
-            range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
-        });
-    }
-    if let Some(pid) = pid {
-        let (calls, top) = syscalls_per_request(lab, pid, url)?;
-        println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
-        rows.push(Row {
-            what: "proxy system calls per keep-alive request",
-            path: path.into(),
-            value: calls,
-            unit: "calls",
-            range: None,
-        });
-    }
-    for (what, unit, mut values) in samples {
-        values.retain(|v| !v.is_nan());
-        if values.is_empty() {
-            continue;
+
+    /// Counts the proxy's system calls (one more run) and writes the rows:
+    /// medians with their ranges.
+    fn finish(self, lab: &DsrLab, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let Series {
+            path,
+            url,
+            pid,
+            mut samples,
+            failed,
+            mut user_cpu,
+        } = self;
+        samples[6].2.push(failed);
+        if !user_cpu.is_empty() {
+            user_cpu.sort_by(f64::total_cmp);
+            println!(
+                "bench-l7: {path}: user CPU per keep-alive request, each run: {user_cpu:.2?} us"
+            );
+            rows.push(Row {
+                what: "proxy user-space CPU per keep-alive request",
+                path: path.clone(),
+                value: user_cpu[user_cpu.len() / 2],
+                unit: "us",
+                range: (user_cpu.len() > 1)
+                    .then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
+            });
         }
-        values.sort_by(f64::total_cmp);
-        let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
-        rows.push(Row {
-            what,
-            path: path.into(),
-            value: values[values.len() / 2],
-            unit,
-            range,
-        });
+        if let Some(pid) = pid {
+            let (calls, top) = syscalls_per_request(lab, pid, &url)?;
+            println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
+            rows.push(Row {
+                what: "proxy system calls per keep-alive request",
+                path: path.clone(),
+                value: calls,
+                unit: "calls",
+                range: None,
+            });
+        }
+        for (what, unit, mut values) in samples {
+            values.retain(|v| !v.is_nan());
+            if values.is_empty() {
+                continue;
+            }
+            values.sort_by(f64::total_cmp);
+            let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
+            rows.push(Row {
+                what,
+                path: path.clone(),
+                value: values[values.len() / 2],
+                unit,
+                range,
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Resident memory of `pid` now (VmRSS), in MiB: what the proxy holds
@@ -659,7 +703,7 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         .unwrap_or_else(|| "?".into());
     let mut out = format!(
         "## L7 proxy: lbd vs HAProxy 2.6\n\n\
-         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range; both proxies run side by side (HAProxy on ports of its own) and their runs alternate, lbd's first, so that the machine's drift falls on both alike. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
          | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
     );
     for row in rows {
