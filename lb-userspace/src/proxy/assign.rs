@@ -6,6 +6,7 @@
 //! caller's (a pooled or new http connection, a tcp stream).
 use crate::log::AccessRecord;
 use crate::proxy::{
+    clock,
     balance::BalanceInput,
     config::{BackendId, ServerId},
     queue::Place,
@@ -129,7 +130,7 @@ where
                     Err(timeout) => return Err(timeout),
                 };
                 // `%Tw` ends at each assignment (HAProxy's t_queue).
-                record.timers.queue = Some(started.elapsed());
+                record.timers.queue = Some(clock::now().saturating_duration_since(started));
                 if let Some(previous) = previous.take() {
                     let changed = previous != server;
                     record.redispatched |= changed;
@@ -141,7 +142,7 @@ where
                         Counters::add(if changed { &c.redispatches } else { &c.retries }, 1);
                     }
                 }
-                (server, slot, Instant::now())
+                (server, slot, clock::now())
             }
         };
         let config = &backend.servers[server];
@@ -149,7 +150,7 @@ where
         match connect(server).await {
             Ok(connection) => {
                 // `%Tc`: from the (last) assignment, turn-arounds included.
-                record.timers.connect = Some(assigned.elapsed());
+                record.timers.connect = Some(clock::now().saturating_duration_since(assigned));
                 let counters = server_counters(server).unwrap_or_default();
                 return Ok(Assigned {
                     server,
@@ -228,7 +229,7 @@ async fn take_slot<E>(
         return Ok(None);
     };
     loop {
-        let deadline = Instant::now() + backend.timeouts.queue;
+        let deadline = clock::now() + backend.timeouts.queue;
         let mut queued = match runtime.take(backend, input, deadline) {
             Take::NoServer => return Ok(None),
             Take::Slot(server, slot) => return Ok(Some((server, slot))),

@@ -1,5 +1,5 @@
-//! The proxy's clock, kept as HAProxy keeps `now_ms`: read once each time a
-//! connection's task is polled, then shared by everything that turn does
+//! The proxy's clock, kept as HAProxy keeps `now_ms`: read at most once each
+//! time a connection's task is polled, then shared by everything that turn does
 //! (the request's start, session rates, the pool's idle ages, timer
 //! deadlines). A keep-alive request read the clock about eight times
 //! (3.7% of the proxy's user time in a profile); a poll takes microseconds,
@@ -14,14 +14,33 @@ use std::{
 };
 
 thread_local! {
-    /// The instant the task being polled on this thread was woken at.
-    static TURN: Cell<Option<Instant>> = const { Cell::new(None) };
+    static TURN: Cell<Turn> = const { Cell::new(Turn::Outside) };
+}
+
+/// Where this thread is with respect to a [`Clocked`] task's turn.
+#[derive(Clone, Copy)]
+enum Turn {
+    /// Not polling a clocked task: every read is a clock read.
+    Outside,
+    /// In a turn that has not needed the time yet (a wake that only moves
+    /// bytes reads no clock).
+    Unread,
+    /// In a turn, at this instant.
+    Read(Instant),
 }
 
 /// The current turn's instant inside a [`Clocked`] task, the clock itself
 /// elsewhere.
 pub fn now() -> Instant {
-    TURN.with(Cell::get).unwrap_or_else(Instant::now)
+    TURN.with(|turn| match turn.get() {
+        Turn::Read(at) => at,
+        Turn::Unread => {
+            let at = Instant::now();
+            turn.set(Turn::Read(at));
+            at
+        }
+        Turn::Outside => Instant::now(),
+    })
 }
 
 pin_project! {
@@ -44,14 +63,14 @@ impl<F: Future> Future for Clocked<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         // Restored afterwards: a clocked future polled inside another (a
         // test's, a nested runtime's) leaves the outer turn as it was.
-        let outer = TURN.with(|turn| turn.replace(Some(Instant::now())));
+        let outer = TURN.with(|turn| turn.replace(Turn::Unread));
         let _restore = Restore(outer);
         self.project().inner.poll(cx)
     }
 }
 
 /// Puts the outer turn back, also when the poll panics.
-struct Restore(Option<Instant>);
+struct Restore(Turn);
 
 impl Drop for Restore {
     fn drop(&mut self) {
