@@ -446,8 +446,7 @@ impl Series {
                 path: path.clone(),
                 value: user_cpu[user_cpu.len() / 2],
                 unit: "us",
-                range: (user_cpu.len() > 1)
-                    .then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
+                range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
             });
         }
         if let Some(pid) = pid {

@@ -6,8 +6,8 @@
 //! caller's (a pooled or new http connection, a tcp stream).
 use crate::log::AccessRecord;
 use crate::proxy::{
-    clock,
     balance::BalanceInput,
+    clock,
     config::{BackendId, ServerId},
     queue::Place,
     retry::{AfterFailure, Failure, FailureKind, RetryPolicy},
