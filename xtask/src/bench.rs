@@ -106,13 +106,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     });
 
     // The others get a clean interface: lbd detaches and unpins.
-    let stop = Command::new(lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()?;
-    if !stop.status.success() {
-        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
-    }
-    lab.stop_lbd();
+    crate::bench_lab::stop_lbd(&mut lab, lbd)?;
     {
         let _haproxy = start_haproxy(&lab)?;
         measure(

@@ -161,13 +161,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         });
     }
     drop(haproxy);
-    let stop = Command::new(lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()?;
-    if !stop.status.success() {
-        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
-    }
-    lab.stop_lbd();
+    crate::bench_lab::stop_lbd(&mut lab, lbd)?;
 
     // `LBD_BENCH_L7_NO_TLS=1` leaves out the TLS benches (a quicker loop
     // while working on the proxy; the section is then only printed).

@@ -8,6 +8,7 @@ use lb_tests::{
 };
 use std::{
     net::{Ipv4Addr, SocketAddr},
+    path::Path,
     process::Command,
 };
 
@@ -36,6 +37,19 @@ pub fn nginx_per_backend(
             Nginx::start_with(&backend.ns, options)
         })
         .collect()
+}
+
+/// Stops the lab's lbd with `lbd stop` (it detaches XDP and unpins, so
+/// what runs next gets a clean interface), then by its PID.
+pub fn stop_lbd(lab: &mut DsrLab, lbd: &Path) -> anyhow::Result<()> {
+    let stop = Command::new(lbd)
+        .args(["stop", "--instance", &lab.instance])
+        .output()?;
+    if !stop.status.success() {
+        anyhow::bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
+    }
+    lab.stop_lbd();
+    Ok(())
 }
 
 /// "2026-12-02 17:45 UTC" (empty if `date` cannot run).

@@ -65,13 +65,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
     let lbd_pid = lab.lbd_pid().context("lbd pid")?;
     let workers = proxy_workers(lbd_pid)?;
     measure(&lab, &mut rows, "lbd (rustls, aws-lc-rs)", h2load, lbd_pid)?;
-    let stop = Command::new(lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()?;
-    if !stop.status.success() {
-        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
-    }
-    lab.stop_lbd();
+    crate::bench_lab::stop_lbd(&mut lab, lbd)?;
     // Comparing lbd builds against each other (e.g. server settings): no
     // HAProxy run, and bench/RESULTS.md is left as it is.
     let lbd_only = std::env::var_os("LBD_BENCH_TLS_LBD_ONLY").is_some();

@@ -59,13 +59,7 @@ pub(crate) fn measure(
     wait_listening(lab, VIP_L7, TLS_PORT).context("lbd's passthrough frontend")?;
     let pid = lab.lbd_pid();
     measure_path(lab, rows, "lbd tcp TLS passthrough (req.ssl_sni)", pid)?;
-    let stop = Command::new(lbd)
-        .args(["stop", "--instance", &lab.instance])
-        .output()?;
-    if !stop.status.success() {
-        bail!("lbd stop: {}", String::from_utf8_lossy(&stop.stderr));
-    }
-    lab.stop_lbd();
+    crate::bench_lab::stop_lbd(lab, lbd)?;
 
     let haproxy = start_haproxy(lab, &scratch.path, workers)?;
     wait_listening(lab, VIP_L7, TLS_PORT).with_context(|| {
