@@ -186,7 +186,7 @@ pub fn parse_response(
     }
     let head: Bytes = buf.split_to(head_len).freeze();
     // Room for what response rules add without growing the map.
-    let mut headers = crate::proxy::http::headers::header_map(ranges.len() + 4);
+    let mut headers = headers::header_map(ranges.len() + 4);
     for (name, range) in ranges {
         let value =
             HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| HeadError::Header)?;
