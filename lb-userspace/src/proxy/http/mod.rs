@@ -12,6 +12,7 @@ pub mod errors;
 pub mod fuzzing;
 mod h1;
 pub mod headers;
+mod hop;
 mod origin;
 mod service;
 mod tunnel;

@@ -295,11 +295,12 @@ where
         tunnel_log: None,
         logs,
     };
-    let upgrade = headers::upgrade_protocol(request.headers());
-    // Only HTTP/1 upgrades (HTTP/2 forbids the Upgrade header).
-    let client_upgrade = upgrade
+    // Only HTTP/1 upgrades (HTTP/2 forbids the Upgrade header): lbd's
+    // HTTP/1 server marks the requests that ask for one.
+    let client_upgrade = request.extensions_mut().remove::<ClientUpgrade>();
+    let upgrade = client_upgrade
         .as_ref()
-        .and_then(|_| request.extensions_mut().remove::<ClientUpgrade>());
+        .and_then(|_| headers::upgrade_protocol(request.headers()));
     let (mut parts, body) = request.into_parts();
     // Two Host headers leave the target ambiguous (proxies and servers
     // that pick differently make request smuggling possible): HAProxy

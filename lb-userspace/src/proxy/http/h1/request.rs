@@ -2,10 +2,13 @@
 //! front of the connection's read buffer into `http` types whose header
 //! values share the buffer's bytes, with its body's framing and whether the
 //! client keeps the connection open after the response.
-use crate::proxy::http::headers;
+use crate::proxy::http::{
+    headers::{self, LineSpan, LineSpans},
+    hop::HeadFacts,
+};
 use bytes::{Bytes, BytesMut};
 use hyper::{
-    header::{self, HeaderMap, HeaderName, HeaderValue},
+    header::{self, HeaderMap},
     http::request,
     Method, Request, Uri, Version,
 };
@@ -37,6 +40,8 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for a 100 before its body.
     pub expect_continue: bool,
+    /// `Connection: upgrade` with an Upgrade header.
+    pub upgrade: bool,
 }
 
 /// Why a request head was refused.
@@ -121,13 +126,16 @@ pub fn parse_request(
     let target = parsed
         .path
         .map(|p| offset(p.as_bytes())..offset(p.as_bytes()) + p.len());
-    let mut ranges: smallvec::SmallVec<[(HeaderName, std::ops::Range<usize>); 24]> =
-        smallvec::SmallVec::with_capacity(parsed.headers.len());
+    // The framing and connection headers are read in the same pass.
+    let mut facts = HeadFacts::default();
+    let mut expect_continue = false;
+    let mut lines = LineSpans::new();
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| RequestError::Syntax("invalid header name"))?;
-        let start = offset(h.value);
-        ranges.push((name, start..start + h.value.len()));
+        facts.note(h.name.as_bytes(), h.value);
+        if h.name.len() == 6 && h.name.eq_ignore_ascii_case("expect") {
+            expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
+        }
+        lines.push(LineSpan::of(buf.as_ptr(), h).ok_or(RequestError::TooLarge)?);
     }
     let head: Bytes = buf.split_to(head_len).freeze();
     let uri = target
@@ -135,18 +143,11 @@ pub fn parse_request(
         .ok_or(RequestError::Syntax("invalid request target"))?;
     // Room for the headers the proxy adds (Host, X-Forwarded-*): a map
     // filled to capacity grows on the next insert, even of a present name.
-    let mut headers = headers::header_map(ranges.len() + 6);
-    for (name, range) in ranges {
-        let value = HeaderValue::from_maybe_shared(head.slice(range))
-            .map_err(|_| RequestError::Syntax("invalid header value"))?;
-        headers.append(name, value);
-    }
-    let (body, unambiguous) = body_framing(&mut headers, version)?;
-    let keep_alive = unambiguous && headers::persists(&headers, version);
-    let expect_continue = version == Version::HTTP_11
-        && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut headers = headers::map_of_lines(&head, &lines, 6)
+        .map_err(|_| RequestError::Syntax("invalid header line"))?;
+    let (body, unambiguous) = body_framing(&facts, &mut headers, version)?;
+    let keep_alive = unambiguous && facts.connection.persists(version == Version::HTTP_10);
+    let expect_continue = version == Version::HTTP_11 && expect_continue;
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -158,6 +159,7 @@ pub fn parse_request(
         body,
         keep_alive,
         expect_continue,
+        upgrade: facts.asks_upgrade(),
     }))
 }
 
@@ -170,11 +172,11 @@ fn syntax(error: httparse::Error) -> RequestError {
 /// removed and the connection closes after the response, as HAProxy does;
 /// the flag is false then.
 fn body_framing(
+    facts: &HeadFacts,
     headers: &mut HeaderMap,
     version: Version,
 ) -> Result<(BodyFraming, bool), RequestError> {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers::chunked_is_last(headers);
+    if let Some(chunked_last) = facts.transfer_encoding {
         // A request body must be chunked last, and HTTP/1.0 has no chunks.
         if !chunked_last || version == Version::HTTP_10 {
             return Err(RequestError::TransferEncoding);
@@ -182,7 +184,10 @@ fn body_framing(
         let had_length = headers.remove(header::CONTENT_LENGTH).is_some();
         return Ok((BodyFraming::Chunked, !had_length));
     }
-    let found = headers::content_length(headers).map_err(|_| RequestError::ContentLength)?;
+    let found = facts
+        .content_length
+        .get()
+        .map_err(|_| RequestError::ContentLength)?;
     Ok(match found {
         None | Some(0) => (BodyFraming::Empty, true),
         Some(length) => (BodyFraming::Length(length), true),

@@ -1,7 +1,7 @@
 //! Sans-IO response heads toward clients: how the body is framed on the
 //! client's connection (RFC 9112 §6, as hyper's server decides it), whether
 //! the connection closes after it, and the head's bytes.
-use crate::proxy::http::headers;
+use crate::proxy::http::hop;
 use bytes::{BufMut, BytesMut};
 use hyper::{header, http::response, StatusCode, Version};
 use std::fmt::Write as _;
@@ -37,6 +37,8 @@ pub struct Plan {
     add_framing_header: bool,
     /// The connection closes once the response is written.
     pub close: bool,
+    /// The head carries `Connection: close` already.
+    says_close: bool,
 }
 
 /// Decides the framing of `parts` for `client`. `body_over`: the body has
@@ -48,13 +50,14 @@ pub fn plan(
     exact: Option<u64>,
 ) -> Plan {
     let status = parts.status;
+    let facts = hop::facts_of(&parts.headers);
     let (framing, add_framing_header) = if client.head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         (Framing::NoBody, false)
-    } else if let Ok(Some(length)) = headers::content_length(&parts.headers) {
+    } else if let Ok(Some(length)) = facts.content_length.get() {
         (Framing::Length(length), false)
     } else if body_over {
         (Framing::Length(0), true)
@@ -65,14 +68,14 @@ pub fn plan(
     } else {
         (Framing::UntilClose, false)
     };
+    let says_close = facts.connection.close;
     let close = status != StatusCode::SWITCHING_PROTOCOLS
-        && (!client.keep_alive
-            || framing == Framing::UntilClose
-            || headers::has_connection_token(&parts.headers, "close"));
+        && (!client.keep_alive || framing == Framing::UntilClose || says_close);
     Plan {
         framing,
         add_framing_header,
         close,
+        says_close,
     }
 }
 
@@ -110,7 +113,7 @@ pub fn encode(parts: &response::Parts, plan: &Plan, client: ClientSide, out: &mu
             _ => {}
         }
     }
-    if plan.close && !headers::has_connection_token(&parts.headers, "close") {
+    if plan.close && !plan.says_close {
         out.put_slice(b"connection: close\r\n");
     } else if !plan.close
         && client.version == Version::HTTP_10

@@ -165,6 +165,7 @@ where
         body,
         keep_alive,
         expect_continue,
+        upgrade,
     } = head;
     let client = ClientSide {
         head_request: parts.method == Method::HEAD,
@@ -177,7 +178,6 @@ where
         BodyFraming::Chunked => BodyProgress::Chunked(ChunkedDecoder::default()),
     };
     lock(wire).start_body(progress, expect_continue);
-    let upgrade = headers::upgrade_protocol(&parts.headers).is_some();
     let mut request = Request::from_parts(parts, RequestBody::new(wire.clone()));
     let upgrade = upgrade.then(|| {
         let (sender, receiver) = oneshot::channel();

@@ -2,7 +2,10 @@
 //! (its framing decided from the body, as RFC 9112 §6 says) and the
 //! response head it reads (parsed with httparse, its body's framing and
 //! whether the connection can carry another request).
-use crate::proxy::http::headers::{self, httparse_reason};
+use crate::proxy::http::{
+    headers::{self, httparse_reason, LineSpan, LineSpans},
+    hop::{HeadFacts, Hop},
+};
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::{
     header::{self, HeaderMap, HeaderName, HeaderValue},
@@ -38,7 +41,8 @@ pub fn request_framing(
     body_is_over: bool,
     exact_length: Option<u64>,
 ) -> RequestFraming {
-    if let Some(length) = content_length(headers).ok().flatten() {
+    let facts = crate::proxy::http::hop::facts_of(headers);
+    if let Some(length) = facts.content_length.get().ok().flatten() {
         return RequestFraming::Length {
             length,
             add_header: false,
@@ -94,10 +98,6 @@ pub fn encode_request(parts: &request::Parts, framing: RequestFraming, out: &mut
 
 fn syntax(error: httparse::Error) -> HeadError {
     HeadError::Syntax(httparse_reason(error))
-}
-
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, HeadError> {
-    headers::content_length(headers).map_err(|_| HeadError::ContentLength)
 }
 
 /// Why a server's response head was refused (a 502 for the client).
@@ -175,22 +175,36 @@ pub fn parse_response(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Offsets first: the slices borrow `buf`, which is split below.
-    let base = buf.as_ptr() as usize;
-    let mut ranges: smallvec::SmallVec<[(HeaderName, std::ops::Range<usize>); 24]> =
-        smallvec::SmallVec::with_capacity(response.headers.len());
+    // Offsets first: the slices borrow `buf`, which is split below. The
+    // framing and connection headers are read in the same pass; the
+    // hop-by-hop ones never reach the map (the client's side is framed
+    // and kept alive by lbd), except in a 101, whose upgrade headers go on.
+    let keeps_hop_headers = status == StatusCode::SWITCHING_PROTOCOLS;
+    let mut facts = HeadFacts::default();
+    let mut lines = LineSpans::new();
     for h in response.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Header)?;
-        let start = h.value.as_ptr() as usize - base;
-        ranges.push((name, start..start + h.value.len()));
+        let hop = facts.note(h.name.as_bytes(), h.value);
+        if hop.is_some() && !keeps_hop_headers {
+            continue;
+        }
+        lines.push(LineSpan::of(buf.as_ptr(), h).ok_or(HeadError::TooLarge)?);
     }
+    // Headers the Connection header names are this hop's too (rare).
+    let named = if facts.connection.names_other && !keeps_hop_headers {
+        named_by_connection(response.headers)
+    } else {
+        Vec::new()
+    };
     let head: Bytes = buf.split_to(head_len).freeze();
     // Room for what response rules add without growing the map.
-    let mut headers = headers::header_map(ranges.len() + 4);
-    for (name, range) in ranges {
-        let value =
-            HeaderValue::from_maybe_shared(head.slice(range)).map_err(|_| HeadError::Header)?;
-        headers.append(name, value);
+    let mut headers = headers::map_of_lines(&head, &lines, 4).map_err(|_| HeadError::Header)?;
+    for name in named {
+        headers.remove(name);
+    }
+    if facts.transfer_encoding.is_some() && !matches!(facts.content_length.get(), Ok(None)) {
+        // RFC 9112 §6.3: Transfer-Encoding overrides a Content-Length,
+        // which must not be forwarded (the client's framing is lbd's).
+        headers.remove(header::CONTENT_LENGTH);
     }
     // Set in place: the builder moves its parts through a Result at every
     // step (memcpy in a keep-alive profile).
@@ -199,8 +213,8 @@ pub fn parse_response(
     *response.version_mut() = version;
     *response.headers_mut() = headers;
     let (parts, ()) = response.into_parts();
-    let (framing, framing_allows_reuse) = response_framing(&parts, request_method)?;
-    let keep_alive = framing_allows_reuse && headers::persists(&parts.headers, version);
+    let (framing, framing_allows_reuse) = response_framing(status, &facts, request_method)?;
+    let keep_alive = framing_allows_reuse && facts.connection.persists(version == Version::HTTP_10);
     Ok(Some(ResponseHead {
         parts,
         framing,
@@ -208,15 +222,28 @@ pub fn parse_response(
     }))
 }
 
+/// The headers a raw head's Connection lines name, other than hop-by-hop
+/// ones.
+fn named_by_connection(lines: &[httparse::Header<'_>]) -> Vec<HeaderName> {
+    lines
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty() && Hop::of(token).is_none())
+        .filter_map(|token| HeaderName::from_bytes(token).ok())
+        .collect()
+}
+
 /// RFC 9112 §6.3, in its order. The flag is false when the framing itself
 /// forbids reuse (a body read until close, or both Transfer-Encoding and
 /// Content-Length: the request-smuggling shape, answered as chunked and
 /// then closed, as HAProxy does).
 fn response_framing(
-    parts: &response::Parts,
+    status: StatusCode,
+    facts: &HeadFacts,
     request_method: &Method,
 ) -> Result<(ResponseFraming, bool), HeadError> {
-    let status = parts.status;
     if request_method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -224,17 +251,16 @@ fn response_framing(
     {
         return Ok((ResponseFraming::Empty, true));
     }
-    let headers = &parts.headers;
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers::chunked_is_last(headers);
-        let has_length = headers.contains_key(header::CONTENT_LENGTH);
+    let length = facts.content_length.get();
+    if let Some(chunked_last) = facts.transfer_encoding {
+        let has_length = !matches!(length, Ok(None));
         return Ok(if chunked_last {
             (ResponseFraming::Chunked, !has_length)
         } else {
             (ResponseFraming::UntilClose, false)
         });
     }
-    match content_length(headers)? {
+    match length.map_err(|_| HeadError::ContentLength)? {
         Some(0) => Ok((ResponseFraming::Empty, true)),
         Some(length) => Ok((ResponseFraming::Length(length), true)),
         None => Ok((ResponseFraming::UntilClose, false)),
@@ -430,6 +456,28 @@ mod tests {
         .expect("valid")
         .expect("complete");
         assert_eq!(to_head.framing, ResponseFraming::Empty);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_never_reach_the_map_except_in_a_101() {
+        let parsed = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\n\
+             X-Hop: 1\r\nX-Kept: 2\r\nTrailer: X-Sum\r\nContent-Length: 2\r\n\r\n",
+        );
+        let mut names: Vec<&str> = parsed.parts.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-kept"]);
+        assert!(parsed.keep_alive);
+        // Transfer-Encoding wins over Content-Length, which is not forwarded.
+        let smuggled =
+            head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(smuggled.framing, ResponseFraming::Chunked);
+        assert!(smuggled.parts.headers.is_empty());
+        let switching = head(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(switching.parts.headers["upgrade"], "websocket");
+        assert_eq!(switching.parts.headers["connection"], "Upgrade");
     }
 
     #[test]
