@@ -57,7 +57,9 @@ pub fn set_worker(index: usize) {
 /// req.hdr(host)`): a connection is reused only for the same name.
 pub type PoolKey = (SocketAddr, Option<Arc<str>>);
 
-type IdleByServer = Mutex<HashMap<PoolKey, Vec<Idle>>>;
+/// foldhash rather than SipHash: keys are server addresses (and SNI names),
+/// hashed twice per request, and the seed is still random per process.
+type IdleByServer = Mutex<HashMap<PoolKey, Vec<Idle>, foldhash::fast::RandomState>>;
 
 /// Idle keep-alive connections by worker thread and server address.
 pub struct Pool {
