@@ -145,8 +145,13 @@ where
                 (server, slot, clock::now())
             }
         };
-        let config = &backend.servers[server];
-        record.server = Some(config.name.as_str().into());
+        let name = snapshot
+            .counters(counters)
+            .server_names
+            .get(backend_id)
+            .and_then(|names| names.get(server))
+            .cloned();
+        record.server = name.or_else(|| Some(backend.servers[server].name.as_str().into()));
         match connect(server).await {
             Ok(connection) => {
                 // `%Tc`: from the (last) assignment, turn-arounds included.

@@ -692,6 +692,9 @@ pub struct SnapshotCounters {
     pub backend_names: Vec<Arc<str>>,
     /// `servers[backend][server]`.
     pub servers: Vec<Vec<Arc<Counters>>>,
+    /// Each server's name (`server_names[backend][server]`), shared by the
+    /// log records: a name copied per request was an allocation each.
+    pub server_names: Vec<Vec<Arc<str>>>,
 }
 
 impl Snapshot {
@@ -728,6 +731,10 @@ impl Snapshot {
                             })
                             .collect()
                     })
+                    .collect(),
+                server_names: backends
+                    .iter()
+                    .map(|b| b.servers.iter().map(|s| s.name.as_str().into()).collect())
                     .collect(),
             }
         })

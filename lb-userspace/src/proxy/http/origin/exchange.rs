@@ -21,7 +21,7 @@ use hyper::{
 };
 use std::{
     fmt::Write as _,
-    future::poll_fn,
+    future::{poll_fn, Future},
     io,
     pin::Pin,
     sync::Arc,
@@ -272,13 +272,17 @@ fn poll_fill(conn: &mut ServerConn, cx: &mut Context<'_>, want: usize) -> Poll<i
 /// back ([`SendError::NotSent`]). The response body reads from the
 /// connection, which goes to `recycle` once it is read whole, if the
 /// exchange left it reusable.
-pub async fn send(
+///
+/// Not an async function: the head is encoded now and the future holds
+/// only what [`Unsent`] keeps, not the request (the future is moved whole
+/// on its way into the request's).
+pub fn send(
     conn: ServerConn,
     request: Request<ProxyBody>,
     reused: bool,
     recycle: Option<Recycle>,
-) -> Result<Response<ResponseBody>, SendError> {
-    send_encoded(conn, Unsent::encode(request), reused, recycle).await
+) -> impl Future<Output = Result<Response<ResponseBody>, SendError>> {
+    send_encoded(conn, Unsent::encode(request), reused, recycle)
 }
 
 /// Sends a request that a pooled connection did not take
@@ -404,7 +408,7 @@ async fn send_encoded(
         ResponseFraming::Chunked => Reading::Chunked(ChunkedDecoder::default()),
         ResponseFraming::UntilClose => Reading::UntilClose,
     };
-    let upload = (!upload_done && write_error.is_none()).then_some(upload);
+    let upload = (!upload_done && write_error.is_none()).then(|| Box::new(upload));
     let mut body = ResponseBody {
         conn: Some(conn),
         upload,
@@ -438,11 +442,13 @@ impl std::fmt::Debug for ResponseBody {
 /// The response body, read from the server connection as it is polled.
 pub struct ResponseBody {
     conn: Option<ServerConn>,
-    upload: Option<Upload>,
+    /// Boxed, as `upgraded`: rare (a request body still going out, a 101),
+    /// and a response and its body are moved several times per request.
+    upload: Option<Box<Upload>>,
     reading: Reading,
     reusable: bool,
     recycle: Option<Recycle>,
-    upgraded: Option<Upgraded>,
+    upgraded: Option<Box<Upgraded>>,
 }
 
 /// A body read from the server that broke off (the server closed or
@@ -465,13 +471,13 @@ impl ResponseBody {
             reading: Reading::Done,
             reusable: false,
             recycle: None,
-            upgraded: Some(upgraded),
+            upgraded: Some(Box::new(upgraded)),
         }
     }
 
     /// The server side of a `101` tunnel.
     pub fn take_upgrade(&mut self) -> Option<Upgraded> {
-        self.upgraded.take()
+        self.upgraded.take().map(|upgraded| *upgraded)
     }
 
     /// The body has been read whole: the connection goes back to the pool
@@ -481,7 +487,7 @@ impl ResponseBody {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        let upload_over = self.upload.as_ref().is_none_or(Upload::is_done);
+        let upload_over = self.upload.as_deref().is_none_or(Upload::is_done);
         if self.reusable && upload_over && conn.buf.is_empty() {
             if let Some(recycle) = self.recycle.take() {
                 recycle.pool.put(recycle.key, conn);
