@@ -117,11 +117,20 @@ impl Exchange {
                 Counters::add(&counters.bytes_out, n);
             }
         };
-        let on_end = move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes);
-        Response::from_parts(
-            parts,
-            Metered::new(body, idle, on_data, on_end).boxed_unsync(),
-        )
+        let body = if self.logs || self.tunnel_log.is_some() {
+            let on_end = move |end: BodyEnd, bytes: u64| self.finish(end, head + bytes);
+            Metered::new(body, idle, on_data, on_end).boxed_unsync()
+        } else {
+            // Nothing to log: the body's end only releases the server and
+            // marks the connection idle, and the rest of the exchange goes
+            // now (a closure of 600 bytes less, moved and boxed per request).
+            let release = Release::from(self);
+            Metered::new(body, idle, on_data, move |end: BodyEnd, _| {
+                release.finish(end)
+            })
+            .boxed_unsync()
+        };
+        Response::from_parts(parts, body)
     }
 
     fn finish(mut self, end: BodyEnd, bytes: u64) {
@@ -143,14 +152,6 @@ impl Exchange {
                     Counters::add(&counters.response_errors, 1);
                 }
             }
-        }
-        if !self.logs && self.tunnel_log.is_none() {
-            // A frontend without `log`: no record to complete, and the
-            // server slot frees now rather than after the flush (nothing
-            // reads the connection counts a log line would carry).
-            self.sessions.clear();
-            drop(self.slot.take());
-            return;
         }
         self.record.bytes_to_client = bytes;
         // The head and body the client sent (the body alone for the counters).
@@ -208,6 +209,52 @@ impl Exchange {
             .timers
             .request
             .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// What the end of a response body releases when nothing is logged: the
+/// server's sessions then its slot (in that order, as [`Exchange::finish`]),
+/// and the request's activity mark (the connection is idle again).
+struct Release {
+    backend: Option<Arc<Counters>>,
+    server: Option<Arc<Counters>>,
+    sessions: SmallVec<[SessionGuard; 2]>,
+    slot: Option<ServerSlot>,
+    _activity: RequestActivity,
+}
+
+impl From<Exchange> for Release {
+    fn from(exchange: Exchange) -> Release {
+        let Exchange {
+            backend,
+            server,
+            sessions,
+            slot,
+            activity,
+            ..
+        } = exchange;
+        Release {
+            backend,
+            server,
+            sessions,
+            slot,
+            _activity: activity,
+        }
+    }
+}
+
+impl Release {
+    fn finish(mut self, end: BodyEnd) {
+        if matches!(end, BodyEnd::TimedOut | BodyEnd::Failed) {
+            for counters in [self.backend.as_ref(), self.server.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                Counters::add(&counters.response_errors, 1);
+            }
+        }
+        self.sessions.clear();
+        drop(self.slot.take());
     }
 }
 
