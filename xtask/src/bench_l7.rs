@@ -28,12 +28,12 @@ use std::{
 /// The L7 frontends, lbd's and HAProxy's (on ports of its own).
 pub(crate) const VIP_L7: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 110);
 /// lbd's L4 fullnat service over the same backends.
-const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
-const HTTP_PORT: u16 = 80;
+pub(crate) const VIP_L4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 111);
+pub(crate) const HTTP_PORT: u16 = 80;
 const TCP_PORT: u16 = 81;
-const HAPROXY_HTTP_PORT: u16 = 180;
+pub(crate) const HAPROXY_HTTP_PORT: u16 = 180;
 const HAPROXY_TCP_PORT: u16 = 181;
-const BACKEND_PORT: u16 = 8081;
+pub(crate) const BACKEND_PORT: u16 = 8081;
 const WRK_SECONDS: &str = "5s";
 const RUNS: usize = 3;
 const SECTION_START: &str = "<!-- bench-l7 start -->";
@@ -185,7 +185,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
 
 /// lbd: an http and a tcp frontend on VIP_L7 over the three backends, and
 /// an L4 fullnat service on VIP_L4. No access log (nor for HAProxy).
-fn lbd_config(lab: &DsrLab) -> String {
+pub(crate) fn lbd_config(lab: &DsrLab) -> String {
     let servers: String = (0..3)
         .map(|i| {
             format!(
@@ -224,6 +224,16 @@ fn lbd_config(lab: &DsrLab) -> String {
 /// Returns HAProxy (stopped by PID on drop) and its directory (removed on
 /// drop), which holds its stderr in `haproxy.log`.
 fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, TempDir)> {
+    start_haproxy_via(lab, threads, &[])
+}
+
+/// [`start_haproxy`] through `wrapper` (a command that execs its
+/// arguments in the same process, such as valgrind).
+pub(crate) fn start_haproxy_via(
+    lab: &DsrLab,
+    threads: usize,
+    wrapper: &[&str],
+) -> anyhow::Result<(ChildGuard, TempDir)> {
     let scratch = TempDir::create(&format!("{}-haproxy-l7", lab.instance))?;
     let dir = scratch.path.clone();
     let servers: String = (0..3)
@@ -241,9 +251,10 @@ fn start_haproxy(lab: &DsrLab, threads: usize) -> anyhow::Result<(ChildGuard, Te
              backend webtcp\n  mode tcp\n  balance roundrobin\n{servers}"
         ),
     )?;
-    let mut command = lab
-        .lb()
-        .command("haproxy", &["-db", "-f", &conf.display().to_string()]);
+    let conf = conf.display().to_string();
+    let mut args = wrapper.to_vec();
+    args.extend(["haproxy", "-db", "-f", &conf]);
+    let mut command = lab.lb().command(args[0], &args[1..]);
     command
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("haproxy.log"))?);

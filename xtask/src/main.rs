@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, eBPF build, tests and the demo lab.
 mod bench;
 mod bench_bgp;
+mod bench_cg;
 mod bench_l7;
 mod bench_lab;
 mod bench_stats;
@@ -46,6 +47,12 @@ enum Task {
     /// 2.6 over three nginx backends; replaces its section of
     /// bench/RESULTS.md.
     BenchL7,
+    /// The L7 proxy's user-space instructions and simulated cache misses
+    /// per keep-alive request, lbd vs HAProxy 2.6, under callgrind: a
+    /// repeatable A/B where wall-clock rates drift.
+    /// LBD_BENCH_CG_BASELINE=PATH adds another lbd build. Replaces its
+    /// section of bench/RESULTS.md.
+    BenchCg,
     /// Only the TLS rows of `bench-l7` (issue 13): handshakes/s, keep-alive
     /// and h2 over TLS, lbd vs HAProxy 2.6; replaces its section.
     BenchTls,
@@ -95,6 +102,12 @@ fn main() -> anyhow::Result<()> {
                 cargo(&["build", "--release", "-p", "lb-userspace"])?;
             }
             bench_l7::run(&workspace_root().join("target/release/lbd"))
+        }
+        Task::BenchCg => {
+            setup::ensure()?;
+            build_ebpf()?;
+            cargo(&["build", "--release", "-p", "lb-userspace"])?;
+            bench_cg::run(&workspace_root().join("target/release/lbd"))
         }
         Task::BenchTls => {
             setup::ensure()?;

@@ -39,6 +39,8 @@ const PACKAGES: &[&str] = &[
     "linux-perf",
     // Issue 13: h2load measures HTTP/2 over TLS in bench-l7.
     "nghttp2-client",
+    // bench-cg counts the proxies' instructions under callgrind.
+    "valgrind",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
