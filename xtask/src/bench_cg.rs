@@ -108,7 +108,7 @@ fn wait_listening(lab: &DsrLab, port: u16) -> anyhow::Result<()> {
             Err(error) => last = Some(error),
         }
     }
-    Err(last.map_or_else(|| anyhow::anyhow!("not listening"), |e| e))
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("not listening")))
         .with_context(|| format!("port {port} under callgrind"))
 }
 
@@ -206,6 +206,9 @@ fn parse_totals(text: &str) -> anyhow::Result<Vec<(String, u64)>> {
         .collect())
 }
 
+/// One column of [`Counted`].
+type CountedField = fn(&Counted) -> f64;
+
 fn render(counted: &[Counted]) -> String {
     let mut out = format!(
         "## L7 proxy cost per keep-alive request, counted (`cargo xtask bench-cg`)\n\n\
@@ -223,7 +226,7 @@ fn render(counted: &[Counted]) -> String {
             .join(" | "),
         "---:|".repeat(counted.len()),
     );
-    let rows: [(&str, fn(&Counted) -> f64); 4] = [
+    let rows: [(&str, CountedField); 4] = [
         ("instructions", |c| c.instructions),
         ("data writes", |c| c.data_writes),
         ("L1 data read misses", |c| c.d1_read_misses),
