@@ -7,11 +7,14 @@
 //! bulk data, as HAProxy's `option splice-auto`: small messages (requests
 //! and responses) cost fewer system calls copied, long transfers less CPU
 //! spliced; and `splice(2)` throughout, for comparison.
-use crate::proxy::stats::now_ms;
+use crate::proxy::{clock, stats::now_ms};
 use std::{
+    future::Future,
     io,
     os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    pin::Pin,
     sync::atomic::{AtomicU64, Ordering::Relaxed},
+    task::{Context, Poll},
     time::Duration,
 };
 use tokio::{
@@ -59,18 +62,47 @@ impl RelayMeter {
     fn touch(&self) {
         self.last_activity_ms.store(now_ms(), Relaxed);
     }
+}
 
-    /// Resolves once nothing moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
-        self.touch();
-        let idle_ms = idle.as_millis() as u64;
+/// The inactivity timeout over both directions of a relay.
+struct IdleTimer {
+    idle_ms: u64,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// The timer was polled since it was last set: it holds the task's
+    /// waker and needs no poll before its deadline.
+    armed: bool,
+}
+
+impl IdleTimer {
+    fn new(idle: Duration, meter: &RelayMeter) -> IdleTimer {
+        meter.touch();
+        IdleTimer {
+            idle_ms: idle.as_millis() as u64,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            armed: false,
+        }
+    }
+
+    /// Ready once nothing moved for the idle time. The timer is polled only
+    /// when it is due or set anew, not at every wake-up by the sockets (a
+    /// timer poll per wake-up was 5% of tcp mode's user time).
+    fn poll_expired(&mut self, meter: &RelayMeter, cx: &mut Context<'_>) -> Poll<()> {
+        if self.armed && tokio::time::Instant::from_std(clock::now()) < self.timer.deadline() {
+            return Poll::Pending;
+        }
         loop {
-            let last = self.last_activity_ms.load(Relaxed);
+            let last = meter.last_activity_ms.load(Relaxed);
             let now = now_ms();
-            if now.saturating_sub(last) >= idle_ms {
-                return;
+            if now.saturating_sub(last) >= self.idle_ms {
+                return Poll::Ready(());
             }
-            tokio::time::sleep(Duration::from_millis(last + idle_ms - now)).await;
+            let wait = Duration::from_millis(last + self.idle_ms - now);
+            let deadline = tokio::time::Instant::from_std(clock::now()) + wait;
+            self.timer.as_mut().reset(deadline);
+            self.armed = true;
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
     }
 }
@@ -105,13 +137,20 @@ async fn finish<F>(both: F, idle: Duration, meter: &RelayMeter) -> RelayOutcome
 where
     F: std::future::Future<Output = Result<(u64, u64), CopyError>>,
 {
-    let end = tokio::select! {
-        result = both => match result {
-            Ok(_) => RelayEnd::Closed,
-            Err(error) => RelayEnd::Failed { client: error.reading_client },
-        },
-        _ = meter.idle_for(idle) => RelayEnd::TimedOut,
-    };
+    let mut both = std::pin::pin!(both);
+    let mut idle = IdleTimer::new(idle, meter);
+    let end = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = both.as_mut().poll(cx) {
+            return Poll::Ready(match result {
+                Ok(_) => RelayEnd::Closed,
+                Err(error) => RelayEnd::Failed {
+                    client: error.reading_client,
+                },
+            });
+        }
+        idle.poll_expired(meter, cx).map(|()| RelayEnd::TimedOut)
+    })
+    .await;
     RelayOutcome {
         up: meter.up.load(Relaxed),
         down: meter.down.load(Relaxed),
@@ -482,6 +521,38 @@ mod tests {
             .await
             .expect("splice");
             assert_eq!(outcome.end, RelayEnd::TimedOut);
+        });
+    }
+
+    #[test]
+    fn traffic_keeps_a_relay_past_its_idle_time() {
+        in_private_netns(|| async {
+            let (mut client, mut proxy_client) = pair().await;
+            let (mut proxy_server, mut server) = pair().await;
+            let meter = RelayMeter::default();
+            let idle = Duration::from_millis(150);
+            let started = std::time::Instant::now();
+            let relay = adaptive_relay(&mut proxy_client, &mut proxy_server, idle, &meter, false);
+            // A byte every 50 ms for 600 ms (four idle times), then silence.
+            let talk = async {
+                let mut byte = [0u8; 1];
+                for _ in 0..12 {
+                    client.write_all(b"x").await.expect("write");
+                    server.read_exact(&mut byte).await.expect("read");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+            let (outcome, ()) = tokio::join!(relay, talk);
+            assert_eq!(outcome.end, RelayEnd::TimedOut);
+            assert_eq!(outcome.up, 12);
+            // The last byte moved after eleven 50 ms pauses; the relay ends
+            // an idle time after it (less the millisecond clock's rounding).
+            let lasted = started.elapsed();
+            assert!(
+                lasted >= Duration::from_millis(550 - 10) + idle,
+                "ended after {lasted:?}"
+            );
+            assert!(lasted < Duration::from_secs(3), "ended after {lasted:?}");
         });
     }
 }
