@@ -442,10 +442,13 @@ impl Series {
         } = self;
         samples[6].2.push(failed);
         if !user_cpu.is_empty() {
-            user_cpu.sort_by(f64::total_cmp);
+            // In run order (a drift within one process shows), then sorted
+            // for the median.
             println!(
-                "bench-l7: {path}: user CPU per keep-alive request, each run: {user_cpu:.2?} us"
+                "bench-l7: {path}: user CPU per keep-alive request, each run in order: \
+                 {user_cpu:.2?} us"
             );
+            user_cpu.sort_by(f64::total_cmp);
             rows.push(Row {
                 what: "proxy user-space CPU per keep-alive request",
                 path: path.clone(),
