@@ -1,7 +1,7 @@
 //! The proxy's limits and timeouts end to end in namespaces: slow loris,
 //! malformed and oversized requests, idle keep-alive, 10,000 held
-//! connections, frontend and server `maxconn`, `timeout server`, a broken
-//! server. Needs root. Run under the team lock:
+//! connections, a burst spread over the workers, frontend and server
+//! `maxconn`, `timeout server`, a broken server. Needs root. Run under the team lock:
 //! `flock /tmp/lbd-netns.lock cargo test -p lb-tests --test proxy_limits_netns -- --test-threads=1`
 // Shared by the proxy test binaries; each uses part of it.
 #[allow(dead_code)]
@@ -133,7 +133,9 @@ fn ten_thousand_idle_keep_alive_connections_are_held() {
         }
     };
     assert_eq!(held, HELD);
-    let web = proxy_status::frontend(lab.status(), "web");
+    let status = lab.status();
+    assert_spread(&status.workers, HELD);
+    let web = proxy_status::frontend(status, "web");
     assert_eq!(web.counters.sessions_current, HELD as u64);
     // Idle for a while; then the helper reuses every 100th connection, and
     // a new client is served meanwhile.
@@ -148,6 +150,41 @@ fn ten_thousand_idle_keep_alive_connections_are_held() {
     let status = helper.wait().expect("helper exit");
     assert!(status.success(), "{rest}");
     assert!(rest.contains(&format!("reused {}", HELD / 100)), "{rest}");
+}
+
+/// Connections accepted in a burst end spread evenly over the proxy's
+/// workers, whichever worker the kernel woke first (`proxy::spread`).
+#[test]
+fn a_burst_of_connections_is_spread_over_the_workers() {
+    const BURST: usize = 64;
+    let mut lab = ProxyLab::build(1).expect("lab");
+    let config = lab.web_to_app(DEFAULTS, "", "", &[0]);
+    lab.start(&config).expect("start");
+    let clients = lab
+        .on_client(|| {
+            let mut clients = Vec::new();
+            for _ in 0..BURST {
+                clients.push(Client::connect(vip(80))?);
+            }
+            // Each connection served once: every one has been accepted.
+            for client in &mut clients {
+                anyhow::ensure!(client.get("/", &[])?.status == 200, "not served");
+            }
+            Ok(clients)
+        })
+        .expect("burst");
+    assert_spread(&lab.status().workers, BURST);
+    drop(clients);
+}
+
+/// `workers` (each worker's open connections) adds up to `total` and no
+/// worker serves more than a few more than another (two workers racing to
+/// accept may each hand over at once).
+fn assert_spread(workers: &[u64], total: usize) {
+    assert_eq!(workers.iter().sum::<u64>(), total as u64, "{workers:?}");
+    let most = workers.iter().max().copied().unwrap_or(0);
+    let least = workers.iter().min().copied().unwrap_or(0);
+    assert!(most - least <= 4, "connections per worker: {workers:?}");
 }
 
 /// The client side of `ten_thousand_idle_keep_alive_connections_are_held`

@@ -25,3 +25,4 @@ pub mod retry;
 pub mod route;
 pub mod rules;
 pub mod snapshot;
+pub mod spread;

@@ -1,8 +1,10 @@
 //! The proxy's own threads, one per core (named `lbd-proxy-N`), each with
 //! a single-threaded tokio runtime, as HAProxy's `nbthread`: every worker
-//! accepts on every listener and serves what it accepted to the end, so a
-//! request never crosses threads (no work stealing, no cross-thread
-//! wake-ups), and nothing the proxy does — slow clients, floods, file
+//! accepts on every listener and serves what it accepted to the end unless
+//! another worker serves fewer connections (`spread` hands it over, as
+//! HAProxy's `tune.listener.multi-queue`), so a request never crosses
+//! threads (no work stealing, no cross-thread wake-up per request), and
+//! nothing the proxy does — slow clients, floods, file
 //! descriptor exhaustion — can delay the daemon's VRRP timers. `start`
 //! binds every frontend's addresses, `apply` swaps in a new snapshot and
 //! opens/closes listeners by difference (connections keep running; each
@@ -14,6 +16,7 @@ use super::{
     http,
     listener::{self, AcceptErrorAction, Limit},
     snapshot::Snapshot,
+    spread::WorkerLoads,
     stats::{Counters, ProxyCounters},
     status::ProxyStatus,
     tcp,
@@ -39,7 +42,11 @@ use std::{
 /// against 3.94 Gbit/s with copy (3.88-4.12)), copying for request and
 /// response sized messages (one system call less per message).
 pub const SPLICE_BY_DEFAULT: bool = true;
-use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
 
 /// Where finished access-log records go (the daemon hands them to the
 /// `log` sinks); called on the proxy's threads, must not block.
@@ -72,6 +79,9 @@ pub struct Shared {
     logger: RwLock<Option<Arc<dyn AccessLogger>>>,
     /// tcp mode relays with splice(2) (else a user-space copy).
     splice: AtomicBool,
+    /// Each worker's open connections, and its runtime to hand one to.
+    loads: Arc<WorkerLoads>,
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 impl Shared {
@@ -158,7 +168,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("lbd-proxy-{index}"))
                 .spawn(move || {
-                    http::upstream::set_worker(index);
+                    super::spread::set_worker(index);
                     runtime.block_on(async {
                         let _ = stopped.await;
                     });
@@ -201,6 +211,8 @@ impl ProxyRuntime {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = Workers::start(workers).map_err(ProxyError::Runtime)?;
         let shared = Arc::new(Shared {
+            loads: WorkerLoads::new(workers.handles.len()),
+            workers: workers.handles.clone(),
             snapshot: RwLock::new(snapshot.clone()),
             counters: ProxyCounters::default(),
             pool: Arc::default(),
@@ -393,6 +405,7 @@ impl ProxyRuntime {
             &self.shared.snapshot(),
             &self.shared.counters,
             self.shared.connections(),
+            &self.shared.loads.loads(),
         )
     }
 
@@ -495,43 +508,106 @@ async fn accept_loop(
         };
         let session = shared.counters.frontends.get(&frontend).open_session();
         let connection = shared.counters.open_connection();
-        let shared = shared.clone();
-        // One clock read per wake of the connection's task (see `clock`).
-        tokio::spawn(super::clock::Clocked::new(async move {
-            let _held = (slots, session, connection);
-            match (mode, tls) {
-                (Mode::Http, None) => {
-                    let _ = stream.set_nodelay(true);
-                    http::serve(stream, shared, snapshot, frontend, info, timeouts).await
-                }
-                (Mode::Http, Some(tls)) => {
-                    let _ = stream.set_nodelay(true);
-                    // The handshake runs under `timeout http-request`
-                    // (`timeout client` when unset): half-open handshakes
-                    // cannot pile up.
-                    let accept_date = std::time::SystemTime::now();
-                    match tls.handshake(stream, timeouts.http_request).await {
-                        Ok((stream, facts)) => {
-                            let info = ConnInfo::terminated(info.src, info.dst, facts);
-                            http::serve(stream, shared, snapshot, frontend, info, timeouts).await
-                        }
-                        Err(error) => {
-                            let counters = shared.counters.frontends.get(&frontend);
-                            Counters::add(&counters.connection_errors, 1);
-                            crate::proxy::tls::log_handshake_failure(
-                                &shared,
-                                &snapshot,
-                                &frontend,
-                                address,
-                                &info,
-                                accept_date,
-                                &error,
-                            );
-                        }
+        let load = shared.loads.assign();
+        let accepted = Accepted {
+            held: (slots, session, connection, load),
+            address,
+            shared: shared.clone(),
+            snapshot,
+            frontend,
+            mode,
+            tls,
+            info,
+            timeouts,
+        };
+        let target = accepted.held.3.worker();
+        if target == super::spread::worker() {
+            tokio::spawn(super::clock::Clocked::new(accepted.serve(stream)));
+            continue;
+        }
+        // Handed to the less loaded worker: the descriptor leaves this
+        // worker's reactor and joins that one's.
+        match (stream.into_std(), shared.workers.get(target)) {
+            (Ok(stream), Some(worker)) => {
+                worker.spawn(super::clock::Clocked::new(async move {
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => accepted.serve(stream).await,
+                        Err(error) => tracing::warn!(%error, "handed-over connection lost"),
+                    }
+                }));
+            }
+            (Err(error), _) => tracing::warn!(%error, "accepted connection lost"),
+            (Ok(_), None) => {}
+        }
+    }
+}
+
+/// A connection accepted and counted, with what serving it needs.
+struct Accepted {
+    /// Its maxconn slots, session, `actconn` and worker load, released
+    /// when it ends.
+    held: (
+        (listener::Slot, listener::Slot),
+        super::stats::SessionGuard,
+        super::stats::ConnectionGuard,
+        super::spread::LoadGuard,
+    ),
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    snapshot: Arc<Snapshot>,
+    frontend: Arc<str>,
+    mode: Mode,
+    tls: Option<Arc<TlsBind>>,
+    info: ConnInfo,
+    timeouts: super::config::FrontendTimeouts,
+}
+
+impl Accepted {
+    /// Serves the connection to its end, on the worker that runs this.
+    async fn serve(self, stream: TcpStream) {
+        let Accepted {
+            held: _held,
+            address,
+            shared,
+            snapshot,
+            frontend,
+            mode,
+            tls,
+            info,
+            timeouts,
+        } = self;
+        match (mode, tls) {
+            (Mode::Http, None) => {
+                let _ = stream.set_nodelay(true);
+                http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+            }
+            (Mode::Http, Some(tls)) => {
+                let _ = stream.set_nodelay(true);
+                // The handshake runs under `timeout http-request`
+                // (`timeout client` when unset): half-open handshakes
+                // cannot pile up.
+                let accept_date = std::time::SystemTime::now();
+                match tls.handshake(stream, timeouts.http_request).await {
+                    Ok((stream, facts)) => {
+                        let info = ConnInfo::terminated(info.src, info.dst, facts);
+                        http::serve(stream, shared, snapshot, frontend, info, timeouts).await
+                    }
+                    Err(error) => {
+                        let counters = shared.counters.frontends.get(&frontend);
+                        Counters::add(&counters.connection_errors, 1);
+                        crate::proxy::tls::log_handshake_failure(
+                            &shared,
+                            &snapshot,
+                            &frontend,
+                            address,
+                            &info,
+                            accept_date,
+                            &error,
+                        );
                     }
                 }
-                (Mode::Tcp, _) => tcp::serve(stream, shared, snapshot, frontend, info).await,
             }
-        }));
+            (Mode::Tcp, _) => tcp::serve(stream, shared, snapshot, frontend, info).await,
+        }
     }
 }

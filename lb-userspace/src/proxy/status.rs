@@ -12,6 +12,10 @@ use std::sync::Arc;
 pub struct ProxyStatus {
     /// Client connections open on every frontend (`actconn`).
     pub connections: u64,
+    /// The connections each proxy worker thread serves now (see
+    /// `proxy::spread`); absent from a state file written before it.
+    #[serde(default)]
+    pub workers: Vec<u64>,
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
 }
@@ -105,6 +109,7 @@ impl ProxyStatus {
         snapshot: &Snapshot,
         counters: &ProxyCounters,
         connections: usize,
+        workers: &[usize],
     ) -> ProxyStatus {
         let config = &snapshot.config;
         let frontends = config
@@ -213,6 +218,7 @@ impl ProxyStatus {
             .collect();
         ProxyStatus {
             connections: connections as u64,
+            workers: workers.iter().map(|&n| n as u64).collect(),
             frontends,
             backends,
         }

@@ -92,6 +92,7 @@ pub(crate) fn report() -> StatusReport {
         }],
         proxy: Some(ProxyStatus {
             connections: 1,
+            workers: vec![1, 0],
             frontends: vec![FrontendStatus {
                 name: format!("fe{EVIL}"),
                 mode: "http".into(),

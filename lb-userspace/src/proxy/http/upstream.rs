@@ -8,7 +8,6 @@
 use super::origin::{ServerConn, ServerIo};
 use crate::proxy::clock;
 use std::{
-    cell::Cell,
     collections::HashMap,
     io,
     net::SocketAddr,
@@ -41,16 +40,6 @@ struct Idle {
 
 /// Parts of the pool: worker threads beyond this share parts.
 const POOL_PARTS: usize = 16;
-
-thread_local! {
-    /// The proxy worker this thread is (0 for any other thread).
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Marks the current thread as proxy worker `index`.
-pub fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
-}
 
 /// What a pooled connection can be reused for: its server, and the SNI it
 /// was opened with when that name depends on the request (`sni
@@ -97,7 +86,7 @@ impl Pool {
 
     /// This thread's part of the pool.
     fn part(&self) -> &IdleByServer {
-        &self.parts[WORKER.with(Cell::get) % POOL_PARTS]
+        &self.parts[crate::proxy::spread::worker() % POOL_PARTS]
     }
 
     /// Idle connections pooled for `server` now (all workers).
