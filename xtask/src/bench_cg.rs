@@ -9,7 +9,9 @@
 //! minutes, which hides a 5% change; instruction counts repeat within a
 //! fraction of a percent (simulated cache misses within about 15%). The
 //! counts cover every thread of the proxy, libc included, not the kernel.
-//! `LBD_BENCH_CG_BASELINE=PATH` adds a row for another lbd build (an A/B).
+//! `LBD_BENCH_CG_BASELINE=PATH` adds a row for another lbd build (an A/B);
+//! `LBD_BENCH_CG_KEEP=DIR` keeps each proxy's dump there, for
+//! `callgrind_annotate`.
 //! Prints its table and replaces its section of bench/RESULTS.md.
 use crate::bench_l7::{self, HAPROXY_HTTP_PORT, HTTP_PORT, VIP_L7};
 use anyhow::{bail, Context};
@@ -160,6 +162,14 @@ fn measure(lab: &DsrLab, pid: u32, port: u16, dir: &Path, who: &str) -> anyhow::
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(keep) = std::env::var_os("LBD_BENCH_CG_KEEP") {
+        let name: String = who
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let copy = Path::new(&keep).join(format!("{name}.callgrind"));
+        std::fs::write(&copy, &text).with_context(|| format!("{}", copy.display()))?;
     }
     let events = parse_totals(&text).with_context(|| format!("{}", dump.display()))?;
     let per_request = |name: &str| -> anyhow::Result<f64> {

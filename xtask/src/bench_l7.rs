@@ -631,9 +631,15 @@ pub(crate) fn start_profile(
     let call_graph = std::env::var("LBD_BENCH_PERF_CALL_GRAPH").unwrap_or_else(|_| "fp".into());
     command
         .args(["record", "-e", "cpu-clock", "-F", "2000", "--call-graph"])
-        .arg(call_graph)
-        .arg("-p")
-        .arg(pid.to_string())
+        .arg(call_graph);
+    // `LBD_BENCH_PERF_SYSTEM=1` records every CPU (the client's and the
+    // backends' share of each request too), not only the proxy.
+    if std::env::var_os("LBD_BENCH_PERF_SYSTEM").is_some() {
+        command.arg("-a");
+    } else {
+        command.arg("-p").arg(pid.to_string());
+    }
+    command
         .arg("-o")
         .arg(&output)
         .args(["--", "sleep", "4"])
