@@ -45,6 +45,9 @@ pub(crate) struct Row {
     pub(crate) value: f64,
     pub(crate) unit: &'static str,
     pub(crate) range: Option<(f64, f64)>,
+    /// Each run's value in run order (empty for a single measurement): the
+    /// lbd / HAProxy ratio pairs run i with run i.
+    pub(crate) runs: Vec<f64>,
 }
 
 /// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline),
@@ -129,6 +132,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         value: crate::bench::peak_rss(lbd_pid)?,
         unit: "MiB",
         range: None,
+        runs: Vec::new(),
     });
     rows.push(Row {
         what: "peak RSS before traffic",
@@ -136,6 +140,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         value: startup_peak,
         unit: "MiB",
         range: None,
+        runs: Vec::new(),
     });
     rows.push(Row {
         what: "RSS after the runs",
@@ -143,6 +148,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         value: current_rss(lbd_pid)?,
         unit: "MiB",
         range: None,
+        runs: Vec::new(),
     });
     if let Some(pid) = haproxy_pid {
         rows.push(Row {
@@ -151,6 +157,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             value: crate::bench::peak_rss(pid)?,
             unit: "MiB",
             range: None,
+            runs: Vec::new(),
         });
         rows.push(Row {
             what: "RSS after the runs",
@@ -158,6 +165,7 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             value: current_rss(pid)?,
             unit: "MiB",
             range: None,
+            runs: Vec::new(),
         });
     }
     drop(haproxy);
@@ -343,8 +351,15 @@ fn alternate(
     mut series: Vec<Series>,
 ) -> anyhow::Result<()> {
     for run in 0..runs {
-        for one in &mut series {
-            one.run(lab, run == 0)?;
+        // Who goes first alternates (lbd, HAProxy, HAProxy, lbd, ...): a
+        // drift over one pair of runs then falls on both alike.
+        for index in 0..series.len() {
+            let index = if run % 2 == 0 {
+                index
+            } else {
+                series.len() - 1 - index
+            };
+            series[index].run(lab, run == 0)?;
         }
     }
     for one in series {
@@ -448,6 +463,7 @@ impl Series {
                 "bench-l7: {path}: user CPU per keep-alive request, each run in order: \
                  {user_cpu:.2?} us"
             );
+            let runs = user_cpu.clone();
             user_cpu.sort_by(f64::total_cmp);
             rows.push(Row {
                 what: "proxy user-space CPU per keep-alive request",
@@ -455,6 +471,7 @@ impl Series {
                 value: user_cpu[user_cpu.len() / 2],
                 unit: "us",
                 range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
+                runs,
             });
         }
         if let Some(pid) = pid {
@@ -466,6 +483,7 @@ impl Series {
                 value: calls,
                 unit: "calls",
                 range: None,
+                runs: Vec::new(),
             });
         }
         for (what, unit, mut values) in samples {
@@ -473,6 +491,7 @@ impl Series {
             if values.is_empty() {
                 continue;
             }
+            let runs = values.clone();
             values.sort_by(f64::total_cmp);
             let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
             rows.push(Row {
@@ -481,6 +500,7 @@ impl Series {
                 value: values[values.len() / 2],
                 unit,
                 range,
+                runs,
             });
         }
         Ok(())
@@ -716,7 +736,7 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         .unwrap_or_else(|| "?".into());
     let mut out = format!(
         "## L7 proxy: lbd vs HAProxy 2.6\n\n\
-         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range; both proxies run side by side (HAProxy on ports of its own) and their runs alternate, lbd's first, so that the machine's drift falls on both alike. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range; both proxies run side by side (HAProxy on ports of its own) and their runs alternate in pairs, the first of a pair alternating too (lbd, HAProxy, HAProxy, lbd, ...), so that the machine's drift falls on both alike. A ratio below is the median of the pairs' ratios (each lbd run against the HAProxy run next to it) with their range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
          | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
     );
     for row in rows {
@@ -730,10 +750,9 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         );
     }
     out.push_str("\n| lbd / HAProxy (goal: ≥ 1.0x req/s and conn/s, p99, CPU and calls ≤ 1.0x) | http mode | tcp mode |\n|---|---:|---:|\n");
-    let value = |what: &str, path_start: &str| {
+    let row = |what: &str, path_start: &str| {
         rows.iter()
             .find(|r| r.what == what && r.path.starts_with(path_start))
-            .map(|r| (r.value, r.range))
     };
     for what in [
         "wrk keep-alive",
@@ -745,19 +764,10 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         let mut cells = Vec::new();
         for mode in ["http", "tcp"] {
             let cell = match (
-                value(what, &format!("lbd {mode} mode")),
-                value(what, &format!("HAProxy 2.6 mode {mode}")),
+                row(what, &format!("lbd {mode} mode")),
+                row(what, &format!("HAProxy 2.6 mode {mode}")),
             ) {
-                (Some((lbd, lbd_range)), Some((haproxy, haproxy_range))) if haproxy > 0.0 => {
-                    // The ratio's range: worst and best pairing of the runs.
-                    let span = match (lbd_range, haproxy_range) {
-                        (Some((l_lo, l_hi)), Some((h_lo, h_hi))) if h_lo > 0.0 && h_hi > 0.0 => {
-                            format!(" ({:.2}-{:.2})", l_lo / h_hi, l_hi / h_lo)
-                        }
-                        _ => String::new(),
-                    };
-                    format!("{:.2}x{span}", lbd / haproxy)
-                }
+                (Some(lbd), Some(haproxy)) => ratio_cell(lbd, haproxy),
                 _ => "n/a".into(),
             };
             cells.push(cell);
@@ -765,6 +775,38 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         let _ = writeln!(out, "| {what} | {} | {} |", cells[0], cells[1]);
     }
     out
+}
+
+/// lbd / HAProxy for one measurement: the median of the runs' ratios, each
+/// lbd run against the HAProxy run taken next to it (the machine's drift
+/// between pairs cancels), with their range; a single measurement gives a
+/// plain ratio and no range.
+pub(crate) fn paired_ratio(lbd: &Row, haproxy: &Row) -> Option<(f64, Option<(f64, f64)>)> {
+    let paired = lbd.runs.len() == haproxy.runs.len()
+        && lbd.runs.len() > 1
+        && haproxy.runs.iter().all(|&h| h > 0.0);
+    if !paired {
+        return (haproxy.value > 0.0).then(|| (lbd.value / haproxy.value, None));
+    }
+    let mut ratios: Vec<f64> = lbd
+        .runs
+        .iter()
+        .zip(&haproxy.runs)
+        .map(|(l, h)| l / h)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Some((
+        ratios[ratios.len() / 2],
+        Some((ratios[0], ratios[ratios.len() - 1])),
+    ))
+}
+
+fn ratio_cell(lbd: &Row, haproxy: &Row) -> String {
+    match paired_ratio(lbd, haproxy) {
+        Some((ratio, Some((low, high)))) => format!("{ratio:.2}x ({low:.2}-{high:.2})"),
+        Some((ratio, None)) => format!("{ratio:.2}x"),
+        None => "n/a".into(),
+    }
 }
 
 /// Replaces the L7 section of bench/RESULTS.md, or appends it.
@@ -800,6 +842,38 @@ pub(crate) fn replace_section(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(value: f64, runs: &[f64]) -> Row {
+        Row {
+            what: "wrk keep-alive",
+            path: String::new(),
+            value,
+            unit: "req/s",
+            range: None,
+            runs: runs.to_vec(),
+        }
+    }
+
+    /// Each lbd run is set against the HAProxy run next to it: a drift that
+    /// moved both alike leaves the ratios alone.
+    #[test]
+    fn ratios_pair_the_runs() {
+        let lbd = row(20.0, &[10.0, 20.0, 40.0]);
+        let haproxy = row(20.0, &[10.0, 10.0, 40.0]);
+        assert_eq!(paired_ratio(&lbd, &haproxy), Some((1.0, Some((1.0, 2.0)))));
+        // Unpaired (one measurement, or runs that differ in number): the
+        // plain ratio of the values.
+        assert_eq!(
+            paired_ratio(&row(3.0, &[]), &row(2.0, &[])),
+            Some((1.5, None))
+        );
+        assert_eq!(
+            paired_ratio(&row(3.0, &[3.0, 3.0]), &row(2.0, &[2.0])),
+            Some((1.5, None))
+        );
+        assert_eq!(paired_ratio(&row(3.0, &[]), &row(0.0, &[])), None);
+        assert_eq!(ratio_cell(&lbd, &haproxy), "1.00x (1.00-2.00)");
+    }
 
     #[test]
     fn wrk_output_parses_with_failures() {

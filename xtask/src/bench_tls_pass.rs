@@ -244,6 +244,7 @@ fn ratios(rows: &mut Vec<Row>) {
                     value: lbd / haproxy,
                     unit: "x",
                     range: None,
+                    runs: Vec::new(),
                 });
             }
         }
