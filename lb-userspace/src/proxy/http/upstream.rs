@@ -48,7 +48,20 @@ pub type PoolKey = (SocketAddr, Option<Arc<str>>);
 
 /// foldhash rather than SipHash: keys are server addresses (and SNI names),
 /// hashed twice per request, and the seed is still random per process.
-type IdleByServer = Mutex<HashMap<PoolKey, Vec<Idle>, foldhash::fast::RandomState>>;
+type IdleMap = HashMap<PoolKey, Vec<Idle>, foldhash::fast::RandomState>;
+
+/// One worker's idle connections.
+#[derive(Default)]
+struct Part {
+    idle: IdleMap,
+    /// When to sweep the whole part next: a key whose connections expired
+    /// or were all taken would otherwise stay (with `sni req.hdr(host)` a
+    /// client chooses the keys), and an expired connection's descriptor
+    /// with it.
+    next_sweep: Option<Instant>,
+}
+
+type IdleByServer = Mutex<Part>;
 
 /// Idle keep-alive connections by worker thread and server address.
 pub struct Pool {
@@ -72,8 +85,8 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// The most recently used idle connection to `server` that is still open.
     pub fn take(&self, server: &PoolKey) -> Option<ServerConn> {
-        let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(server)?;
+        let mut part = self.part().lock().unwrap_or_else(|p| p.into_inner());
+        let list = part.idle.get_mut(server)?;
         let now = clock::now();
         while let Some(mut entry) = list.pop() {
             let age = now.saturating_duration_since(entry.since);
@@ -94,8 +107,9 @@ impl Pool {
         self.parts
             .iter()
             .map(|part| {
-                let idle = part.lock().unwrap_or_else(|p| p.into_inner());
-                idle.iter()
+                let part = part.lock().unwrap_or_else(|p| p.into_inner());
+                part.idle
+                    .iter()
                     .filter(|(key, _)| key.0 == server)
                     .map(|(_, list)| list.len())
                     .sum::<usize>()
@@ -105,10 +119,25 @@ impl Pool {
 
     /// Keeps `conn` for the next request to `server` on this thread.
     pub(super) fn put(&self, server: PoolKey, conn: ServerConn) {
-        let mut idle = self.part().lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(server).or_default();
-        let now = clock::now();
+        self.put_at(server, conn, clock::now());
+    }
+
+    /// [`Pool::put`] at `now`; every [`POOL_IDLE_TIMEOUT`] it also sweeps
+    /// this worker's part: expired connections close and emptied keys go.
+    fn put_at(&self, server: PoolKey, conn: ServerConn, now: Instant) {
+        let mut part = self.part().lock().unwrap_or_else(|p| p.into_inner());
         let fresh = |e: &Idle| now.saturating_duration_since(e.since) < POOL_IDLE_TIMEOUT;
+        match part.next_sweep {
+            Some(at) if now < at => {}
+            _ => {
+                part.idle.retain(|_, list| {
+                    list.retain(fresh);
+                    !list.is_empty()
+                });
+                part.next_sweep = Some(now + POOL_IDLE_TIMEOUT);
+            }
+        }
+        let list = part.idle.entry(server).or_default();
         // Oldest first: only when the oldest has expired is there anything
         // to purge.
         if list.first().is_some_and(|e| !fresh(e)) {
@@ -119,10 +148,20 @@ impl Pool {
         }
     }
 
+    /// Keys pooled by this thread's part (tests).
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.part()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .idle
+            .len()
+    }
+
     /// Forgets every idle connection (they close when dropped).
     pub fn clear(&self) {
         for part in &self.parts {
-            part.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            part.lock().unwrap_or_else(|p| p.into_inner()).idle.clear();
         }
     }
 }
@@ -151,5 +190,54 @@ pub async fn connect(
             Err(ConnectError::Tls(error))
         }
         Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn connections(count: usize) -> (Vec<ServerConn>, SocketAddr, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut conns = Vec::new();
+        for _ in 0..count {
+            let stream = TcpStream::connect(address).await.expect("connect");
+            conns.push(ServerConn::new(ServerIo::Plain(stream)));
+        }
+        (conns, address, listener)
+    }
+
+    /// Keys chosen by clients (an SNI per Host) do not pile up: once their
+    /// connections expire, the next sweep drops them.
+    #[tokio::test]
+    async fn expired_keys_leave_the_pool() {
+        let (mut conns, address, _listener) = connections(41).await;
+        let pool = Pool::default();
+        let start = Instant::now();
+        let last = conns.pop().expect("a connection");
+        for (i, conn) in conns.into_iter().enumerate() {
+            pool.put_at(
+                (address, Some(format!("host{i}.example").into())),
+                conn,
+                start,
+            );
+        }
+        assert_eq!(pool.keys(), 40);
+        assert_eq!(pool.idle_count(address), 40);
+        // Within the idle time nothing is swept.
+        let later = start + POOL_IDLE_TIMEOUT / 2;
+        let key: PoolKey = (address, None);
+        pool.put_at(key.clone(), last, later);
+        assert_eq!(pool.keys(), 41);
+        // One idle time after the first sweep, the next put sweeps: only
+        // the connection that is still fresh stays.
+        let (mut more, _, _listener2) = connections(1).await;
+        let swept_at = start + POOL_IDLE_TIMEOUT;
+        pool.put_at(key, more.pop().expect("a connection"), swept_at);
+        assert_eq!(pool.keys(), 1);
+        assert_eq!(pool.idle_count(address), 2);
     }
 }
