@@ -565,18 +565,15 @@ struct Accepted {
 impl Accepted {
     /// Serves the connection to its end, on the worker that runs this.
     async fn serve(self, stream: TcpStream) {
-        let Accepted {
-            held: _held,
-            address,
-            shared,
-            snapshot,
-            frontend,
-            mode,
-            tls,
-            info,
-            timeouts,
-        } = self;
-        match (mode, tls) {
+        let _held = self.held;
+        let (shared, snapshot, frontend, info, timeouts) = (
+            self.shared,
+            self.snapshot,
+            self.frontend,
+            self.info,
+            self.timeouts,
+        );
+        match (self.mode, self.tls) {
             (Mode::Http, None) => {
                 let _ = stream.set_nodelay(true);
                 http::serve(stream, shared, snapshot, frontend, info, timeouts).await
@@ -599,7 +596,7 @@ impl Accepted {
                             &shared,
                             &snapshot,
                             &frontend,
-                            address,
+                            self.address,
                             &info,
                             accept_date,
                             &error,
