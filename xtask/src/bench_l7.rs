@@ -44,10 +44,31 @@ pub(crate) struct Row {
     pub(crate) path: String,
     pub(crate) value: f64,
     pub(crate) unit: &'static str,
-    pub(crate) range: Option<(f64, f64)>,
     /// Each run's value in run order (empty for a single measurement): the
     /// lbd / HAProxy ratio pairs run i with run i.
     pub(crate) runs: Vec<f64>,
+}
+
+impl Row {
+    /// The median of `runs` (not empty), which stay in run order.
+    fn median(what: &'static str, path: &str, unit: &'static str, runs: Vec<f64>) -> Row {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        Row {
+            what,
+            path: path.into(),
+            value: sorted[sorted.len() / 2],
+            unit,
+            runs,
+        }
+    }
+
+    /// The lowest and highest run, when there were several.
+    fn range(&self) -> Option<(f64, f64)> {
+        let low = self.runs.iter().copied().reduce(f64::min)?;
+        let high = self.runs.iter().copied().reduce(f64::max)?;
+        (self.runs.len() > 1).then_some((low, high))
+    }
 }
 
 /// `LBD_BENCH_L7_LBD=PATH` benches another lbd binary (a baseline),
@@ -131,7 +152,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         path: "lbd (proxy and XDP)".into(),
         value: crate::bench::peak_rss(lbd_pid)?,
         unit: "MiB",
-        range: None,
         runs: Vec::new(),
     });
     rows.push(Row {
@@ -139,7 +159,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         path: "lbd (proxy and XDP)".into(),
         value: startup_peak,
         unit: "MiB",
-        range: None,
         runs: Vec::new(),
     });
     rows.push(Row {
@@ -147,7 +166,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
         path: "lbd (proxy and XDP)".into(),
         value: current_rss(lbd_pid)?,
         unit: "MiB",
-        range: None,
         runs: Vec::new(),
     });
     if let Some(pid) = haproxy_pid {
@@ -156,7 +174,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             path: format!("HAProxy 2.6, nbthread {workers}"),
             value: crate::bench::peak_rss(pid)?,
             unit: "MiB",
-            range: None,
             runs: Vec::new(),
         });
         rows.push(Row {
@@ -164,7 +181,6 @@ pub fn run(lbd: &Path) -> anyhow::Result<()> {
             path: format!("HAProxy 2.6, nbthread {workers}"),
             value: current_rss(pid)?,
             unit: "MiB",
-            range: None,
             runs: Vec::new(),
         });
     }
@@ -453,7 +469,7 @@ impl Series {
             pid,
             mut samples,
             failed,
-            mut user_cpu,
+            user_cpu,
         } = self;
         samples[6].2.push(failed);
         if !user_cpu.is_empty() {
@@ -463,16 +479,12 @@ impl Series {
                 "bench-l7: {path}: user CPU per keep-alive request, each run in order: \
                  {user_cpu:.2?} us"
             );
-            let runs = user_cpu.clone();
-            user_cpu.sort_by(f64::total_cmp);
-            rows.push(Row {
-                what: "proxy user-space CPU per keep-alive request",
-                path: path.clone(),
-                value: user_cpu[user_cpu.len() / 2],
-                unit: "us",
-                range: (user_cpu.len() > 1).then(|| (user_cpu[0], user_cpu[user_cpu.len() - 1])),
-                runs,
-            });
+            rows.push(Row::median(
+                "proxy user-space CPU per keep-alive request",
+                &path,
+                "us",
+                user_cpu,
+            ));
         }
         if let Some(pid) = pid {
             let (calls, top) = syscalls_per_request(lab, pid, &url)?;
@@ -482,7 +494,6 @@ impl Series {
                 path: path.clone(),
                 value: calls,
                 unit: "calls",
-                range: None,
                 runs: Vec::new(),
             });
         }
@@ -491,17 +502,7 @@ impl Series {
             if values.is_empty() {
                 continue;
             }
-            let runs = values.clone();
-            values.sort_by(f64::total_cmp);
-            let range = (values.len() > 1).then(|| (values[0], values[values.len() - 1]));
-            rows.push(Row {
-                what,
-                path: path.clone(),
-                value: values[values.len() / 2],
-                unit,
-                range,
-                runs,
-            });
+            rows.push(Row::median(what, &path, unit, values));
         }
         Ok(())
     }
@@ -741,7 +742,7 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
     );
     for row in rows {
         let range = row
-            .range
+            .range()
             .map_or_else(String::new, |(low, high)| format!("{low:.2}-{high:.2}"));
         let _ = writeln!(
             out,
@@ -849,7 +850,6 @@ mod tests {
             path: String::new(),
             value,
             unit: "req/s",
-            range: None,
             runs: runs.to_vec(),
         }
     }

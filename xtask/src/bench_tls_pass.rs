@@ -243,7 +243,6 @@ fn ratios(rows: &mut Vec<Row>) {
                     path: "TLS passthrough: lbd / HAProxy".into(),
                     value: lbd / haproxy,
                     unit: "x",
-                    range: None,
                     runs: Vec::new(),
                 });
             }
