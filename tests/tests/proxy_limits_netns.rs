@@ -1,7 +1,8 @@
 //! The proxy's limits and timeouts end to end in namespaces: slow loris,
 //! malformed and oversized requests, idle keep-alive, 10,000 held
 //! connections, a burst spread over the workers, frontend and server
-//! `maxconn`, `timeout server`, a broken server. Needs root. Run under the team lock:
+//! `maxconn`, `timeout server`, a broken server. Needs root. Run under the
+//! team lock:
 //! `flock /tmp/lbd-netns.lock cargo test -p lb-tests --test proxy_limits_netns -- --test-threads=1`
 // Shared by the proxy test binaries; each uses part of it.
 #[allow(dead_code)]

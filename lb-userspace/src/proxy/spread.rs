@@ -91,7 +91,8 @@ impl WorkerLoads {
         } else {
             pick(own, &self.loads())
         };
-        let target = target.min(self.counts.len() - 1);
+        // `pick` returns an index of `loads` (never empty: `new` makes at
+        // least one counter).
         self.counts[target].0.fetch_add(1, Relaxed);
         LoadGuard {
             loads: self.clone(),
