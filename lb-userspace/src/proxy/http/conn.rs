@@ -594,7 +594,10 @@ pub async fn serve<S>(
         .max_header_list_size(MAX_REQUEST_HEAD as u32);
     let service = {
         let context = context.clone();
-        service_fn(move |request| service::handle(request, context.clone()))
+        // Boxed: hyper spawns each stream's future as a task of its own,
+        // and the request's future (3.4 KB) was copied whole at each step
+        // of the spawn (memmove was 4.5% of the proxy's HTTP/2 profile).
+        service_fn(move |request| Box::pin(service::handle(request, context.clone())))
     };
     let connection = pin!(builder.serve_connection(TokioIo::new(io), service));
     let ended = watch
