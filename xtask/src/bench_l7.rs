@@ -12,6 +12,7 @@
 //! and HAProxy's runs alternating, plus
 //! each proxy's peak RSS. The rows replace the L7 section of
 //! bench/RESULTS.md (or are appended to it). Not part of the tests.
+use crate::run_facts::RunFacts;
 use anyhow::{bail, Context};
 use lb_tests::{
     process::ChildGuard,
@@ -423,7 +424,17 @@ impl Series {
         };
         let cpu = pid.map(cpu_ticks).transpose()?;
         let user = pid.map(user_ticks).transpose()?;
+        let facts = pid.map(|pid| RunFacts::read(lab, pid)).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
+        if let (Some(pid), Some(before)) = (pid, facts) {
+            let after = RunFacts::read(lab, pid)?;
+            println!(
+                "bench-l7: {}: keep-alive {:.0} req/s; {}",
+                self.path,
+                keep.rate,
+                after.since(&before, keep.requests)
+            );
+        }
         let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
         if let (Some(pid), Some(before)) = (pid, user) {
             let used = user_ticks(pid)?.saturating_sub(before) as f64 / 100.0;

@@ -9,6 +9,7 @@ mod bench_tls;
 mod bench_tls_pass;
 mod bench_xdp;
 mod lab;
+mod run_facts;
 mod setup;
 
 use anyhow::{bail, Context};
