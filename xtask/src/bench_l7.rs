@@ -579,13 +579,26 @@ pub(crate) fn cpu_per_request(
 /// System calls of every thread of `pid` per request during a short wrk
 /// keep-alive run (`strace -c -f`, which slows the proxy but not the count:
 /// a figure the machine's other load does not disturb), and the most
-/// frequent calls. strace is stopped by its PID with SIGTERM (SIGINT may be
-/// ignored when the bench runs in the background), which makes it
-/// detach and write its summary.
+/// frequent calls.
 pub(crate) fn syscalls_per_request(
     lab: &DsrLab,
     pid: u32,
     url: &str,
+) -> anyhow::Result<(f64, String)> {
+    syscalls_during(lab, pid, || {
+        Ok(wrk(lab, &["-t2", "-c32", "-d", "3s", url])?.requests)
+    })
+}
+
+/// System calls of every thread of `pid` per request while `load` runs
+/// (it returns the requests it completed), and the most frequent calls.
+/// strace is stopped by its PID with SIGTERM (SIGINT may be ignored when
+/// the bench runs in the background), which makes it detach and write its
+/// summary.
+pub(crate) fn syscalls_during(
+    lab: &DsrLab,
+    pid: u32,
+    load: impl FnOnce() -> anyhow::Result<f64>,
 ) -> anyhow::Result<(f64, String)> {
     let scratch = TempDir::create(&format!("{}-strace", lab.instance))?;
     let output = scratch.path.join("strace.txt");
@@ -600,26 +613,26 @@ pub(crate) fn syscalls_per_request(
     let mut strace = ChildGuard::spawn(command, "strace")?;
     // strace attaches to every thread before the load starts.
     std::thread::sleep(Duration::from_millis(500));
-    let run = wrk(lab, &["-t2", "-c32", "-d", "3s", url]);
+    let requests = load();
     // strace re-raises the signal after writing its summary: it ends, but
     // not "successfully"; what counts is that it has ended.
     let _ = strace.stop_with(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30));
-    let run = run?;
+    let requests = requests?;
     if strace.try_wait().is_none() {
         bail!("strace did not stop");
     }
     let summary = std::fs::read_to_string(&output).context("strace summary")?;
     let (total, top) = parse_strace_summary(&summary)?;
-    if run.requests <= 0.0 {
+    if requests <= 0.0 {
         bail!("no request completed under strace");
     }
     let top = top
         .iter()
         .take(5)
-        .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / run.requests))
+        .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / requests))
         .collect::<Vec<_>>()
         .join(", ");
-    Ok((total as f64 / run.requests, top))
+    Ok((total as f64 / requests, top))
 }
 
 /// The total calls of an `strace -c` summary and the calls by name, most

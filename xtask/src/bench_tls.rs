@@ -13,8 +13,8 @@
 //! `--no-default-features` build gives the ring figures).
 //! The rows replace the TLS section of bench/RESULTS.md. Not a test.
 use crate::bench_l7::{
-    cpu_per_request, cpu_ticks, proxy_workers, start_profile, syscalls_per_request, wait_listening,
-    wrk,
+    cpu_per_request, cpu_ticks, proxy_workers, start_profile, syscalls_during,
+    syscalls_per_request, wait_listening, wrk,
 };
 use anyhow::{bail, Context};
 use lb_tests::{
@@ -372,6 +372,25 @@ fn measure(
         unit: "calls",
         range: (calls, calls),
     });
+    if h2load {
+        // The same for HTTP/2 (3 s of h2load): what the multiplexed side
+        // writes per request shows how each proxy batches its streams.
+        let (calls, top) = syscalls_during(lab, pid, || {
+            let out = lab.client.exec(
+                "h2load",
+                &["-D", "3", "-c", "32", "-m", "10", "-t", "2", &ec],
+            )?;
+            Ok(parse_h2load(&out)?.done)
+        })?;
+        println!("bench-tls: {path}: {calls:.2} system calls per HTTP/2 request ({top})");
+        rows.push(Row {
+            what: "proxy system calls per HTTP/2 request (strace -c -f)",
+            path: path.into(),
+            value: calls,
+            unit: "calls",
+            range: (calls, calls),
+        });
+    }
     Ok(())
 }
 
@@ -389,7 +408,7 @@ fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
          65535-byte initial windows; lbd: see docs/ARCHITECTURE.md); median of {RUNS} runs [min - max]. \
          Proxy CPU: the proxy process's user + system time over a run (/proc/PID/stat) per \
          request completed; system calls: `strace -c -f` on the proxy over one more 3 s \
-         keep-alive run. lbd: rustls 0.23 with the aws-lc-rs provider.{}\n\n\
+         keep-alive run (and one 3 s h2load run). lbd: rustls 0.23 with the aws-lc-rs provider.{}\n\n\
          | measure | proxy | value | unit |\n|---|---|---|---|\n",
         if h2load {
             ""
