@@ -220,6 +220,16 @@ struct H2load {
     failed: f64,
 }
 
+/// h2load from the client namespace for `seconds`: 32 connections with
+/// 10 streams in flight on each.
+fn run_h2load(lab: &DsrLab, seconds: &str, url: &str) -> anyhow::Result<H2load> {
+    let out = lab.client.exec(
+        "h2load",
+        &["-D", seconds, "-c", "32", "-m", "10", "-t", "2", url],
+    )?;
+    parse_h2load(&out)
+}
+
 /// h2load's "finished in 5.00s, 12345.67 req/s, ..." and its done and
 /// failed counts.
 fn parse_h2load(out: &str) -> anyhow::Result<H2load> {
@@ -334,11 +344,7 @@ fn measure(
                 _ => None,
             };
             let before = cpu_ticks(pid)?;
-            let out = lab.client.exec(
-                "h2load",
-                &["-D", SECONDS, "-c", "32", "-m", "10", "-t", "2", &ec],
-            )?;
-            let h2 = parse_h2load(&out)?;
+            let h2 = run_h2load(lab, SECONDS, &ec)?;
             let cpu = cpu_per_request(Some(pid), Some(before), h2.done)?;
             drop(profile);
             failed += h2.failed;
@@ -375,13 +381,7 @@ fn measure(
     if h2load {
         // The same for HTTP/2 (3 s of h2load): what the multiplexed side
         // writes per request shows how each proxy batches its streams.
-        let (calls, top) = syscalls_during(lab, pid, || {
-            let out = lab.client.exec(
-                "h2load",
-                &["-D", "3", "-c", "32", "-m", "10", "-t", "2", &ec],
-            )?;
-            Ok(parse_h2load(&out)?.done)
-        })?;
+        let (calls, top) = syscalls_during(lab, pid, || Ok(run_h2load(lab, "3", &ec)?.done))?;
         println!("bench-tls: {path}: {calls:.2} system calls per HTTP/2 request ({top})");
         rows.push(Row {
             what: "proxy system calls per HTTP/2 request (strace -c -f)",
@@ -408,7 +408,7 @@ fn render(rows: &[Row], workers: usize, h2load: bool) -> String {
          65535-byte initial windows; lbd: see docs/ARCHITECTURE.md); median of {RUNS} runs [min - max]. \
          Proxy CPU: the proxy process's user + system time over a run (/proc/PID/stat) per \
          request completed; system calls: `strace -c -f` on the proxy over one more 3 s \
-         keep-alive run (and one 3 s h2load run). lbd: rustls 0.23 with the aws-lc-rs provider.{}\n\n\
+         keep-alive run (and one 3 s h2load run when HTTP/2 is measured). lbd: rustls 0.23 with the aws-lc-rs provider.{}\n\n\
          | measure | proxy | value | unit |\n|---|---|---|---|\n",
         if h2load {
             ""
