@@ -414,11 +414,18 @@ impl Series {
     }
 
     /// One keep-alive and one close run; `first` profiles the keep-alive
-    /// run when `LBD_BENCH_L7_PERF` asks.
+    /// run when `LBD_BENCH_L7_PERF` asks (every run, one file each, with
+    /// `LBD_BENCH_L7_PERF_EVERY=1`: a fast and a slow run of one process
+    /// side by side).
     fn run(&mut self, lab: &DsrLab, first: bool) -> anyhow::Result<()> {
         let (pid, url) = (self.pid, self.url.as_str());
         println!("bench-l7: {}", self.path);
+        let every = std::env::var_os("LBD_BENCH_L7_PERF_EVERY").is_some();
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
+            (Some(pid), Some(dir)) if every => {
+                let name = format!("{}-run{}", self.path, self.user_cpu.len());
+                Some(start_profile(pid, &dir, &name)?)
+            }
             (Some(pid), Some(dir)) if first => Some(start_profile(pid, &dir, &self.path)?),
             _ => None,
         };
