@@ -82,7 +82,8 @@ pub struct Shared {
     logger: RwLock<Option<Arc<dyn AccessLogger>>>,
     /// tcp mode relays with splice(2) (else a user-space copy).
     splice: AtomicBool,
-    /// Each worker's open connections, and its runtime to hand one to.
+    /// Each worker's open connections, and its runtime to hand one to
+    /// (the runtimes' only list: [`Workers`] keeps what stops them).
     loads: Arc<WorkerLoads>,
     workers: Vec<tokio::runtime::Handle>,
 }
@@ -150,18 +151,19 @@ struct ListenerHandle {
 }
 
 /// The worker threads: each runs its runtime until told to stop (then the
-/// runtime, and every connection on it, is dropped).
+/// runtime, and every connection on it, is dropped). Their handles go to
+/// [`Shared::workers`].
 struct Workers {
-    handles: Vec<tokio::runtime::Handle>,
     stop: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Workers {
-    fn start(count: usize) -> io::Result<Workers> {
+    /// Starts `count` workers; returns them with their runtimes' handles.
+    fn start(count: usize) -> io::Result<(Workers, Vec<tokio::runtime::Handle>)> {
         let mut workers = Workers {
-            handles: Vec::with_capacity(count),
             stop: Vec::with_capacity(count),
         };
+        let mut handles = Vec::with_capacity(count);
         for index in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -176,10 +178,10 @@ impl Workers {
                         let _ = stopped.await;
                     });
                 })?;
-            workers.handles.push(handle);
+            handles.push(handle);
             workers.stop.push(stop);
         }
-        Ok(workers)
+        Ok((workers, handles))
     }
 
     /// Tells every worker to end; does not wait for them.
@@ -187,7 +189,6 @@ impl Workers {
         for stop in self.stop.drain(..) {
             let _ = stop.send(());
         }
-        self.handles.clear();
     }
 }
 
@@ -212,10 +213,10 @@ impl ProxyRuntime {
     /// Starts the runtime and binds every frontend of `snapshot`.
     pub fn start(snapshot: Arc<Snapshot>) -> Result<ProxyRuntime, ProxyError> {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = Workers::start(workers).map_err(ProxyError::Runtime)?;
+        let (workers, handles) = Workers::start(workers).map_err(ProxyError::Runtime)?;
         let shared = Arc::new(Shared {
-            loads: WorkerLoads::new(workers.handles.len()),
-            workers: workers.handles.clone(),
+            loads: WorkerLoads::new(handles.len()),
+            workers: handles,
             snapshot: RwLock::new(snapshot.clone()),
             counters: ProxyCounters::default(),
             pool: Arc::default(),
@@ -249,7 +250,8 @@ impl ProxyRuntime {
     /// The proxy's runtime, for tasks that belong on its threads (the
     /// proxy servers' health checks); `None` once stopped.
     pub fn handle(&self) -> Option<tokio::runtime::Handle> {
-        self.workers.as_ref()?.handles.first().cloned()
+        self.workers.as_ref()?;
+        self.shared.workers.first().cloned()
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -376,12 +378,12 @@ impl ProxyRuntime {
     /// Every worker accepts on `socket` (its own copy of the descriptor,
     /// registered with its own runtime).
     fn spawn_listener(&mut self, address: SocketAddr, socket: std::net::TcpListener) {
-        let Some(workers) = &self.workers else {
+        if self.workers.is_none() {
             return;
-        };
+        }
         let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::with_capacity(workers.handles.len());
-        for handle in &workers.handles {
+        let mut tasks = Vec::with_capacity(self.shared.workers.len());
+        for handle in &self.shared.workers {
             let socket = match socket.try_clone() {
                 Ok(socket) => socket,
                 Err(error) => {
