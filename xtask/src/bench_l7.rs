@@ -514,6 +514,22 @@ impl Series {
                 unit: "calls",
                 runs: Vec::new(),
             });
+            // A connection per request: accept, the server's connect (tcp
+            // mode; http mode reuses a pooled one), the closes.
+            let (calls, top) = syscalls_during(lab, pid, || {
+                let close = ["-t2", "-c32", "-d", "3s", "-H", "Connection: close", &url];
+                Ok(wrk(lab, &close)?.requests)
+            })?;
+            println!(
+                "bench-l7: {path}: {calls:.2} system calls per Connection: close request ({top})"
+            );
+            rows.push(Row {
+                what: "proxy system calls per Connection: close request",
+                path: path.clone(),
+                value: calls,
+                unit: "calls",
+                runs: Vec::new(),
+            });
         }
         for (what, unit, mut values) in samples {
             values.retain(|v| !v.is_nan());
@@ -768,7 +784,7 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         .unwrap_or_else(|| "?".into());
     let mut out = format!(
         "## L7 proxy: lbd vs HAProxy 2.6\n\n\
-         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range; both proxies run side by side (HAProxy on ports of its own) and their runs alternate in pairs, the first of a pair alternating too (lbd, HAProxy, HAProxy, lbd, ...), so that the machine's drift falls on both alike. A ratio below is the median of the pairs' ratios (each lbd run against the HAProxy run next to it) with their range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
+         Measured by `cargo xtask bench-l7` on {date} (1-minute load average {load} when it ended): client, load balancer and three nginx backends (one worker each) in the bench lab's namespaces, sharing the machine's CPUs. lbd ran {workers} proxy worker threads and HAProxy `nbthread {workers}`; neither logged. wrk: 2 threads, 32 connections, {WRK_SECONDS} per run, median of {runs} runs with the range; both proxies run side by side (HAProxy on ports of its own) and their runs alternate in pairs, the first of a pair alternating too (lbd, HAProxy, HAProxy, lbd, ...), so that the machine's drift falls on both alike. A ratio below is the median of the pairs' ratios (each lbd run against the HAProxy run next to it) with their range. System calls per request: `strace -c -f` attached to the proxy during one more 3 s keep-alive run, and one more 3 s `Connection: close` run. The L4 XDP fullnat row is lbd's kernel path over the same backends, for scale.\n\n\
          | measurement | path | value | unit | range of runs |\n|---|---|---:|---|---:|\n"
     );
     for row in rows {
@@ -791,7 +807,9 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
         "wrk Connection: close",
         "wrk keep-alive latency p99",
         "proxy CPU per keep-alive request",
+        "proxy CPU per Connection: close request",
         "proxy system calls per keep-alive request",
+        "proxy system calls per Connection: close request",
     ] {
         let mut cells = Vec::new();
         for mode in ["http", "tcp"] {
