@@ -429,11 +429,10 @@ impl Series {
             (Some(pid), Some(dir)) if first => Some(start_profile(pid, &dir, &self.path)?),
             _ => None,
         };
-        let cpu = pid.map(cpu_ticks).transpose()?;
-        let user = pid.map(user_ticks).transpose()?;
-        let facts = pid.map(|pid| RunFacts::read(lab, pid)).transpose()?;
+        let before = pid.map(|pid| RunFacts::read(lab, pid)).transpose()?;
         let keep = wrk(lab, &["-t2", "-c32", "-d", WRK_SECONDS, "--latency", url])?;
-        if let (Some(pid), Some(before)) = (pid, facts) {
+        let mut keep_cpu = f64::NAN;
+        if let (Some(pid), Some(before)) = (pid, before) {
             let after = RunFacts::read(lab, pid)?;
             println!(
                 "bench-l7: {}: keep-alive {:.0} req/s; {}",
@@ -441,12 +440,10 @@ impl Series {
                 keep.rate,
                 after.since(&before, keep.requests)
             );
-        }
-        let keep_cpu = cpu_per_request(pid, cpu, keep.requests)?;
-        if let (Some(pid), Some(before)) = (pid, user) {
-            let used = user_ticks(pid)?.saturating_sub(before) as f64 / 100.0;
-            if keep.requests > 0.0 {
-                self.user_cpu.push(used * 1e6 / keep.requests);
+            let (cpu, user) = after.cpu_us_per_request(&before, keep.requests);
+            keep_cpu = cpu;
+            if !user.is_nan() {
+                self.user_cpu.push(user);
             }
         }
         drop(profile);
@@ -555,11 +552,6 @@ fn current_rss(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
-/// User CPU time of `pid` (all its threads), in clock ticks.
-fn user_ticks(pid: u32) -> anyhow::Result<u64> {
-    Ok(cpu_times(pid)?.0)
-}
-
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
 pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let (user, system) = cpu_times(pid)?;
@@ -567,7 +559,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
-fn cpu_times(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn cpu_times(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces): utime is the
     // 14th field of the line, stime the 15th.

@@ -1,15 +1,19 @@
-//! What a bench-l7 keep-alive run cost besides the proxy's CPU time: the
-//! proxy's context switches, the load balancer namespace's TCP segments and
-//! the machine's idle time, per request. Two proxies that spend different
-//! kernel time on the same requests differ in one of these (session 14: the
-//! wire was the same for lbd and HAProxy, two segments in and two out per
-//! request, and the proxy that ran longer per request was preempted more
-//! often); the bench prints them beside each run's rate.
+//! What a bench-l7 keep-alive run cost, per request: the proxy's CPU time
+//! (and its user-space share), and besides it the proxy's context
+//! switches, the load balancer namespace's TCP segments and the machine's
+//! idle time. Two proxies that spend different kernel time on the same
+//! requests differ in one of these (session 14: the wire was the same for
+//! lbd and HAProxy, two segments in and two out per request, and the proxy
+//! that ran longer per request was preempted more often); the bench prints
+//! them beside each run's rate.
 use anyhow::Context;
 use lb_tests::topology::DsrLab;
 
 /// Counters read before and after a run.
 pub(crate) struct RunFacts {
+    /// The proxy's CPU time (every thread), in clock ticks.
+    user_ticks: u64,
+    system_ticks: u64,
     voluntary_switches: u64,
     involuntary_switches: u64,
     segments_in: u64,
@@ -36,7 +40,11 @@ impl RunFacts {
                 .with_context(|| format!("no {name} in nstat's output"))
         };
         let (idle_ticks, all_ticks) = machine_ticks()?;
+        // Last: the nearest to the run it is read for.
+        let (user_ticks, system_ticks) = crate::bench_l7::cpu_times(pid)?;
         Ok(RunFacts {
+            user_ticks,
+            system_ticks,
             voluntary_switches,
             involuntary_switches,
             segments_in: counter("TcpInSegs")?,
@@ -45,6 +53,20 @@ impl RunFacts {
             idle_ticks,
             all_ticks,
         })
+    }
+
+    /// The proxy's CPU time (user and system) and its user time alone
+    /// between `before` and `self`, in microseconds per request; NaN
+    /// without requests.
+    pub(crate) fn cpu_us_per_request(&self, before: &RunFacts, requests: f64) -> (f64, f64) {
+        if requests <= 0.0 {
+            return (f64::NAN, f64::NAN);
+        }
+        // USER_HZ, the unit of /proc/PID/stat, is 100 on every Linux port.
+        let us = |ticks: u64| ticks as f64 / 100.0 * 1e6 / requests;
+        let user = self.user_ticks.saturating_sub(before.user_ticks);
+        let system = self.system_ticks.saturating_sub(before.system_ticks);
+        (us(user + system), us(user))
     }
 
     /// One line: what happened between `before` and `self`, per request.
