@@ -19,8 +19,27 @@ pub(crate) struct RunFacts {
     segments_in: u64,
     segments_out: u64,
     delayed_acks: u64,
-    idle_ticks: u64,
-    all_ticks: u64,
+    machine: MachineTicks,
+    /// Context switches (voluntary + involuntary) of every thread by
+    /// command name, for the commands in [`WATCHED`].
+    by_command: [u64; WATCHED.len()],
+}
+
+/// The other programs of a run whose context switches are counted: the
+/// backends and the kernel's softirq threads (wrk's own are not: it has
+/// not started at the first reading and has ended at the second).
+const WATCHED: [&str; 2] = ["nginx", "ksoftirqd"];
+
+/// The whole machine's CPU time by kind, in clock ticks, and its context
+/// switches (/proc/stat): what the proxy makes the client and the backends
+/// spend shows here, not in the proxy's own time.
+struct MachineTicks {
+    user: u64,
+    system: u64,
+    softirq: u64,
+    idle: u64,
+    all: u64,
+    context_switches: u64,
 }
 
 impl RunFacts {
@@ -39,7 +58,7 @@ impl RunFacts {
                 .flatten()
                 .with_context(|| format!("no {name} in nstat's output"))
         };
-        let (idle_ticks, all_ticks) = machine_ticks()?;
+        let machine = machine_ticks()?;
         // Last: the nearest to the run it is read for.
         let (user_ticks, system_ticks) = crate::bench_l7::cpu_times(pid)?;
         Ok(RunFacts {
@@ -50,8 +69,8 @@ impl RunFacts {
             segments_in: counter("TcpInSegs")?,
             segments_out: counter("TcpOutSegs")?,
             delayed_acks: counter("TcpExtDelayedACKs")?,
-            idle_ticks,
-            all_ticks,
+            machine,
+            by_command: switches_by_command()?,
         })
     }
 
@@ -72,16 +91,31 @@ impl RunFacts {
     /// One line: what happened between `before` and `self`, per request.
     pub(crate) fn since(&self, before: &RunFacts, requests: f64) -> String {
         let per = |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1.0);
-        let idle = self.idle_ticks.saturating_sub(before.idle_ticks) as f64
-            / self.all_ticks.saturating_sub(before.all_ticks).max(1) as f64;
+        // USER_HZ ticks to microseconds per request.
+        let us = |after: u64, before: u64| per(after, before) * 1e6 / 100.0;
+        let (now, then) = (&self.machine, &before.machine);
+        let idle = now.idle.saturating_sub(then.idle) as f64
+            / now.all.saturating_sub(then.all).max(1) as f64;
         format!(
-            "per request {:.3} voluntary and {:.3} involuntary context switches of the proxy, \
-             {:.3} TCP segments in and {:.3} out, {:.4} delayed ACKs; machine idle {:.1}%",
+            "per request {:.3} voluntary and {:.3} involuntary context switches of the proxy \
+             ({}), {:.3} TCP segments in and {:.3} out, {:.4} delayed ACKs; machine: {:.1} us \
+             user, {:.1} us system, {:.1} us softirq, {:.2} context switches per request, idle \
+             {:.1}%",
             per(self.voluntary_switches, before.voluntary_switches),
             per(self.involuntary_switches, before.involuntary_switches),
+            WATCHED
+                .iter()
+                .zip(self.by_command.iter().zip(&before.by_command))
+                .map(|(name, (after, before))| format!("{name} {:.3}", per(*after, *before)))
+                .collect::<Vec<_>>()
+                .join(", "),
             per(self.segments_in, before.segments_in),
             per(self.segments_out, before.segments_out),
             per(self.delayed_acks, before.delayed_acks),
+            us(now.user, then.user),
+            us(now.system, then.system),
+            us(now.softirq, then.softirq),
+            per(now.context_switches, then.context_switches),
             idle * 100.0,
         )
     }
@@ -107,8 +141,43 @@ fn context_switches(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok(total)
 }
 
-/// The machine's idle (idle + iowait) and total CPU ticks, from /proc/stat.
-fn machine_ticks() -> anyhow::Result<(u64, u64)> {
+/// Context switches of every thread of every process named in
+/// [`WATCHED`] (`ksoftirqd/0` counts as `ksoftirqd`).
+fn switches_by_command() -> anyhow::Result<[u64; WATCHED.len()]> {
+    let mut totals = [0; WATCHED.len()];
+    for process in std::fs::read_dir("/proc")? {
+        let path = process?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        let name = comm.trim().split('/').next().unwrap_or("");
+        let Some(index) = WATCHED.iter().position(|w| *w == name) else {
+            continue;
+        };
+        // A process or thread that ended since the listing counts nothing.
+        let Ok(tasks) = std::fs::read_dir(path.join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            totals[index] += status
+                .lines()
+                .filter_map(|line| {
+                    line.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|count| count.trim().parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(totals)
+}
+
+/// The machine's CPU ticks by kind and its context switches, from
+/// /proc/stat.
+fn machine_ticks() -> anyhow::Result<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let ticks: Vec<u64> = stat
         .lines()
@@ -118,8 +187,20 @@ fn machine_ticks() -> anyhow::Result<(u64, u64)> {
         .skip(1)
         .filter_map(|field| field.parse().ok())
         .collect();
+    let tick = |i: usize| ticks.get(i).copied().unwrap_or(0);
+    let context_switches = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("ctxt "))
+        .and_then(|count| count.trim().parse().ok())
+        .context("no ctxt in /proc/stat")?;
     // user nice system idle iowait irq softirq steal (guest time is
     // already in user).
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    Ok((idle, ticks.iter().take(8).sum()))
+    Ok(MachineTicks {
+        user: tick(0) + tick(1),
+        system: tick(2),
+        softirq: tick(5) + tick(6),
+        idle: tick(3) + tick(4),
+        all: ticks.iter().take(8).sum(),
+        context_switches,
+    })
 }
