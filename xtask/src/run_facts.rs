@@ -8,6 +8,7 @@
 //! them beside each run's rate.
 use anyhow::Context;
 use lb_tests::topology::DsrLab;
+use std::path::Path;
 
 /// Counters read before and after a run.
 pub(crate) struct RunFacts {
@@ -123,8 +124,36 @@ impl RunFacts {
 
 /// Voluntary and involuntary context switches of every thread of `pid`.
 fn context_switches(pid: u32) -> anyhow::Result<(u64, u64)> {
+    threads_switches(Path::new(&format!("/proc/{pid}")))
+}
+
+/// Context switches (voluntary and involuntary together) of every thread
+/// of every process named in [`WATCHED`] (`ksoftirqd/0` counts as
+/// `ksoftirqd`).
+fn switches_by_command() -> anyhow::Result<[u64; WATCHED.len()]> {
+    let mut totals = [0; WATCHED.len()];
+    for process in std::fs::read_dir("/proc")? {
+        let path = process?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        let name = comm.trim().split('/').next().unwrap_or("");
+        let Some(index) = WATCHED.iter().position(|w| *w == name) else {
+            continue;
+        };
+        // A process that ended since the listing counts nothing.
+        if let Ok((voluntary, involuntary)) = threads_switches(&path) {
+            totals[index] += voluntary + involuntary;
+        }
+    }
+    Ok(totals)
+}
+
+/// Voluntary and involuntary context switches of every thread of the
+/// process at `process` (a /proc/PID directory).
+fn threads_switches(process: &Path) -> anyhow::Result<(u64, u64)> {
     let mut total = (0, 0);
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+    for task in std::fs::read_dir(process.join("task"))? {
         // A thread that ended since the listing has nothing left to count.
         let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
             continue;
@@ -139,40 +168,6 @@ fn context_switches(pid: u32) -> anyhow::Result<(u64, u64)> {
         }
     }
     Ok(total)
-}
-
-/// Context switches of every thread of every process named in
-/// [`WATCHED`] (`ksoftirqd/0` counts as `ksoftirqd`).
-fn switches_by_command() -> anyhow::Result<[u64; WATCHED.len()]> {
-    let mut totals = [0; WATCHED.len()];
-    for process in std::fs::read_dir("/proc")? {
-        let path = process?.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-            continue;
-        };
-        let name = comm.trim().split('/').next().unwrap_or("");
-        let Some(index) = WATCHED.iter().position(|w| *w == name) else {
-            continue;
-        };
-        // A process or thread that ended since the listing counts nothing.
-        let Ok(tasks) = std::fs::read_dir(path.join("task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
-                continue;
-            };
-            totals[index] += status
-                .lines()
-                .filter_map(|line| {
-                    line.strip_prefix("voluntary_ctxt_switches:")
-                        .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
-                })
-                .filter_map(|count| count.trim().parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    Ok(totals)
 }
 
 /// The machine's CPU ticks by kind and its context switches, from
