@@ -606,10 +606,10 @@ pub(crate) fn syscalls_per_request(
 }
 
 /// System calls of every thread of `pid` per request while `load` runs
-/// (it returns the requests it completed), and the most frequent calls.
-/// strace is stopped by its PID with SIGTERM (SIGINT may be ignored when
-/// the bench runs in the background), which makes it detach and write its
-/// summary.
+/// (it returns the requests it completed), and every call made at least
+/// once per hundred requests. strace is stopped by its PID with SIGTERM
+/// (SIGINT may be ignored when the bench runs in the background), which
+/// makes it detach and write its summary.
 pub(crate) fn syscalls_during(
     lab: &DsrLab,
     pid: u32,
@@ -641,9 +641,11 @@ pub(crate) fn syscalls_during(
     if requests <= 0.0 {
         bail!("no request completed under strace");
     }
+    // Every call made at least once per hundred requests: a connection's
+    // set-up and teardown calls show beside the request's.
     let top = top
         .iter()
-        .take(5)
+        .filter(|(_, calls)| *calls as f64 / requests >= 0.01)
         .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / requests))
         .collect::<Vec<_>>()
         .join(", ");
