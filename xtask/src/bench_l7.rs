@@ -502,7 +502,7 @@ impl Series {
             ));
         }
         if let Some(pid) = pid {
-            let (calls, top) = syscalls_per_request(lab, pid, &url)?;
+            let (calls, top) = syscalls_per_request(lab, pid, &url, &[])?;
             println!("bench-l7: {path}: {calls:.2} system calls per keep-alive request ({top})");
             rows.push(Row {
                 what: "proxy system calls per keep-alive request",
@@ -513,10 +513,7 @@ impl Series {
             });
             // A connection per request: accept, the server's connect (tcp
             // mode; http mode reuses a pooled one), the closes.
-            let (calls, top) = syscalls_during(lab, pid, || {
-                let close = ["-t2", "-c32", "-d", "3s", "-H", "Connection: close", &url];
-                Ok(wrk(lab, &close)?.requests)
-            })?;
+            let (calls, top) = syscalls_per_request(lab, pid, &url, &["Connection: close"])?;
             println!(
                 "bench-l7: {path}: {calls:.2} system calls per Connection: close request ({top})"
             );
@@ -552,6 +549,10 @@ fn current_rss(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// Clock ticks per second, the unit of /proc/PID/stat and /proc/stat's
+/// times: USER_HZ is 100 on every Linux port.
+pub(crate) const USER_HZ: f64 = 100.0;
+
 /// User and system CPU time of `pid` (all its threads), in clock ticks.
 pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let (user, system) = cpu_times(pid)?;
@@ -581,9 +582,7 @@ pub(crate) fn cpu_per_request(
     let (Some(pid), Some(before)) = (pid, before) else {
         return Ok(f64::NAN);
     };
-    // USER_HZ, the unit of /proc/PID/stat, is 100 on every Linux port.
-    let ticks_per_second = 100.0;
-    let used = cpu_ticks(pid)?.saturating_sub(before) as f64 / ticks_per_second;
+    let used = cpu_ticks(pid)?.saturating_sub(before) as f64 / USER_HZ;
     Ok(if requests > 0.0 {
         used * 1e6 / requests
     } else {
@@ -592,17 +591,22 @@ pub(crate) fn cpu_per_request(
 }
 
 /// System calls of every thread of `pid` per request during a short wrk
-/// keep-alive run (`strace -c -f`, which slows the proxy but not the count:
-/// a figure the machine's other load does not disturb), and the most
-/// frequent calls.
+/// run (`strace -c -f`, which slows the proxy but not the count: a figure
+/// the machine's other load does not disturb), and the calls it made.
+/// `headers`: wrk's `-H` values (`Connection: close` for a connection per
+/// request; none for keep-alive).
 pub(crate) fn syscalls_per_request(
     lab: &DsrLab,
     pid: u32,
     url: &str,
+    headers: &[&str],
 ) -> anyhow::Result<(f64, String)> {
-    syscalls_during(lab, pid, || {
-        Ok(wrk(lab, &["-t2", "-c32", "-d", "3s", url])?.requests)
-    })
+    let mut args = vec!["-t2", "-c32", "-d", "3s"];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    args.push(url);
+    syscalls_during(lab, pid, || Ok(wrk(lab, &args)?.requests))
 }
 
 /// System calls of every thread of `pid` per request while `load` runs

@@ -369,7 +369,7 @@ fn measure(
     }
     // Records and system calls: one strace'd keep-alive run (its rate is
     // not a figure; the calls per request are).
-    let (calls, top) = syscalls_per_request(lab, pid, &ec)?;
+    let (calls, top) = syscalls_per_request(lab, pid, &ec, &[])?;
     println!("bench-tls: {path}: {calls:.2} system calls per keep-alive TLS request ({top})");
     rows.push(Row {
         what: "proxy system calls per keep-alive request over TLS (strace -c -f)",

@@ -6,6 +6,7 @@
 //! lbd and HAProxy, two segments in and two out per request, and the proxy
 //! that ran longer per request was preempted more often); the bench prints
 //! them beside each run's rate.
+use crate::bench_l7::USER_HZ;
 use anyhow::Context;
 use lb_tests::topology::DsrLab;
 use std::path::Path;
@@ -82,8 +83,7 @@ impl RunFacts {
         if requests <= 0.0 {
             return (f64::NAN, f64::NAN);
         }
-        // USER_HZ, the unit of /proc/PID/stat, is 100 on every Linux port.
-        let us = |ticks: u64| ticks as f64 / 100.0 * 1e6 / requests;
+        let us = |ticks: u64| ticks as f64 / USER_HZ * 1e6 / requests;
         let user = self.user_ticks.saturating_sub(before.user_ticks);
         let system = self.system_ticks.saturating_sub(before.system_ticks);
         (us(user + system), us(user))
@@ -92,8 +92,8 @@ impl RunFacts {
     /// One line: what happened between `before` and `self`, per request.
     pub(crate) fn since(&self, before: &RunFacts, requests: f64) -> String {
         let per = |after: u64, before: u64| after.saturating_sub(before) as f64 / requests.max(1.0);
-        // USER_HZ ticks to microseconds per request.
-        let us = |after: u64, before: u64| per(after, before) * 1e6 / 100.0;
+        // Clock ticks to microseconds per request.
+        let us = |after: u64, before: u64| per(after, before) * 1e6 / USER_HZ;
         let (now, then) = (&self.machine, &before.machine);
         let idle = now.idle.saturating_sub(then.idle) as f64
             / now.all.saturating_sub(then.all).max(1) as f64;
