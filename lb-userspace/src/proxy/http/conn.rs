@@ -623,6 +623,18 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
+    /// How long to sleep from `now` (ms) before looking again: until the
+    /// current deadline or the shortest timeout from now, whichever is
+    /// first; or the expiry that is due now.
+    fn next_look(&self, now: u64) -> Result<u64, Expiry> {
+        let (deadline_ms, expiry) = self.activity.deadline(self.timeouts);
+        if expiry == Expiry::Recheck || deadline_ms > now {
+            Ok(deadline_ms.min(now + self.shortest).saturating_sub(now))
+        } else {
+            Err(expiry)
+        }
+    }
+
     /// Runs `connection` until it ends (`Some`) or a timeout ends it
     /// (`None`). An idle connection is first offered `graceful`, which
     /// says whether it shuts down on its own (HTTP/2 sends GOAWAY).
@@ -637,23 +649,27 @@ impl Watch<'_> {
         // or the shortest timeout from now, whichever is first. Any later
         // change of state starts a deadline at least that far away, so
         // waking then and computing again is never late, and the deadline
-        // it finds is exact.
-        let watchdog = tokio::time::sleep(Duration::ZERO);
+        // it finds is exact. The first sleep is computed here too, not
+        // left to a zero-length sleep: the timer wheel's clock advances
+        // only when the driver turns, so such a sleep was registered as a
+        // timer earlier than any other, and tokio wakes its own driver for
+        // one (an eventfd write per connection).
+        let in_ms =
+            |ms: u64| tokio::time::Instant::from_std(clock::now()) + Duration::from_millis(ms);
+        let watchdog = tokio::time::sleep_until(in_ms(self.next_look(now_ms()).unwrap_or(0)));
         tokio::pin!(watchdog);
         let mut shutting_down = false;
         loop {
             tokio::select! {
                 result = connection.as_mut() => return Some(result),
                 _ = watchdog.as_mut() => {
-                    let now = now_ms();
-                    let (deadline_ms, expiry) = activity.deadline(self.timeouts);
-                    if expiry == Expiry::Recheck || deadline_ms > now {
-                        let wake = deadline_ms.min(now + shortest);
-                        watchdog
-                            .as_mut()
-                            .reset(tokio::time::Instant::from_std(clock::now()) + Duration::from_millis(wake.saturating_sub(now)));
-                        continue;
-                    }
+                    let expiry = match self.next_look(now_ms()) {
+                        Ok(wait) => {
+                            watchdog.as_mut().reset(in_ms(wait));
+                            continue;
+                        }
+                        Err(expiry) => expiry,
+                    };
                     match expiry {
                         Expiry::Recheck => continue,
                         // Idle keep-alive (or nothing at all since accept):
