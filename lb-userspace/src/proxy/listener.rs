@@ -46,6 +46,18 @@ pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// The local address of a connection accepted on a listener bound to
+/// `bind`: the bind itself when it names one address and port (a VIP: no
+/// getsockname per connection, which HAProxy does not make either), else
+/// what `ask` (the accepted socket) says.
+pub fn accepted_on(bind: SocketAddr, ask: impl FnOnce() -> io::Result<SocketAddr>) -> SocketAddr {
+    if bind.ip().is_unspecified() || bind.port() == 0 {
+        ask().unwrap_or(bind)
+    } else {
+        bind
+    }
+}
+
 /// What to do after an accept error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcceptErrorAction {
@@ -147,6 +159,23 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bind_on_one_address_is_the_local_address_without_asking() {
+        let asked = || -> io::Result<SocketAddr> { panic!("asked the socket") };
+        for vip in ["198.18.0.10:80", "[fd00::10]:443"] {
+            let vip: SocketAddr = vip.parse().expect("address");
+            assert_eq!(accepted_on(vip, asked), vip);
+        }
+        let real: SocketAddr = "198.18.0.11:8080".parse().expect("address");
+        for wildcard in ["0.0.0.0:8080", "[::]:8080", "198.18.0.11:0"] {
+            let bind: SocketAddr = wildcard.parse().expect("address");
+            assert_eq!(accepted_on(bind, || Ok(real)), real, "{wildcard}");
+            // A socket that cannot say falls back to the bind.
+            let gone = || Err(io::Error::other("gone"));
+            assert_eq!(accepted_on(bind, gone), bind, "{wildcard}");
+        }
+    }
 
     #[test]
     fn limit_counts_and_releases() {

@@ -502,7 +502,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let local = stream.local_addr().unwrap_or(address);
+        let local = listener::accepted_on(address, || stream.local_addr());
         let info = ConnInfo::plain(peer, local);
         // The snapshot may have changed while waiting for a slot: a
         // reload's certificates serve the connections accepted after it.
