@@ -25,11 +25,37 @@ pub(crate) struct RunFacts {
     /// Context switches (voluntary + involuntary) of every thread by
     /// command name, for the commands in [`WATCHED`].
     by_command: [u64; WATCHED.len()],
+    /// What the bench's finished children used: across a run, the client
+    /// (wrk, reaped when it ends) and one nstat of a few milliseconds.
+    client: ChildrenUsage,
 }
 
-/// The other programs of a run whose context switches are counted: the
-/// backends and the kernel's softirq threads (wrk's own are not: it has
-/// not started at the first reading and has ended at the second).
+/// CPU time (microseconds) and context switches of the children this
+/// process has reaped (getrusage(RUSAGE_CHILDREN)).
+struct ChildrenUsage {
+    user_us: u64,
+    system_us: u64,
+    switches: u64,
+}
+
+impl ChildrenUsage {
+    fn now() -> anyhow::Result<ChildrenUsage> {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+        let us = |t: nix::sys::time::TimeVal| (t.tv_sec() as u64) * 1_000_000 + t.tv_usec() as u64;
+        Ok(ChildrenUsage {
+            user_us: us(usage.user_time()),
+            system_us: us(usage.system_time()),
+            switches: (usage.voluntary_context_switches() + usage.involuntary_context_switches())
+                as u64,
+        })
+    }
+}
+
+/// The other programs of a run whose context switches are counted from
+/// /proc: the backends and the kernel's softirq threads (wrk has not
+/// started at the first reading and has ended at the second: its own
+/// come from getrusage, [`ChildrenUsage`]).
 const WATCHED: [&str; 2] = ["nginx", "ksoftirqd"];
 
 /// The whole machine's CPU time by kind, in clock ticks, and its context
@@ -73,6 +99,8 @@ impl RunFacts {
             delayed_acks: counter("TcpExtDelayedACKs")?,
             machine,
             by_command: switches_by_command()?,
+            // Last: after this reading's nstat has been reaped.
+            client: ChildrenUsage::now()?,
         })
     }
 
@@ -101,7 +129,7 @@ impl RunFacts {
             "per request {:.3} voluntary and {:.3} involuntary context switches of the proxy \
              ({}), {:.3} TCP segments in and {:.3} out, {:.4} delayed ACKs; machine: {:.1} us \
              user, {:.1} us system, {:.1} us softirq, {:.2} context switches per request, idle \
-             {:.1}%",
+             {:.1}%; client (wrk): {:.1} us user, {:.1} us system, {:.3} context switches",
             per(self.voluntary_switches, before.voluntary_switches),
             per(self.involuntary_switches, before.involuntary_switches),
             WATCHED
@@ -118,6 +146,9 @@ impl RunFacts {
             us(now.softirq, then.softirq),
             per(now.context_switches, then.context_switches),
             idle * 100.0,
+            per(self.client.user_us, before.client.user_us),
+            per(self.client.system_us, before.client.system_us),
+            per(self.client.switches, before.client.switches),
         )
     }
 }
