@@ -376,7 +376,7 @@ fn alternate(
             } else {
                 series.len() - 1 - index
             };
-            series[index].run(lab, run == 0)?;
+            series[index].run(lab, run)?;
         }
     }
     for one in series {
@@ -413,20 +413,20 @@ impl Series {
         }
     }
 
-    /// One keep-alive and one close run; `first` profiles the keep-alive
-    /// run when `LBD_BENCH_L7_PERF` asks (every run, one file each, with
-    /// `LBD_BENCH_L7_PERF_EVERY=1`: a fast and a slow run of one process
-    /// side by side).
-    fn run(&mut self, lab: &DsrLab, first: bool) -> anyhow::Result<()> {
+    /// One keep-alive and one close run (the series' `run`th); the first
+    /// keep-alive run is profiled when `LBD_BENCH_L7_PERF` asks (every
+    /// run, one file each, with `LBD_BENCH_L7_PERF_EVERY=1`: a fast and a
+    /// slow run of one process side by side).
+    fn run(&mut self, lab: &DsrLab, run: usize) -> anyhow::Result<()> {
         let (pid, url) = (self.pid, self.url.as_str());
         println!("bench-l7: {}", self.path);
         let every = std::env::var_os("LBD_BENCH_L7_PERF_EVERY").is_some();
         let profile = match (pid, std::env::var_os("LBD_BENCH_L7_PERF")) {
             (Some(pid), Some(dir)) if every => {
-                let name = format!("{}-run{}", self.path, self.user_cpu.len());
+                let name = format!("{}-run{run}", self.path);
                 Some(start_profile(pid, &dir, &name)?)
             }
-            (Some(pid), Some(dir)) if first => Some(start_profile(pid, &dir, &self.path)?),
+            (Some(pid), Some(dir)) if run == 0 => Some(start_profile(pid, &dir, &self.path)?),
             _ => None,
         };
         let before = pid.map(|pid| RunFacts::read(lab, pid)).transpose()?;

@@ -1,7 +1,9 @@
 //! What a bench-l7 keep-alive run cost, per request: the proxy's CPU time
-//! (and its user-space share), and besides it the proxy's context
-//! switches, the load balancer namespace's TCP segments and the machine's
-//! idle time. Two proxies that spend different kernel time on the same
+//! (and its user-space share), and besides it the proxy's, the backends'
+//! and the softirq threads' context switches, the load balancer
+//! namespace's TCP segments, the whole machine's CPU time by kind, context
+//! switches and idle share, and the client's (wrk's) CPU time and context
+//! switches. Two proxies that spend different kernel time on the same
 //! requests differ in one of these (session 14: the wire was the same for
 //! lbd and HAProxy, two segments in and two out per request, and the proxy
 //! that ran longer per request was preempted more often); the bench prints
@@ -86,8 +88,9 @@ impl RunFacts {
                 .flatten()
                 .with_context(|| format!("no {name} in nstat's output"))
         };
+        let by_command = switches_by_command()?;
         let machine = machine_ticks()?;
-        // Last: the nearest to the run it is read for.
+        // The proxy's time near the end: the nearest to the run.
         let (user_ticks, system_ticks) = crate::bench_l7::cpu_times(pid)?;
         Ok(RunFacts {
             user_ticks,
@@ -98,7 +101,7 @@ impl RunFacts {
             segments_out: counter("TcpOutSegs")?,
             delayed_acks: counter("TcpExtDelayedACKs")?,
             machine,
-            by_command: switches_by_command()?,
+            by_command,
             // Last: after this reading's nstat has been reaped.
             client: ChildrenUsage::now()?,
         })
@@ -224,7 +227,7 @@ fn machine_ticks() -> anyhow::Result<MachineTicks> {
     Ok(MachineTicks {
         user: tick(0) + tick(1),
         system: tick(2),
-        softirq: tick(5) + tick(6),
+        softirq: tick(6),
         idle: tick(3) + tick(4),
         all: ticks.iter().take(8).sum(),
         context_switches,
