@@ -4,10 +4,12 @@
 //! Sans-IO core (config compile, ACLs, rules, balance, snapshot, route) and
 //! the I/O drivers side by side: `listener` (binds, maxconn), `http` (hyper
 //! per connection, the request phases, the upstream pool), `tcp` (byte
-//! relay), `runtime` (the proxy's own tokio runtime, start/apply/stop) and
+//! relay), `runtime` (the proxy's own tokio runtime, start/apply/stop),
+//! `pass` (sends at the end of a worker's pass) and
 //! `stats` (the counters `lbd status` shows).
 pub mod http;
 pub mod listener;
+pub mod pass;
 pub mod relay;
 pub mod runtime;
 pub mod stats;

@@ -7,7 +7,7 @@
 //! bulk data, as HAProxy's `option splice-auto`: small messages (requests
 //! and responses) cost fewer system calls copied, long transfers less CPU
 //! spliced; and `splice(2)` throughout, for comparison.
-use crate::proxy::{clock, stats::now_ms};
+use crate::proxy::{clock, pass::behind_queued, stats::now_ms};
 use std::{
     future::Future,
     io,
@@ -179,6 +179,8 @@ where
             let _ = writer.shutdown().await;
             return Ok(moved);
         }
+        // The pass's other sends first: the peer reads them together.
+        behind_queued().await;
         writer
             .write_all(&buffer[..n])
             .await
@@ -300,6 +302,8 @@ async fn adaptive_half(
             let _ = writer.shutdown().await;
             return Ok(moved);
         }
+        // The pass's other sends first: the peer reads them together.
+        behind_queued().await;
         writer
             .write_all(&buffer[..n])
             .await
@@ -554,5 +558,36 @@ mod tests {
             );
             assert!(lasted < Duration::from_secs(3), "ended after {lasted:?}");
         });
+    }
+
+    /// A relay sends what it read on its second turn: the first puts the
+    /// task behind the worker's queued tasks, so that the messages of one
+    /// pass reach their peers together.
+    #[tokio::test]
+    async fn a_read_is_sent_one_turn_behind_the_queued_tasks() {
+        let (client, mut client_peer) = tokio::io::duplex(1024);
+        let (server, mut server_peer) = tokio::io::duplex(1024);
+        client_peer.write_all(b"ping").await.expect("write");
+        let meter = RelayMeter::default();
+        let wakes = std::sync::Arc::new(crate::proxy::pass::WakeCount::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut relay = std::pin::pin!(copy(client, server, Duration::from_secs(60), &meter));
+        assert!(relay.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.count(), 1, "woken at once, to the back of the queue");
+        let mut received = [0u8; 4];
+        let mut buf = tokio::io::ReadBuf::new(&mut received);
+        assert!(
+            Pin::new(&mut server_peer)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending(),
+            "nothing is sent on the first turn"
+        );
+        assert!(relay.as_mut().poll(&mut cx).is_pending());
+        server_peer
+            .read_exact(&mut received)
+            .await
+            .expect("relayed");
+        assert_eq!(&received, b"ping");
     }
 }

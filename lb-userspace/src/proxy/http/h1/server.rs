@@ -19,6 +19,7 @@ use crate::proxy::http::{
     origin::ChunkedDecoder,
     service,
 };
+use crate::proxy::pass::behind_queued;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper::{body::Body, Method, Request, StatusCode};
 use std::{
@@ -271,13 +272,16 @@ async fn finish_request_body<S: AsyncRead + AsyncWrite + Unpin>(wire: &Mutex<Wir
 }
 
 /// Writes the head in `out` and the body framed as `framing`, then
-/// flushes (which logs the records that waited for the response's end).
+/// flushes (which logs the records that waited for the response's end),
+/// after the responses of the worker's pass that are queued before it, so
+/// that the client reads them together.
 async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &Mutex<Wire<S>>,
     out: &mut BytesMut,
     body: ProxyBody,
     framing: Framing,
 ) -> io::Result<()> {
+    behind_queued().await;
     let mut writer = ResponseWriter {
         out,
         large: None,

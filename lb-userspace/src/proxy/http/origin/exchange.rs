@@ -14,6 +14,7 @@ use crate::proxy::http::{
     body::{BoxError, ProxyBody},
     upstream::{Pool, PoolKey},
 };
+use crate::proxy::pass::behind_queued;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper::{
     body::{Body, Frame, SizeHint},
@@ -320,6 +321,8 @@ async fn send_encoded(
         touched: false,
         flushed: false,
     };
+    // The pass's other requests first: the server reads them together.
+    behind_queued().await;
     let mut write_error = None;
     let mut upload_done = false;
     let mut received = false;

@@ -324,3 +324,36 @@ async fn a_pooled_connection_the_server_closed_is_not_reusable() {
     assert!(open.is_reusable());
     server.abort();
 }
+
+/// A request goes out on the sender's second turn: the first puts the task
+/// behind the worker's queued tasks, so that the requests of one pass
+/// reach their servers together.
+#[tokio::test]
+async fn a_request_waits_one_turn_behind_the_queued_tasks() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let conn = conn_to(address).await;
+    let (mut server, _) = listener.accept().expect("accept");
+    server.set_nonblocking(true).expect("nonblocking");
+    let wakes = Arc::new(crate::proxy::pass::WakeCount::default());
+    let waker = std::task::Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
+    assert!(sending.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(wakes.count(), 1, "woken at once, to the back of the queue");
+    let mut seen = [0u8; 64];
+    use std::io::Read;
+    let first = server.read(&mut seen).map_err(|e| e.kind());
+    assert_eq!(
+        first,
+        Err(io::ErrorKind::WouldBlock),
+        "nothing is written on the first turn"
+    );
+    // The second turn writes the request (and waits for the answer).
+    assert!(sending.as_mut().poll(&mut cx).is_pending());
+    server.set_nonblocking(false).expect("blocking");
+    let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
+    let mut got = vec![0u8; expected.len()];
+    server.read_exact(&mut got).expect("request");
+    assert_eq!(got, expected);
+}
