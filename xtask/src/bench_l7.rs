@@ -435,9 +435,14 @@ impl Series {
         if let (Some(pid), Some(before)) = (pid, before) {
             let after = RunFacts::read(lab, pid)?;
             println!(
-                "bench-l7: {}: keep-alive {:.0} req/s; {}",
+                "bench-l7: {}: keep-alive {:.0} req/s (latency p50 {:.2}, p75 {:.2}, p90 {:.2}, \
+                 p99 {:.2} ms); {}",
                 self.path,
                 keep.rate,
+                keep.p50_ms,
+                keep.p75_ms,
+                keep.p90_ms,
+                keep.p99_ms,
                 after.since(&before, keep.requests)
             );
             let (cpu, user) = after.cpu_us_per_request(&before, keep.requests);
@@ -719,6 +724,10 @@ pub(crate) struct WrkResult {
     /// Requests completed in the run.
     pub(crate) requests: f64,
     pub(crate) p50_ms: f64,
+    /// Printed with each keep-alive run's facts (not a row): whether a
+    /// p99 apart comes with a wider distribution or only a longer tail.
+    pub(crate) p75_ms: f64,
+    pub(crate) p90_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) failed: f64,
 }
@@ -766,6 +775,8 @@ pub(crate) fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
         rate,
         requests,
         p50_ms: percentile("50%"),
+        p75_ms: percentile("75%"),
+        p90_ms: percentile("90%"),
         p99_ms: percentile("99%"),
         failed: socket_errors + non_2xx,
     })
@@ -929,6 +940,8 @@ mod tests {
         assert_eq!(r.rate, 24000.5);
         assert_eq!(r.requests, 120000.0);
         assert!((r.p50_ms - 0.41).abs() < 1e-9);
+        assert!((r.p75_ms - 0.6).abs() < 1e-9);
+        assert_eq!(r.p90_ms, 1.2);
         assert_eq!(r.p99_ms, 3.5);
         assert_eq!(r.failed, 9.0);
         assert!(parse_wrk("nothing").is_err());
