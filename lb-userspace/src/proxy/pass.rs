@@ -50,18 +50,47 @@ impl Future for BehindQueued {
     }
 }
 
-/// Counts its wake-ups: a test polls a sender by hand with it to see the
-/// send go behind the queue (one wake-up, nothing sent yet).
+/// Polls a sender by hand, as its worker would, counting the wake-ups: a
+/// test sees the send go behind the queue (one wake-up, nothing sent), then
+/// go out on the next turn.
 #[cfg(test)]
-#[derive(Default)]
-pub(crate) struct WakeCount(std::sync::atomic::AtomicUsize);
+pub(crate) struct HandPoll {
+    wakes: std::sync::Arc<WakeCount>,
+    waker: std::task::Waker,
+}
 
 #[cfg(test)]
-impl WakeCount {
-    pub(crate) fn count(&self) -> usize {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+impl HandPoll {
+    pub(crate) fn new() -> HandPoll {
+        let wakes = std::sync::Arc::new(WakeCount::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        HandPoll { wakes, waker }
+    }
+
+    pub(crate) fn poll<F: Future>(&self, sender: Pin<&mut F>) -> Poll<F::Output> {
+        sender.poll(&mut Context::from_waker(&self.waker))
+    }
+
+    /// The sender's first turn: it waits, having woken itself once.
+    pub(crate) fn first_turn<F: Future>(&self, sender: Pin<&mut F>) {
+        assert!(self.poll(sender).is_pending(), "the first turn waits");
+        let wakes = self.wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(wakes, 1, "woken at once, to the back of the queue");
+    }
+
+    /// Whether `peer` has nothing to read yet.
+    pub(crate) fn nothing_to_read<R: tokio::io::AsyncRead + Unpin>(&self, peer: &mut R) -> bool {
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        Pin::new(peer)
+            .poll_read(&mut Context::from_waker(&self.waker), &mut buf)
+            .is_pending()
     }
 }
+
+#[cfg(test)]
+#[derive(Default)]
+struct WakeCount(std::sync::atomic::AtomicUsize);
 
 #[cfg(test)]
 impl std::task::Wake for WakeCount {

@@ -569,21 +569,15 @@ mod tests {
         let (server, mut server_peer) = tokio::io::duplex(1024);
         client_peer.write_all(b"ping").await.expect("write");
         let meter = RelayMeter::default();
-        let wakes = std::sync::Arc::new(crate::proxy::pass::WakeCount::default());
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = Context::from_waker(&waker);
+        let hand = crate::proxy::pass::HandPoll::new();
         let mut relay = std::pin::pin!(copy(client, server, Duration::from_secs(60), &meter));
-        assert!(relay.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(wakes.count(), 1, "woken at once, to the back of the queue");
-        let mut received = [0u8; 4];
-        let mut buf = tokio::io::ReadBuf::new(&mut received);
+        hand.first_turn(relay.as_mut());
         assert!(
-            Pin::new(&mut server_peer)
-                .poll_read(&mut cx, &mut buf)
-                .is_pending(),
-            "nothing is sent on the first turn"
+            hand.nothing_to_read(&mut server_peer),
+            "nothing is sent yet"
         );
-        assert!(relay.as_mut().poll(&mut cx).is_pending());
+        assert!(hand.poll(relay.as_mut()).is_pending());
+        let mut received = [0u8; 4];
         server_peer
             .read_exact(&mut received)
             .await

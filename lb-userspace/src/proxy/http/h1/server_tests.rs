@@ -120,10 +120,7 @@ async fn a_response_waits_one_turn_behind_the_queued_tasks() {
     let (ours, mut theirs) = tokio::io::duplex(1 << 16);
     let wire = Mutex::new(Wire::new(ours));
     let mut out = BytesMut::from(&b"H\r\n\r\n"[..]);
-    let wakes = Arc::new(crate::proxy::pass::WakeCount::default());
-    let waker = std::task::Waker::from(wakes.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut received = [0u8; 8];
+    let hand = crate::proxy::pass::HandPoll::new();
     {
         let mut writing = pin!(write_response(
             &wire,
@@ -131,20 +128,11 @@ async fn a_response_waits_one_turn_behind_the_queued_tasks() {
             full("abc"),
             Framing::Length(3)
         ));
-        assert!(writing.as_mut().poll(&mut cx).is_pending());
-        assert_eq!(wakes.count(), 1, "woken at once, to the back of the queue");
-        let mut buf = tokio::io::ReadBuf::new(&mut received);
-        assert!(
-            Pin::new(&mut theirs)
-                .poll_read(&mut cx, &mut buf)
-                .is_pending(),
-            "nothing is written on the first turn"
-        );
-        assert!(matches!(
-            writing.as_mut().poll(&mut cx),
-            Poll::Ready(Ok(()))
-        ));
+        hand.first_turn(writing.as_mut());
+        assert!(hand.nothing_to_read(&mut theirs), "nothing is written yet");
+        assert!(matches!(hand.poll(writing.as_mut()), Poll::Ready(Ok(()))));
     }
+    let mut received = [0u8; 8];
     theirs.read_exact(&mut received).await.expect("response");
     assert_eq!(&received, b"H\r\n\r\nabc");
 }

@@ -335,12 +335,9 @@ async fn a_request_waits_one_turn_behind_the_queued_tasks() {
     let conn = conn_to(address).await;
     let (mut server, _) = listener.accept().expect("accept");
     server.set_nonblocking(true).expect("nonblocking");
-    let wakes = Arc::new(crate::proxy::pass::WakeCount::default());
-    let waker = std::task::Waker::from(wakes.clone());
-    let mut cx = Context::from_waker(&waker);
+    let hand = crate::proxy::pass::HandPoll::new();
     let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
-    assert!(sending.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(wakes.count(), 1, "woken at once, to the back of the queue");
+    hand.first_turn(sending.as_mut());
     let mut seen = [0u8; 64];
     use std::io::Read;
     let first = server.read(&mut seen).map_err(|e| e.kind());
@@ -350,7 +347,7 @@ async fn a_request_waits_one_turn_behind_the_queued_tasks() {
         "nothing is written on the first turn"
     );
     // The second turn writes the request (and waits for the answer).
-    assert!(sending.as_mut().poll(&mut cx).is_pending());
+    assert!(hand.poll(sending.as_mut()).is_pending());
     server.set_nonblocking(false).expect("blocking");
     let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
     let mut got = vec![0u8; expected.len()];
