@@ -724,8 +724,9 @@ pub(crate) struct WrkResult {
     /// Requests completed in the run.
     pub(crate) requests: f64,
     pub(crate) p50_ms: f64,
-    /// Printed with each keep-alive run's facts (not a row): whether a
-    /// p99 apart comes with a wider distribution or only a longer tail.
+    // p75 and p90 are printed with each keep-alive run's facts, not rows:
+    // whether a p99 apart comes with a wider distribution or only a
+    // longer tail.
     pub(crate) p75_ms: f64,
     pub(crate) p90_ms: f64,
     pub(crate) p99_ms: f64,
