@@ -239,12 +239,24 @@ impl<'a> Browser<'a> {
     }
 
     /// Clicks the first element matching `selector`, finding it again if
-    /// the page replaced it in between (a live-updating page does).
+    /// the page replaced it in between (a live-updating page does), or
+    /// while the page is still loading: after a form's POST the browser
+    /// follows the 303 to a new document, and a lookup made in between
+    /// finds nothing. An element that never shows up still fails, after
+    /// `CLICK_PATIENCE`.
     pub fn click(&self, selector: &str) -> anyhow::Result<()> {
-        let mut tries = 0;
+        const CLICK_PATIENCE: Duration = Duration::from_secs(5);
+        let deadline = Instant::now() + CLICK_PATIENCE;
         loop {
             match self.click_once(selector) {
-                Err(e) if tries < 5 && e.to_string().contains("stale element") => tries += 1,
+                Err(e)
+                    if Instant::now() < deadline
+                        && ["stale element", "no such element"]
+                            .iter()
+                            .any(|passing| e.to_string().contains(passing)) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 other => return other,
             }
         }
