@@ -330,7 +330,7 @@ fn series(path: &str, vip: Ipv4Addr, port: u16, pid: Option<u32>) -> Series {
     Series::new(path, &format!("http://{vip}:{port}/"), pid, MEASURED)
 }
 
-/// The rows [`measure_url`] writes, in its order: keep-alive req/s, its
+/// The rows [`measure_urls`] writes, in its order: keep-alive req/s, its
 /// p50 and p99, `Connection: close` conn/s, CPU per keep-alive request
 /// and per close request, failed requests.
 pub(crate) type Measured = [&'static str; 7];
@@ -345,17 +345,27 @@ const MEASURED: Measured = [
     "failed requests (socket errors, non-2xx), all runs",
 ];
 
-/// [`measure`] against any `url` (https too), its rows named `what`.
-pub(crate) fn measure_url(
+/// One proxy measured against `url` (https too) by [`measure_urls`]: its
+/// rows' path and its PID (for CPU time and system calls).
+pub(crate) struct Target<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) url: String,
+    pub(crate) pid: Option<u32>,
+}
+
+/// Measures each target, their runs alternating, rows named `what`.
+pub(crate) fn measure_urls(
     lab: &DsrLab,
     runs: usize,
     rows: &mut Vec<Row>,
-    path: &str,
-    url: &str,
-    pid: Option<u32>,
+    targets: &[Target<'_>],
     what: Measured,
 ) -> anyhow::Result<()> {
-    alternate(lab, runs, rows, vec![Series::new(path, url, pid, what)])
+    let series = targets
+        .iter()
+        .map(|t| Series::new(t.path, &t.url, t.pid, what))
+        .collect();
+    alternate(lab, runs, rows, series)
 }
 
 /// Runs the series in turn, one run of each per round, then writes their
@@ -842,23 +852,31 @@ fn render(rows: &[Row], workers: usize, runs: usize) -> String {
 /// between pairs cancels), with their range; a single measurement gives a
 /// plain ratio and no range.
 pub(crate) fn paired_ratio(lbd: &Row, haproxy: &Row) -> Option<(f64, Option<(f64, f64)>)> {
-    let paired = lbd.runs.len() == haproxy.runs.len()
-        && lbd.runs.len() > 1
-        && haproxy.runs.iter().all(|&h| h > 0.0);
-    if !paired {
+    let mut ratios = pair_ratios(lbd, haproxy);
+    ratios.sort_by(f64::total_cmp);
+    if ratios.is_empty() {
         return (haproxy.value > 0.0).then(|| (lbd.value / haproxy.value, None));
     }
-    let mut ratios: Vec<f64> = lbd
-        .runs
-        .iter()
-        .zip(&haproxy.runs)
-        .map(|(l, h)| l / h)
-        .collect();
-    ratios.sort_by(f64::total_cmp);
     Some((
         ratios[ratios.len() / 2],
         Some((ratios[0], ratios[ratios.len() - 1])),
     ))
+}
+
+/// Each lbd run's value over the HAProxy run's next to it, in run order;
+/// empty unless both rows have the same several runs.
+pub(crate) fn pair_ratios(lbd: &Row, haproxy: &Row) -> Vec<f64> {
+    let paired = lbd.runs.len() == haproxy.runs.len()
+        && lbd.runs.len() > 1
+        && haproxy.runs.iter().all(|&h| h > 0.0);
+    if !paired {
+        return Vec::new();
+    }
+    lbd.runs
+        .iter()
+        .zip(&haproxy.runs)
+        .map(|(l, h)| l / h)
+        .collect()
 }
 
 fn ratio_cell(lbd: &Row, haproxy: &Row) -> String {

@@ -5,9 +5,12 @@
 //! server (one worker) on port 8443. wrk speaks https to `a.example` (the
 //! client namespace resolves it to the VIP through `/etc/netns/NS/hosts`,
 //! removed afterwards): keep-alive req/s and p99, and `Connection: close`
-//! conn/s (a full TLS handshake with nginx per connection). Called by
-//! `bench_l7::run` after its own rows, with lbd stopped.
-use crate::bench_l7::{measure_url, wait_listening, Measured, Row, VIP_L7};
+//! conn/s (a full TLS handshake with nginx per connection). lbd and
+//! HAProxy run side by side (HAProxy on a port of its own), their runs
+//! alternating in pairs as in bench-l7's own rows; a ratio is the median
+//! of the pairs' ratios. Called by `bench_l7::run` after its own rows,
+//! with that part's lbd stopped.
+use crate::bench_l7::{measure_urls, pair_ratios, wait_listening, Measured, Row, Target, VIP_L7};
 use anyhow::{bail, Context};
 use lb_tests::{
     process::ChildGuard,
@@ -19,6 +22,9 @@ use std::{
 };
 
 const TLS_PORT: u16 = 443;
+/// HAProxy's passthrough frontend, beside lbd's.
+const HAPROXY_TLS_PORT: u16 = 4443;
+const LBD_NAME: &str = "lbd tcp TLS passthrough (req.ssl_sni)";
 const BACKEND_TLS_PORT: u16 = 8443;
 const RUNS: usize = 3;
 const NAMES: [&str; 2] = ["a.example", "b.example"];
@@ -57,20 +63,32 @@ pub(crate) fn measure(
     lab.write_config(&lbd_config(lab))?;
     lab.start_lbd(lbd)?;
     wait_listening(lab, VIP_L7, TLS_PORT).context("lbd's passthrough frontend")?;
-    let pid = lab.lbd_pid();
-    measure_path(lab, rows, "lbd tcp TLS passthrough (req.ssl_sni)", pid)?;
-    crate::bench_lab::stop_lbd(lab, lbd)?;
-
+    // HAProxy runs beside lbd on a port of its own, and their runs
+    // alternate: the machine's drift over the minutes falls on both alike.
     let haproxy = start_haproxy(lab, &scratch.path, workers)?;
-    wait_listening(lab, VIP_L7, TLS_PORT).with_context(|| {
+    wait_listening(lab, VIP_L7, HAPROXY_TLS_PORT).with_context(|| {
         format!(
             "HAProxy's passthrough frontend: {}",
             std::fs::read_to_string(scratch.path.join("haproxy.log")).unwrap_or_default()
         )
     })?;
-    let name = format!("HAProxy 2.6 mode tcp TLS passthrough (req.ssl_sni), nbthread {workers}");
-    measure_path(lab, rows, &name, Some(haproxy.pid()))?;
+    let haproxy_name =
+        format!("HAProxy 2.6 mode tcp TLS passthrough (req.ssl_sni), nbthread {workers}");
+    let targets = [
+        Target {
+            path: LBD_NAME,
+            url: url(TLS_PORT),
+            pid: lab.lbd_pid(),
+        },
+        Target {
+            path: &haproxy_name,
+            url: url(HAPROXY_TLS_PORT),
+            pid: Some(haproxy.pid()),
+        },
+    ];
+    measure_urls(lab, RUNS, rows, &targets, MEASURED_HTTPS)?;
     drop(haproxy);
+    crate::bench_lab::stop_lbd(lab, lbd)?;
     ratios(rows);
     Ok(())
 }
@@ -189,7 +207,7 @@ fn start_haproxy(lab: &DsrLab, dir: &Path, threads: usize) -> anyhow::Result<Chi
         &format!(
             "global\n  maxconn 8000\n  nbthread {threads}\n\
              defaults\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
-             frontend tlspass\n  mode tcp\n  bind {VIP_L7}:{TLS_PORT}\n\
+             frontend tlspass\n  mode tcp\n  bind {VIP_L7}:{HAPROXY_TLS_PORT}\n\
              \x20 tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
              \x20 use_backend a if {{ req.ssl_sni -i a.example }}\n  use_backend b if {{ req.ssl_sni -i b.example }}\n\
              \x20 default_backend b\n\
@@ -199,18 +217,9 @@ fn start_haproxy(lab: &DsrLab, dir: &Path, threads: usize) -> anyhow::Result<Chi
     )
 }
 
-/// wrk over https to a.example through VIP:443, keep-alive then
-/// `Connection: close`, [`RUNS`] times: medians and ranges.
-/// bench-l7's measurement over https through the passthrough frontend;
-/// with the proxy's `pid`, its CPU per request too.
-fn measure_path(
-    lab: &DsrLab,
-    rows: &mut Vec<Row>,
-    path: &str,
-    pid: Option<u32>,
-) -> anyhow::Result<()> {
-    let url = format!("https://{}:{TLS_PORT}/", NAMES[0]);
-    measure_url(lab, RUNS, rows, path, &url, pid, MEASURED_HTTPS)
+/// wrk's https URL through `port` of the VIP: a.example (its SNI).
+fn url(port: u16) -> String {
+    format!("https://{}:{port}/", NAMES[0])
 }
 
 const MEASURED_HTTPS: Measured = [
@@ -223,12 +232,13 @@ const MEASURED_HTTPS: Measured = [
     "failed https requests, all runs",
 ];
 
-/// lbd / HAProxy for each passthrough measurement (medians).
+/// lbd / HAProxy for each passthrough measurement: the median of the
+/// pairs' ratios (each lbd run against the HAProxy run next to it), their
+/// range beside it.
 fn ratios(rows: &mut Vec<Row>) {
-    let median = |what: &str, start: &str| {
+    let row = |what: &str, start: &str| {
         rows.iter()
             .find(|r| r.what == what && r.path.starts_with(start))
-            .map(|r| r.value)
     };
     let mut out = Vec::new();
     for what in [
@@ -236,16 +246,20 @@ fn ratios(rows: &mut Vec<Row>) {
         "wrk https Connection: close",
         "wrk https keep-alive latency p99",
     ] {
-        if let (Some(lbd), Some(haproxy)) = (median(what, "lbd tcp TLS"), median(what, "HAProxy")) {
-            if haproxy > 0.0 {
-                out.push(Row {
-                    what,
-                    path: "TLS passthrough: lbd / HAProxy".into(),
-                    value: lbd / haproxy,
-                    unit: "x",
-                    runs: Vec::new(),
-                });
-            }
+        let (Some(lbd), Some(haproxy)) = (row(what, LBD_NAME), row(what, "HAProxy")) else {
+            continue;
+        };
+        let runs = pair_ratios(lbd, haproxy);
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        if let Some(&median) = sorted.get(sorted.len() / 2) {
+            out.push(Row {
+                what,
+                path: "TLS passthrough: lbd / HAProxy".into(),
+                value: median,
+                unit: "x",
+                runs,
+            });
         }
     }
     rows.extend(out);
