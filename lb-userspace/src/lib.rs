@@ -10,4 +10,6 @@ pub mod import;
 pub mod log;
 pub mod proxy;
 pub mod stats;
+#[cfg(test)]
+mod test_netns;
 pub mod vrrp;

@@ -171,52 +171,54 @@ async fn server(
     (address, requests)
 }
 
-#[tokio::test]
-async fn probes_over_real_sockets() {
-    let (address, mut requests) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-    let plan = plan_for(
-        address,
-        "httpchk = \"HEAD /health HTTP/1.1\\\\r\\\\nHost:\\\\ localhost\"",
-    );
-    let judgement = probe(&plan).await;
-    assert_eq!(judgement.short(), "L7OK 200");
-    assert_eq!(
-        requests.recv().await.unwrap(),
-        b"HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
-    );
+#[test]
+fn probes_over_real_sockets() {
+    crate::test_netns::block_on(|| async {
+        let (address, mut requests) = server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        let plan = plan_for(
+            address,
+            "httpchk = \"HEAD /health HTTP/1.1\\\\r\\\\nHost:\\\\ localhost\"",
+        );
+        let judgement = probe(&plan).await;
+        assert_eq!(judgement.short(), "L7OK 200");
+        assert_eq!(
+            requests.recv().await.unwrap(),
+            b"HEAD /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        );
 
-    let (address, _requests) = server(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
-    let judgement = probe(&plan_for(address, "httpchk = true")).await;
-    assert_eq!(
-        (judgement.ok, judgement.short()),
-        (false, "L7STS 503".into())
-    );
+        let (address, _requests) = server(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
+        let judgement = probe(&plan_for(address, "httpchk = true")).await;
+        assert_eq!(
+            (judgement.ok, judgement.short()),
+            (false, "L7STS 503".into())
+        );
 
-    // tcp-check: connecting is enough, whatever the server says.
-    let judgement = probe(&plan_for(address, "tcp_check = true")).await;
-    assert_eq!((judgement.ok, judgement.short()), (true, "L4OK".into()));
+        // tcp-check: connecting is enough, whatever the server says.
+        let judgement = probe(&plan_for(address, "tcp_check = true")).await;
+        assert_eq!((judgement.ok, judgement.short()), (true, "L4OK".into()));
 
-    // Nothing listening: refused.
-    let closed = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap()
-    };
-    let judgement = probe(&plan_for(closed, "httpchk = true")).await;
-    assert_eq!(
-        (judgement.ok, judgement.short()),
-        (false, "L4CON Connection refused".into())
-    );
+        // Nothing listening: refused.
+        let closed = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap()
+        };
+        let judgement = probe(&plan_for(closed, "httpchk = true")).await;
+        assert_eq!(
+            (judgement.ok, judgement.short()),
+            (false, "L4CON Connection refused".into())
+        );
 
-    // A server that never answers: the response times out.
-    let (address, _requests) = server(b"").await;
-    let started = Instant::now();
-    let judgement = probe(&plan_for(
-        address,
-        "httpchk = true\ntimeout = { check = \"200ms\" }",
-    ))
-    .await;
-    assert_eq!((judgement.ok, judgement.short()), (false, "L7TOUT".into()));
-    assert!(started.elapsed() < Duration::from_secs(2));
+        // A server that never answers: the response times out.
+        let (address, _requests) = server(b"").await;
+        let started = Instant::now();
+        let judgement = probe(&plan_for(
+            address,
+            "httpchk = true\ntimeout = { check = \"200ms\" }",
+        ))
+        .await;
+        assert_eq!((judgement.ok, judgement.short()), (false, "L7TOUT".into()));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    })
 }
 
 #[test]
@@ -236,89 +238,92 @@ fn timeouts_follow_haproxy() {
     assert_eq!(plan.connect_timeout, Duration::from_millis(300));
 }
 
-#[tokio::test]
-async fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    // A server answering 200 while `healthy`, else 503.
-    let healthy = Arc::new(AtomicBool::new(false));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let flag = Arc::clone(&healthy);
-    let server = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = [0u8; 1024];
-            let _ = stream.read(&mut buf).await;
-            let reply: &[u8] = if flag.load(Ordering::Relaxed) {
-                b"HTTP/1.1 200 OK\r\n\r\n"
-            } else {
-                b"HTTP/1.1 503 Down\r\n\r\n"
-            };
-            let _ = stream.write_all(reply).await;
-        }
-    });
-    let text = format!(
+#[test]
+fn a_down_server_leaves_after_fall_checks_and_returns_after_rise() {
+    crate::test_netns::block_on(|| async {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // A server answering 200 while `healthy`, else 503.
+        let healthy = Arc::new(AtomicBool::new(false));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let flag = Arc::clone(&healthy);
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let reply: &[u8] = if flag.load(Ordering::Relaxed) {
+                    b"HTTP/1.1 200 OK\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 503 Down\r\n\r\n"
+                };
+                let _ = stream.write_all(reply).await;
+            }
+        });
+        let text = format!(
         "[[backend]]\nname = \"b\"\nhttpchk = \"GET /\"\n[[backend.server]]\nname = \"s\"\naddress = \"{address}\"\ncheck = true\ninter = \"50ms\"\nfall = 2\nrise = 3\n"
     );
-    let registry = StateRegistry::new();
-    let snapshot = Arc::new(registry.build(Arc::new(parse_str(&text, Path::new("t")).unwrap())));
-    let state = Arc::clone(&snapshot.backends[0].servers[0]);
-    assert!(state.is_health_up(), "servers start up");
-    let live = Arc::new(crate::stats::LiveMetrics::default());
-    let health = ProxyHealth::start_reporting(
-        &tokio::runtime::Handle::current(),
-        Arc::clone(&snapshot),
-        vec![Logger::disabled()],
-        live.clone(),
-    );
-    assert_eq!(health.len(), 1);
-    let wait_for = |up: bool| {
-        let state = Arc::clone(&state);
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while state.is_health_up() != up && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+        let registry = StateRegistry::new();
+        let snapshot =
+            Arc::new(registry.build(Arc::new(parse_str(&text, Path::new("t")).unwrap())));
+        let state = Arc::clone(&snapshot.backends[0].servers[0]);
+        assert!(state.is_health_up(), "servers start up");
+        let live = Arc::new(crate::stats::LiveMetrics::default());
+        let health = ProxyHealth::start_reporting(
+            &tokio::runtime::Handle::current(),
+            Arc::clone(&snapshot),
+            vec![Logger::disabled()],
+            live.clone(),
+        );
+        assert_eq!(health.len(), 1);
+        let wait_for = |up: bool| {
+            let state = Arc::clone(&state);
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(3);
+                while state.is_health_up() != up && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                state.is_health_up() == up
             }
-            state.is_health_up() == up
-        }
-    };
-    assert!(wait_for(false).await, "down after 2 failed checks");
-    assert_eq!(state.last_check().unwrap().detail, "L7STS 503");
-    let failed = state.failed_checks.load(Ordering::Relaxed);
-    assert!(failed >= 2, "{failed}");
-    assert_eq!(state.downs.load(Ordering::Relaxed), 1);
-    healthy.store(true, Ordering::Relaxed);
-    let since = Instant::now();
-    assert!(wait_for(true).await, "up again after 3 good checks");
-    // rise = 3 checks 50 ms apart: not before the second interval ends.
-    assert!(
-        since.elapsed() >= Duration::from_millis(100),
-        "{:?}",
-        since.elapsed()
-    );
-    assert_eq!(state.last_check().unwrap().detail, "L7OK 200");
-    // Every check's latency went into the histogram of /metrics.
-    let text = live.histograms_text();
-    let count: u64 = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("lbd_server_check_latency_seconds_count{proxy=\"b\",server=\"s\"} ")
-        })
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no count in {text}"));
-    assert!(
-        count >= u64::from(failed as u32) + 3,
-        "{count} checks: {text}"
-    );
-    // A reload keeps the state and checks on with the new snapshot.
-    drop(health);
-    let snapshot = Arc::new(registry.build(Arc::clone(&snapshot.config)));
-    assert!(snapshot.backends[0].servers[0].is_health_up());
-    let _health = ProxyHealth::start(
-        &tokio::runtime::Handle::current(),
-        snapshot,
-        vec![Logger::disabled()],
-    );
-    server.abort();
+        };
+        assert!(wait_for(false).await, "down after 2 failed checks");
+        assert_eq!(state.last_check().unwrap().detail, "L7STS 503");
+        let failed = state.failed_checks.load(Ordering::Relaxed);
+        assert!(failed >= 2, "{failed}");
+        assert_eq!(state.downs.load(Ordering::Relaxed), 1);
+        healthy.store(true, Ordering::Relaxed);
+        let since = Instant::now();
+        assert!(wait_for(true).await, "up again after 3 good checks");
+        // rise = 3 checks 50 ms apart: not before the second interval ends.
+        assert!(
+            since.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            since.elapsed()
+        );
+        assert_eq!(state.last_check().unwrap().detail, "L7OK 200");
+        // Every check's latency went into the histogram of /metrics.
+        let text = live.histograms_text();
+        let count: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("lbd_server_check_latency_seconds_count{proxy=\"b\",server=\"s\"} ")
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count in {text}"));
+        assert!(
+            count >= u64::from(failed as u32) + 3,
+            "{count} checks: {text}"
+        );
+        // A reload keeps the state and checks on with the new snapshot.
+        drop(health);
+        let snapshot = Arc::new(registry.build(Arc::clone(&snapshot.config)));
+        assert!(snapshot.backends[0].servers[0].is_health_up());
+        let _health = ProxyHealth::start(
+            &tokio::runtime::Handle::current(),
+            snapshot,
+            vec![Logger::disabled()],
+        );
+        server.abort();
+    })
 }
 
 #[test]

@@ -219,12 +219,14 @@ mod tests {
         assert_eq!(limit.current(), 0);
     }
 
-    #[tokio::test]
-    async fn binds_an_address_this_host_does_not_have() {
-        // IP_FREEBIND: a VRRP backup binds the VIP before it holds it.
-        // 198.18.0.0/15 is a benchmarking range no host here owns.
-        let listener = bind("198.18.255.254:0".parse().expect("addr"));
-        assert!(listener.is_ok(), "{listener:?}");
+    #[test]
+    fn binds_an_address_this_host_does_not_have() {
+        crate::test_netns::block_on(|| async {
+            // IP_FREEBIND: a VRRP backup binds the VIP before it holds it.
+            // 198.18.0.0/15 is a benchmarking range no host here owns.
+            let listener = bind("198.18.255.254:0".parse().expect("addr"));
+            assert!(listener.is_ok(), "{listener:?}");
+        })
     }
 
     #[test]

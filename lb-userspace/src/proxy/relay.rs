@@ -377,30 +377,6 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// Runs `test` on a thread in a network namespace of its own (loopback
-    /// only), so test sockets never touch the host's network.
-    fn in_private_netns<F: std::future::Future<Output = ()>>(test: impl FnOnce() -> F + Send) {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                        .expect("unshare (root)");
-                    let up = std::process::Command::new("ip")
-                        .args(["link", "set", "lo", "up"])
-                        .status()
-                        .expect("ip");
-                    assert!(up.success());
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime")
-                        .block_on(test());
-                })
-                .join()
-                .expect("test thread");
-        });
-    }
-
     /// A connected pair of TCP sockets over the namespace's loopback.
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -461,24 +437,24 @@ mod tests {
 
     #[test]
     fn copy_passes_half_close_both_ways() {
-        in_private_netns(|| check_half_close(Engine::Copy));
+        crate::test_netns::block_on(|| check_half_close(Engine::Copy));
     }
 
     #[test]
     fn splice_passes_half_close_both_ways() {
-        in_private_netns(|| check_half_close(Engine::Splice));
+        crate::test_netns::block_on(|| check_half_close(Engine::Splice));
     }
 
     #[test]
     fn adaptive_passes_half_close_both_ways() {
-        in_private_netns(|| check_half_close(Engine::Adaptive));
+        crate::test_netns::block_on(|| check_half_close(Engine::Adaptive));
     }
 
     /// A bulk transfer turns the adaptive relay to splice part way; every
     /// byte still arrives, in order, and is counted.
     #[test]
     fn adaptive_relay_carries_bulk_data_whole() {
-        in_private_netns(|| async {
+        crate::test_netns::block_on(|| async {
             let (mut client, mut proxy_client) = pair().await;
             let (mut proxy_server, mut server) = pair().await;
             let meter = RelayMeter::default();
@@ -512,7 +488,7 @@ mod tests {
 
     #[test]
     fn idle_relay_times_out() {
-        in_private_netns(|| async {
+        crate::test_netns::block_on(|| async {
             let (_client, proxy_client) = pair().await;
             let (proxy_server, _server) = pair().await;
             let meter = RelayMeter::default();
@@ -530,7 +506,7 @@ mod tests {
 
     #[test]
     fn traffic_keeps_a_relay_past_its_idle_time() {
-        in_private_netns(|| async {
+        crate::test_netns::block_on(|| async {
             let (mut client, mut proxy_client) = pair().await;
             let (mut proxy_server, mut server) = pair().await;
             let meter = RelayMeter::default();

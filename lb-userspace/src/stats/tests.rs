@@ -410,73 +410,75 @@ fn status_of(address: std::net::SocketAddr, request: &str) -> u16 {
 /// the action when the loop answers.
 #[test]
 fn replacing_the_server_never_waits_for_an_action_in_flight() {
-    use crate::stats::{LiveMetrics, StatsServer};
-    use std::{
-        sync::Arc,
-        time::{Duration, Instant},
-    };
-    let text = "[stats]\nbind = \"127.0.0.1:0\"\nadmin = true\n[[stats.user]]\nname = \"admin\"\npassword = \"pw\"\n";
-    let config = super::config::tests_parse(text).expect("valid");
-    let (control, mut calls) = tokio::sync::mpsc::channel(4);
-    let live = Arc::new(LiveMetrics::default());
-    let old = StatsServer::start(
-        config.clone(),
-        "no-such-instance",
-        control.clone(),
-        live.clone(),
-    )
-    .expect("start");
-    let address = old.local_addr().expect("address");
-    let auth = format!(
-        "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:pw")
-    );
-    let form = format!(
-        "token={}&kind=proxy&group=app&member=n1&action=drain",
-        old.token
-    );
-    let post = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\
+    crate::test_netns::run(|| {
+        use crate::stats::{LiveMetrics, StatsServer};
+        use std::{
+            sync::Arc,
+            time::{Duration, Instant},
+        };
+        let text = "[stats]\nbind = \"127.0.0.1:0\"\nadmin = true\n[[stats.user]]\nname = \"admin\"\npassword = \"pw\"\n";
+        let config = super::config::tests_parse(text).expect("valid");
+        let (control, mut calls) = tokio::sync::mpsc::channel(4);
+        let live = Arc::new(LiveMetrics::default());
+        let old = StatsServer::start(
+            config.clone(),
+            "no-such-instance",
+            control.clone(),
+            live.clone(),
+        )
+        .expect("start");
+        let address = old.local_addr().expect("address");
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "admin:pw")
+        );
+        let form = format!(
+            "token={}&kind=proxy&group=app&member=n1&action=drain",
+            old.token
+        );
+        let post = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    let action = std::thread::spawn(move || status_of(address, &post));
-    // The action reached the loop, which does not answer yet (it is busy
-    // with the reload).
-    let (request, reply) = calls.blocking_recv().expect("the action");
-    assert!(matches!(request, crate::control::Request::SetServer { .. }));
+            form.len()
+        );
+        let action = std::thread::spawn(move || status_of(address, &post));
+        // The action reached the loop, which does not answer yet (it is busy
+        // with the reload).
+        let (request, reply) = calls.blocking_recv().expect("the action");
+        assert!(matches!(request, crate::control::Request::SetServer { .. }));
 
-    let mut changed = config.clone();
-    changed.realm = "changed".into();
-    let started = Instant::now();
-    let new = StatsServer::replace(Some(old), Some(changed), "no-such-instance", control, live)
-        .expect("replace")
-        .expect("a server");
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "the reload waited {:?} for the old stats server",
-        started.elapsed()
-    );
-    assert_eq!(new.local_addr().expect("address"), address, "same socket");
-    // The new server answers on it at once (with its new realm).
-    let started = Instant::now();
-    assert_eq!(
-        status_of(
-            address,
-            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        ),
-        401
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
-    // The loop answers: the old server completes the action.
-    let _ = reply.send(crate::control::Reply {
-        ok: true,
-        message: "done".into(),
-    });
-    assert_eq!(action.join().expect("action thread"), 303);
-    let started = Instant::now();
-    new.stop();
-    assert!(started.elapsed() < Duration::from_secs(1));
+        let mut changed = config.clone();
+        changed.realm = "changed".into();
+        let started = Instant::now();
+        let new = StatsServer::replace(Some(old), Some(changed), "no-such-instance", control, live)
+            .expect("replace")
+            .expect("a server");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "the reload waited {:?} for the old stats server",
+            started.elapsed()
+        );
+        assert_eq!(new.local_addr().expect("address"), address, "same socket");
+        // The new server answers on it at once (with its new realm).
+        let started = Instant::now();
+        assert_eq!(
+            status_of(
+                address,
+                "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            ),
+            401
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The loop answers: the old server completes the action.
+        let _ = reply.send(crate::control::Reply {
+            ok: true,
+            message: "done".into(),
+        });
+        assert_eq!(action.join().expect("action thread"), 303);
+        let started = Instant::now();
+        new.stop();
+        assert!(started.elapsed() < Duration::from_secs(1));
+    })
 }
 
 /// Each view is rendered once per sample whatever the number of viewers,
@@ -516,44 +518,46 @@ fn each_view_is_rendered_once_per_sample() {
 /// The stats thread runs niced, so that it yields to the proxy's workers.
 #[test]
 fn the_stats_thread_yields_to_the_data_path() {
-    use crate::stats::{LiveMetrics, StatsServer};
-    let text = "[stats]\nbind = \"127.0.0.1:0\"\n";
-    let config = super::config::tests_parse(text).expect("valid");
-    let (control, _calls) = tokio::sync::mpsc::channel(4);
-    let server = StatsServer::start(
-        config,
-        "no-such-instance",
-        control,
-        std::sync::Arc::new(LiveMetrics::default()),
-    )
-    .expect("start");
-    let nice_of_stats_threads = || -> Vec<i64> {
-        std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .filter_map(|task| {
-                let path = task.ok()?.path();
-                let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-                (comm.trim_end() == "lbd-stats").then_some(())?;
-                let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-                // Fields after the command's closing parenthesis: state is
-                // field 3, nice field 19.
-                let rest = &stat[stat.rfind(')')? + 2..];
-                rest.split_whitespace().nth(16)?.parse().ok()
-            })
-            .collect()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut seen = nice_of_stats_threads();
-    while (seen.is_empty() || seen.contains(&0)) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        seen = nice_of_stats_threads();
-    }
-    assert!(!seen.is_empty(), "no lbd-stats thread");
-    assert!(
-        seen.iter().all(|&n| n == i64::from(super::server::NICE)),
-        "nice values {seen:?}"
-    );
-    server.stop();
+    crate::test_netns::run(|| {
+        use crate::stats::{LiveMetrics, StatsServer};
+        let text = "[stats]\nbind = \"127.0.0.1:0\"\n";
+        let config = super::config::tests_parse(text).expect("valid");
+        let (control, _calls) = tokio::sync::mpsc::channel(4);
+        let server = StatsServer::start(
+            config,
+            "no-such-instance",
+            control,
+            std::sync::Arc::new(LiveMetrics::default()),
+        )
+        .expect("start");
+        let nice_of_stats_threads = || -> Vec<i64> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("tasks")
+                .filter_map(|task| {
+                    let path = task.ok()?.path();
+                    let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+                    (comm.trim_end() == "lbd-stats").then_some(())?;
+                    let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+                    // Fields after the command's closing parenthesis: state is
+                    // field 3, nice field 19.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(16)?.parse().ok()
+                })
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = nice_of_stats_threads();
+        while (seen.is_empty() || seen.contains(&0)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            seen = nice_of_stats_threads();
+        }
+        assert!(!seen.is_empty(), "no lbd-stats thread");
+        assert!(
+            seen.iter().all(|&n| n == i64::from(super::server::NICE)),
+            "nice values {seen:?}"
+        );
+        server.stop();
+    })
 }
 
 /// HAProxy's transitional states: the legend, the row colour and the

@@ -212,32 +212,34 @@ mod tests {
 
     /// Keys chosen by clients (an SNI per Host) do not pile up: once their
     /// connections expire, the next sweep drops them.
-    #[tokio::test]
-    async fn expired_keys_leave_the_pool() {
-        let (mut conns, address, _listener) = connections(41).await;
-        let pool = Pool::default();
-        let start = Instant::now();
-        let last = conns.pop().expect("a connection");
-        for (i, conn) in conns.into_iter().enumerate() {
-            pool.put_at(
-                (address, Some(format!("host{i}.example").into())),
-                conn,
-                start,
-            );
-        }
-        assert_eq!(pool.keys(), 40);
-        assert_eq!(pool.idle_count(address), 40);
-        // Within the idle time nothing is swept.
-        let later = start + POOL_IDLE_TIMEOUT / 2;
-        let key: PoolKey = (address, None);
-        pool.put_at(key.clone(), last, later);
-        assert_eq!(pool.keys(), 41);
-        // One idle time after the first sweep, the next put sweeps: only
-        // the connection that is still fresh stays.
-        let (mut more, _, _listener2) = connections(1).await;
-        let swept_at = start + POOL_IDLE_TIMEOUT;
-        pool.put_at(key, more.pop().expect("a connection"), swept_at);
-        assert_eq!(pool.keys(), 1);
-        assert_eq!(pool.idle_count(address), 2);
+    #[test]
+    fn expired_keys_leave_the_pool() {
+        crate::test_netns::block_on(|| async {
+            let (mut conns, address, _listener) = connections(41).await;
+            let pool = Pool::default();
+            let start = Instant::now();
+            let last = conns.pop().expect("a connection");
+            for (i, conn) in conns.into_iter().enumerate() {
+                pool.put_at(
+                    (address, Some(format!("host{i}.example").into())),
+                    conn,
+                    start,
+                );
+            }
+            assert_eq!(pool.keys(), 40);
+            assert_eq!(pool.idle_count(address), 40);
+            // Within the idle time nothing is swept.
+            let later = start + POOL_IDLE_TIMEOUT / 2;
+            let key: PoolKey = (address, None);
+            pool.put_at(key.clone(), last, later);
+            assert_eq!(pool.keys(), 41);
+            // One idle time after the first sweep, the next put sweeps: only
+            // the connection that is still fresh stays.
+            let (mut more, _, _listener2) = connections(1).await;
+            let swept_at = start + POOL_IDLE_TIMEOUT;
+            pool.put_at(key, more.pop().expect("a connection"), swept_at);
+            assert_eq!(pool.keys(), 1);
+            assert_eq!(pool.idle_count(address), 2);
+        })
     }
 }
