@@ -7,6 +7,7 @@
 //! relay), `runtime` (the proxy's own tokio runtime, start/apply/stop),
 //! `pass` (sends at the end of a worker's pass) and
 //! `stats` (the counters `lbd status` shows).
+pub mod batch;
 pub mod http;
 pub mod listener;
 pub mod pass;

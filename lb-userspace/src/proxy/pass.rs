@@ -18,6 +18,11 @@
 //! (HAProxy 0.26; 0.29 with requests too), nginx's from 0.52 to 0.45 with
 //! requests deferred, lbd's involuntary ones from 0.42 to 0.33. tcp mode
 //! went from 1.02x to 1.06x with relayed reads behind the queue (6 runs).
+//!
+//! Where a worker batches its sends (`proxy::batch`: io_uring, session 17),
+//! the batching socket already sends at the pass's end, in one system call,
+//! and writers to it skip this; it remains for sockets that do not batch
+//! (TLS to servers, tcp mode's relays, a kernel without io_uring).
 use std::{
     future::Future,
     pin::Pin,

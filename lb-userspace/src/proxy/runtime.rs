@@ -12,6 +12,7 @@
 //! listeners, lets connections finish for a grace period, then ends.
 use super::{
     acl::ConnInfo,
+    batch::BatchedTcp,
     config::{LogSettings, Mode},
     http,
     listener::{self, AcceptErrorAction, Limit},
@@ -611,8 +612,14 @@ impl Accepted {
     fn serve_http(self, stream: TcpStream) -> impl Future<Output = ()> + Send {
         let _ = stream.set_nodelay(true);
         let (shared, snapshot, frontend) = (self.shared, self.snapshot, self.frontend);
+        let (info, timeouts) = (self.info, self.timeouts);
         Holding {
-            inner: http::serve(stream, shared, snapshot, frontend, self.info, self.timeouts),
+            // Made on the worker that serves it: batching is per worker.
+            inner: async move {
+                let stream = BatchedTcp::new(stream);
+                let batched = stream.sends_at_pass_end();
+                http::serve(stream, shared, snapshot, frontend, info, timeouts, batched).await
+            },
             _held: self.held,
         }
     }
@@ -628,10 +635,22 @@ impl Accepted {
         // The handshake runs under `timeout http-request` (`timeout client`
         // when unset): half-open handshakes cannot pile up.
         let accept_date = std::time::SystemTime::now();
+        // TLS records go out with the pass too (the handshake's included).
+        let stream = BatchedTcp::new(stream);
+        let batched = stream.sends_at_pass_end();
         match tls.handshake(stream, self.timeouts.http_request).await {
             Ok((stream, facts)) => {
                 let info = ConnInfo::terminated(info.src, info.dst, facts);
-                http::serve(stream, shared, snapshot, frontend, info, self.timeouts).await
+                http::serve(
+                    stream,
+                    shared,
+                    snapshot,
+                    frontend,
+                    info,
+                    self.timeouts,
+                    batched,
+                )
+                .await
             }
             Err(error) => {
                 let counters = shared.counters.frontends.get(&frontend);

@@ -329,6 +329,9 @@ pub struct ConnContext {
     pub activity: Arc<Activity>,
     /// The frontend's counters, looked up once per connection.
     pub counters: Arc<Counters>,
+    /// The client socket sends at the end of the worker's pass by itself
+    /// (`proxy::batch`): responses need no deferral.
+    pub sends_at_pass_end: bool,
 }
 
 impl ConnContext {
@@ -519,6 +522,7 @@ pub async fn serve<S>(
     frontend: Arc<str>,
     info: ConnInfo,
     timeouts: FrontendTimeouts,
+    sends_at_pass_end: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -549,6 +553,7 @@ pub async fn serve<S>(
         accept_date: SystemTime::now() - handshake_time,
         activity: activity.clone(),
         counters: counters.clone(),
+        sends_at_pass_end,
     });
     let _close_logs = CloseLogs(context.clone());
     let io = WatchedIo {

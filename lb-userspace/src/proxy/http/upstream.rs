@@ -6,7 +6,7 @@
 //! part per proxy worker thread: a connection is reused by the thread that
 //! runs it (no cross-thread wake-up per request, no shared lock).
 use super::origin::{ServerConn, ServerIo};
-use crate::proxy::clock;
+use crate::proxy::{batch::BatchedTcp, clock};
 use std::{
     collections::HashMap,
     io,
@@ -180,7 +180,7 @@ pub async fn connect(
     };
     stream.set_nodelay(true)?;
     let Some(target) = tls else {
-        return Ok(ServerConn::new(ServerIo::Plain(stream)));
+        return Ok(ServerConn::new(ServerIo::Plain(BatchedTcp::new(stream))));
     };
     let handshake = crate::proxy::tls::client::handshake(target, stream);
     match tokio::time::timeout(timeout, handshake).await {
@@ -205,7 +205,7 @@ mod tests {
         let mut conns = Vec::new();
         for _ in 0..count {
             let stream = TcpStream::connect(address).await.expect("connect");
-            conns.push(ServerConn::new(ServerIo::Plain(stream)));
+            conns.push(ServerConn::new(ServerIo::Plain(BatchedTcp::new(stream))));
         }
         (conns, address, listener)
     }

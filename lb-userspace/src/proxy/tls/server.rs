@@ -10,6 +10,7 @@
 //! use the new certificates while established connections keep theirs.
 use super::options::{BindOptions, ClientVerify, IgnoreErrors, TlsVersion};
 use super::pem::{self, LoadedCert};
+use crate::proxy::batch::BatchedTcp;
 use rustls::{
     crypto::WebPkiSupportedAlgorithms,
     server::{
@@ -26,7 +27,6 @@ use std::{
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
-use tokio::net::TcpStream;
 use tokio_rustls::{server::TlsStream, TlsAcceptor};
 
 /// Sessions remembered for resumption without tickets (HAProxy's
@@ -195,9 +195,9 @@ impl TlsBind {
     /// took too long; the reason is returned for counting.
     pub async fn handshake(
         &self,
-        stream: TcpStream,
+        stream: BatchedTcp,
         limit: Duration,
-    ) -> Result<(TlsStream<TcpStream>, TlsFacts), HandshakeError> {
+    ) -> Result<(TlsStream<BatchedTcp>, TlsFacts), HandshakeError> {
         let started = Instant::now();
         let accepted = tokio::time::timeout(limit, self.acceptor.accept(stream)).await;
         let stream = match accepted {

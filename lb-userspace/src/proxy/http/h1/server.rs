@@ -224,7 +224,12 @@ where
     response::encode(&parts, &plan, client, out);
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
     headers::recycle(parts.headers);
-    if write_response(wire, out, body, plan.framing).await.is_err() {
+    // A batching socket sends at the end of the pass by itself.
+    let defer = !context.sends_at_pass_end;
+    if write_response(wire, out, body, plan.framing, defer)
+        .await
+        .is_err()
+    {
         return Next::Abort;
     }
     if switching {
@@ -272,16 +277,20 @@ async fn finish_request_body<S: AsyncRead + AsyncWrite + Unpin>(wire: &Mutex<Wir
 }
 
 /// Writes the head in `out` and the body framed as `framing`, then
-/// flushes (which logs the records that waited for the response's end),
-/// after the responses of the worker's pass that are queued before it, so
-/// that the client reads them together.
+/// flushes (which logs the records that waited for the response's end).
+/// With `defer`, after the responses of the worker's pass that are queued
+/// before it, so that the client reads them together (a batching socket,
+/// `proxy::batch`, sends at the pass's end by itself).
 async fn write_response<S: AsyncRead + AsyncWrite + Unpin>(
     wire: &Mutex<Wire<S>>,
     out: &mut BytesMut,
     body: ProxyBody,
     framing: Framing,
+    defer: bool,
 ) -> io::Result<()> {
-    behind_queued().await;
+    if defer {
+        behind_queued().await;
+    }
     let mut writer = ResponseWriter {
         out,
         large: None,

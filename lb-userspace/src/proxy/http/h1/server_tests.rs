@@ -10,7 +10,7 @@ async fn written(head: &str, body: ProxyBody, framing: Framing) -> io::Result<St
     let (ours, mut theirs) = tokio::io::duplex(1 << 20);
     let wire = Mutex::new(Wire::new(ours));
     let mut out = BytesMut::from(head.as_bytes());
-    write_response(&wire, &mut out, body, framing).await?;
+    write_response(&wire, &mut out, body, framing, false).await?;
     drop(wire);
     let mut received = String::new();
     theirs.read_to_string(&mut received).await?;
@@ -126,7 +126,8 @@ async fn a_response_waits_one_turn_behind_the_queued_tasks() {
             &wire,
             &mut out,
             full("abc"),
-            Framing::Length(3)
+            Framing::Length(3),
+            true
         ));
         hand.first_turn(writing.as_mut());
         assert!(hand.nothing_to_read(&mut theirs), "nothing is written yet");

@@ -321,8 +321,11 @@ async fn send_encoded(
         touched: false,
         flushed: false,
     };
-    // The pass's other requests first: the server reads them together.
-    behind_queued().await;
+    // The pass's other requests first: the server reads them together (a
+    // batching socket sends at the pass's end by itself).
+    if !conn.io.sends_at_pass_end() {
+        behind_queued().await;
+    }
     let mut write_error = None;
     let mut upload_done = false;
     let mut received = false;

@@ -60,7 +60,9 @@ async fn closing_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 async fn conn_to(address: SocketAddr) -> ServerConn {
     let stream = TcpStream::connect(address).await.expect("connect");
-    ServerConn::new(super::super::ServerIo::Plain(stream))
+    ServerConn::new(super::super::ServerIo::Plain(
+        crate::proxy::batch::BatchedTcp::new(stream),
+    ))
 }
 
 fn get(path: &str) -> Request<ProxyBody> {
@@ -351,34 +353,68 @@ fn a_pooled_connection_the_server_closed_is_not_reusable() {
     })
 }
 
-/// A request goes out on the sender's second turn: the first puts the task
-/// behind the worker's queued tasks, so that the requests of one pass
-/// reach their servers together.
+/// Without a batching socket (here: off a worker's current-thread
+/// runtime), a request goes out on the sender's second turn: the first
+/// puts the task behind the worker's queued tasks, so that the requests of
+/// one pass reach their servers together.
 #[test]
 fn a_request_waits_one_turn_behind_the_queued_tasks() {
+    crate::test_netns::run(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let conn = conn_to(address).await;
+            let (mut server, _) = listener.accept().expect("accept");
+            server.set_nonblocking(true).expect("nonblocking");
+            let hand = crate::proxy::pass::HandPoll::new();
+            let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
+            hand.first_turn(sending.as_mut());
+            let mut seen = [0u8; 64];
+            use std::io::Read;
+            let first = server.read(&mut seen).map_err(|e| e.kind());
+            assert_eq!(
+                first,
+                Err(io::ErrorKind::WouldBlock),
+                "nothing is written on the first turn"
+            );
+            // The second turn writes the request (and waits for the answer).
+            assert!(hand.poll(sending.as_mut()).is_pending());
+            server.set_nonblocking(false).expect("blocking");
+            let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
+            let mut got = vec![0u8; expected.len()];
+            server.read_exact(&mut got).expect("request");
+            assert_eq!(got, expected);
+        })
+    })
+}
+
+/// On a worker, the request is handed to the batching socket on the
+/// sender's first turn and goes out when the worker's pass ends (with the
+/// pass's other sends, in one submission).
+#[test]
+fn a_request_goes_out_with_the_pass_on_a_worker() {
     crate::test_netns::block_on(|| async {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         let conn = conn_to(address).await;
         let (mut server, _) = listener.accept().expect("accept");
-        server.set_nonblocking(true).expect("nonblocking");
-        let hand = crate::proxy::pass::HandPoll::new();
-        let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
-        hand.first_turn(sending.as_mut());
-        let mut seen = [0u8; 64];
-        use std::io::Read;
-        let first = server.read(&mut seen).map_err(|e| e.kind());
-        assert_eq!(
-            first,
-            Err(io::ErrorKind::WouldBlock),
-            "nothing is written on the first turn"
-        );
-        // The second turn writes the request (and waits for the answer).
-        assert!(hand.poll(sending.as_mut()).is_pending());
-        server.set_nonblocking(false).expect("blocking");
+        let (submissions, _) = crate::proxy::batch::counts();
+        let sending = tokio::spawn(send(conn, get("/"), false, None));
+        // The sender's turn hands the request over; the flusher's sends it.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(crate::proxy::batch::counts().0 > submissions);
         let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
         let mut got = vec![0u8; expected.len()];
+        use std::io::Read;
         server.read_exact(&mut got).expect("request");
         assert_eq!(got, expected);
+        sending.abort();
     })
 }

@@ -17,6 +17,7 @@ pub(super) mod head;
 pub use chunked::{ChunkedDecoder, Decoded};
 pub use exchange::{resend, send, Recycle, ResponseBody, SendError, Unsent};
 
+use crate::proxy::batch::BatchedTcp;
 use bytes::BytesMut;
 use std::{
     io,
@@ -31,7 +32,7 @@ use tokio_rustls::client::TlsStream;
 
 /// A connection to a server: plain TCP or TLS (`ssl` on the server line).
 pub enum ServerIo {
-    Plain(TcpStream),
+    Plain(BatchedTcp),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
@@ -39,6 +40,17 @@ pub enum ServerIo {
 pub struct ServerConn {
     io: ServerIo,
     buf: BytesMut,
+}
+
+impl ServerIo {
+    /// Whether writes go out at the end of the worker's pass by themselves
+    /// (`proxy::batch`); otherwise the sender defers them.
+    pub fn sends_at_pass_end(&self) -> bool {
+        match self {
+            ServerIo::Plain(io) => io.sends_at_pass_end(),
+            ServerIo::Tls(_) => false,
+        }
+    }
 }
 
 impl ServerConn {
