@@ -234,6 +234,8 @@ struct Batch {
     /// Connections with a send submitted, by the send's `user_data`.
     sending: Vec<Option<Arc<Conn>>>,
     free_slots: Vec<usize>,
+    /// Completions taken from the ring and not yet handled.
+    completed: Vec<(u64, i32)>,
     flusher: Option<Waker>,
     /// Submissions and sends so far (tests read them).
     submissions: u64,
@@ -249,6 +251,7 @@ thread_local! {
             queue: Vec::new(),
             sending: Vec::new(),
             free_slots: Vec::new(),
+            completed: Vec::new(),
             flusher: None,
             submissions: 0,
             sends: 0,
@@ -290,7 +293,11 @@ impl Batch {
             return false;
         }
         if self.ring.is_none() {
-            match IoUring::new(RING_ENTRIES) {
+            // Room for many sends waiting on full sockets at once.
+            match IoUring::builder()
+                .setup_cqsize(16 * RING_ENTRIES)
+                .build(RING_ENTRIES)
+            {
                 Ok(ring) => self.ring = Some(ring),
                 Err(error) => {
                     tracing::info!(%error, "no io_uring: proxy sends are not batched");
@@ -368,9 +375,12 @@ impl Batch {
             // which stay put and alive (the connection is in `sending`)
             // until this send's completion is reaped.
             while unsafe { ring.submission().push(&send) }.is_err() {
-                // The submission queue is full: hand it over, go on.
+                // The submission queue is full: hand it over and take the
+                // completions in (the completion queue must not fill up).
                 let _ = ring.submit();
                 self.submissions += 1;
+                self.completed
+                    .extend(ring.completion().map(|c| (c.user_data(), c.result())));
             }
             self.sends += 1;
         }
@@ -386,11 +396,10 @@ impl Batch {
         let Some(ring) = self.ring.as_mut() else {
             return;
         };
-        let done: Vec<(u64, i32)> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (slot, result) in done {
+        self.completed
+            .extend(ring.completion().map(|c| (c.user_data(), c.result())));
+        let mut done = std::mem::take(&mut self.completed);
+        for (slot, result) in done.drain(..) {
             let slot = slot as usize;
             let Some(conn) = self.sending.get_mut(slot).and_then(Option::take) else {
                 continue;
@@ -408,6 +417,7 @@ impl Batch {
                 self.queue.push(conn);
             }
         }
+        self.completed = done;
     }
 }
 
