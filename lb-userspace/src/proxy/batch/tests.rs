@@ -169,3 +169,34 @@ fn writes_are_direct_off_a_worker_runtime() {
         })
     })
 }
+
+#[test]
+fn more_sends_in_a_pass_than_the_ring_holds_all_go_out() {
+    test_netns::block_on(|| async {
+        const CONNECTIONS: usize = 300;
+        assert!(CONNECTIONS > RING_ENTRIES as usize);
+        let mut pairs = Vec::new();
+        for _ in 0..CONNECTIONS {
+            pairs.push(pair().await);
+        }
+        let (submissions, sends) = counts();
+        for (i, (ours, _)) in pairs.iter_mut().enumerate() {
+            ours.write_all(format!("{i:04}").as_bytes())
+                .await
+                .expect("handed over");
+        }
+        let_the_pass_end().await;
+        for (i, (_, peer)) in pairs.iter_mut().enumerate() {
+            let mut got = [0u8; 4];
+            peer.read_exact(&mut got).expect("message");
+            assert_eq!(&got, format!("{i:04}").as_bytes());
+        }
+        let (submissions_now, sends_now) = counts();
+        assert_eq!(sends_now - sends, CONNECTIONS as u64);
+        assert_eq!(
+            submissions_now - submissions,
+            2,
+            "a full ring, then the rest"
+        );
+    })
+}
