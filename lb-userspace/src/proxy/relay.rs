@@ -7,7 +7,12 @@
 //! bulk data, as HAProxy's `option splice-auto`: small messages (requests
 //! and responses) cost fewer system calls copied, long transfers less CPU
 //! spliced; and `splice(2)` throughout, for comparison.
-use crate::proxy::{clock, pass::behind_queued, stats::now_ms};
+use crate::proxy::{
+    batch::{BatchWriter, BatchedTcp},
+    clock,
+    pass::behind_queued,
+    stats::now_ms,
+};
 use std::{
     future::Future,
     io,
@@ -255,8 +260,8 @@ pub async fn splice_relay(
 /// once a read fills the copy buffer (bulk data); `splice: false` copies
 /// throughout.
 pub async fn adaptive_relay(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
+    client: &mut BatchedTcp,
+    server: &mut BatchedTcp,
     idle: Duration,
     meter: &RelayMeter,
     splice: bool,
@@ -285,7 +290,7 @@ pub async fn adaptive_relay(
 
 async fn adaptive_half(
     reader: &mut tokio::net::tcp::ReadHalf<'_>,
-    writer: &mut tokio::net::tcp::WriteHalf<'_>,
+    writer: &mut BatchWriter<'_>,
     total: &AtomicU64,
     meter: &RelayMeter,
     reading_client: bool,
@@ -302,23 +307,26 @@ async fn adaptive_half(
             let _ = writer.shutdown().await;
             return Ok(moved);
         }
-        // The pass's other sends first: the peer reads them together.
-        behind_queued().await;
-        writer
-            .write_all(&buffer[..n])
-            .await
-            .map_err(|_| CopyError {
-                reading_client: !reading_client,
-            })?;
+        // The pass's other sends first: the peer reads them together (a
+        // batching socket sends at the pass's end by itself).
+        if !writer.sends_at_pass_end() {
+            behind_queued().await;
+        }
+        let write_error = |_| CopyError {
+            reading_client: !reading_client,
+        };
+        writer.write_all(&buffer[..n]).await.map_err(write_error)?;
         moved += n as u64;
         total.fetch_add(n as u64, Relaxed);
         meter.touch();
         if splice && n == buffer.len() {
             if let Ok(pipe) = Pipe::new() {
                 drop(buffer);
+                // What was handed over goes out before the spliced bytes.
+                writer.flush().await.map_err(write_error)?;
                 let spliced = splice_half(
                     reader.as_ref(),
-                    writer.as_ref(),
+                    writer.socket(),
                     &pipe,
                     total,
                     meter,
@@ -393,8 +401,8 @@ mod tests {
     }
 
     async fn check_half_close(engine: Engine) {
-        let (mut client, mut proxy_client) = pair().await;
-        let (mut proxy_server, mut server) = pair().await;
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_server, mut server) = pair().await;
         let meter = RelayMeter::default();
         let idle = Duration::from_secs(5);
         let relay = async {
@@ -404,6 +412,8 @@ mod tests {
                     .expect("splice"),
                 Engine::Copy => copy(proxy_client, proxy_server, idle, &meter).await,
                 Engine::Adaptive => {
+                    let mut proxy_client = BatchedTcp::new(proxy_client);
+                    let mut proxy_server = BatchedTcp::new(proxy_server);
                     adaptive_relay(&mut proxy_client, &mut proxy_server, idle, &meter, true).await
                 }
             }
@@ -455,8 +465,10 @@ mod tests {
     #[test]
     fn adaptive_relay_carries_bulk_data_whole() {
         crate::test_netns::block_on(|| async {
-            let (mut client, mut proxy_client) = pair().await;
-            let (mut proxy_server, mut server) = pair().await;
+            let (mut client, proxy_client) = pair().await;
+            let (proxy_server, mut server) = pair().await;
+            let mut proxy_client = BatchedTcp::new(proxy_client);
+            let mut proxy_server = BatchedTcp::new(proxy_server);
             let meter = RelayMeter::default();
             let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
             let relay = adaptive_relay(
@@ -507,8 +519,10 @@ mod tests {
     #[test]
     fn traffic_keeps_a_relay_past_its_idle_time() {
         crate::test_netns::block_on(|| async {
-            let (mut client, mut proxy_client) = pair().await;
-            let (mut proxy_server, mut server) = pair().await;
+            let (mut client, proxy_client) = pair().await;
+            let (proxy_server, mut server) = pair().await;
+            let mut proxy_client = BatchedTcp::new(proxy_client);
+            let mut proxy_server = BatchedTcp::new(proxy_server);
             let meter = RelayMeter::default();
             let idle = Duration::from_millis(150);
             let started = std::time::Instant::now();
@@ -533,6 +547,39 @@ mod tests {
                 "ended after {lasted:?}"
             );
             assert!(lasted < Duration::from_secs(3), "ended after {lasted:?}");
+        });
+    }
+
+    /// On a worker, the adaptive relay's messages go out through the
+    /// worker's ring, with the pass's other sends, both ways.
+    #[test]
+    fn the_adaptive_relay_sends_with_the_pass_on_a_worker() {
+        crate::test_netns::block_on(|| async {
+            let (mut client, proxy_client) = pair().await;
+            let (proxy_server, mut server) = pair().await;
+            let mut proxy_client = BatchedTcp::new(proxy_client);
+            let mut proxy_server = BatchedTcp::new(proxy_server);
+            let meter = RelayMeter::default();
+            let idle = Duration::from_secs(5);
+            let sends = crate::proxy::batch::counts().1;
+            let relay = adaptive_relay(&mut proxy_client, &mut proxy_server, idle, &meter, true);
+            let talk = async {
+                let mut got = [0u8; 4];
+                client.write_all(b"ping").await.expect("write");
+                server.read_exact(&mut got).await.expect("request");
+                assert_eq!(&got, b"ping");
+                server.write_all(b"pong").await.expect("write");
+                client.read_exact(&mut got).await.expect("response");
+                assert_eq!(&got, b"pong");
+                assert_eq!(
+                    crate::proxy::batch::counts().1 - sends,
+                    2,
+                    "through the ring"
+                );
+                drop((client, server));
+            };
+            let (outcome, ()) = tokio::join!(relay, talk);
+            assert_eq!((outcome.up, outcome.down), (4, 4));
         });
     }
 

@@ -196,7 +196,9 @@ async fn session(
         }
         ServerStream::Plain(server_stream) => {
             let _ = server_stream.set_nodelay(true);
-            let (mut client, mut server_stream) = (client, server_stream);
+            // Relayed messages go out with the worker's pass too.
+            let mut client = crate::proxy::batch::BatchedTcp::new(client);
+            let mut server_stream = crate::proxy::batch::BatchedTcp::new(server_stream);
             relay::adaptive_relay(
                 &mut client,
                 &mut server_stream,

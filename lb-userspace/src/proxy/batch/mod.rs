@@ -45,7 +45,10 @@ use std::{
 };
 use tokio::{
     io::{unix::AsyncFd, AsyncRead, AsyncWrite, Interest, ReadBuf},
-    net::TcpStream,
+    net::{
+        tcp::{ReadHalf, WriteHalf},
+        TcpStream,
+    },
 };
 
 /// Bytes a connection may have waiting before its writer waits: HAProxy's
@@ -112,30 +115,110 @@ impl BatchedTcp {
     }
 
     fn write_bufs(&mut self, cx: &mut Context<'_>, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
-        let mut state = self.conn.state();
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total >= DIRECT_MIN && state.out.is_idle() && state.out.error().is_none() {
+        write_batched(&self.conn, &mut self.stream, cx, bufs)
+    }
+
+    /// The read side and a batching write side, for a relay that reads
+    /// one socket while it writes the other (and splices bulk data).
+    pub fn split(&mut self) -> (ReadHalf<'_>, BatchWriter<'_>) {
+        let (read, direct) = self.stream.split();
+        (
+            read,
+            BatchWriter {
+                conn: &self.conn,
+                direct,
+            },
+        )
+    }
+}
+
+/// Hands `bufs` to the connection's buffer (or writes bulk data to an idle
+/// connection through `direct`).
+fn write_batched<W: AsyncWrite + Unpin>(
+    conn: &Arc<Conn>,
+    direct: &mut W,
+    cx: &mut Context<'_>,
+    bufs: &[&[u8]],
+) -> Poll<io::Result<usize>> {
+    let mut state = conn.state();
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    if total >= DIRECT_MIN && state.out.is_idle() && state.out.error().is_none() {
+        drop(state);
+        let slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+        return Pin::new(direct).poll_write_vectored(cx, &slices);
+    }
+    match state.out.accept(bufs, OUT_LIMIT) {
+        Accepted::Taken {
+            bytes,
+            wake_flusher,
+        } => {
             drop(state);
-            let slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
-            return Pin::new(&mut self.stream).poll_write_vectored(cx, &slices);
-        }
-        match state.out.accept(bufs, OUT_LIMIT) {
-            Accepted::Taken {
-                bytes,
-                wake_flusher,
-            } => {
-                drop(state);
-                if wake_flusher {
-                    BATCH.with(|b| b.borrow_mut().enqueue(self.conn.clone()));
-                }
-                Poll::Ready(Ok(bytes))
+            if wake_flusher {
+                BATCH.with(|b| b.borrow_mut().enqueue(conn.clone()));
             }
-            Accepted::Full => {
-                state.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Accepted::Failed(errno) => Poll::Ready(Err(out::send_error(errno))),
+            Poll::Ready(Ok(bytes))
         }
+        Accepted::Full => {
+            state.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+        Accepted::Failed(errno) => Poll::Ready(Err(out::send_error(errno))),
+    }
+}
+
+/// Ready once nothing waits to be sent (or with the failed send's error).
+fn poll_drained(conn: &Conn, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut state = conn.state();
+    if let Some(errno) = state.out.error() {
+        return Poll::Ready(Err(out::send_error(errno)));
+    }
+    if state.out.is_idle() {
+        return Poll::Ready(Ok(()));
+    }
+    state.waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+/// The write side of a split [`BatchedTcp`]. Unlike the whole socket's,
+/// its flush waits until everything handed over is sent: a relay flushes
+/// before it splices bulk data straight into the socket.
+pub struct BatchWriter<'a> {
+    conn: &'a Arc<Conn>,
+    direct: WriteHalf<'a>,
+}
+
+impl BatchWriter<'_> {
+    /// The socket, for splice.
+    pub fn socket(&self) -> &TcpStream {
+        self.direct.as_ref()
+    }
+
+    pub fn sends_at_pass_end(&self) -> bool {
+        usable_here()
+    }
+}
+
+impl AsyncWrite for BatchWriter<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if !usable_here() {
+            return Pin::new(&mut this.direct).poll_write(cx, buf);
+        }
+        write_batched(this.conn, &mut this.direct, cx, &[buf])
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(poll_drained(self.conn, cx))?;
+        Pin::new(&mut self.direct).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(poll_drained(self.conn, cx))?;
+        Pin::new(&mut self.direct).poll_shutdown(cx)
     }
 }
 
@@ -207,16 +290,7 @@ impl AsyncWrite for BatchedTcp {
 
     /// Sends what waits, then the FIN.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        {
-            let mut state = self.conn.state();
-            if let Some(errno) = state.out.error() {
-                return Poll::Ready(Err(out::send_error(errno)));
-            }
-            if !state.out.is_idle() {
-                state.waker = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-        }
+        std::task::ready!(poll_drained(&self.conn, cx))?;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
