@@ -22,7 +22,7 @@
 //! Where a worker batches its sends (`proxy::batch`: io_uring, session 17),
 //! the batching socket already sends at the pass's end, in one system call,
 //! and writers to it skip this; it remains for sockets that do not batch
-//! (TLS to servers, tcp mode's relays, a kernel without io_uring).
+//! (TLS to servers, upgraded tunnels' copies, a kernel without io_uring).
 use std::{
     future::Future,
     pin::Pin,

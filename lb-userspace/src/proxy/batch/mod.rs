@@ -7,7 +7,9 @@
 //! each peer then finds its whole batch when it runs. HAProxy sends after
 //! its pass's I/O callbacks; this goes one step further.
 //!
-//! [`BatchedTcp`] is a proxy socket whose writes are copied into the
+//! [`BatchedTcp`] (http and https clients, plain servers, both sides of
+//! tcp mode; [`BatchedTcp::split`] gives a relay a [`BatchWriter`]) is a
+//! proxy socket whose writes are copied into the
 //! connection's [`OutBuffer`] and return at once (as a kernel socket
 //! buffer would take them). The first write of a connection wakes the
 //! worker's flusher task, which tokio's current-thread scheduler queues
