@@ -40,6 +40,22 @@ where
     })
 }
 
+/// [`block_on`] on a multi-thread runtime: what runs there is not on a
+/// proxy worker (`proxy::batch` writes directly).
+pub fn block_on_off_worker<F: Future>(test: impl FnOnce() -> F + Send) -> F::Output
+where
+    F::Output: Send,
+{
+    run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(test())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

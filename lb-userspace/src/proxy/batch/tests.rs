@@ -153,20 +153,13 @@ fn a_failed_send_reaches_the_writer() {
 
 #[test]
 fn writes_are_direct_off_a_worker_runtime() {
-    test_netns::run(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let (mut ours, mut peer) = pair().await;
-            assert!(!ours.sends_at_pass_end());
-            ours.write_all(b"now").await.expect("written");
-            let mut got = [0u8; 3];
-            peer.read_exact(&mut got).expect("at once");
-            assert_eq!(&got, b"now");
-        })
+    test_netns::block_on_off_worker(|| async {
+        let (mut ours, mut peer) = pair().await;
+        assert!(!ours.sends_at_pass_end());
+        ours.write_all(b"now").await.expect("written");
+        let mut got = [0u8; 3];
+        peer.read_exact(&mut got).expect("at once");
+        assert_eq!(&got, b"now");
     })
 }
 

@@ -359,37 +359,30 @@ fn a_pooled_connection_the_server_closed_is_not_reusable() {
 /// one pass reach their servers together.
 #[test]
 fn a_request_waits_one_turn_behind_the_queued_tasks() {
-    crate::test_netns::run(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            let address = listener.local_addr().expect("address");
-            let conn = conn_to(address).await;
-            let (mut server, _) = listener.accept().expect("accept");
-            server.set_nonblocking(true).expect("nonblocking");
-            let hand = crate::proxy::pass::HandPoll::new();
-            let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
-            hand.first_turn(sending.as_mut());
-            let mut seen = [0u8; 64];
-            use std::io::Read;
-            let first = server.read(&mut seen).map_err(|e| e.kind());
-            assert_eq!(
-                first,
-                Err(io::ErrorKind::WouldBlock),
-                "nothing is written on the first turn"
-            );
-            // The second turn writes the request (and waits for the answer).
-            assert!(hand.poll(sending.as_mut()).is_pending());
-            server.set_nonblocking(false).expect("blocking");
-            let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
-            let mut got = vec![0u8; expected.len()];
-            server.read_exact(&mut got).expect("request");
-            assert_eq!(got, expected);
-        })
+    crate::test_netns::block_on_off_worker(|| async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let conn = conn_to(address).await;
+        let (mut server, _) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let hand = crate::proxy::pass::HandPoll::new();
+        let mut sending = std::pin::pin!(send(conn, get("/"), false, None));
+        hand.first_turn(sending.as_mut());
+        let mut seen = [0u8; 64];
+        use std::io::Read;
+        let first = server.read(&mut seen).map_err(|e| e.kind());
+        assert_eq!(
+            first,
+            Err(io::ErrorKind::WouldBlock),
+            "nothing is written on the first turn"
+        );
+        // The second turn writes the request (and waits for the answer).
+        assert!(hand.poll(sending.as_mut()).is_pending());
+        server.set_nonblocking(false).expect("blocking");
+        let expected = b"GET / HTTP/1.1\r\nhost: backend\r\n\r\n";
+        let mut got = vec![0u8; expected.len()];
+        server.read_exact(&mut got).expect("request");
+        assert_eq!(got, expected);
     })
 }
 
