@@ -35,7 +35,7 @@
 mod out;
 
 use io_uring::{opcode, types, IoUring};
-pub use out::{Accepted, OutBuffer};
+use out::{Accepted, OutBuffer};
 use std::{
     cell::RefCell,
     future::poll_fn,
@@ -57,7 +57,7 @@ use tokio::{
 /// `tune.bufsize`.
 const OUT_LIMIT: usize = 16 * 1024;
 /// A write at least this long to an idle connection goes out directly.
-pub const DIRECT_MIN: usize = 16 * 1024;
+const DIRECT_MIN: usize = 16 * 1024;
 /// Submission queue entries; more sends in a pass are submitted in turns.
 const RING_ENTRIES: u32 = 256;
 
@@ -104,10 +104,6 @@ impl BatchedTcp {
                 }),
             }),
         }
-    }
-
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
     }
 
     /// Whether writes made here go out at the end of the pass (else they
